@@ -1,0 +1,1 @@
+//! Computation for lineage: evaluation, linear mode connectivity, basins (work in progress).

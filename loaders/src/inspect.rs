@@ -1,0 +1,178 @@
+//! `lineage inspect`: the discovered grid with header-level facts and every problem found.
+//!
+//! Reads file headers only (safetensors headers, pickle `data.pkl`, npy headers), never tensor data,
+//! so inspecting a zoo of thousands of checkpoints is quick. The JSON form ([`Inspection`]) is stable.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::checkpoint::scan_checkpoint;
+use crate::discover::discover;
+use crate::params::describe_shape_difference;
+use crate::problem::{Problem, ProblemKind};
+use crate::zoo::{Layout, Zoo};
+
+/// One readable checkpoint in the inspection report.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StepReport {
+    /// Training step.
+    pub step: u64,
+    /// Step folder or file.
+    pub path: PathBuf,
+    /// File format (`safetensors`, `torch_pickle`, `npz`).
+    pub format: String,
+    /// How it was found (`folder_per_step`, `hf_trainer`, `file_per_step`, `manifest`).
+    pub layout: Layout,
+    /// Storage dtype of the parameters (`f32`, `f16`, ... or `mixed(...)`).
+    pub dtype: String,
+    /// Number of scalar parameters.
+    pub n_params: usize,
+    /// Size of the checkpoint's files in bytes.
+    pub bytes: u64,
+    /// Number of files (shards).
+    pub n_files: usize,
+}
+
+/// One run in the inspection report.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RunReport {
+    /// Run name.
+    pub name: String,
+    /// Readable checkpoints, by step.
+    pub steps: Vec<StepReport>,
+    /// `config.json`, if found.
+    pub config: Option<PathBuf>,
+    /// Training logs found.
+    pub logs: Vec<PathBuf>,
+    /// Fork parent `{run, step}`, if any.
+    pub parent: Option<crate::zoo::ForkParent>,
+}
+
+/// Totals over the zoo.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Summary {
+    /// Number of runs.
+    pub n_runs: usize,
+    /// Number of readable checkpoints.
+    pub n_checkpoints: usize,
+    /// Union of all steps.
+    pub steps: Vec<u64>,
+    /// Total bytes of readable checkpoints.
+    pub total_bytes: u64,
+    /// Parameter count of the reference checkpoint (the first readable one).
+    pub n_params: Option<usize>,
+    /// Number of runs with at least one training log.
+    pub runs_with_logs: usize,
+}
+
+/// The result of inspecting a zoo folder.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Inspection {
+    /// The folder inspected.
+    pub root: PathBuf,
+    /// Runs with their readable checkpoints.
+    pub runs: Vec<RunReport>,
+    /// Totals.
+    pub summary: Summary,
+    /// Every problem found (discovery and header checks).
+    pub problems: Vec<Problem>,
+}
+
+/// Discovers `root` and scans every checkpoint header.
+pub fn inspect(root: &Path) -> Inspection {
+    inspect_zoo(discover(root))
+}
+
+/// Scans every checkpoint header of an already discovered zoo. Unreadable checkpoints are dropped
+/// from the grid and reported; checkpoints whose names or shapes differ from the reference (the first
+/// readable checkpoint) stay in the grid and are reported.
+pub fn inspect_zoo(zoo: Zoo) -> Inspection {
+    let Zoo {
+        root,
+        runs,
+        mut problems,
+    } = zoo;
+    let mut reference: Option<(PathBuf, BTreeMap<String, Vec<usize>>)> = None;
+    let mut reports = Vec::with_capacity(runs.len());
+    for run in runs {
+        let mut steps = Vec::with_capacity(run.checkpoints.len());
+        for checkpoint in &run.checkpoints {
+            let path = checkpoint.display_path();
+            let scan = match scan_checkpoint(checkpoint) {
+                Ok(scan) => scan,
+                Err(err) => {
+                    problems.push(Problem::from_error(&path, &err));
+                    continue;
+                }
+            };
+            let shapes = scan.normalised_shapes();
+            match &reference {
+                None => reference = Some((path.clone(), shapes)),
+                Some((ref_path, ref_shapes)) => {
+                    if let Some(diff) = describe_shape_difference(ref_shapes, &shapes) {
+                        problems.push(Problem::new(
+                            &path,
+                            ProblemKind::ShapeMismatch,
+                            format!(
+                                "{}: parameters differ from {} (run `{}` step {}): {diff}",
+                                path.display(),
+                                ref_path.display(),
+                                run.name,
+                                checkpoint.step
+                            ),
+                        ));
+                    }
+                }
+            }
+            if let Some(recorded) = scan.global_step.filter(|s| *s != checkpoint.step) {
+                problems.push(Problem::new(
+                    &path,
+                    ProblemKind::Malformed,
+                    format!(
+                        "{}: the file records global_step {recorded} but its name says step {}; the name is used",
+                        path.display(),
+                        checkpoint.step
+                    ),
+                ));
+            }
+            steps.push(StepReport {
+                step: checkpoint.step,
+                path,
+                format: checkpoint.format.name().to_string(),
+                layout: checkpoint.layout,
+                dtype: scan.dtype(),
+                n_params: scan.n_params(),
+                bytes: scan.bytes,
+                n_files: checkpoint.files.len(),
+            });
+        }
+        reports.push(RunReport {
+            name: run.name,
+            steps,
+            config: run.config,
+            logs: run.logs,
+            parent: run.parent,
+        });
+    }
+    let mut all_steps: Vec<u64> = reports.iter().flat_map(|r| r.steps.iter().map(|s| s.step)).collect();
+    all_steps.sort_unstable();
+    all_steps.dedup();
+    let summary = Summary {
+        n_runs: reports.len(),
+        n_checkpoints: reports.iter().map(|r| r.steps.len()).sum(),
+        steps: all_steps,
+        total_bytes: reports.iter().flat_map(|r| r.steps.iter().map(|s| s.bytes)).sum(),
+        n_params: reference
+            .as_ref()
+            .map(|(_, shapes)| shapes.values().map(|s| s.iter().product::<usize>()).sum()),
+        runs_with_logs: reports.iter().filter(|r| !r.logs.is_empty()).count(),
+    };
+    Inspection {
+        root,
+        runs: reports,
+        summary,
+        problems,
+    }
+}

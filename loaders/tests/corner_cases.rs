@@ -1,0 +1,285 @@
+//! Broken and unusual zoos: every problem is reported with the file it concerns, nothing panics,
+//! and the rest of the zoo is still read.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use candle_core::{Device, Tensor};
+use lineage_loaders::inspect::{Inspection, inspect};
+use lineage_loaders::problem::ProblemKind;
+
+fn fixture(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/fixtures/digits-mlp")
+        .join(rel)
+}
+
+/// Copies the safetensors fixture zoo (2 runs x 3 steps) into `dst`.
+fn copy_fixture_zoo(dst: &Path) {
+    for run in ["init0_order0", "init1_order0"] {
+        for step in ["step0", "step100", "step1500"] {
+            let to = dst.join(run).join(step);
+            std::fs::create_dir_all(&to).unwrap();
+            std::fs::copy(
+                fixture(&format!("zoo_safetensors/{run}/{step}/model.safetensors")),
+                to.join("model.safetensors"),
+            )
+            .unwrap();
+        }
+        std::fs::copy(
+            fixture(&format!("zoo_safetensors/{run}/config.json")),
+            dst.join(run).join("config.json"),
+        )
+        .unwrap();
+    }
+}
+
+fn problems_of(ins: &Inspection, kind: ProblemKind) -> Vec<String> {
+    ins.problems
+        .iter()
+        .filter(|p| p.kind == kind)
+        .map(|p| p.message.clone())
+        .collect()
+}
+
+fn steps_of(ins: &Inspection, run: &str) -> Vec<u64> {
+    ins.runs
+        .iter()
+        .find(|r| r.name == run)
+        .map(|r| r.steps.iter().map(|s| s.step).collect())
+        .unwrap_or_default()
+}
+
+fn write_pickle_zip(path: &Path, pickle: &[u8]) {
+    let file = std::fs::File::create(path).unwrap();
+    let mut zip = zip::ZipWriter::new(file);
+    let opts = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+    zip.start_file("archive/data.pkl", opts).unwrap();
+    zip.write_all(pickle).unwrap();
+    zip.finish().unwrap();
+}
+
+#[test]
+fn broken_files_are_reported_and_the_rest_is_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let zoo = dir.path();
+    copy_fixture_zoo(zoo);
+
+    // Truncated safetensors.
+    let cut = zoo.join("init0_order0/step100/model.safetensors");
+    let bytes = std::fs::read(&cut).unwrap();
+    std::fs::write(&cut, &bytes[..bytes.len() - 1000]).unwrap();
+
+    // A header lying about offsets: claims 64 bytes for a 4-element f32 tensor.
+    let liar = zoo.join("init1_order0/step100/model.safetensors");
+    let header = br#"{"fc1.weight":{"dtype":"F32","shape":[4],"data_offsets":[0,64]}}"#;
+    let mut data = (header.len() as u64).to_le_bytes().to_vec();
+    data.extend_from_slice(header);
+    data.extend_from_slice(&[0; 64]);
+    std::fs::write(&liar, data).unwrap();
+
+    // A pickle calling os.system: refused, never executed.
+    std::fs::create_dir_all(zoo.join("evil/step100")).unwrap();
+    write_pickle_zip(
+        &zoo.join("evil/step100/pytorch_model.bin"),
+        b"\x80\x02cos\nsystem\nX\x02\x00\x00\x00lsq\x85R.",
+    );
+
+    let ins = inspect(zoo);
+    let malformed = problems_of(&ins, ProblemKind::Malformed);
+    assert!(
+        malformed
+            .iter()
+            .any(|m| m.contains("init0_order0/step100") && m.contains("truncated")),
+        "{malformed:?}"
+    );
+    assert!(
+        malformed
+            .iter()
+            .any(|m| m.contains("init1_order0/step100") && m.contains("fc1.weight")),
+        "{malformed:?}"
+    );
+    let unsafe_pickles = problems_of(&ins, ProblemKind::UnsafePickle);
+    assert!(
+        unsafe_pickles
+            .iter()
+            .any(|m| m.contains("evil/step100") && m.contains("os.system")),
+        "{unsafe_pickles:?}"
+    );
+    // The rest is still read.
+    assert_eq!(steps_of(&ins, "init0_order0"), [0, 1500]);
+    assert_eq!(steps_of(&ins, "init1_order0"), [0, 1500]);
+    assert_eq!(ins.summary.n_checkpoints, 4);
+}
+
+#[test]
+fn empty_folder_is_a_clear_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let ins = inspect(dir.path());
+    assert_eq!(ins.summary.n_runs, 0);
+    let none = problems_of(&ins, ProblemKind::NoCheckpoints);
+    assert_eq!(none.len(), 1, "{:?}", ins.problems);
+    assert!(none[0].contains(&dir.path().display().to_string()));
+    let missing = inspect(&dir.path().join("does-not-exist"));
+    assert_eq!(problems_of(&missing, ProblemKind::Unreadable).len(), 1);
+}
+
+#[test]
+fn symlink_loop_is_skipped_with_a_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    copy_fixture_zoo(dir.path());
+    std::os::unix::fs::symlink(dir.path(), dir.path().join("init0_order0/loop")).unwrap();
+    let ins = inspect(dir.path());
+    let loops = problems_of(&ins, ProblemKind::SymlinkLoop);
+    assert_eq!(loops.len(), 1, "{:?}", ins.problems);
+    assert!(loops[0].contains("loop"));
+    assert_eq!(ins.summary.n_checkpoints, 6);
+}
+
+#[test]
+fn mixed_layouts_are_all_read_and_noted() {
+    let dir = tempfile::tempdir().unwrap();
+    copy_fixture_zoo(dir.path());
+    let files = dir.path().join("files");
+    std::fs::create_dir_all(&files).unwrap();
+    for step in [0, 100, 1500] {
+        std::fs::copy(
+            fixture(&format!("zoo_safetensors/init0_order0/step{step}/model.safetensors")),
+            files.join(format!("seed7_step{step}.safetensors")),
+        )
+        .unwrap();
+    }
+    let ins = inspect(dir.path());
+    assert_eq!(steps_of(&ins, "files/seed7"), [0, 100, 1500]);
+    assert_eq!(ins.summary.n_runs, 3);
+    assert_eq!(
+        problems_of(&ins, ProblemKind::MixedLayouts).len(),
+        1,
+        "{:?}",
+        ins.problems
+    );
+}
+
+#[test]
+fn non_utf8_names_are_skipped_with_a_problem() {
+    use std::os::unix::ffi::OsStrExt;
+    let dir = tempfile::tempdir().unwrap();
+    copy_fixture_zoo(dir.path());
+    let name = std::ffi::OsStr::from_bytes(b"seed\xff_step5.safetensors");
+    std::fs::copy(
+        fixture("zoo_safetensors/init0_order0/step0/model.safetensors"),
+        dir.path().join(name),
+    )
+    .unwrap();
+    let ins = inspect(dir.path());
+    assert_eq!(
+        problems_of(&ins, ProblemKind::NonUtf8Name).len(),
+        1,
+        "{:?}",
+        ins.problems
+    );
+    assert_eq!(ins.summary.n_checkpoints, 6);
+}
+
+#[test]
+fn shape_mismatch_and_missing_steps_are_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    copy_fixture_zoo(dir.path());
+    std::fs::remove_dir_all(dir.path().join("init1_order0/step1500")).unwrap();
+    let other = dir.path().join("wide/step0");
+    std::fs::create_dir_all(&other).unwrap();
+    let tensors: HashMap<String, Tensor> = [
+        (
+            "fc1.weight".to_string(),
+            Tensor::zeros((256, 64), candle_core::DType::F32, &Device::Cpu).unwrap(),
+        ),
+        (
+            "fc1.bias".to_string(),
+            Tensor::zeros(256, candle_core::DType::F32, &Device::Cpu).unwrap(),
+        ),
+    ]
+    .into();
+    candle_core::safetensors::save(&tensors, other.join("model.safetensors")).unwrap();
+    let ins = inspect(dir.path());
+    let mismatch = problems_of(&ins, ProblemKind::ShapeMismatch);
+    assert_eq!(mismatch.len(), 1, "{:?}", ins.problems);
+    assert!(
+        mismatch[0].contains("wide/step0") && mismatch[0].contains("fc1.weight"),
+        "{mismatch:?}"
+    );
+    let missing = problems_of(&ins, ProblemKind::MissingSteps);
+    assert!(
+        missing.iter().any(|m| m.contains("init1_order0") && m.contains("1500")),
+        "{missing:?}"
+    );
+}
+
+#[test]
+fn sharded_checkpoint_with_index_is_one_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let ckpt = dir.path().join("run/checkpoint-100");
+    std::fs::create_dir_all(&ckpt).unwrap();
+    let full = lineage_loaders::load_params(&fixture("zoo_safetensors/init0_order0/step100")).unwrap();
+    let mut shard1 = HashMap::new();
+    let mut shard2 = HashMap::new();
+    let mut weight_map = serde_json::Map::new();
+    for (i, (name, t)) in full.iter().enumerate() {
+        let shard = if i % 2 == 0 {
+            "model-00001-of-00002.safetensors"
+        } else {
+            "model-00002-of-00002.safetensors"
+        };
+        if i % 2 == 0 { &mut shard1 } else { &mut shard2 }.insert(name.to_string(), t.clone());
+        weight_map.insert(name.to_string(), shard.into());
+    }
+    candle_core::safetensors::save(&shard1, ckpt.join("model-00001-of-00002.safetensors")).unwrap();
+    candle_core::safetensors::save(&shard2, ckpt.join("model-00002-of-00002.safetensors")).unwrap();
+    std::fs::write(
+        ckpt.join("model.safetensors.index.json"),
+        serde_json::json!({ "weight_map": weight_map }).to_string(),
+    )
+    .unwrap();
+    // HF side files must not be mistaken for weights.
+    std::fs::write(ckpt.join("optimizer.pt"), b"not a model").unwrap();
+    let ins = inspect(dir.path());
+    assert!(ins.problems.is_empty(), "{:?}", ins.problems);
+    assert_eq!(ins.runs[0].steps[0].n_files, 2);
+    assert_eq!(ins.runs[0].steps[0].n_params, 26_122);
+    let loaded = lineage_loaders::load_params(&ckpt).unwrap();
+    assert!(loaded.check_compatible(&full).is_ok());
+}
+
+#[test]
+fn manifest_names_runs_steps_and_fork_parents() {
+    let dir = tempfile::tempdir().unwrap();
+    copy_fixture_zoo(dir.path());
+    std::fs::write(
+        dir.path().join("lineage.toml"),
+        r#"
+[[runs]]
+name = "parent"
+checkpoints = [ { step = 0, path = "init0_order0/step0" }, { step = 100, path = "init0_order0/step100/model.safetensors" } ]
+
+[[runs]]
+name = "child"
+parent = { run = "parent", step = 100 }
+checkpoints = [ { step = 1500, path = "init1_order0/step1500" }, { step = 2000, path = "missing/step2000" } ]
+"#,
+    )
+    .unwrap();
+    let ins = inspect(dir.path());
+    assert_eq!(steps_of(&ins, "parent"), [0, 100]);
+    assert_eq!(steps_of(&ins, "child"), [1500]);
+    let child = ins.runs.iter().find(|r| r.name == "child").unwrap();
+    assert_eq!(
+        child.parent.as_ref().map(|p| (p.run.as_str(), p.step)),
+        Some(("parent", 100))
+    );
+    let missing = problems_of(&ins, ProblemKind::Unreadable);
+    assert!(
+        missing.iter().any(|m| m.contains("missing/step2000")),
+        "{:?}",
+        ins.problems
+    );
+}
