@@ -1,1 +1,31 @@
-//! Computation for lineage: evaluation, linear mode connectivity, basins (work in progress).
+//! Computation for lineage: evaluation of checkpoints on eval data and linear mode connectivity
+//! (interpolation curves and barriers) between them. No GUI and no terminal I/O.
+//!
+//! - [`eval_data`]: held-out examples from `.safetensors`, `.npz` or `.parquet`.
+//! - [`evaluator`]: the [`Evaluator`] trait (per-checkpoint preparation, endpoint and path
+//!   evaluation) and [`evaluator_for`], which picks the model family.
+//! - [`mlp`]: the `mlp` family and its fast path evaluator.
+//! - [`interpolation`]: alpha grids, endpoint and segment barriers, peak refinement.
+
+pub mod basin_analysis;
+pub mod basins;
+pub mod batch;
+pub mod cache;
+pub mod error;
+pub mod eval_data;
+pub mod evaluator;
+pub mod export;
+pub mod interpolation;
+pub mod keys;
+pub mod merge;
+pub mod mlp;
+pub mod pairs;
+pub mod progress;
+pub mod report;
+pub mod tables;
+pub mod train;
+
+pub use error::CoreError;
+pub use eval_data::EvalData;
+pub use evaluator::{EvalResult, Evaluator, Prepared, evaluator_for};
+pub use mlp::{MlpEvaluator, MlpSpec};

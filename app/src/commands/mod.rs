@@ -1,3 +1,7 @@
 //! Headless subcommands.
 
+pub mod batch;
+pub mod demo;
+pub mod export;
 pub mod inspect;
+pub mod merge;

@@ -1,0 +1,314 @@
+//! `lineage batch` end to end: tables, cache reuse, and resumption after SIGKILL.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use candle_core::{Device, Tensor};
+use lineage_core::tables::read_parquet;
+
+fn fixture(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/fixtures/digits-mlp")
+        .join(rel)
+}
+
+fn lineage() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_lineage"))
+}
+
+fn batch(zoo: &Path, out: &Path, cache: &Path) -> Command {
+    let mut cmd = lineage();
+    cmd.arg("batch")
+        .arg(zoo)
+        .arg("--data")
+        .arg(fixture("digits_eval.safetensors"))
+        .arg("--out")
+        .arg(out)
+        .arg("--cache")
+        .arg(cache);
+    cmd
+}
+
+fn report(out: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap()
+}
+
+fn assert_same_tables(a: &Path, b: &Path) {
+    for table in ["checkpoints", "evals", "interpolation", "barriers"] {
+        let x = read_parquet(&a.join(format!("{table}.parquet"))).unwrap();
+        let y = read_parquet(&b.join(format!("{table}.parquet"))).unwrap();
+        assert!(x.height() > 0, "{table} is empty");
+        assert!(x.equals(&y), "{table} differs:\n{x}\n{y}");
+    }
+}
+
+#[test]
+fn fixture_batch_matches_pytorch_and_a_second_run_is_all_cached() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = tmp.path().join("cache");
+    let out1 = tmp.path().join("out1");
+    let status = batch(&fixture("zoo_safetensors"), &out1, &cache).status().unwrap();
+    assert!(status.success());
+    let first = report(&out1);
+    // 2 runs: 3 seed pairs + 4 checkpoint-vs-final pairs, plus 6 checkpoint evaluations.
+    assert_eq!(first["computed"], 13);
+    let barriers = read_parquet(&out1.join("barriers.parquet")).unwrap();
+    assert_eq!(barriers.height(), 14);
+    let reference: Vec<serde_json::Value> =
+        serde_json::from_str(&std::fs::read_to_string(fixture("reference_barriers.json")).unwrap()).unwrap();
+    let step = barriers.column("step").unwrap().u64().unwrap();
+    let pair = barriers.column("pair").unwrap().str().unwrap();
+    let kind = barriers.column("kind").unwrap().str().unwrap();
+    let loss = barriers.column("loss_barrier").unwrap().f64().unwrap();
+    for r in &reference {
+        let row = (0..barriers.height())
+            .find(|&i| {
+                step.get(i) == r["step"].as_u64() && pair.get(i) == Some("seeds") && kind.get(i) == Some("endpoint")
+            })
+            .expect("seed barrier row");
+        let want = r["loss_barrier"].as_f64().unwrap();
+        assert!(
+            (loss.get(row).unwrap() - want).abs() < 1e-4,
+            "step {}: {:?} vs {want}",
+            r["step"],
+            loss.get(row)
+        );
+    }
+    let out2 = tmp.path().join("out2");
+    assert!(
+        batch(&fixture("zoo_safetensors"), &out2, &cache)
+            .status()
+            .unwrap()
+            .success()
+    );
+    assert_eq!(
+        report(&out2)["computed"],
+        0,
+        "the second identical run must do no forward pass"
+    );
+    assert_same_tables(&out1, &out2);
+}
+
+/// Deterministic pseudo-random weights (no global RNG state).
+fn weights(seed: u64, n: usize, scale: f32) -> Vec<f32> {
+    let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    (0..n)
+        .map(|_| {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((state >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0) * scale
+        })
+        .collect()
+}
+
+/// A zoo of `runs` x `steps` random 64-128-128-10 MLPs in the folder-per-step layout.
+fn random_zoo(dir: &Path, runs: usize, steps: &[u64]) {
+    let layers = [64usize, 128, 128, 10];
+    for run in 0..runs {
+        for (s, step) in steps.iter().enumerate() {
+            let mut tensors = HashMap::new();
+            for (l, pair) in layers.windows(2).enumerate() {
+                let (fan_in, fan_out) = (pair[0], pair[1]);
+                let seed = (run * 1000 + s * 10 + l) as u64;
+                let scale = 1.0 / (fan_in as f32).sqrt();
+                let w =
+                    Tensor::from_vec(weights(seed, fan_in * fan_out, scale), (fan_out, fan_in), &Device::Cpu).unwrap();
+                let b = Tensor::from_vec(weights(seed + 7, fan_out, scale), fan_out, &Device::Cpu).unwrap();
+                tensors.insert(format!("fc{}.weight", l + 1), w);
+                tensors.insert(format!("fc{}.bias", l + 1), b);
+            }
+            let folder = dir.join(format!("seed{run}/step{step}"));
+            std::fs::create_dir_all(&folder).unwrap();
+            candle_core::safetensors::save(&tensors, folder.join("model.safetensors")).unwrap();
+        }
+    }
+}
+
+#[test]
+fn a_batch_killed_at_any_moment_resumes_to_identical_tables() {
+    let tmp = tempfile::tempdir().unwrap();
+    let zoo = tmp.path().join("zoo");
+    random_zoo(&zoo, 10, &[0, 10, 100, 1000, 3000, 10000]);
+
+    let clean = tmp.path().join("clean");
+    assert!(
+        batch(&zoo, &clean, &tmp.path().join("cache-clean"))
+            .status()
+            .unwrap()
+            .success()
+    );
+    let total = report(&clean)["computed"].as_u64().unwrap();
+    assert_eq!(total, 60 + 45 * 6 + 10 * 5);
+
+    let cache = tmp.path().join("cache-killed");
+    let resumed = tmp.path().join("resumed");
+    // Kill the run every 120 ms (SIGKILL) and restart it, until one attempt finishes on its own.
+    let mut kills = 0;
+    for _ in 0..200 {
+        let mut child = batch(&zoo, &resumed, &cache)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(120));
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        kills += 1;
+    }
+    eprintln!("{kills} kills before the batch finished");
+    assert!(
+        kills >= 2,
+        "only {kills} kill(s) landed before the batch finished; make the zoo larger"
+    );
+    assert!(batch(&zoo, &resumed, &cache).status().unwrap().success());
+    let last = report(&resumed);
+    assert!(
+        last["computed"].as_u64().unwrap() < total,
+        "finished work was recomputed: {last}"
+    );
+    assert_same_tables(&clean, &resumed);
+
+    // No unit stored twice, however often the run was killed.
+    for store in ["evals.jsonl", "paths.jsonl"] {
+        let text = std::fs::read_to_string(cache.join(store)).unwrap();
+        let keys: Vec<String> = text
+            .lines()
+            .map(|l| {
+                serde_json::from_str::<serde_json::Value>(l).unwrap()["key"]
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect();
+        let unique: HashSet<&String> = keys.iter().collect();
+        assert_eq!(unique.len(), keys.len(), "{store} has duplicate units");
+    }
+    let interp = read_parquet(&resumed.join("interpolation.parquet")).unwrap();
+    assert_eq!(interp.height() as u64, (45 * 6 + 10 * 5) * 11);
+}
+
+#[test]
+fn bad_data_file_is_a_clear_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let missing = tmp.path().join("nope.safetensors");
+    let output = lineage()
+        .arg("batch")
+        .arg(fixture("zoo_safetensors"))
+        .arg("--data")
+        .arg(&missing)
+        .arg("--out")
+        .arg(tmp.path().join("out"))
+        .arg("--cache")
+        .arg(tmp.path().join("cache"))
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("nope.safetensors"), "{stderr}");
+}
+
+const TABLES: [&str; 7] = [
+    "checkpoints",
+    "evals",
+    "interpolation",
+    "barriers",
+    "clusters",
+    "timeline",
+    "tree_edges",
+];
+
+#[test]
+fn three_shards_merge_into_the_tables_of_a_single_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let zoo = tmp.path().join("zoo");
+    random_zoo(&zoo, 4, &[0, 10, 100]);
+    let single = tmp.path().join("single");
+    assert!(
+        batch(&zoo, &single, &tmp.path().join("cache-single"))
+            .status()
+            .unwrap()
+            .success()
+    );
+    let mut shard_dirs = Vec::new();
+    for k in 1..=3 {
+        let dir = tmp.path().join(format!("shard-{k}"));
+        // Each shard has its own cache, as on separate machines.
+        let status = batch(&zoo, &dir, &tmp.path().join(format!("cache-{k}")))
+            .args(["--shard", &format!("{k}/3")])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        shard_dirs.push(dir);
+    }
+    let shard_rows: usize = shard_dirs
+        .iter()
+        .map(|d| read_parquet(&d.join("barriers.parquet")).unwrap().height())
+        .sum();
+    let single_rows = read_parquet(&single.join("barriers.parquet")).unwrap().height();
+    assert_eq!(shard_rows, single_rows, "shards must split the pairs without overlap");
+    let merged = tmp.path().join("merged");
+    let status = lineage()
+        .arg("merge")
+        .args(&shard_dirs)
+        .arg("--out")
+        .arg(&merged)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    for table in TABLES {
+        let x = read_parquet(&single.join(format!("{table}.parquet"))).unwrap();
+        let y = read_parquet(&merged.join(format!("{table}.parquet"))).unwrap();
+        assert!(x.equals_missing(&y), "{table} differs after merge");
+    }
+}
+
+#[test]
+fn a_plan_file_holds_every_option_and_slurm_script_is_emitted() {
+    let tmp = tempfile::tempdir().unwrap();
+    let plan = tmp.path().join("plan.toml");
+    std::fs::write(
+        &plan,
+        format!(
+            "zoo = '{}'\ndata = '{}'\nout = 'results'\ncache = 'cache'\nalphas = 5\ncluster = 'average-linkage'\neps = 0.05\nbarrier = 'endpoint'\n",
+            fixture("zoo_safetensors").display(),
+            fixture("digits_eval.safetensors").display()
+        ),
+    )
+    .unwrap();
+    assert!(
+        lineage()
+            .args(["batch", "--plan"])
+            .arg(&plan)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let out = tmp.path().join("results");
+    let r = report(&out);
+    assert_eq!(r["options"]["alphas"], 5);
+    assert_eq!(r["basins"]["options"]["method"]["method"], "average-linkage");
+    assert_eq!(r["basins"]["options"]["barrier"], "endpoint");
+    assert_eq!(
+        read_parquet(&out.join("interpolation.parquet")).unwrap().height(),
+        7 * 5
+    );
+
+    let output = lineage()
+        .args(["batch", "--plan"])
+        .arg(&plan)
+        .args(["--emit-slurm", "4"])
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    let script = std::fs::read_to_string(out.join("slurm.sbatch")).unwrap();
+    assert!(script.contains("#SBATCH --array=1-4"), "{script}");
+    assert!(script.contains("--shard \"$SLURM_ARRAY_TASK_ID\"/4"), "{script}");
+    assert!(script.contains("merge "), "{script}");
+    assert!(script.contains("--alphas 5"), "{script}");
+}

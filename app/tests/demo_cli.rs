@@ -1,0 +1,116 @@
+//! `lineage demo --no-gui` end to end: trains the known-truth zoo (3 inits x 3 data orders), analyses it,
+//! and finds the init families as basins; `lineage export` writes the cluster timeline.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::process::Command;
+
+use lineage_core::tables::read_parquet;
+
+fn demo(out: &Path, cache: &Path) -> std::process::Output {
+    let output = Command::new(env!("CARGO_BIN_EXE_lineage"))
+        .args(["demo", "--no-gui", "--out"])
+        .arg(out)
+        .env("LINEAGE_CACHE", cache)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    output
+}
+
+/// step -> basin -> members, from clusters.parquet.
+fn basins_by_step(results: &Path) -> BTreeMap<u64, BTreeMap<u32, BTreeSet<String>>> {
+    let df = read_parquet(&results.join("clusters.parquet")).unwrap();
+    let (step, run, basin) = (
+        df.column("step").unwrap().u64().unwrap(),
+        df.column("run").unwrap().str().unwrap(),
+        df.column("basin").unwrap().u32().unwrap(),
+    );
+    let mut out: BTreeMap<u64, BTreeMap<u32, BTreeSet<String>>> = BTreeMap::new();
+    for i in 0..df.height() {
+        out.entry(step.get(i).unwrap())
+            .or_default()
+            .entry(basin.get(i).unwrap())
+            .or_default()
+            .insert(run.get(i).unwrap().to_string());
+    }
+    out
+}
+
+#[test]
+fn demo_finds_the_init_families_and_a_rerun_is_cached() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("demo");
+    let cache = tmp.path().join("cache");
+    let first = demo(&out, &cache);
+    let results = out.join("results-families");
+    for table in [
+        "checkpoints",
+        "evals",
+        "interpolation",
+        "barriers",
+        "clusters",
+        "timeline",
+        "tree_edges",
+    ] {
+        assert!(
+            results.join(format!("{table}.parquet")).is_file(),
+            "{table}.parquet missing"
+        );
+    }
+    let basins = basins_by_step(&results);
+    let (first_step, early) = basins.first_key_value().unwrap();
+    assert_eq!(*first_step, 0);
+    assert_eq!(early.len(), 1, "at step 0 all runs share one basin: {early:?}");
+    let (_, last) = basins.last_key_value().unwrap();
+    let families: BTreeSet<BTreeSet<String>> = last.values().cloned().collect();
+    let expected: BTreeSet<BTreeSet<String>> = (0..3)
+        .map(|i| (0..3).map(|o| format!("init{i}_order{o}")).collect())
+        .collect();
+    assert_eq!(families, expected, "the final basins must be the init families");
+
+    // Stable ids: once the families have split, each run keeps its basin id to the end.
+    let steps: Vec<&u64> = basins.keys().collect();
+    let tail = &steps[steps.len() - 3..];
+    for run in expected.iter().flatten() {
+        let ids: BTreeSet<u32> = tail
+            .iter()
+            .map(|s| *basins[*s].iter().find(|(_, m)| m.contains(run)).unwrap().0)
+            .collect();
+        assert_eq!(ids.len(), 1, "{run} changes basin id over the last steps");
+    }
+    // The tree shows how the families arise: split events, and edges carrying all 9 runs each step.
+    let timeline = read_parquet(&results.join("timeline.parquet")).unwrap();
+    let event = timeline.column("event").unwrap().str().unwrap();
+    let events: Vec<&str> = (0..timeline.height()).filter_map(|i| event.get(i)).collect();
+    assert!(events.contains(&"split"), "{events:?}");
+    let edges = read_parquet(&results.join("tree_edges.parquet")).unwrap();
+    let n_runs = edges.column("n_runs").unwrap().u64().unwrap();
+    let carried: u64 = (0..edges.height()).filter_map(|i| n_runs.get(i)).sum();
+    assert_eq!(carried, 9 * (basins.len() as u64 - 1));
+
+    let summary = String::from_utf8_lossy(&first.stdout);
+    assert!(summary.contains("basins"), "{summary}");
+
+    // Second run: no retraining, no forward pass.
+    demo(&out, &cache);
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(results.join("report.json")).unwrap()).unwrap();
+    assert_eq!(report["computed"], 0);
+    assert_eq!(report["basins"]["basins_by_step"]["0"], 1);
+
+    // Export the cluster timeline.
+    let exported = tmp.path().join("timeline.parquet");
+    let status = Command::new(env!("CARGO_BIN_EXE_lineage"))
+        .arg("export")
+        .arg(&results)
+        .arg("--to")
+        .arg(&exported)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let df = read_parquet(&exported).unwrap();
+    assert_eq!(df.height(), 9 * basins.len());
+    let names: Vec<&str> = df.get_column_names().iter().map(|s| s.as_str()).collect();
+    assert_eq!(names, ["step", "run", "basin", "basin_size", "event", "parent_basin"]);
+}

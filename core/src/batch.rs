@@ -1,0 +1,504 @@
+//! The batch analysis: evaluate every checkpoint and every planned interpolation path of a zoo,
+//! resumably, and assemble the output tables.
+//!
+//! Work is cached per unit (one checkpoint evaluation, one interpolation path) under content keys,
+//! so a second identical run does no forward pass and a killed run resumes where it stopped.
+//! Checkpoints are streamed: at most one step's checkpoints (plus one final checkpoint) are in memory.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use lineage_loaders::checkpoint::{load_checkpoint, scan_checkpoint};
+use lineage_loaders::{ParamSet, Zoo};
+
+use crate::cache::JsonlStore;
+use crate::error::CoreError;
+use crate::eval_data::EvalData;
+use crate::evaluator::{EvalResult, Evaluator, Prepared};
+use crate::interpolation::{alpha_grid, endpoint_barrier, segment_barrier};
+use crate::keys::{FileKeys, Key, hash_file, hash_parts};
+use crate::pairs::{CheckpointId, Pair, PairSets, plan_pairs};
+use crate::progress::Progress;
+use crate::tables::{BarrierRow, CheckpointRow, EvalRow, InterpolationRow};
+
+/// Bumped whenever cached numbers would change meaning.
+const CACHE_VERSION: &str = "lineage-results-v1";
+
+/// Options of a batch analysis.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BatchOptions {
+    /// Number of alpha grid points (>= 3).
+    pub alphas: usize,
+    /// Which pair sets to compute.
+    pub pairs: PairSets,
+    /// Folder of the result cache (shared with the GUI).
+    pub cache_dir: PathBuf,
+    /// Compute only one deterministic share of the work (see [`Shard`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<Shard>,
+}
+
+/// Share `index` (0-based) of `count`: pairs and checkpoints whose position in the deterministic
+/// plan is `index` modulo `count`. Shard outputs are combined by [`crate::merge`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Shard {
+    /// 0-based shard index.
+    pub index: usize,
+    /// Number of shards.
+    pub count: usize,
+}
+
+impl Shard {
+    /// Parses `K/N` with 1 <= K <= N (1-based, as in SLURM array task ids).
+    pub fn parse(text: &str) -> Result<Self, CoreError> {
+        let bad = || CoreError::InvalidArgument(format!("shard `{text}`: expected K/N with 1 <= K <= N"));
+        let (k, n) = text.split_once('/').ok_or_else(bad)?;
+        let (k, n): (usize, usize) = (
+            k.trim().parse().map_err(|_| bad())?,
+            n.trim().parse().map_err(|_| bad())?,
+        );
+        if k == 0 || n == 0 || k > n {
+            return Err(bad());
+        }
+        Ok(Self { index: k - 1, count: n })
+    }
+
+    /// True when item number `position` of the plan belongs to this shard.
+    pub fn owns(&self, position: usize) -> bool {
+        position % self.count == self.index
+    }
+}
+
+/// Mean loss and error of one evaluation, as cached.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Metrics {
+    /// Mean cross-entropy.
+    pub loss: f64,
+    /// Error rate.
+    pub error: f64,
+}
+
+impl From<&EvalResult> for Metrics {
+    fn from(r: &EvalResult) -> Self {
+        Self {
+            loss: r.loss,
+            error: r.error,
+        }
+    }
+}
+
+/// The result cache: checkpoint evaluations and interior points of interpolation paths.
+pub struct ResultCache {
+    /// Content digests of files.
+    pub files: FileKeys,
+    evals: JsonlStore<Metrics>,
+    paths: JsonlStore<Vec<Metrics>>,
+}
+
+impl ResultCache {
+    /// Opens (or creates) the cache in `dir`.
+    pub fn open(dir: &Path) -> Result<Self, CoreError> {
+        Ok(Self {
+            files: FileKeys::open(&dir.join("file_keys.jsonl"))?,
+            evals: JsonlStore::open(&dir.join("evals.jsonl"))?,
+            paths: JsonlStore::open(&dir.join("paths.jsonl"))?,
+        })
+    }
+}
+
+/// Everything a batch run produced: the rows of every table plus bookkeeping.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct BatchResult {
+    /// `checkpoints` table rows.
+    pub checkpoints: Vec<CheckpointRow>,
+    /// `evals` table rows.
+    pub evals: Vec<EvalRow>,
+    /// `interpolation` table rows.
+    pub interpolation: Vec<InterpolationRow>,
+    /// `barriers` table rows.
+    pub barriers: Vec<BarrierRow>,
+    /// Problems met on the way (unreadable checkpoints, mismatching shapes); the rest was computed.
+    pub warnings: Vec<String>,
+    /// Units computed in this run (checkpoint evaluations + paths).
+    pub computed: usize,
+    /// Units found in the cache.
+    pub cached: usize,
+    /// SHA-256 of the eval data file.
+    pub data_key: Key,
+    /// Description of the evaluator used.
+    pub evaluator: String,
+}
+
+/// Builds an evaluator for the zoo from a run's `config.json` or the reference param set.
+pub type EvaluatorFactory<'a> =
+    dyn Fn(Option<&Path>, &ParamSet, &EvalData) -> Result<Box<dyn Evaluator>, CoreError> + Sync + 'a;
+
+/// Per-checkpoint facts gathered before evaluation.
+struct Known {
+    key: Key,
+    eval_key: Key,
+}
+
+/// Runs the batch analysis of `zoo` on the eval data at `data_path`.
+pub fn run_batch(
+    zoo: &Zoo,
+    data_path: &Path,
+    options: &BatchOptions,
+    make_evaluator: &EvaluatorFactory,
+    progress: &dyn Progress,
+) -> Result<BatchResult, CoreError> {
+    let alphas = alpha_grid(options.alphas)?;
+    let data = EvalData::load(data_path)?;
+    let cache = ResultCache::open(&options.cache_dir)?;
+    let data_key = hash_file(data_path)?;
+    let mut result = BatchResult {
+        data_key: data_key.clone(),
+        ..Default::default()
+    };
+    result.warnings.extend(zoo.problems.iter().map(|p| p.message.clone()));
+
+    // This run's share of the plan: its own checkpoints (table rows) and pairs; the endpoints of its
+    // pairs are evaluated too, as barriers need them.
+    let owns = |position: usize| options.shard.is_none_or(|s| s.owns(position));
+    let all_ids: Vec<(CheckpointId, &lineage_loaders::Checkpoint)> = zoo
+        .runs
+        .iter()
+        .flat_map(|r| {
+            r.checkpoints.iter().map(move |c| {
+                (
+                    CheckpointId {
+                        run: r.name.clone(),
+                        step: c.step,
+                    },
+                    c,
+                )
+            })
+        })
+        .collect();
+    let own_pairs: Vec<Pair> = plan_pairs(zoo, options.pairs)
+        .into_iter()
+        .enumerate()
+        .filter(|(i, _)| owns(*i))
+        .map(|(_, p)| p)
+        .collect();
+    let own_ids: HashSet<CheckpointId> = all_ids
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| owns(*i))
+        .map(|(_, (id, _))| id.clone())
+        .collect();
+    let endpoints: HashSet<&CheckpointId> = own_pairs.iter().flat_map(|p| [&p.a, &p.b]).collect();
+    let ids: Vec<(CheckpointId, &lineage_loaders::Checkpoint)> = all_ids
+        .into_iter()
+        .filter(|(id, _)| own_ids.contains(id) || endpoints.contains(id))
+        .collect();
+
+    // Header scan and content keys; unreadable checkpoints are dropped with a warning.
+    progress.start("hashing checkpoints", ids.len() as u64);
+    let scanned: Vec<_> = ids
+        .par_iter()
+        .map(|(_, c)| {
+            let scan = scan_checkpoint(c).map_err(|e| e.to_string());
+            let key = scan.and_then(|s| {
+                cache
+                    .files
+                    .checkpoint_key(&c.files)
+                    .map(|k| (s, k))
+                    .map_err(|e| e.to_string())
+            });
+            progress.advance(1);
+            key
+        })
+        .collect();
+    progress.finish();
+    let mut rows_by_id: BTreeMap<CheckpointId, CheckpointRow> = BTreeMap::new();
+    let mut keys: HashMap<CheckpointId, Key> = HashMap::new();
+    for ((id, c), scanned) in ids.iter().zip(scanned) {
+        match scanned {
+            Ok((scan, key)) if own_ids.contains(id) => {
+                rows_by_id.insert(
+                    id.clone(),
+                    CheckpointRow {
+                        run: id.run.clone(),
+                        step: id.step,
+                        path: c.display_path().display().to_string(),
+                        format: c.format.name().to_string(),
+                        dtype: scan.dtype(),
+                        n_params: scan.n_params() as u64,
+                        key: key.clone(),
+                    },
+                );
+                keys.insert(id.clone(), key);
+            }
+            Ok((_, key)) => {
+                keys.insert(id.clone(), key);
+            }
+            Err(e) => result.warnings.push(e),
+        }
+    }
+    let Some(reference_id) = ids.iter().map(|(id, _)| id).find(|id| keys.contains_key(*id)).cloned() else {
+        return Err(CoreError::NothingToDo(format!(
+            "{}: no readable checkpoint",
+            zoo.root.display()
+        )));
+    };
+    let checkpoint_of = |id: &CheckpointId| zoo.run(&id.run).and_then(|r| r.at(id.step));
+
+    // The evaluator, from the reference checkpoint's run config or its tensors.
+    let reference = load_checkpoint(checkpoint_of(&reference_id).expect("reference exists"))
+        .map_err(|e| CoreError::Load(e.to_string()))?;
+    let config = zoo.run(&reference_id.run).and_then(|r| r.config.clone());
+    let evaluator = make_evaluator(config.as_deref(), &reference, &data)?;
+    result.evaluator = evaluator.describe();
+    drop(reference);
+    let options_key = hash_parts(&[CACHE_VERSION, &result.evaluator, &data_key]);
+    let known: HashMap<CheckpointId, Known> = keys
+        .iter()
+        .map(|(id, key)| {
+            (
+                id.clone(),
+                Known {
+                    key: key.clone(),
+                    eval_key: hash_parts(&[&options_key, key]),
+                },
+            )
+        })
+        .collect();
+
+    let pairs: Vec<Pair> = own_pairs
+        .into_iter()
+        .filter(|p| known.contains_key(&p.a) && known.contains_key(&p.b))
+        .collect();
+    let interior: Vec<f64> = alphas[1..alphas.len() - 1].to_vec();
+    let alpha_text: Vec<String> = interior.iter().map(|a| format!("{a:.17e}")).collect();
+    let path_key = |p: &Pair| hash_parts(&[&options_key, &known[&p.a].key, &known[&p.b].key, &alpha_text.join(",")]);
+
+    // Pending work.
+    let pending_evals: HashSet<&CheckpointId> = known
+        .iter()
+        .filter(|(_, k)| !cache.evals.contains(&k.eval_key))
+        .map(|(id, _)| id)
+        .collect();
+    let pending_pairs: Vec<&Pair> = pairs.iter().filter(|p| !cache.paths.contains(&path_key(p))).collect();
+    let total = pending_evals.len() + pending_pairs.len();
+    result.cached = known.len() + pairs.len() - total;
+    result.computed = total;
+    progress.start("evaluating", total as u64);
+
+    // Pass 1, step by step: evaluate checkpoints and pairs whose endpoints share a step.
+    let steps: Vec<u64> = zoo.steps();
+    for step in steps {
+        let step_pairs: Vec<&&Pair> = pending_pairs
+            .iter()
+            .filter(|p| p.a.step == step && p.b.step == step)
+            .collect();
+        let needed: Vec<&CheckpointId> = known
+            .keys()
+            .filter(|id| id.step == step)
+            .filter(|id| pending_evals.contains(id) || step_pairs.iter().any(|p| &p.a == *id || &p.b == *id))
+            .collect();
+        if needed.is_empty() {
+            continue;
+        }
+        check_cancel(progress)?;
+        let loaded = load_all(&needed, &checkpoint_of, &mut result.warnings);
+        let prepared: Vec<(&CheckpointId, Result<Prepared, CoreError>)> = loaded
+            .par_iter()
+            .map(|(id, params)| (*id, evaluator.prepare(params)))
+            .collect();
+        drop(loaded);
+        let mut points: HashMap<&CheckpointId, Prepared> = HashMap::new();
+        for (id, p) in prepared {
+            match p {
+                Ok(p) => {
+                    points.insert(id, p);
+                }
+                Err(e) => result.warnings.push(format!("{}@{}: {e}", id.run, id.step)),
+            }
+        }
+        let evals: Vec<Result<(), CoreError>> = points
+            .par_iter()
+            .filter(|(id, _)| pending_evals.contains(*id))
+            .map(|(id, point)| {
+                let metrics = Metrics::from(&evaluator.evaluate_prepared(point)?);
+                cache.evals.insert(&known[*id].eval_key, &metrics)?;
+                progress.advance(1);
+                Ok(())
+            })
+            .collect();
+        collect_errors(evals, &mut result.warnings)?;
+        let done: Vec<Result<(), CoreError>> = step_pairs
+            .par_iter()
+            .filter_map(|p| Some((p, points.get(&p.a)?, points.get(&p.b)?)))
+            .map(|(p, a, b)| {
+                if progress.is_cancelled() {
+                    return Err(CoreError::Cancelled);
+                }
+                compute_path(evaluator.as_ref(), a, b, &interior, &cache, &path_key(p))?;
+                progress.advance(1);
+                Ok(())
+            })
+            .collect();
+        collect_errors(done, &mut result.warnings)?;
+    }
+
+    // Pass 2, run by run: pairs across steps (checkpoint vs its run's final), one final in memory.
+    let cross: Vec<&&Pair> = pending_pairs.iter().filter(|p| p.a.step != p.b.step).collect();
+    let mut finals: Vec<&CheckpointId> = cross.iter().map(|p| &p.b).collect();
+    finals.sort();
+    finals.dedup();
+    for final_id in finals {
+        check_cancel(progress)?;
+        let Some((_, final_params)) = load_all(&[final_id], &checkpoint_of, &mut result.warnings)
+            .into_iter()
+            .next()
+        else {
+            continue;
+        };
+        let final_point = match evaluator.prepare(&final_params) {
+            Ok(p) => p,
+            Err(e) => {
+                result.warnings.push(format!("{}@{}: {e}", final_id.run, final_id.step));
+                continue;
+            }
+        };
+        drop(final_params);
+        let with_final: Vec<&&&Pair> = cross.iter().filter(|p| &p.b == final_id).collect();
+        let done: Vec<Result<(), CoreError>> = with_final
+            .par_iter()
+            .map(|p| {
+                if progress.is_cancelled() {
+                    return Err(CoreError::Cancelled);
+                }
+                let a = load_checkpoint(checkpoint_of(&p.a).expect("planned checkpoint exists"))
+                    .map_err(|e| CoreError::Load(e.to_string()))?;
+                let a = evaluator.prepare(&a)?;
+                compute_path(evaluator.as_ref(), &a, &final_point, &interior, &cache, &path_key(p))?;
+                progress.advance(1);
+                Ok(())
+            })
+            .collect();
+        collect_errors(done, &mut result.warnings)?;
+    }
+    progress.finish();
+
+    // Tables, from the cache: deterministic order, one row per unit, whatever was resumed.
+    for (id, row) in &rows_by_id {
+        if let Some(m) = cache.evals.get(&known[id].eval_key) {
+            result.evals.push(EvalRow {
+                run: id.run.clone(),
+                step: id.step,
+                loss: m.loss,
+                error: m.error,
+                bits_per_example: m.loss / std::f64::consts::LN_2,
+            });
+        }
+        result.checkpoints.push(row.clone());
+    }
+    for pair in &pairs {
+        let (Some(ea), Some(eb), Some(inner)) = (
+            cache.evals.get(&known[&pair.a].eval_key),
+            cache.evals.get(&known[&pair.b].eval_key),
+            cache.paths.get(&path_key(pair)),
+        ) else {
+            continue;
+        };
+        let curve: Vec<Metrics> = std::iter::once(ea).chain(inner).chain(std::iter::once(eb)).collect();
+        let losses: Vec<f64> = curve.iter().map(|m| m.loss).collect();
+        let errors: Vec<f64> = curve.iter().map(|m| m.error).collect();
+        for (alpha, m) in alphas.iter().zip(&curve) {
+            result.interpolation.push(InterpolationRow {
+                step: pair.a.step,
+                run_a: pair.a.run.clone(),
+                run_b: pair.b.run.clone(),
+                step_b: pair.b.step,
+                pair: pair.kind.name().into(),
+                alpha: *alpha,
+                loss: m.loss,
+                error: m.error,
+                aligned: false,
+            });
+        }
+        for (kind, barrier) in [
+            ("endpoint", endpoint_barrier as fn(&[f64], &[f64]) -> f64),
+            ("segment", segment_barrier),
+        ] {
+            result.barriers.push(BarrierRow {
+                step: pair.a.step,
+                run_a: pair.a.run.clone(),
+                run_b: pair.b.run.clone(),
+                step_b: pair.b.step,
+                pair: pair.kind.name().into(),
+                kind: kind.into(),
+                loss_barrier: barrier(&alphas, &losses),
+                error_barrier: barrier(&alphas, &errors),
+                aligned: false,
+            });
+        }
+    }
+    Ok(result)
+}
+
+fn check_cancel(progress: &dyn Progress) -> Result<(), CoreError> {
+    if progress.is_cancelled() {
+        Err(CoreError::Cancelled)
+    } else {
+        Ok(())
+    }
+}
+
+/// Keeps going past per-unit failures (reported as warnings) but stops on cancellation.
+fn collect_errors(results: Vec<Result<(), CoreError>>, warnings: &mut Vec<String>) -> Result<(), CoreError> {
+    for r in results {
+        match r {
+            Ok(()) => {}
+            Err(CoreError::Cancelled) => return Err(CoreError::Cancelled),
+            Err(e) => warnings.push(e.to_string()),
+        }
+    }
+    Ok(())
+}
+
+/// Loads checkpoints in parallel; failures become warnings.
+fn load_all<'a>(
+    ids: &[&'a CheckpointId],
+    checkpoint_of: &(dyn Fn(&CheckpointId) -> Option<&'a lineage_loaders::Checkpoint> + Sync),
+    warnings: &mut Vec<String>,
+) -> Vec<(&'a CheckpointId, ParamSet)> {
+    let loaded: Vec<_> = ids
+        .par_iter()
+        .map(|id| {
+            (
+                *id,
+                checkpoint_of(id)
+                    .ok_or_else(|| format!("{}@{}: not in the zoo", id.run, id.step))
+                    .and_then(|c| load_checkpoint(c).map_err(|e| e.to_string())),
+            )
+        })
+        .collect();
+    let mut ok = Vec::with_capacity(loaded.len());
+    for (id, r) in loaded {
+        match r {
+            Ok(p) => ok.push((id, p)),
+            Err(e) => warnings.push(e),
+        }
+    }
+    ok
+}
+
+/// Evaluates the interior points of one path and stores them.
+fn compute_path(
+    evaluator: &dyn Evaluator,
+    a: &Prepared,
+    b: &Prepared,
+    interior: &[f64],
+    cache: &ResultCache,
+    key: &str,
+) -> Result<(), CoreError> {
+    let results = evaluator.evaluate_path_prepared(a, b, interior)?;
+    let metrics: Vec<Metrics> = results.iter().map(Metrics::from).collect();
+    cache.paths.insert(key, &metrics)
+}

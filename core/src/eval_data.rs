@@ -1,0 +1,499 @@
+//! Eval data: the held-out examples every checkpoint is evaluated on.
+//!
+//! Read from `.safetensors` / `.npz` (arrays `inputs` or `input_ids`, `labels`, optional
+//! `attention_mask`) or `.parquet` (list column `inputs` (numbers) or `input_ids` (integers), integer
+//! column `labels`, optional list column `attention_mask`). The three formats give identical data.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::path::Path;
+
+use candle_core::{DType, Device, Tensor};
+use polars::prelude::{DataFrame, DataType, ParquetReader, SerReader, Series};
+
+use crate::error::{CoreError, Result};
+
+/// Name of the feature array / column (numbers, upcast to f32).
+pub const INPUTS: &str = "inputs";
+/// Name of the token id array / column (integers, kept as u32).
+pub const INPUT_IDS: &str = "input_ids";
+/// Name of the label array / column (integers >= 0).
+pub const LABELS: &str = "labels";
+/// Name of the optional attention mask array / column (same shape as the token ids).
+pub const ATTENTION_MASK: &str = "attention_mask";
+
+/// Held-out examples: inputs, integer class labels and an optional attention mask.
+#[derive(Debug, Clone)]
+pub struct EvalData {
+    /// `[N, D]` on the CPU: f32 features (from `inputs`, any numeric dtype, trailing dimensions
+    /// flattened), or u32 token ids (from `input_ids`).
+    pub inputs: Tensor,
+    /// `N` class labels.
+    pub labels: Vec<u32>,
+    /// Optional `[N, D]` u32 mask (1 = attend, 0 = padding), same shape as `inputs`.
+    pub attention_mask: Option<Tensor>,
+}
+
+impl EvalData {
+    /// Reads eval data from a `.safetensors`, `.npz` or `.parquet` file (chosen by extension).
+    pub fn load(path: &Path) -> Result<Self> {
+        let ext = path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
+        match ext.as_deref() {
+            Some("safetensors") => Self::from_arrays(path, read_safetensors(path)?),
+            Some("npz") => Self::from_arrays(path, read_npz(path)?),
+            Some("parquet") => Self::from_arrays(path, read_parquet(path)?),
+            _ => Err(CoreError::data(
+                path,
+                "unsupported file type (expected .safetensors, .npz or .parquet)",
+            )),
+        }
+    }
+
+    /// Builds eval data from tensors held in memory; checks it like a file (`<memory>` in errors).
+    /// `inputs` may be numeric features (upcast to f32) or, if its dtype is an integer type and
+    /// `token_ids` is true, token ids.
+    pub fn from_tensors(
+        inputs: Tensor,
+        labels: Vec<u32>,
+        attention_mask: Option<Tensor>,
+        token_ids: bool,
+    ) -> Result<Self> {
+        let path = Path::new("<memory>");
+        let mut arrays = HashMap::new();
+        arrays.insert(if token_ids { INPUT_IDS } else { INPUTS }.to_string(), inputs);
+        let labels = Tensor::from_vec(labels.clone(), labels.len(), &Device::Cpu)
+            .map_err(|e| CoreError::data(path, format!("labels: {e}")))?;
+        arrays.insert(LABELS.to_string(), labels);
+        if let Some(mask) = attention_mask {
+            arrays.insert(ATTENTION_MASK.to_string(), mask);
+        }
+        Self::from_arrays(path, arrays)
+    }
+
+    /// Number of examples `N`.
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    /// True when there is no example (never the case for loaded data).
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+
+    /// Width `D` of one example (features or tokens).
+    pub fn width(&self) -> usize {
+        self.inputs.dims().get(1).copied().unwrap_or(0)
+    }
+
+    /// True when `inputs` holds u32 token ids rather than f32 features.
+    pub fn is_token_ids(&self) -> bool {
+        self.inputs.dtype() == DType::U32
+    }
+
+    /// Largest label + 1 (the fewest classes a model must predict).
+    pub fn min_classes(&self) -> usize {
+        self.labels.iter().max().map_or(0, |&m| m as usize + 1)
+    }
+
+    /// Validates and normalises named arrays read from `path`.
+    fn from_arrays(path: &Path, mut arrays: HashMap<String, Tensor>) -> Result<Self> {
+        let inputs = match (arrays.remove(INPUTS), arrays.remove(INPUT_IDS)) {
+            (Some(_), Some(_)) => {
+                return Err(CoreError::data(path, "both `inputs` and `input_ids` present; keep one"));
+            }
+            (Some(x), None) => features(path, x)?,
+            (None, Some(ids)) => token_ids(path, INPUT_IDS, ids)?,
+            (None, None) => {
+                return Err(CoreError::data(
+                    path,
+                    format!("missing `inputs` (or `input_ids`); found {}", names(&arrays)),
+                ));
+            }
+        };
+        let labels = arrays
+            .remove(LABELS)
+            .ok_or_else(|| CoreError::data(path, format!("missing `labels`; found {}", names(&arrays))))?;
+        let labels = labels_of(path, labels)?;
+        let n = inputs.dims()[0];
+        if labels.len() != n {
+            return Err(CoreError::data(
+                path,
+                format!("length mismatch: {n} inputs but {} labels", labels.len()),
+            ));
+        }
+        if n == 0 {
+            return Err(CoreError::data(path, "no examples"));
+        }
+        let attention_mask = match arrays.remove(ATTENTION_MASK) {
+            None => None,
+            Some(mask) => {
+                let mask = token_ids(path, ATTENTION_MASK, mask)?;
+                if mask.dims() != inputs.dims() {
+                    return Err(CoreError::data(
+                        path,
+                        format!(
+                            "length mismatch: `attention_mask` has shape {:?}, inputs {:?}",
+                            mask.dims(),
+                            inputs.dims()
+                        ),
+                    ));
+                }
+                Some(mask)
+            }
+        };
+        Ok(Self {
+            inputs,
+            labels,
+            attention_mask,
+        })
+    }
+}
+
+/// Sorted names of the arrays, for error messages.
+fn names(arrays: &HashMap<String, Tensor>) -> String {
+    let mut names: Vec<&str> = arrays.keys().map(String::as_str).collect();
+    names.sort_unstable();
+    if names.is_empty() {
+        "nothing".into()
+    } else {
+        format!("`{}`", names.join("`, `"))
+    }
+}
+
+/// `[N, ...]` numbers -> `[N, D]` finite f32.
+fn features(path: &Path, x: Tensor) -> Result<Tensor> {
+    let what = |e: candle_core::Error| CoreError::data(path, format!("`inputs`: {e}"));
+    let x = as_matrix(path, INPUTS, x)?;
+    let x = x.to_dtype(DType::F32).and_then(|x| x.contiguous()).map_err(what)?;
+    let values = x.flatten_all().and_then(|v| v.to_vec1::<f32>()).map_err(what)?;
+    if let Some(i) = values.iter().position(|v| !v.is_finite()) {
+        let d = x.dims()[1].max(1);
+        return Err(CoreError::data(
+            path,
+            format!("`inputs` has a non-finite value ({}) in example {}", values[i], i / d),
+        ));
+    }
+    Ok(x)
+}
+
+/// `[N, ...]` integers (or booleans) -> `[N, D]` u32.
+fn token_ids(path: &Path, name: &str, x: Tensor) -> Result<Tensor> {
+    let x = as_matrix(path, name, x)?;
+    let dims = x.dims().to_vec();
+    let values = integers(path, name, &x)?;
+    let ids = values
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| {
+            u32::try_from(v).map_err(|_| {
+                CoreError::data(
+                    path,
+                    format!("`{name}` value {v} in example {} is out of range", i / dims[1].max(1)),
+                )
+            })
+        })
+        .collect::<Result<Vec<u32>>>()?;
+    Tensor::from_vec(ids, dims, &Device::Cpu).map_err(|e| CoreError::data(path, format!("`{name}`: {e}")))
+}
+
+/// Reshapes `[N]` to `[N, 1]` and `[N, a, b, ...]` to `[N, a*b*...]`; rejects scalars.
+fn as_matrix(path: &Path, name: &str, x: Tensor) -> Result<Tensor> {
+    let what = |e: candle_core::Error| CoreError::data(path, format!("`{name}`: {e}"));
+    match x.rank() {
+        0 => Err(CoreError::data(path, format!("`{name}` is a scalar, expected [N, D]"))),
+        1 => {
+            let n = x.dims()[0];
+            x.reshape((n, 1)).map_err(what)
+        }
+        2 => Ok(x),
+        _ => x.flatten_from(1).map_err(what),
+    }
+}
+
+/// Labels: `[N]` (or `[N, 1]`) integers in `0..=u32::MAX`.
+fn labels_of(path: &Path, labels: Tensor) -> Result<Vec<u32>> {
+    let rank_ok = labels.rank() == 1 || (labels.rank() == 2 && labels.dims()[1] == 1);
+    if !rank_ok {
+        return Err(CoreError::data(
+            path,
+            format!("`labels` has shape {:?}, expected [N]", labels.dims()),
+        ));
+    }
+    let values = integers(path, LABELS, &labels)?;
+    values
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| {
+            u32::try_from(v).map_err(|_| {
+                CoreError::data(
+                    path,
+                    format!("label {v} of example {i} is out of range (labels must be >= 0)"),
+                )
+            })
+        })
+        .collect()
+}
+
+/// All values of an integer (or boolean/u8) tensor, as i64; floating-point dtypes are rejected.
+fn integers(path: &Path, name: &str, x: &Tensor) -> Result<Vec<i64>> {
+    let what = |e: candle_core::Error| CoreError::data(path, format!("`{name}`: {e}"));
+    let flat = x.flatten_all().map_err(what)?;
+    let values: Vec<i64> = match x.dtype() {
+        DType::U8 => flat.to_vec1::<u8>().map_err(what)?.into_iter().map(i64::from).collect(),
+        DType::U32 => flat
+            .to_vec1::<u32>()
+            .map_err(what)?
+            .into_iter()
+            .map(i64::from)
+            .collect(),
+        DType::I16 => flat
+            .to_vec1::<i16>()
+            .map_err(what)?
+            .into_iter()
+            .map(i64::from)
+            .collect(),
+        DType::I32 => flat
+            .to_vec1::<i32>()
+            .map_err(what)?
+            .into_iter()
+            .map(i64::from)
+            .collect(),
+        DType::I64 => flat.to_vec1::<i64>().map_err(what)?,
+        other => {
+            return Err(CoreError::data(
+                path,
+                format!("`{name}` has dtype {other:?}, expected an integer type"),
+            ));
+        }
+    };
+    Ok(values)
+}
+
+/// All arrays of a safetensors file.
+fn read_safetensors(path: &Path) -> Result<HashMap<String, Tensor>> {
+    candle_core::safetensors::load(path, &Device::Cpu).map_err(|e| read_error(path, e))
+}
+
+/// All arrays of an npz archive (names without `.npy`).
+fn read_npz(path: &Path) -> Result<HashMap<String, Tensor>> {
+    Ok(Tensor::read_npz(path)
+        .map_err(|e| read_error(path, e))?
+        .into_iter()
+        .collect())
+}
+
+/// A candle read error: I/O errors keep their kind, the rest is a data problem.
+fn read_error(path: &Path, e: candle_core::Error) -> CoreError {
+    match e {
+        candle_core::Error::Io(io) => CoreError::io(path, io),
+        other => CoreError::data(path, format!("unreadable: {other}")),
+    }
+}
+
+/// The `inputs`/`input_ids`, `labels` and `attention_mask` columns of a Parquet file, as arrays.
+fn read_parquet(path: &Path) -> Result<HashMap<String, Tensor>> {
+    let file = File::open(path).map_err(|e| CoreError::io(path, e))?;
+    let df = ParquetReader::new(file)
+        .finish()
+        .map_err(|e| CoreError::data(path, format!("unreadable Parquet: {e}")))?;
+    let mut arrays = HashMap::new();
+    for name in [INPUTS, INPUT_IDS, ATTENTION_MASK] {
+        if let Some(series) = column(&df, name) {
+            let float = name == INPUTS;
+            arrays.insert(name.to_string(), list_column(path, name, series, float)?);
+        }
+    }
+    if let Some(series) = column(&df, LABELS) {
+        arrays.insert(LABELS.to_string(), int_column(path, series)?);
+    }
+    if !arrays.contains_key(INPUTS) && !arrays.contains_key(INPUT_IDS) || !arrays.contains_key(LABELS) {
+        let found: Vec<String> = df.get_column_names().iter().map(|n| format!("`{n}`")).collect();
+        let missing = if arrays.contains_key(LABELS) {
+            "`inputs` (or `input_ids`)"
+        } else {
+            "`labels`"
+        };
+        return Err(CoreError::data(
+            path,
+            format!("missing column {missing}; found {}", found.join(", ")),
+        ));
+    }
+    Ok(arrays)
+}
+
+/// The column `name` as a series, if present.
+fn column<'a>(df: &'a DataFrame, name: &str) -> Option<&'a Series> {
+    df.column(name).ok().map(|c| c.as_materialized_series())
+}
+
+/// A list column of equal-length lists -> `[N, D]` tensor (f32 when `float`, else i64).
+fn list_column(path: &Path, name: &str, series: &Series, float: bool) -> Result<Tensor> {
+    let err = |problem: String| CoreError::data(path, format!("column `{name}`: {problem}"));
+    let DataType::List(inner) = series.dtype() else {
+        return Err(err(format!("has type {}, expected a list of numbers", series.dtype())));
+    };
+    if !(inner.is_primitive_numeric() || inner.is_bool()) || (!float && inner.is_float()) {
+        let expected = if float { "numbers" } else { "integers" };
+        return Err(err(format!(
+            "has type {}, expected a list of {expected}",
+            series.dtype()
+        )));
+    }
+    let target = if float { DataType::Float32 } else { DataType::Int64 };
+    let cast = series
+        .cast(&DataType::List(Box::new(target)))
+        .map_err(|e| err(format!("cannot convert: {e}")))?;
+    let lists = cast.list().map_err(|e| err(e.to_string()))?;
+    let n = lists.len();
+    let mut width: Option<usize> = None;
+    let mut floats: Vec<f32> = Vec::new();
+    let mut ints: Vec<i64> = Vec::new();
+    for (row, item) in lists.series_iter().enumerate() {
+        let item = item.ok_or_else(|| err(format!("row {row} is null")))?;
+        match width {
+            None => width = Some(item.len()),
+            Some(w) if w != item.len() => {
+                return Err(err(format!("row {row} has {} values, row 0 has {w}", item.len())));
+            }
+            Some(_) => {}
+        }
+        if item.null_count() > 0 {
+            return Err(err(format!("row {row} contains nulls")));
+        }
+        if float {
+            let values = item.f32().map_err(|e| err(e.to_string()))?;
+            floats.extend(values.into_no_null_iter());
+        } else {
+            let values = item.i64().map_err(|e| err(e.to_string()))?;
+            ints.extend(values.into_no_null_iter());
+        }
+    }
+    let shape = (n, width.unwrap_or(0));
+    let tensor = if float {
+        Tensor::from_vec(floats, shape, &Device::Cpu)
+    } else {
+        Tensor::from_vec(ints, shape, &Device::Cpu)
+    };
+    tensor.map_err(|e| err(e.to_string()))
+}
+
+/// The integer `labels` column -> `[N]` i64 tensor.
+fn int_column(path: &Path, series: &Series) -> Result<Tensor> {
+    let err = |problem: String| CoreError::data(path, format!("column `{LABELS}`: {problem}"));
+    if !series.dtype().is_integer() {
+        return Err(err(format!("has type {}, expected integers", series.dtype())));
+    }
+    if series.null_count() > 0 {
+        return Err(err(format!("{} null labels", series.null_count())));
+    }
+    let cast = series.cast(&DataType::Int64).map_err(|e| err(e.to_string()))?;
+    let values: Vec<i64> = cast
+        .i64()
+        .map_err(|e| err(e.to_string()))?
+        .into_no_null_iter()
+        .collect();
+    let n = values.len();
+    Tensor::from_vec(values, n, &Device::Cpu).map_err(|e| err(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    fn fixture(name: &str) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../shared/fixtures/digits-mlp")
+            .join(name)
+    }
+
+    fn write_safetensors(dir: &Path, tensors: Vec<(&str, Tensor)>) -> PathBuf {
+        let path = dir.join("data.safetensors");
+        let map: HashMap<String, Tensor> = tensors.into_iter().map(|(n, t)| (n.to_string(), t)).collect();
+        candle_core::safetensors::save(&map, &path).unwrap();
+        path
+    }
+
+    #[test]
+    fn the_three_fixture_formats_load_identically() {
+        let st = EvalData::load(&fixture("digits_eval.safetensors")).unwrap();
+        assert_eq!(st.inputs.dims(), &[500, 64]);
+        assert_eq!(st.inputs.dtype(), DType::F32);
+        assert_eq!(st.len(), 500);
+        assert!(st.attention_mask.is_none());
+        let x = st.inputs.to_vec2::<f32>().unwrap();
+        for other in ["digits_eval.npz", "digits_eval.parquet"] {
+            let d = EvalData::load(&fixture(other)).unwrap();
+            assert_eq!(d.labels, st.labels, "{other}");
+            assert_eq!(d.inputs.dims(), st.inputs.dims(), "{other}");
+            assert_eq!(d.inputs.to_vec2::<f32>().unwrap(), x, "{other}");
+        }
+        assert_eq!(st.min_classes(), 10);
+    }
+
+    #[test]
+    fn missing_labels_and_length_mismatch_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let x = Tensor::zeros((4, 3), DType::F64, &Device::Cpu).unwrap();
+        let path = write_safetensors(dir.path(), vec![("inputs", x.clone())]);
+        let err = EvalData::load(&path).unwrap_err().to_string();
+        assert!(
+            err.contains("data.safetensors") && err.contains("missing `labels`"),
+            "{err}"
+        );
+
+        let y = Tensor::new(&[0i64, 1, 2], &Device::Cpu).unwrap();
+        let path = write_safetensors(dir.path(), vec![("inputs", x.clone()), ("labels", y)]);
+        let err = EvalData::load(&path).unwrap_err().to_string();
+        assert!(err.contains("length mismatch: 4 inputs but 3 labels"), "{err}");
+
+        let y = Tensor::new(&[0i64, 1, -1, 2], &Device::Cpu).unwrap();
+        let path = write_safetensors(dir.path(), vec![("inputs", x.clone()), ("labels", y)]);
+        let err = EvalData::load(&path).unwrap_err().to_string();
+        assert!(err.contains("label -1 of example 2 is out of range"), "{err}");
+
+        let y = Tensor::new(&[0f32, 1., 2., 3.], &Device::Cpu).unwrap();
+        let path = write_safetensors(dir.path(), vec![("inputs", x), ("labels", y)]);
+        let err = EvalData::load(&path).unwrap_err().to_string();
+        assert!(err.contains("expected an integer type"), "{err}");
+    }
+
+    #[test]
+    fn integer_inputs_are_upcast_and_images_flattened() {
+        let dir = tempfile::tempdir().unwrap();
+        let x = Tensor::new(&[[[1u8, 2], [3, 4]], [[5, 6], [7, 8]]], &Device::Cpu).unwrap();
+        let y = Tensor::new(&[1u8, 0], &Device::Cpu).unwrap();
+        let path = write_safetensors(dir.path(), vec![("inputs", x), ("labels", y)]);
+        let d = EvalData::load(&path).unwrap();
+        assert_eq!(d.inputs.dims(), &[2, 4]);
+        assert_eq!(d.inputs.to_vec2::<f32>().unwrap()[1], vec![5., 6., 7., 8.]);
+        assert_eq!(d.labels, vec![1, 0]);
+    }
+
+    #[test]
+    fn token_ids_and_attention_mask() {
+        let ids = Tensor::new(&[[101i64, 7, 0], [101, 8, 9]], &Device::Cpu).unwrap();
+        let mask = Tensor::new(&[[1u8, 1, 0], [1, 1, 1]], &Device::Cpu).unwrap();
+        let d = EvalData::from_tensors(ids, vec![0, 1], Some(mask), true).unwrap();
+        assert!(d.is_token_ids());
+        assert_eq!(d.attention_mask.unwrap().to_vec2::<u32>().unwrap()[0], vec![1, 1, 0]);
+        let bad = Tensor::new(&[[1u8, 1], [1, 1]], &Device::Cpu).unwrap();
+        let ids = Tensor::new(&[[101i64, 7, 0], [101, 8, 9]], &Device::Cpu).unwrap();
+        let err = EvalData::from_tensors(ids, vec![0, 1], Some(bad), true)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("<memory>") && err.contains("attention_mask"), "{err}");
+    }
+
+    #[test]
+    fn unknown_extension_and_missing_file() {
+        let err = EvalData::load(Path::new("/nonexistent/data.csv"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("data.csv") && err.contains("unsupported"), "{err}");
+        let err = EvalData::load(Path::new("/nonexistent/data.parquet"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("/nonexistent/data.parquet"), "{err}");
+    }
+}

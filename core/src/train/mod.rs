@@ -1,0 +1,30 @@
+//! A small deterministic trainer that writes real checkpoint zoos, for `lineage demo` and for tests
+//! with a known truth: ReLU MLPs (PyTorch `nn.Linear` names and init) trained with SGD + momentum on
+//! built-in data (the UCI digits, embedded; synthetic modular addition), saved as
+//! `<zoo>/<run>/step<N>/model.safetensors` with `config.json` and `metrics.jsonl`.
+//!
+//! Two recipes ([`Recipe`]): a *families* grid of inits x data orders (runs sharing an init end up
+//! linearly connected, runs from different inits do not), and Frankle et al. (2020)'s *forks*
+//! (children continue a parent's exact state with new data orders), described by a `lineage.toml`.
+//! Everything is reproducible bit for bit from the seeds ([`TrainConfig::seed`]).
+
+mod batches;
+mod config;
+mod data;
+mod digits;
+mod error;
+mod mlp;
+mod modular;
+mod output;
+mod recipes;
+mod rng;
+mod run;
+mod sgd;
+
+pub use config::{ForkedFrom, Recipe, RunConfig, Schedule, TrainConfig, log_spaced_steps};
+pub use data::{Dataset, Task};
+pub use digits::{EVAL_EXAMPLES as DIGITS_EVAL_EXAMPLES, all as load_digits};
+pub use error::TrainError;
+pub use mlp::Mlp;
+pub use recipes::{EVAL_FILE, MANIFEST_FILE, PARENT_RUN, ZooSummary, train_zoo};
+pub use run::RunSummary;
