@@ -15,6 +15,7 @@ pub mod error;
 pub mod eval_data;
 pub mod evaluator;
 pub mod export;
+pub mod figures;
 pub mod interpolation;
 pub mod keys;
 pub mod merge;

@@ -173,6 +173,32 @@ impl BarrierMatrix {
         Some(self.get(self.index_of(run_a)?, self.index_of(run_b)?))
     }
 
+    /// Barrier statistics of a group of runs (e.g. a basin's members) at this step: the mean and
+    /// largest barrier between two members, and the smallest barrier from a member to a run outside
+    /// the group. Runs absent from the matrix are ignored; a statistic over no pair is `None`.
+    pub fn group_stats<S: AsRef<str>>(&self, members: &[S]) -> GroupStats {
+        let inside: Vec<usize> = members.iter().filter_map(|m| self.index_of(m.as_ref())).collect();
+        let mut within = Vec::new();
+        for (k, &i) in inside.iter().enumerate() {
+            for &j in &inside[k + 1..] {
+                within.push(self.get(i, j));
+            }
+        }
+        let to_others = inside
+            .iter()
+            .flat_map(|&i| {
+                (0..self.len())
+                    .filter(|j| !inside.contains(j))
+                    .map(move |j| self.get(i, j))
+            })
+            .reduce(f64::min);
+        GroupStats {
+            within_mean: (!within.is_empty()).then(|| within.iter().sum::<f64>() / within.len() as f64),
+            within_max: within.iter().copied().reduce(f64::max),
+            to_others_min: to_others,
+        }
+    }
+
     /// The values reordered by `order` (a permutation of `0..n`, e.g. a dendrogram leaf order):
     /// entry `(i, j)` of the result is `get(order[i], order[j])`. Used to draw heatmaps.
     pub fn reordered_values(&self, order: &[usize]) -> Vec<f64> {
@@ -181,6 +207,17 @@ impl BarrierMatrix {
             .flat_map(|&i| order.iter().map(move |&j| self.get(i, j)))
             .collect()
     }
+}
+
+/// Barriers within a group of runs and from it to the others ([`BarrierMatrix::group_stats`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct GroupStats {
+    /// Mean barrier over pairs of members.
+    pub within_mean: Option<f64>,
+    /// Largest barrier between two members.
+    pub within_max: Option<f64>,
+    /// Smallest barrier between a member and a run outside the group.
+    pub to_others_min: Option<f64>,
 }
 
 /// Builds one matrix per step from barrier rows `(step, run_a, run_b, barrier)`, sorted by step.
@@ -226,6 +263,31 @@ mod tests {
         assert!(matches!(nan, Err(BasinError::InvalidBarrier { .. })));
         let negative = BarrierMatrix::from_pairs(1, [("a", "b", -0.5)]);
         assert!(matches!(negative, Err(BasinError::InvalidBarrier { .. })));
+    }
+
+    #[test]
+    fn group_stats_within_and_to_others() {
+        let m = BarrierMatrix::from_pairs(
+            7,
+            [
+                ("a", "b", 0.1),
+                ("a", "c", 0.3),
+                ("b", "c", 0.2),
+                ("a", "d", 0.9),
+                ("b", "d", 0.8),
+                ("c", "d", 0.7),
+            ],
+        )
+        .unwrap();
+        let s = m.group_stats(&["a", "b", "c", "absent"]);
+        assert!((s.within_mean.unwrap() - 0.2).abs() < 1e-12);
+        assert_eq!(s.within_max, Some(0.3));
+        assert_eq!(s.to_others_min, Some(0.7));
+        let lone = m.group_stats(&["d"]);
+        assert_eq!((lone.within_mean, lone.within_max), (None, None));
+        assert_eq!(lone.to_others_min, Some(0.7));
+        let all = m.group_stats(&["a", "b", "c", "d"]);
+        assert_eq!(all.to_others_min, None);
     }
 
     #[test]

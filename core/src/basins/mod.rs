@@ -9,7 +9,7 @@
 //!    [`spectral`] (RBF affinity, Ng–Jordan–Weiss embedding, deterministic [`kmeans`]).
 //! 3. [`track`]: match the clusters of consecutive steps by Jaccard overlap (Hungarian assignment) so
 //!    basin ids are stable over time, with birth / continue / split / merge / death events.
-//! 4. [`tree`]: the basin tree as a petgraph `DiGraph`.
+//! 4. [`tree`]: the basin tree as a petgraph `DiGraph`; [`layout`]: its lanes and threads, for drawing.
 //! 5. [`rows`]: the `clusters`, `timeline` and `tree_edges` table rows.
 //! 6. [`commitment`]: the step after which a run stays connected to its own final checkpoint.
 //!
@@ -19,6 +19,7 @@ pub mod cluster;
 pub mod commitment;
 pub mod error;
 pub mod kmeans;
+pub mod layout;
 pub mod linkage;
 pub mod matrix;
 pub mod rows;
@@ -33,8 +34,9 @@ pub use cluster::{
 };
 pub use commitment::commitment_step;
 pub use error::BasinError;
+pub use layout::{NodeLayout, ThreadLayout, ThreadPoint, TreeLayout};
 pub use linkage::{Dendrogram, Merge, average_linkage};
-pub use matrix::{BarrierMatrix, matrices_from_rows};
+pub use matrix::{BarrierMatrix, GroupStats, matrices_from_rows};
 pub use rows::{ClusterRow, TimelineRow, TreeEdgeRow, cluster_rows, timeline_rows, tree_edge_rows};
 pub use track::{BasinEvent, BasinHistory, BasinState, Carry, TrackedStep, basin_history, track};
 pub use tree::{BasinNode, BasinTree, TreeEdge, basin_tree};
