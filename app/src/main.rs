@@ -1,8 +1,10 @@
 //! `lineage`: track loss-surface basins of neural networks over training.
 //!
-//! GUI by default; headless subcommands for batch work.
+//! The desktop app by default (`lineage` / `lineage open DIR`); headless subcommands for batch work.
 
 mod commands;
+mod gui;
+mod outputs;
 mod terminal_progress;
 
 use clap::{Parser, Subcommand};
@@ -17,6 +19,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Open the desktop app, optionally on a checkpoint folder (the default without a subcommand).
+    Open(commands::open::OpenArgs),
     /// Show the discovered runs x steps grid, formats, dtypes, parameter counts and problems.
     Inspect(commands::inspect::InspectArgs),
     /// Evaluate checkpoints and interpolation paths; write Parquet tables and report.json.
@@ -32,15 +36,13 @@ enum Command {
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Some(Command::Open(args)) => commands::open::run(&args),
         Some(Command::Inspect(args)) => commands::inspect::run(&args),
         Some(Command::Batch(args)) => commands::batch::run(&args),
         Some(Command::Demo(args)) => commands::demo::run(&args),
         Some(Command::Export(args)) => commands::export::run(&args),
         Some(Command::Merge(args)) => commands::merge::run(&args),
-        None => {
-            eprintln!("lineage: the desktop app is not built yet; try `lineage inspect DIR` (see --help)");
-            Ok(std::process::ExitCode::from(2))
-        }
+        None => commands::open::run(&commands::open::OpenArgs::default()),
     };
     match result {
         Ok(code) => code,

@@ -58,6 +58,29 @@ fn demo_finds_the_init_families_and_a_rerun_is_cached() {
             "{table}.parquet missing"
         );
     }
+    // The figures for the paper: basin tree, heatmaps and curves at first / middle / last step.
+    let figures = results.join("figures");
+    for stem in ["basin_tree", "barrier_vs_step", "training_curves"] {
+        for ext in ["svg", "png"] {
+            let file = figures.join(format!("{stem}.{ext}"));
+            assert!(
+                std::fs::metadata(&file).is_ok_and(|m| m.len() > 1000),
+                "{} missing or empty",
+                file.display()
+            );
+        }
+    }
+    let per_step = |prefix: &str| {
+        std::fs::read_dir(&figures)
+            .unwrap()
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter(|n| n.starts_with(prefix) && n.ends_with(".svg"))
+            .count()
+    };
+    assert_eq!(per_step("barrier_heatmap_step"), 3);
+    assert_eq!(per_step("interpolation_step"), 3);
+    let tree_svg = std::fs::read_to_string(figures.join("basin_tree.svg")).unwrap();
+    assert!(tree_svg.contains("init0_order0"), "the basin tree names the runs");
     let basins = basins_by_step(&results);
     let (first_step, early) = basins.first_key_value().unwrap();
     assert_eq!(*first_step, 0);

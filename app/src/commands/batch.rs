@@ -7,11 +7,12 @@ use anyhow::Context;
 use lineage_core::basin_analysis::{BarrierKind, BasinAnalysis, BasinOptions, analyse_basins};
 use lineage_core::basins::ClusterMethod;
 use lineage_core::batch::{BatchOptions, BatchResult, Shard, run_batch};
+use lineage_core::evaluator_for;
 use lineage_core::pairs::PairSets;
 use lineage_core::report::{BasinSummary, Report};
-use lineage_core::{evaluator_for, tables};
 use lineage_loaders::discover;
 
+use crate::outputs::write_outputs;
 use crate::terminal_progress::TerminalProgress;
 
 /// Arguments of `lineage batch`. Every option can also come from `--plan plan.toml` (flags win).
@@ -283,34 +284,6 @@ pub fn analyse(job: &Analysis) -> anyhow::Result<String> {
         eprintln!("warning: {warning}");
     }
     Ok(summary(&result, basins.as_ref(), &job.out, elapsed))
-}
-
-/// Writes the tables and report.json into `out`.
-pub fn write_outputs(
-    out: &Path,
-    result: &BatchResult,
-    basins: Option<&BasinAnalysis>,
-    report: &Report,
-) -> anyhow::Result<()> {
-    std::fs::create_dir_all(out).with_context(|| format!("{}: cannot create output folder", out.display()))?;
-    let mut frames = vec![
-        ("checkpoints", tables::checkpoints_frame(&result.checkpoints)?),
-        ("evals", tables::evals_frame(&result.evals)?),
-        ("interpolation", tables::interpolation_frame(&result.interpolation)?),
-        ("barriers", tables::barriers_frame(&result.barriers)?),
-    ];
-    if let Some(basins) = basins {
-        frames.push(("clusters", tables::clusters_frame(&basins.clusters)?));
-        frames.push(("timeline", tables::timeline_frame(&basins.timeline)?));
-        frames.push(("tree_edges", tables::tree_edges_frame(&basins.tree_edges)?));
-    }
-    for (name, mut frame) in frames {
-        tables::write_parquet(&out.join(format!("{name}.parquet")), &mut frame)?;
-    }
-    let report_path = out.join("report.json");
-    std::fs::write(&report_path, serde_json::to_string_pretty(report)?)
-        .with_context(|| format!("{}: cannot write", report_path.display()))?;
-    Ok(())
 }
 
 /// The stdout summary: per step, the seed-pair barriers and the basins found; commitment per run.

@@ -18,7 +18,7 @@ pub struct DemoArgs {
     /// Folder for the demo zoo (`zoo/`) and its analysis (`results/`).
     #[arg(long, default_value = "lineage-demo")]
     pub out: PathBuf,
-    /// Print the summary and write tables instead of opening the desktop app.
+    /// Only print the summary and write tables and figures; do not open the desktop app afterwards.
     #[arg(long)]
     pub no_gui: bool,
     /// Zoo recipe: `families` (3 inits x 3 data orders) or `forks` (one parent, children forked at 4 steps).
@@ -71,8 +71,17 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         basins: BasinOptions::default(),
     };
     print!("{}", analyse(&job)?);
-    if !args.no_gui {
-        eprintln!("demo: the desktop app is not built yet; showing the headless summary above");
+    if !args.no_gui && !crate::gui::display_available() {
+        eprintln!(
+            "demo: no display (DISPLAY is not set): tables and figures are written, the desktop app is not opened"
+        );
+    } else if !args.no_gui {
+        eprintln!("demo: opening the desktop app on {}", zoo_dir.display());
+        crate::gui::run(
+            Some(zoo_dir.clone()),
+            Some(job.data.clone()),
+            job.options.cache_dir.clone(),
+        )?;
     }
     Ok(ExitCode::SUCCESS)
 }

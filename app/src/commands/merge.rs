@@ -9,7 +9,8 @@ use lineage_core::batch::BatchOptions;
 use lineage_core::merge::merge_shards;
 use lineage_core::report::{BasinSummary, Report};
 
-use super::batch::{BasinArgs, Plan, summary, write_outputs};
+use super::batch::{BasinArgs, Plan, summary};
+use crate::outputs::write_outputs;
 
 /// Arguments of `lineage merge`.
 #[derive(Debug, clap::Args)]

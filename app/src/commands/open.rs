@@ -1,0 +1,22 @@
+//! `lineage` / `lineage open [DIR] [--data FILE]`: the desktop app.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use super::batch::default_cache_dir;
+
+/// Arguments of `lineage open`.
+#[derive(Debug, Default, clap::Args)]
+pub struct OpenArgs {
+    /// Checkpoint folder to open (analysed at once when eval data is found next to it or given).
+    pub dir: Option<PathBuf>,
+    /// Eval data file [default: eval.safetensors / .npz / .parquet in DIR or its parent].
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+}
+
+/// Runs the command.
+pub fn run(args: &OpenArgs) -> anyhow::Result<ExitCode> {
+    crate::gui::run(args.dir.clone(), args.data.clone(), default_cache_dir())?;
+    Ok(ExitCode::SUCCESS)
+}

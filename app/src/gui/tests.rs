@@ -1,0 +1,243 @@
+//! The app driven through egui_kittest (AccessKit), without a window: open the bundled example zoo,
+//! let the analysis run on its worker thread, click the basin tree and the heatmap, export.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use egui_kittest::Harness;
+use egui_kittest::kittest::Queryable;
+
+use super::LineageApp;
+use super::recent::RecentFolders;
+
+/// The example zoo shipped in `assets/` (2 runs from different inits, steps 0, 100, 1500) and its
+/// eval data one folder up.
+fn example_zoo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../assets/example-zoo")
+}
+
+fn harness(cache: &Path) -> Harness<'static, LineageApp> {
+    let app = LineageApp::new(egui::Context::default(), cache.to_path_buf(), RecentFolders::default());
+    Harness::builder()
+        .with_size(egui::vec2(1400.0, 900.0))
+        .build_ui_state(|ui, app: &mut LineageApp| app.show(ui), app)
+}
+
+/// Steps the UI until `done` holds (jobs run on their own threads meanwhile).
+fn step_until(harness: &mut Harness<'static, LineageApp>, what: &str, done: impl Fn(&LineageApp) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while !done(harness.state()) {
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}; status: {}",
+            harness.state().status
+        );
+        harness.step();
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    harness.run_ok();
+}
+
+fn analysed(app: &LineageApp) -> bool {
+    !app.is_busy() && app.session.as_ref().is_some_and(|s| s.analysis.is_some())
+}
+
+#[test]
+fn open_analyse_click_heatmap_cell_shows_that_pair() {
+    let cache = tempfile::tempdir().unwrap();
+    let mut harness = harness(cache.path());
+    harness.get_by_label_contains("Open a folder of checkpoints: File");
+    harness.state_mut().open_folder(&example_zoo(), None);
+    step_until(&mut harness, "the analysis", analysed);
+
+    let app = harness.state();
+    let session = app.session.as_ref().unwrap();
+    assert!(
+        session.data.as_ref().unwrap().ends_with("digits_eval.safetensors"),
+        "eval data found next to the zoo"
+    );
+    let analysis = session.analysis.as_ref().unwrap();
+    assert_eq!(
+        analysis.result.computed + analysis.result.cached,
+        analysis.result.computed
+    );
+    assert_eq!(
+        app.selection.step,
+        Some(1500),
+        "the last step is selected after the analysis"
+    );
+    assert_eq!(
+        app.selection.pair,
+        Some(("init0_order0".to_string(), "init1_order0".to_string())),
+        "the pair with the highest barrier is shown first"
+    );
+    assert!(app.status.starts_with("Analysed"), "{}", app.status);
+
+    // The basin tree has a disk per basin and step; clicking one selects its step.
+    let basin_at_100 = analysis.basins.history.step(100).unwrap().basins[0].id;
+    harness
+        .get_by_label(&format!("basin {basin_at_100} at step 100"))
+        .click();
+    harness.run_ok();
+    assert_eq!(harness.state().selection.step, Some(100));
+
+    // Back to step 1500 through its disk, then click the heatmap cell of the two runs.
+    let basin_at_1500 = harness
+        .state()
+        .session
+        .as_ref()
+        .unwrap()
+        .analysis
+        .as_ref()
+        .unwrap()
+        .basins
+        .history
+        .step(1500)
+        .unwrap()
+        .basins[0]
+        .id;
+    harness
+        .get_by_label(&format!("basin {basin_at_1500} at step 1500"))
+        .click();
+    harness.state_mut().selection.pair = None;
+    harness.run_ok();
+    assert_eq!(harness.state().selection.step, Some(1500));
+    assert!(harness.query_by_label_contains("Click a heatmap cell").is_some());
+    harness.get_by_label("init1_order0 × init0_order0 at step 1500").click();
+    harness.run_ok();
+    assert_eq!(
+        harness.state().selection.pair,
+        Some(("init0_order0".to_string(), "init1_order0".to_string()))
+    );
+    harness.get_by_label("Interpolation init0_order0 → init1_order0 at step 1500");
+    // The barriers shown are those of the table rows.
+    let endpoint = {
+        let analysis = harness.state().session.as_ref().unwrap().analysis.as_ref().unwrap();
+        analysis
+            .result
+            .barriers
+            .iter()
+            .find(|b| b.step == 1500 && b.pair == "seeds" && b.kind == "endpoint")
+            .unwrap()
+            .loss_barrier
+    };
+    assert!(
+        endpoint > 0.1,
+        "different inits are separated by a barrier, got {endpoint}"
+    );
+    harness.get_by_label_contains(&format!("endpoint: loss {endpoint:.4}"));
+
+    // The results table lists the pair; clicking its row keeps the pair selected.
+    harness.get_by_label("Results table").click();
+    harness.run_ok();
+    harness.get_by_label_contains("paths at step 1500");
+}
+
+#[test]
+fn reopening_an_analysed_folder_reads_the_shared_cache() {
+    let cache = tempfile::tempdir().unwrap();
+    let mut first = harness(cache.path());
+    first.state_mut().open_folder(&example_zoo(), None);
+    step_until(&mut first, "the first analysis", analysed);
+    let computed = first
+        .state()
+        .session
+        .as_ref()
+        .unwrap()
+        .analysis
+        .as_ref()
+        .unwrap()
+        .result
+        .computed;
+    assert!(computed > 0);
+
+    let mut second = harness(cache.path());
+    second.state_mut().open_folder(&example_zoo(), None);
+    step_until(&mut second, "the second analysis", analysed);
+    let result = &second
+        .state()
+        .session
+        .as_ref()
+        .unwrap()
+        .analysis
+        .as_ref()
+        .unwrap()
+        .result;
+    assert_eq!(result.computed, 0, "nothing recomputed");
+    assert_eq!(result.cached, computed);
+}
+
+#[test]
+fn export_writes_tables_figures_report_and_timeline() {
+    let cache = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let mut harness = harness(cache.path());
+    harness.state_mut().open_folder(&example_zoo(), None);
+    step_until(&mut harness, "the analysis", analysed);
+
+    harness.state_mut().export_all(out.path().join("results"));
+    step_until(&mut harness, "the export", |app| !app.is_busy());
+    assert!(
+        harness.state().status.starts_with("Exported"),
+        "{}",
+        harness.state().status
+    );
+    for file in [
+        "checkpoints.parquet",
+        "evals.parquet",
+        "interpolation.parquet",
+        "barriers.parquet",
+        "clusters.parquet",
+        "timeline.parquet",
+        "tree_edges.parquet",
+        "report.json",
+        "figures/basin_tree.svg",
+        "figures/basin_tree.png",
+    ] {
+        assert!(out.path().join("results").join(file).is_file(), "{file} missing");
+    }
+
+    let timeline = out.path().join("timeline.parquet");
+    harness.state_mut().export_timeline(timeline.clone());
+    step_until(&mut harness, "the timeline export", |app| !app.is_busy());
+    let frame = lineage_core::tables::read_parquet(&timeline).unwrap();
+    let analysis = harness.state().session.as_ref().unwrap().analysis.as_ref().unwrap();
+    assert_eq!(frame.height(), analysis.basins.clusters.len());
+    let columns: Vec<&str> = frame.get_column_names().iter().map(|c| c.as_str()).collect();
+    assert_eq!(columns, ["step", "run", "basin", "basin_size", "event", "parent_basin"]);
+}
+
+#[test]
+fn an_empty_folder_shows_its_problem_and_no_analysis() {
+    let cache = tempfile::tempdir().unwrap();
+    let empty = tempfile::tempdir().unwrap();
+    let mut harness = harness(cache.path());
+    harness.state_mut().open_folder(empty.path(), None);
+    step_until(&mut harness, "opening", |app| !app.is_busy() && app.session.is_some());
+    let app = harness.state();
+    assert!(app.session.as_ref().unwrap().analysis.is_none());
+    assert!(app.status.contains("0 checkpoints"), "{}", app.status);
+    harness.get_by_label_contains("Problems (");
+    harness.get_by_label_contains("no eval data");
+}
+
+#[test]
+fn recent_folders_reopen_from_the_welcome_screen() {
+    let cache = tempfile::tempdir().unwrap();
+    let mut recent = RecentFolders::default();
+    recent.push(&example_zoo());
+    let mut app = LineageApp::new(egui::Context::default(), cache.path().to_path_buf(), recent);
+    app.auto_analyse = false;
+    let mut harness = Harness::builder()
+        .with_size(egui::vec2(1200.0, 800.0))
+        .build_ui_state(|ui, app: &mut LineageApp| app.show(ui), app);
+    harness.get_by_label(&example_zoo().display().to_string()).click();
+    step_until(&mut harness, "opening", |app| !app.is_busy() && app.session.is_some());
+    let app = harness.state();
+    assert_eq!(app.session.as_ref().unwrap().zoo.runs.len(), 2);
+    assert!(
+        app.session.as_ref().unwrap().analysis.is_none(),
+        "auto-analysis was off"
+    );
+    harness.get_by_label("Analyse");
+}

@@ -1,0 +1,85 @@
+//! The zoo as a runs x steps grid (format and dtype on hover), and every problem found while reading it.
+
+use egui::{CollapsingHeader, Grid, RichText, ScrollArea, Ui};
+
+use super::{run_color, shorten};
+use crate::gui::session::Session;
+
+/// Beyond this many steps the grid shows one cell per run with its step count.
+const MAX_GRID_STEPS: usize = 40;
+
+/// Draws the grid and the problems.
+pub fn show(ui: &mut Ui, session: &Session) {
+    let zoo = &session.zoo;
+    let steps = zoo.steps();
+    ui.label(format!(
+        "{} runs × {} steps, {} checkpoints",
+        zoo.runs.len(),
+        steps.len(),
+        zoo.n_checkpoints()
+    ));
+    match &session.data {
+        Some(data) => ui.label(format!("eval data: {}", data.display())),
+        None => ui.colored_label(ui.visuals().warn_fg_color, "no eval data: File > Choose eval data…"),
+    };
+    ScrollArea::both()
+        .id_salt("zoo-grid")
+        .max_height(ui.available_height() * 0.6)
+        .show(ui, |ui| {
+            Grid::new("runs-by-steps").striped(true).show(ui, |ui| {
+                ui.strong("run");
+                if steps.len() <= MAX_GRID_STEPS {
+                    for s in &steps {
+                        ui.strong(s.to_string());
+                    }
+                } else {
+                    ui.strong("steps");
+                }
+                ui.end_row();
+                for (i, run) in zoo.runs.iter().enumerate() {
+                    ui.label(RichText::new(shorten(&run.name, 24)).color(run_color(i)))
+                        .on_hover_text(run.dir.display().to_string());
+                    if steps.len() <= MAX_GRID_STEPS {
+                        for &s in &steps {
+                            match run.at(s) {
+                                Some(c) => {
+                                    ui.label("■").on_hover_text(format!(
+                                        "{} step {s}\n{:?}, {:?}\n{}",
+                                        run.name,
+                                        c.format,
+                                        c.layout,
+                                        c.display_path().display()
+                                    ));
+                                }
+                                None => {
+                                    ui.weak("·")
+                                        .on_hover_text(format!("{}: no checkpoint at step {s}", run.name));
+                                }
+                            }
+                        }
+                    } else {
+                        ui.label(format!("{} of {}", run.checkpoints.len(), steps.len()));
+                    }
+                    ui.end_row();
+                }
+            });
+        });
+    let n_problems = zoo.problems.len() + session.log_problems.len();
+    CollapsingHeader::new(format!("Problems ({n_problems})"))
+        .default_open(n_problems > 0 && n_problems <= 5)
+        .show(ui, |ui| {
+            ScrollArea::vertical().id_salt("problems").show(ui, |ui| {
+                for p in &zoo.problems {
+                    ui.label(p.to_string());
+                }
+                for p in &session.log_problems {
+                    ui.label(p);
+                }
+            });
+        });
+    if let Some(analysis) = &session.analysis {
+        for w in analysis.result.warnings.iter().skip(zoo.problems.len()) {
+            ui.colored_label(ui.visuals().warn_fg_color, w);
+        }
+    }
+}

@@ -1,0 +1,95 @@
+//! The seed-pair barrier matrix at the selected step, rows and columns in dendrogram (average
+//! linkage) order, one colour scale for all steps. Click a cell to select that pair.
+
+use egui::{Align2, Color32, FontId, Rect, Sense, Stroke, StrokeKind, Ui, pos2, vec2};
+use lineage_core::basins::average_linkage;
+
+use super::{Selection, heat_color, shorten};
+use crate::gui::session::Analysed;
+
+/// Room for the row labels.
+const LABEL_WIDTH: f32 = 120.0;
+/// Largest cell side.
+const MAX_CELL: f32 = 44.0;
+
+/// Draws the heatmap of `selection.step` and updates `selection.pair` on click.
+pub fn show(ui: &mut Ui, analysed: &Analysed, selection: &mut Selection) {
+    let Some(step) = selection.step else {
+        ui.label("Select a step in the basin tree.");
+        return;
+    };
+    let Some(matrix) = analysed.basins.matrices.iter().find(|m| m.step == step) else {
+        ui.label(format!("No seed-pair barriers at step {step}."));
+        return;
+    };
+    let vmax = analysed
+        .basins
+        .matrices
+        .iter()
+        .flat_map(|m| m.values.iter().copied())
+        .fold(0.0, f64::max)
+        .max(1e-12);
+    let order = average_linkage(matrix).leaf_order();
+    let n = order.len();
+    ui.label(format!(
+        "{} barrier (loss) at step {step}; colour scale 0 to {vmax:.3} over all steps",
+        analysed.basin_options.barrier.name()
+    ));
+    let cell = ((ui.available_width() - LABEL_WIDTH - 8.0) / n as f32).clamp(6.0, MAX_CELL);
+    let size = vec2(LABEL_WIDTH + cell * n as f32 + 8.0, cell * n as f32 + 18.0);
+    let (response, painter) = ui.allocate_painter(size, Sense::hover());
+    let origin = pos2(response.rect.left() + LABEL_WIDTH, response.rect.top() + 18.0);
+    let text_color = ui.visuals().text_color();
+    for col in 0..n {
+        painter.text(
+            pos2(origin.x + (col as f32 + 0.5) * cell, response.rect.top()),
+            Align2::CENTER_TOP,
+            (col + 1).to_string(),
+            FontId::proportional(10.0),
+            text_color,
+        );
+    }
+    for (row, &i) in order.iter().enumerate() {
+        painter.text(
+            pos2(origin.x - 4.0, origin.y + (row as f32 + 0.5) * cell),
+            Align2::RIGHT_CENTER,
+            format!("{} {}", row + 1, shorten(&matrix.runs[i], 16)),
+            FontId::proportional(11.0),
+            text_color,
+        );
+        for (col, &j) in order.iter().enumerate() {
+            let rect = Rect::from_min_size(
+                pos2(origin.x + col as f32 * cell, origin.y + row as f32 * cell),
+                vec2(cell, cell),
+            );
+            let value = matrix.get(i, j);
+            painter.rect_filled(rect.shrink(0.5), 0.0, heat_color(value / vmax));
+            if i == j {
+                continue;
+            }
+            let (a, b) = ordered_pair(&matrix.runs[i], &matrix.runs[j]);
+            let selected = selection.pair.as_ref() == Some(&(a.clone(), b.clone()));
+            if selected {
+                painter.rect_stroke(rect, 0.0, Stroke::new(2.0, Color32::WHITE), StrokeKind::Inside);
+            }
+            // Row × column, so each cell has its own name; both select the same pair.
+            let label = format!("{} × {} at step {step}", matrix.runs[i], matrix.runs[j]);
+            let id = response.id.with(("cell", step, i, j));
+            let cell_response = ui.interact(rect, id, Sense::click());
+            cell_response.widget_info(|| egui::WidgetInfo::labeled(egui::Role::Button, true, &label));
+            if cell_response.clicked() {
+                selection.pair = Some((a.clone(), b.clone()));
+            }
+            cell_response.on_hover_text(format!("{label}\nloss barrier {value:.4}"));
+        }
+    }
+}
+
+/// A seed pair in the order of the interpolation table (run names ascending, as the zoo orders runs).
+pub fn ordered_pair(x: &str, y: &str) -> (String, String) {
+    if x <= y {
+        (x.to_string(), y.to_string())
+    } else {
+        (y.to_string(), x.to_string())
+    }
+}
