@@ -45,6 +45,9 @@ pub enum CoreError {
     /// There is nothing to compute (e.g. no readable checkpoint).
     #[error("nothing to do: {0}")]
     NothingToDo(String),
+    /// Permutation alignment failed (the models do not fit the permutation spec, non-finite weights).
+    #[error("permutation alignment: {0}")]
+    Align(String),
     /// Basin clustering or tracking failed.
     #[error("basins: {0}")]
     Basins(#[from] crate::basins::BasinError),

@@ -14,6 +14,7 @@ use std::path::Path;
 use lineage_loaders::ParamSet;
 use rayon::prelude::*;
 
+use crate::align::PermutationSpec;
 use crate::error::{CoreError, Result};
 use crate::eval_data::EvalData;
 use crate::mlp::{MlpEvaluator, MlpSpec};
@@ -92,6 +93,16 @@ pub trait Evaluator: Send + Sync {
     /// Evaluates theta(alpha) = (1-alpha)·A + alpha·B for each alpha (any values; usually the
     /// interior of the grid), in order. The blend weights are rounded to f32 as PyTorch does.
     fn evaluate_path_prepared(&self, a: &Prepared, b: &Prepared, alphas: &[f64]) -> Result<Vec<EvalResult>>;
+
+    /// The permutation symmetries of this family for `params`, for alignment before interpolation
+    /// ([`crate::align`]). Families without a known spec keep the default: an error.
+    fn permutation_spec(&self, params: &ParamSet) -> Result<PermutationSpec> {
+        let _ = params;
+        Err(CoreError::Align(format!(
+            "{} has no permutation spec: alignment is not supported for this model family",
+            self.describe()
+        )))
+    }
 
     /// Evaluates one parameter set.
     fn evaluate(&self, params: &ParamSet) -> Result<EvalResult> {

@@ -6,7 +6,9 @@
 //!   evaluation) and [`evaluator_for`], which picks the model family.
 //! - [`mlp`]: the `mlp` family and its fast path evaluator.
 //! - [`interpolation`]: alpha grids, endpoint and segment barriers, peak refinement.
+//! - [`align`]: permutation alignment (Git Re-Basin weight matching) before interpolation.
 
+pub mod align;
 pub mod basin_analysis;
 pub mod basins;
 pub mod batch;
