@@ -17,6 +17,7 @@ use rayon::prelude::*;
 use crate::align::PermutationSpec;
 use crate::error::{CoreError, Result};
 use crate::eval_data::EvalData;
+use crate::external::ExternalEvaluator;
 use crate::mlp::{MlpEvaluator, MlpSpec};
 
 /// Loss and correctness of one parameter set on the eval set.
@@ -154,8 +155,9 @@ pub trait Evaluator: Send + Sync {
 }
 
 /// Builds the evaluator for a zoo: from the model family named in `config` (a run's `config.json`;
-/// `{"arch": "mlp", ...}`), or, without a config or `arch` key, inferred from the tensors of
-/// `reference`. Checks that `reference` fits the model and the eval data.
+/// `{"arch": "mlp", ...}` or `{"arch": "external", "command": [...]}`, see [`crate::external`]), or,
+/// without a config or `arch` key, inferred from the tensors of `reference`. Checks that `reference`
+/// fits the model and the eval data.
 pub fn evaluator_for(config: Option<&Path>, reference: &ParamSet, data: &EvalData) -> Result<Box<dyn Evaluator>> {
     let spec = match config {
         Some(path) => {
@@ -164,17 +166,22 @@ pub fn evaluator_for(config: Option<&Path>, reference: &ParamSet, data: &EvalDat
                 serde_json::from_str(&text).map_err(|e| CoreError::config(path, format!("invalid JSON: {e}")))?;
             match value.get("arch").and_then(|a| a.as_str()) {
                 Some("mlp") => MlpSpec::from_config_json(&value, path)?,
+                Some("external") => {
+                    return Ok(Box::new(ExternalEvaluator::from_config_json(
+                        &value, path, reference, data,
+                    )?));
+                }
                 Some(other) => {
                     return Err(CoreError::config(
                         path,
-                        format!("unsupported arch `{other}` (supported: mlp)"),
+                        format!("unsupported arch `{other}` (supported: mlp, external)"),
                     ));
                 }
                 None => match value.get("model_type").and_then(|m| m.as_str()) {
                     Some(model_type) => {
                         return Err(CoreError::config(
                             path,
-                            format!("unsupported model_type `{model_type}` (supported: mlp)"),
+                            format!("unsupported model_type `{model_type}` (supported arch: mlp, external)"),
                         ));
                     }
                     None => MlpSpec::infer(reference)?,

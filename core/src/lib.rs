@@ -5,6 +5,7 @@
 //! - [`evaluator`]: the [`Evaluator`] trait (per-checkpoint preparation, endpoint and path
 //!   evaluation) and [`evaluator_for`], which picks the model family.
 //! - [`mlp`]: the `mlp` family and its fast path evaluator.
+//! - [`external`]: the `external` family: any framework, through a documented command protocol.
 //! - [`interpolation`]: alpha grids, endpoint and segment barriers, peak refinement.
 //! - [`align`]: permutation alignment (Git Re-Basin weight matching) before interpolation.
 
@@ -17,6 +18,7 @@ pub mod error;
 pub mod eval_data;
 pub mod evaluator;
 pub mod export;
+pub mod external;
 pub mod interpolation;
 pub mod keys;
 pub mod merge;
@@ -30,4 +32,5 @@ pub mod train;
 pub use error::CoreError;
 pub use eval_data::EvalData;
 pub use evaluator::{EvalResult, Evaluator, Prepared, evaluator_for};
+pub use external::ExternalEvaluator;
 pub use mlp::{MlpEvaluator, MlpSpec};
