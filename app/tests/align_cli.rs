@@ -84,7 +84,10 @@ fn align_writes_aligned_and_raw_rows_cached_separately() {
     let flags = aligned_flags(&barriers);
     assert_eq!((flags.iter().filter(|a| !**a).count(), flags.len()), (14, 28));
 
-    let (raw, aligned) = (seed_barrier(&barriers, 1500, false), seed_barrier(&barriers, 1500, true));
+    let (raw, aligned) = (
+        seed_barrier(&barriers, 1500, false),
+        seed_barrier(&barriers, 1500, true),
+    );
     println!("step 1500 endpoint loss barrier: raw {raw:.4}, aligned {aligned:.4}");
     assert!((raw - 0.2105).abs() < 1e-3, "raw {raw}");
     assert!(aligned < 0.5 * raw, "aligned {aligned} vs raw {raw}");
@@ -125,8 +128,18 @@ fn align_writes_aligned_and_raw_rows_cached_separately() {
             .unwrap()
             .success()
     );
-    for name in ["checkpoints", "evals", "interpolation", "barriers", "clusters", "timeline"] {
-        assert!(table(&out, name).equals_missing(&table(&merged, name)), "{name} differs after merge");
+    for name in [
+        "checkpoints",
+        "evals",
+        "interpolation",
+        "barriers",
+        "clusters",
+        "timeline",
+    ] {
+        assert!(
+            table(&out, name).equals_missing(&table(&merged, name)),
+            "{name} differs after merge"
+        );
     }
 }
 
@@ -143,7 +156,14 @@ fn align_in_a_plan_and_in_the_slurm_script() {
         ),
     )
     .unwrap();
-    assert!(lineage().args(["batch", "--plan"]).arg(&plan).status().unwrap().success());
+    assert!(
+        lineage()
+            .args(["batch", "--plan"])
+            .arg(&plan)
+            .status()
+            .unwrap()
+            .success()
+    );
     let out = tmp.path().join("results");
     assert_eq!(report(&out)["options"]["align"], true);
     let flags = aligned_flags(&table(&out, "interpolation"));

@@ -460,7 +460,15 @@ pub fn run_batch(
     }
     for pair in &pairs {
         for &aligned in variants {
-            push_rows(&mut result, pair, aligned, &alphas, &cache, &known, &path_key(pair, aligned));
+            push_rows(
+                &mut result,
+                pair,
+                aligned,
+                &alphas,
+                &cache,
+                &known,
+                &path_key(pair, aligned),
+            );
         }
     }
     Ok(result)

@@ -159,10 +159,10 @@ impl ExternalEvaluator {
     /// Writes `params` to a fresh temporary file, runs the command on it and parses its output.
     fn run(&self, params: &HashMap<String, Tensor>) -> Result<EvalResult> {
         static NEXT_FILE: AtomicU64 = AtomicU64::new(0);
-        let file = self
-            .tmp
-            .path()
-            .join(format!("params-{}.safetensors", NEXT_FILE.fetch_add(1, Ordering::Relaxed)));
+        let file = self.tmp.path().join(format!(
+            "params-{}.safetensors",
+            NEXT_FILE.fetch_add(1, Ordering::Relaxed)
+        ));
         candle_core::safetensors::save(params, &file)
             .map_err(|e| self.error(format!("cannot write {}: {e}", file.display())))?;
         let output = Command::new(&self.command[0])
@@ -303,8 +303,11 @@ mod tests {
 
     #[test]
     fn parses_one_line_per_example() {
-        let r = parse_output("{\"loss\": 0.5, \"correct\": true}\n\n{\"loss\": 1.5, \"correct\": false, \"x\": 1}\n", 2)
-            .unwrap();
+        let r = parse_output(
+            "{\"loss\": 0.5, \"correct\": true}\n\n{\"loss\": 1.5, \"correct\": false, \"x\": 1}\n",
+            2,
+        )
+        .unwrap();
         assert_eq!((r.loss, r.error), (1.0, 0.5));
         let r = parse_output("{\"loss\": null, \"correct\": false}", 1).unwrap();
         assert!(r.loss.is_nan());
@@ -330,7 +333,10 @@ mod tests {
     fn stderr_tail_keeps_the_last_lines() {
         let text: String = (0..20).map(|i| format!("line {i}\n")).collect();
         let tail = stderr_tail(text.as_bytes());
-        assert!(tail.starts_with("; stderr: line 12 |") && tail.ends_with("line 19"), "{tail}");
+        assert!(
+            tail.starts_with("; stderr: line 12 |") && tail.ends_with("line 19"),
+            "{tail}"
+        );
         assert_eq!(stderr_tail(b"\n"), "");
     }
 }

@@ -4,10 +4,10 @@
 
 use std::path::{Path, PathBuf};
 
+use lineage_core::EvalData;
 use lineage_core::align::{align_to, weight_matching};
 use lineage_core::evaluator::{Evaluator, evaluator_for};
 use lineage_core::interpolation::{alpha_grid, endpoint_barrier};
-use lineage_core::EvalData;
 use lineage_loaders::{ParamSet, load_params};
 
 fn fixture(rel: &str) -> PathBuf {

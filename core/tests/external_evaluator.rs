@@ -47,7 +47,8 @@ fn a_python_mlp_gives_the_barriers_of_the_built_in_evaluator() {
     let external = evaluator_for(Some(&config), &a, &data).unwrap();
     let description = external.describe();
     assert!(
-        description.starts_with("external `python3 eval.py` [eval.py sha256 ") && description.ends_with("on 500 examples"),
+        description.starts_with("external `python3 eval.py` [eval.py sha256 ")
+            && description.ends_with("on 500 examples"),
         "{description}"
     );
     let built_in = evaluator_for(Some(&fixture("zoo_safetensors/init0_order0/config.json")), &a, &data).unwrap();
@@ -96,7 +97,10 @@ fn protocol_violations_are_errors_naming_the_command() {
     let err = error_of(&["sh", "-c", "echo '{\"loss\": 1.0, \"correct\": true}'"]);
     assert!(err.contains("printed 1 result lines for 500 eval examples"), "{err}");
     let err = error_of(&["/nonexistent/lineage-eval"]);
-    assert!(err.contains("/nonexistent/lineage-eval") && err.contains("cannot run"), "{err}");
+    assert!(
+        err.contains("/nonexistent/lineage-eval") && err.contains("cannot run"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -112,7 +116,10 @@ fn bad_external_configs_and_mismatching_checkpoints_are_errors() {
     ] {
         let path = tmp.path().join("config.json");
         std::fs::write(&path, config.to_string()).unwrap();
-        let err = evaluator_for(Some(&path), &a, &data).err().expect("invalid config").to_string();
+        let err = evaluator_for(Some(&path), &a, &data)
+            .err()
+            .expect("invalid config")
+            .to_string();
         assert!(err.contains("config.json") && err.contains("`command`"), "{err}");
     }
     let config = external_config(tmp.path(), &["true"]);

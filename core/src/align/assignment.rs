@@ -50,7 +50,7 @@ mod tests {
             }
             for i in 0..k {
                 heap(k - 1, p, out);
-                let j = if k % 2 == 0 { i } else { 0 };
+                let j = if k.is_multiple_of(2) { i } else { 0 };
                 p.swap(j, k - 1);
             }
         }
@@ -66,7 +66,9 @@ mod tests {
         for _ in 0..20 {
             let cost: Vec<f64> = (0..n * n)
                 .map(|_| {
-                    state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                    state = state
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
                     (state >> 11) as f64 / (1u64 << 53) as f64 * 2e-3 - 1e-3
                 })
                 .collect();

@@ -179,6 +179,9 @@ mod tests {
     use crate::mlp::linear_chain;
     use candle_core::DType;
 
+    /// A group as (name, size, [(tensor, axis)]).
+    type GroupAxes<'a> = (&'a str, usize, Vec<(&'a str, usize)>);
+
     fn zeros(shapes: &[(&str, &[usize])]) -> ParamSet {
         let raw = shapes
             .iter()
@@ -197,7 +200,7 @@ mod tests {
             ("fc3.bias", &[3]),
         ]);
         let spec = PermutationSpec::mlp(&linear_chain(&p).unwrap());
-        let axes: Vec<(&str, usize, Vec<(&str, usize)>)> = spec
+        let axes: Vec<GroupAxes> = spec
             .groups
             .iter()
             .map(|g| {
@@ -241,7 +244,12 @@ mod tests {
     fn bad_specs_and_permutations_are_errors() {
         let p = zeros(&[("fc1.weight", &[5, 4]), ("fc2.weight", &[3, 5])]);
         let spec = PermutationSpec::mlp(&linear_chain(&p).unwrap());
-        for bad in [vec![], vec![vec![0, 1, 2, 3]], vec![vec![0, 1, 2, 3, 3]], vec![vec![0, 1, 2, 3, 5]]] {
+        for bad in [
+            vec![],
+            vec![vec![0, 1, 2, 3]],
+            vec![vec![0, 1, 2, 3, 3]],
+            vec![vec![0, 1, 2, 3, 5]],
+        ] {
             let err = spec.apply(&p, &bad).unwrap_err().to_string();
             assert!(err.contains("permutation"), "{err}");
         }

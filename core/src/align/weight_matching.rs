@@ -227,7 +227,9 @@ mod tests {
     use candle_core::{Device, Tensor};
 
     fn normal(rng: &mut Rng, n: usize) -> Vec<f32> {
-        (0..n).map(|_| rng.uniform(-1.0, 1.0) + rng.uniform(-1.0, 1.0)).collect()
+        (0..n)
+            .map(|_| rng.uniform(-1.0, 1.0) + rng.uniform(-1.0, 1.0))
+            .collect()
     }
 
     fn random_mlp(seed: u64, widths: &[usize]) -> ParamSet {
@@ -315,9 +317,17 @@ mod tests {
             .iter()
             .zip(values(&aligned))
             .filter(|((name, _), _)| touched.contains_key(name.as_str()))
-            .map(|((_, x), (_, y))| x.iter().zip(&y).map(|(p, q)| f64::from(*p) * f64::from(*q)).sum::<f64>())
+            .map(|((_, x), (_, y))| {
+                x.iter()
+                    .zip(&y)
+                    .map(|(p, q)| f64::from(*p) * f64::from(*q))
+                    .sum::<f64>()
+            })
             .sum();
-        assert!((direct - last).abs() < 1e-6 * direct.abs().max(1.0), "{direct} vs {last}");
+        assert!(
+            (direct - last).abs() < 1e-6 * direct.abs().max(1.0),
+            "{direct} vs {last}"
+        );
         // Deterministic for a seed.
         assert_eq!(weight_matching(&spec, &a, &b, 0).unwrap(), matching);
     }
