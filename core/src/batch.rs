@@ -264,6 +264,10 @@ pub fn run_batch(
     let config = zoo.run(&reference_id.run).and_then(|r| r.config.clone());
     let evaluator = make_evaluator(config.as_deref(), &reference, &data)?;
     result.evaluator = evaluator.describe();
+    if options.align {
+        // Fail once, up front, for a family without permutation symmetries (rather than per pair).
+        evaluator.permutation_spec(&reference)?;
+    }
     drop(reference);
     let options_key = hash_parts(&[CACHE_VERSION, &result.evaluator, &data_key]);
     let known: HashMap<CheckpointId, Known> = keys

@@ -133,4 +133,6 @@ fn bad_external_configs_and_mismatching_checkpoints_are_errors() {
     .unwrap();
     let err = evaluator.prepare(&other).unwrap_err().to_string();
     assert!(err.contains("`fc3.bias` missing"), "{err}");
+    let err = evaluator.permutation_spec(&a).unwrap_err().to_string();
+    assert!(err.contains("alignment is not supported"), "{err}");
 }
