@@ -73,7 +73,8 @@ pub struct BasinAnalysis {
     pub commitment: BTreeMap<String, Option<u64>>,
 }
 
-/// Clusters the seeds at every step of `result` and tracks the basins over time.
+/// Clusters the seeds at every step of `result` and tracks the basins over time. Basins and
+/// commitment use the raw (unaligned) barriers: aligned rows, when present, are reported alongside.
 pub fn analyse_basins(result: &BatchResult, options: &BasinOptions) -> Result<BasinAnalysis, CoreError> {
     let kind = options.barrier.name();
     let seeds = PairKind::Seeds.name();
@@ -82,7 +83,7 @@ pub fn analyse_basins(result: &BatchResult, options: &BasinOptions) -> Result<Ba
     let pairs = result
         .barriers
         .iter()
-        .filter(|b| b.pair == seeds && b.kind == kind)
+        .filter(|b| b.pair == seeds && b.kind == kind && !b.aligned)
         .map(|b| (b.step, b.run_a.clone(), b.run_b.clone(), b.loss_barrier));
     let matrices = matrices_from_rows(self_pairs.chain(pairs))?;
     let mut mean_loss: BTreeMap<u64, (f64, usize)> = BTreeMap::new();
@@ -123,7 +124,7 @@ fn commitment_steps(
     for b in result
         .barriers
         .iter()
-        .filter(|b| b.pair == PairKind::ToFinal.name() && b.kind == options.barrier.name())
+        .filter(|b| b.pair == PairKind::ToFinal.name() && b.kind == options.barrier.name() && !b.aligned)
     {
         let entry = by_run.entry(&b.run_a).or_insert((b.step_b, Vec::new()));
         entry.1.push((b.step, b.loss_barrier));

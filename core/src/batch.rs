@@ -4,6 +4,12 @@
 //! Work is cached per unit (one checkpoint evaluation, one interpolation path) under content keys,
 //! so a second identical run does no forward pass and a killed run resumes where it stopped.
 //! Checkpoints are streamed: at most one step's checkpoints (plus one final checkpoint) are in memory.
+//!
+//! With [`BatchOptions::align`], every pair is interpolated twice: raw, and with B permuted to match
+//! A by Git Re-Basin weight matching ([`crate::align`]). Aligned paths are separate cache units (their
+//! key also names the alignment algorithm) and give rows with `aligned = true` next to the raw ones.
+//! The endpoints of an aligned path reuse the checkpoints' own evaluations: a permuted B computes the
+//! same function as B.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -14,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use lineage_loaders::checkpoint::{load_checkpoint, scan_checkpoint};
 use lineage_loaders::{ParamSet, Zoo};
 
+use crate::align::{ALGORITHM, DEFAULT_SEED, align_to};
 use crate::cache::JsonlStore;
 use crate::error::CoreError;
 use crate::eval_data::EvalData;
@@ -36,6 +43,10 @@ pub struct BatchOptions {
     pub pairs: PairSets,
     /// Folder of the result cache (shared with the GUI).
     pub cache_dir: PathBuf,
+    /// Also interpolate each pair with B permutation-aligned to A (weight matching), emitting
+    /// `aligned = true` rows in addition to the raw ones.
+    #[serde(default)]
+    pub align: bool,
     /// Compute only one deterministic share of the work (see [`Shard`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shard: Option<Shard>,
@@ -122,7 +133,7 @@ pub struct BatchResult {
     pub barriers: Vec<BarrierRow>,
     /// Problems met on the way (unreadable checkpoints, mismatching shapes); the rest was computed.
     pub warnings: Vec<String>,
-    /// Units computed in this run (checkpoint evaluations + paths).
+    /// Units computed in this run (checkpoint evaluations + paths, raw and aligned).
     pub computed: usize,
     /// Units found in the cache.
     pub cached: usize,
@@ -253,6 +264,10 @@ pub fn run_batch(
     let config = zoo.run(&reference_id.run).and_then(|r| r.config.clone());
     let evaluator = make_evaluator(config.as_deref(), &reference, &data)?;
     result.evaluator = evaluator.describe();
+    if options.align {
+        // Fail once, up front, for a family without permutation symmetries (rather than per pair).
+        evaluator.permutation_spec(&reference)?;
+    }
     drop(reference);
     let options_key = hash_parts(&[CACHE_VERSION, &result.evaluator, &data_key]);
     let known: HashMap<CheckpointId, Known> = keys
@@ -274,31 +289,46 @@ pub fn run_batch(
         .collect();
     let interior: Vec<f64> = alphas[1..alphas.len() - 1].to_vec();
     let alpha_text: Vec<String> = interior.iter().map(|a| format!("{a:.17e}")).collect();
-    let path_key = |p: &Pair| hash_parts(&[&options_key, &known[&p.a].key, &known[&p.b].key, &alpha_text.join(",")]);
+    let alpha_text = alpha_text.join(",");
+    // Raw paths keep their key; aligned ones also name the alignment algorithm.
+    let path_key = |p: &Pair, aligned: bool| {
+        let (a, b) = (&known[&p.a].key, &known[&p.b].key);
+        if aligned {
+            hash_parts(&[&options_key, a, b, &alpha_text, ALGORITHM])
+        } else {
+            hash_parts(&[&options_key, a, b, &alpha_text])
+        }
+    };
+    let variants: &[bool] = if options.align { &[false, true] } else { &[false] };
 
-    // Pending work.
+    // Pending work: checkpoint evaluations and (pair, aligned) paths.
     let pending_evals: HashSet<&CheckpointId> = known
         .iter()
         .filter(|(_, k)| !cache.evals.contains(&k.eval_key))
         .map(|(id, _)| id)
         .collect();
-    let pending_pairs: Vec<&Pair> = pairs.iter().filter(|p| !cache.paths.contains(&path_key(p))).collect();
-    let total = pending_evals.len() + pending_pairs.len();
-    result.cached = known.len() + pairs.len() - total;
+    let pending_paths: Vec<(&Pair, bool)> = pairs
+        .iter()
+        .flat_map(|p| variants.iter().map(move |&aligned| (p, aligned)))
+        .filter(|&(p, aligned)| !cache.paths.contains(&path_key(p, aligned)))
+        .collect();
+    let total = pending_evals.len() + pending_paths.len();
+    result.cached = known.len() + pairs.len() * variants.len() - total;
     result.computed = total;
     progress.start("evaluating", total as u64);
 
     // Pass 1, step by step: evaluate checkpoints and pairs whose endpoints share a step.
     let steps: Vec<u64> = zoo.steps();
     for step in steps {
-        let step_pairs: Vec<&&Pair> = pending_pairs
+        let step_paths: Vec<(&Pair, bool)> = pending_paths
             .iter()
-            .filter(|p| p.a.step == step && p.b.step == step)
+            .copied()
+            .filter(|(p, _)| p.a.step == step && p.b.step == step)
             .collect();
         let needed: Vec<&CheckpointId> = known
             .keys()
             .filter(|id| id.step == step)
-            .filter(|id| pending_evals.contains(id) || step_pairs.iter().any(|p| &p.a == *id || &p.b == *id))
+            .filter(|id| pending_evals.contains(id) || step_paths.iter().any(|(p, _)| &p.a == *id || &p.b == *id))
             .collect();
         if needed.is_empty() {
             continue;
@@ -309,7 +339,13 @@ pub fn run_batch(
             .par_iter()
             .map(|(id, params)| (*id, evaluator.prepare(params)))
             .collect();
-        drop(loaded);
+        // Alignment needs the raw parameters; otherwise they are dropped right away.
+        let params: HashMap<&CheckpointId, ParamSet> = if step_paths.iter().any(|(_, aligned)| *aligned) {
+            loaded.into_iter().collect()
+        } else {
+            drop(loaded);
+            HashMap::new()
+        };
         let mut points: HashMap<&CheckpointId, Prepared> = HashMap::new();
         for (id, p) in prepared {
             match p {
@@ -330,14 +366,23 @@ pub fn run_batch(
             })
             .collect();
         collect_errors(evals, &mut result.warnings)?;
-        let done: Vec<Result<(), CoreError>> = step_pairs
+        let done: Vec<Result<(), CoreError>> = step_paths
             .par_iter()
-            .filter_map(|p| Some((p, points.get(&p.a)?, points.get(&p.b)?)))
-            .map(|(p, a, b)| {
+            .filter_map(|&(p, aligned)| Some((p, aligned, points.get(&p.a)?, points.get(&p.b)?)))
+            .map(|(p, aligned, a, b)| {
                 if progress.is_cancelled() {
                     return Err(CoreError::Cancelled);
                 }
-                compute_path(evaluator.as_ref(), a, b, &interior, &cache, &path_key(p))?;
+                let key = path_key(p, aligned);
+                if aligned {
+                    let (Some(pa), Some(pb)) = (params.get(&p.a), params.get(&p.b)) else {
+                        return Err(CoreError::Align(format!("{}: parameters not loaded", pair_label(p))));
+                    };
+                    let b = aligned_point(evaluator.as_ref(), p, pa, pb)?;
+                    compute_path(evaluator.as_ref(), a, &b, &interior, &cache, &key)?;
+                } else {
+                    compute_path(evaluator.as_ref(), a, b, &interior, &cache, &key)?;
+                }
                 progress.advance(1);
                 Ok(())
             })
@@ -346,8 +391,12 @@ pub fn run_batch(
     }
 
     // Pass 2, run by run: pairs across steps (checkpoint vs its run's final), one final in memory.
-    let cross: Vec<&&Pair> = pending_pairs.iter().filter(|p| p.a.step != p.b.step).collect();
-    let mut finals: Vec<&CheckpointId> = cross.iter().map(|p| &p.b).collect();
+    // Per pair, the variants (raw / aligned) still to compute.
+    let mut cross: BTreeMap<&Pair, Vec<bool>> = BTreeMap::new();
+    for &(p, aligned) in pending_paths.iter().filter(|(p, _)| p.a.step != p.b.step) {
+        cross.entry(p).or_default().push(aligned);
+    }
+    let mut finals: Vec<&CheckpointId> = cross.keys().map(|p| &p.b).collect();
     finals.sort();
     finals.dedup();
     for final_id in finals {
@@ -365,20 +414,35 @@ pub fn run_batch(
                 continue;
             }
         };
-        drop(final_params);
-        let with_final: Vec<&&&Pair> = cross.iter().filter(|p| &p.b == final_id).collect();
+        let with_final: Vec<(&&Pair, &Vec<bool>)> = cross.iter().filter(|(p, _)| &p.b == final_id).collect();
         let done: Vec<Result<(), CoreError>> = with_final
             .par_iter()
-            .map(|p| {
-                if progress.is_cancelled() {
-                    return Err(CoreError::Cancelled);
-                }
-                let a = load_checkpoint(checkpoint_of(&p.a).expect("planned checkpoint exists"))
-                    .map_err(|e| CoreError::Load(e.to_string()))?;
-                let a = evaluator.prepare(&a)?;
-                compute_path(evaluator.as_ref(), &a, &final_point, &interior, &cache, &path_key(p))?;
-                progress.advance(1);
-                Ok(())
+            .flat_map_iter(|&(p, variants)| {
+                let a_params = checkpoint_of(&p.a)
+                    .ok_or_else(|| CoreError::Load(format!("{}@{}: not in the zoo", p.a.run, p.a.step)))
+                    .and_then(|c| load_checkpoint(c).map_err(|e| CoreError::Load(e.to_string())));
+                let a = a_params.and_then(|params| Ok((evaluator.prepare(&params)?, params)));
+                let (a_point, a_params) = match a {
+                    Ok(a) => a,
+                    Err(e) => return vec![Err(e)],
+                };
+                variants
+                    .iter()
+                    .map(|&aligned| {
+                        if progress.is_cancelled() {
+                            return Err(CoreError::Cancelled);
+                        }
+                        let key = path_key(p, aligned);
+                        if aligned {
+                            let b = aligned_point(evaluator.as_ref(), p, &a_params, &final_params)?;
+                            compute_path(evaluator.as_ref(), &a_point, &b, &interior, &cache, &key)?;
+                        } else {
+                            compute_path(evaluator.as_ref(), &a_point, &final_point, &interior, &cache, &key)?;
+                        }
+                        progress.advance(1);
+                        Ok(())
+                    })
+                    .collect()
             })
             .collect();
         collect_errors(done, &mut result.warnings)?;
@@ -399,47 +463,88 @@ pub fn run_batch(
         result.checkpoints.push(row.clone());
     }
     for pair in &pairs {
-        let (Some(ea), Some(eb), Some(inner)) = (
-            cache.evals.get(&known[&pair.a].eval_key),
-            cache.evals.get(&known[&pair.b].eval_key),
-            cache.paths.get(&path_key(pair)),
-        ) else {
-            continue;
-        };
-        let curve: Vec<Metrics> = std::iter::once(ea).chain(inner).chain(std::iter::once(eb)).collect();
-        let losses: Vec<f64> = curve.iter().map(|m| m.loss).collect();
-        let errors: Vec<f64> = curve.iter().map(|m| m.error).collect();
-        for (alpha, m) in alphas.iter().zip(&curve) {
-            result.interpolation.push(InterpolationRow {
-                step: pair.a.step,
-                run_a: pair.a.run.clone(),
-                run_b: pair.b.run.clone(),
-                step_b: pair.b.step,
-                pair: pair.kind.name().into(),
-                alpha: *alpha,
-                loss: m.loss,
-                error: m.error,
-                aligned: false,
-            });
-        }
-        for (kind, barrier) in [
-            ("endpoint", endpoint_barrier as fn(&[f64], &[f64]) -> f64),
-            ("segment", segment_barrier),
-        ] {
-            result.barriers.push(BarrierRow {
-                step: pair.a.step,
-                run_a: pair.a.run.clone(),
-                run_b: pair.b.run.clone(),
-                step_b: pair.b.step,
-                pair: pair.kind.name().into(),
-                kind: kind.into(),
-                loss_barrier: barrier(&alphas, &losses),
-                error_barrier: barrier(&alphas, &errors),
-                aligned: false,
-            });
+        for &aligned in variants {
+            push_rows(
+                &mut result,
+                pair,
+                aligned,
+                &alphas,
+                &cache,
+                &known,
+                &path_key(pair, aligned),
+            );
         }
     }
     Ok(result)
+}
+
+/// Appends the interpolation and barrier rows of one (pair, aligned) path, if it is complete in the cache.
+fn push_rows(
+    result: &mut BatchResult,
+    pair: &Pair,
+    aligned: bool,
+    alphas: &[f64],
+    cache: &ResultCache,
+    known: &HashMap<CheckpointId, Known>,
+    path_key: &str,
+) {
+    let (Some(ea), Some(eb), Some(inner)) = (
+        cache.evals.get(&known[&pair.a].eval_key),
+        cache.evals.get(&known[&pair.b].eval_key),
+        cache.paths.get(path_key),
+    ) else {
+        return;
+    };
+    let curve: Vec<Metrics> = std::iter::once(ea).chain(inner).chain(std::iter::once(eb)).collect();
+    let losses: Vec<f64> = curve.iter().map(|m| m.loss).collect();
+    let errors: Vec<f64> = curve.iter().map(|m| m.error).collect();
+    for (alpha, m) in alphas.iter().zip(&curve) {
+        result.interpolation.push(InterpolationRow {
+            step: pair.a.step,
+            run_a: pair.a.run.clone(),
+            run_b: pair.b.run.clone(),
+            step_b: pair.b.step,
+            pair: pair.kind.name().into(),
+            alpha: *alpha,
+            loss: m.loss,
+            error: m.error,
+            aligned,
+        });
+    }
+    for (kind, barrier) in [
+        ("endpoint", endpoint_barrier as fn(&[f64], &[f64]) -> f64),
+        ("segment", segment_barrier),
+    ] {
+        result.barriers.push(BarrierRow {
+            step: pair.a.step,
+            run_a: pair.a.run.clone(),
+            run_b: pair.b.run.clone(),
+            step_b: pair.b.step,
+            pair: pair.kind.name().into(),
+            kind: kind.into(),
+            loss_barrier: barrier(alphas, &losses),
+            error_barrier: barrier(alphas, &errors),
+            aligned,
+        });
+    }
+}
+
+/// `run@step vs run@step`.
+fn pair_label(p: &Pair) -> String {
+    format!("{}@{} vs {}@{}", p.a.run, p.a.step, p.b.run, p.b.step)
+}
+
+/// Model B of `pair` permuted to match A (weight matching with the evaluator's permutation spec),
+/// prepared for evaluation. Errors name the pair.
+fn aligned_point(evaluator: &dyn Evaluator, pair: &Pair, a: &ParamSet, b: &ParamSet) -> Result<Prepared, CoreError> {
+    let aligned = evaluator
+        .permutation_spec(a)
+        .and_then(|spec| align_to(&spec, a, b, DEFAULT_SEED))
+        .map_err(|e| match e {
+            CoreError::Align(m) => CoreError::Align(format!("{}: {m}", pair_label(pair))),
+            other => other,
+        })?;
+    evaluator.prepare(&aligned)
 }
 
 fn check_cancel(progress: &dyn Progress) -> Result<(), CoreError> {

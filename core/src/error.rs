@@ -45,6 +45,17 @@ pub enum CoreError {
     /// There is nothing to compute (e.g. no readable checkpoint).
     #[error("nothing to do: {0}")]
     NothingToDo(String),
+    /// An external evaluator command failed or broke the protocol (see [`crate::external`]).
+    #[error("external evaluator `{command}`: {problem}")]
+    External {
+        /// The command, as configured.
+        command: String,
+        /// What went wrong (exit status and stderr, or the malformed output).
+        problem: String,
+    },
+    /// Permutation alignment failed (the models do not fit the permutation spec, non-finite weights).
+    #[error("permutation alignment: {0}")]
+    Align(String),
     /// Basin clustering or tracking failed.
     #[error("basins: {0}")]
     Basins(#[from] crate::basins::BasinError),

@@ -14,8 +14,10 @@ use std::path::Path;
 use lineage_loaders::ParamSet;
 use rayon::prelude::*;
 
+use crate::align::PermutationSpec;
 use crate::error::{CoreError, Result};
 use crate::eval_data::EvalData;
+use crate::external::ExternalEvaluator;
 use crate::mlp::{MlpEvaluator, MlpSpec};
 
 /// Loss and correctness of one parameter set on the eval set.
@@ -93,6 +95,16 @@ pub trait Evaluator: Send + Sync {
     /// interior of the grid), in order. The blend weights are rounded to f32 as PyTorch does.
     fn evaluate_path_prepared(&self, a: &Prepared, b: &Prepared, alphas: &[f64]) -> Result<Vec<EvalResult>>;
 
+    /// The permutation symmetries of this family for `params`, for alignment before interpolation
+    /// ([`crate::align`]). Families without a known spec keep the default: an error.
+    fn permutation_spec(&self, params: &ParamSet) -> Result<PermutationSpec> {
+        let _ = params;
+        Err(CoreError::Align(format!(
+            "{} has no permutation spec: alignment is not supported for this model family",
+            self.describe()
+        )))
+    }
+
     /// Evaluates one parameter set.
     fn evaluate(&self, params: &ParamSet) -> Result<EvalResult> {
         self.evaluate_prepared(&self.prepare(params)?)
@@ -143,8 +155,9 @@ pub trait Evaluator: Send + Sync {
 }
 
 /// Builds the evaluator for a zoo: from the model family named in `config` (a run's `config.json`;
-/// `{"arch": "mlp", ...}`), or, without a config or `arch` key, inferred from the tensors of
-/// `reference`. Checks that `reference` fits the model and the eval data.
+/// `{"arch": "mlp", ...}` or `{"arch": "external", "command": [...]}`, see [`crate::external`]), or,
+/// without a config or `arch` key, inferred from the tensors of `reference`. Checks that `reference`
+/// fits the model and the eval data.
 pub fn evaluator_for(config: Option<&Path>, reference: &ParamSet, data: &EvalData) -> Result<Box<dyn Evaluator>> {
     let spec = match config {
         Some(path) => {
@@ -153,17 +166,22 @@ pub fn evaluator_for(config: Option<&Path>, reference: &ParamSet, data: &EvalDat
                 serde_json::from_str(&text).map_err(|e| CoreError::config(path, format!("invalid JSON: {e}")))?;
             match value.get("arch").and_then(|a| a.as_str()) {
                 Some("mlp") => MlpSpec::from_config_json(&value, path)?,
+                Some("external") => {
+                    return Ok(Box::new(ExternalEvaluator::from_config_json(
+                        &value, path, reference, data,
+                    )?));
+                }
                 Some(other) => {
                     return Err(CoreError::config(
                         path,
-                        format!("unsupported arch `{other}` (supported: mlp)"),
+                        format!("unsupported arch `{other}` (supported: mlp, external)"),
                     ));
                 }
                 None => match value.get("model_type").and_then(|m| m.as_str()) {
                     Some(model_type) => {
                         return Err(CoreError::config(
                             path,
-                            format!("unsupported model_type `{model_type}` (supported: mlp)"),
+                            format!("unsupported model_type `{model_type}` (supported arch: mlp, external)"),
                         ));
                     }
                     None => MlpSpec::infer(reference)?,

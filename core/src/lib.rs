@@ -5,8 +5,11 @@
 //! - [`evaluator`]: the [`Evaluator`] trait (per-checkpoint preparation, endpoint and path
 //!   evaluation) and [`evaluator_for`], which picks the model family.
 //! - [`mlp`]: the `mlp` family and its fast path evaluator.
+//! - [`external`]: the `external` family: any framework, through a documented command protocol.
 //! - [`interpolation`]: alpha grids, endpoint and segment barriers, peak refinement.
+//! - [`align`]: permutation alignment (Git Re-Basin weight matching) before interpolation.
 
+pub mod align;
 pub mod basin_analysis;
 pub mod basins;
 pub mod batch;
@@ -15,6 +18,7 @@ pub mod error;
 pub mod eval_data;
 pub mod evaluator;
 pub mod export;
+pub mod external;
 pub mod figures;
 pub mod interpolation;
 pub mod keys;
@@ -29,4 +33,5 @@ pub mod train;
 pub use error::CoreError;
 pub use eval_data::EvalData;
 pub use evaluator::{EvalResult, Evaluator, Prepared, evaluator_for};
+pub use external::ExternalEvaluator;
 pub use mlp::{MlpEvaluator, MlpSpec};

@@ -52,8 +52,10 @@ pub fn merge_shards(dirs: &[PathBuf]) -> Result<BatchResult, CoreError> {
             evals.insert((row.run.clone(), row.step), row);
         }
         for row in read_interpolation(&dir.join("interpolation.parquet"))? {
+            // Raw rows before aligned ones, as a single run writes them.
             let key = (
                 pair_order(&row.pair, row.step, &row.run_a, &row.run_b, row.step_b)?,
+                row.aligned,
                 row.alpha.to_bits(),
             );
             interpolation.insert(key, row);
@@ -63,6 +65,7 @@ pub fn merge_shards(dirs: &[PathBuf]) -> Result<BatchResult, CoreError> {
             barriers.insert(
                 (
                     pair_order(&row.pair, row.step, &row.run_a, &row.run_b, row.step_b)?,
+                    row.aligned,
                     kind_rank,
                 ),
                 row,

@@ -32,6 +32,10 @@ pub struct BatchArgs {
     /// Result cache folder [default: $LINEAGE_CACHE, else $XDG_CACHE_HOME/lineage/results, else ~/.cache/lineage/results].
     #[arg(long)]
     pub cache: Option<PathBuf>,
+    /// Also interpolate every pair with B permutation-aligned to A (Git Re-Basin weight matching):
+    /// rows with `aligned = true` next to the raw ones (basins use the raw barriers).
+    #[arg(long)]
+    pub align: bool,
     /// Skip the checkpoint-vs-final-checkpoint pairs (commitment).
     #[arg(long)]
     pub no_to_final: bool,
@@ -46,7 +50,7 @@ pub struct BatchArgs {
     /// Write a SLURM job-array script running this batch as N shards (to OUT/slurm.sbatch) and exit.
     #[arg(long, value_name = "N")]
     pub emit_slurm: Option<usize>,
-    /// TOML file holding every option (zoo, data, out, alphas, cache, pairs, cluster, eps, k, barrier),
+    /// TOML file holding every option (zoo, data, out, alphas, cache, pairs, align, cluster, eps, k, barrier),
     /// so a paper's figures are one reproducible command.
     #[arg(long)]
     pub plan: Option<PathBuf>,
@@ -98,6 +102,7 @@ pub struct Plan {
     alphas: Option<usize>,
     cache: Option<PathBuf>,
     pairs: Option<PairSets>,
+    align: Option<bool>,
     cluster: Option<String>,
     eps: Option<f64>,
     k: Option<usize>,
@@ -175,6 +180,7 @@ pub fn run(args: &BatchArgs) -> anyhow::Result<ExitCode> {
                 .clone()
                 .or(plan.cache.clone())
                 .unwrap_or_else(default_cache_dir),
+            align: args.align || plan.align.unwrap_or(false),
             shard: args.shard.as_deref().map(Shard::parse).transpose()?,
         },
         basins: args.basins.options(&plan)?,
@@ -208,6 +214,9 @@ fn slurm_script(job: &Analysis, args: &BatchArgs, n: usize) -> anyhow::Result<St
     }
     if !job.options.pairs.to_final {
         common.push_str(" --no-to-final");
+    }
+    if job.options.align {
+        common.push_str(" --align");
     }
     let mut basin_flags = format!(
         " --cluster {} --barrier {}",
@@ -299,7 +308,7 @@ pub fn summary(
         text,
         "{} checkpoints, {} interpolation paths ({} units computed, {} from cache) in {:.2} s with {}",
         result.checkpoints.len(),
-        result.barriers.len() / 2,
+        result.barriers.iter().filter(|b| !b.aligned).count() / 2,
         result.computed,
         result.cached,
         elapsed.as_secs_f64(),
@@ -328,7 +337,7 @@ pub fn summary(
         let rows: Vec<_> = result
             .barriers
             .iter()
-            .filter(|b| b.pair == "seeds" && b.kind == "endpoint" && b.step == step)
+            .filter(|b| b.pair == "seeds" && b.kind == "endpoint" && b.step == step && !b.aligned)
             .collect();
         let mean = rows.iter().map(|b| b.loss_barrier).sum::<f64>() / rows.len().max(1) as f64;
         let max_loss = rows.iter().map(|b| b.loss_barrier).fold(0.0, f64::max);
@@ -345,6 +354,30 @@ pub fn summary(
             rows.len(),
             tracked.basins.len(),
             members.join(" | ")
+        );
+    }
+    let aligned: Vec<String> = basins
+        .history
+        .steps
+        .iter()
+        .filter_map(|tracked| {
+            let rows: Vec<f64> = result
+                .barriers
+                .iter()
+                .filter(|b| b.pair == "seeds" && b.kind == "endpoint" && b.step == tracked.step && b.aligned)
+                .map(|b| b.loss_barrier)
+                .collect();
+            (!rows.is_empty()).then(|| {
+                let mean = rows.iter().sum::<f64>() / rows.len() as f64;
+                format!("{} {mean:.4}", tracked.step)
+            })
+        })
+        .collect();
+    if !aligned.is_empty() {
+        let _ = writeln!(
+            text,
+            "\nmean seed-pair loss barrier after permutation alignment (step barrier): {}",
+            aligned.join(", ")
         );
     }
     let committed: Vec<String> = basins

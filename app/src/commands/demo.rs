@@ -66,6 +66,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
             alphas: 11,
             pairs: PairSets::default(),
             cache_dir: default_cache_dir(),
+            align: false,
             shard: None,
         },
         basins: BasinOptions::default(),

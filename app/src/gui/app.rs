@@ -51,6 +51,8 @@ pub struct LineageApp {
     cache_dir: PathBuf,
     /// Analyse as soon as a folder is opened (with eval data).
     pub auto_analyse: bool,
+    /// Also evaluate permutation-aligned paths (Git Re-Basin weight matching).
+    pub align: bool,
     job: Option<Job<Output>>,
     /// Used by jobs to ask for a repaint when they finish (the context of the latest frame).
     ctx: egui::Context,
@@ -71,6 +73,7 @@ impl LineageApp {
             status: "Open a folder of checkpoints: File > Open folder…, or drop it here.".into(),
             cache_dir,
             auto_analyse: true,
+            align: false,
             job: None,
             ctx,
             fonts_installed: false,
@@ -118,9 +121,10 @@ impl LineageApp {
         };
         let zoo = session.zoo.clone();
         let cache = self.cache_dir.clone();
+        let align = self.align;
         self.spawn("analysing", move |progress| {
             Output::Analysed(
-                Analysed::compute(&zoo, &data, cache, progress)
+                Analysed::compute(&zoo, &data, cache, align, progress)
                     .map(Box::new)
                     .map_err(|e| e.to_string()),
             )
@@ -364,6 +368,16 @@ impl LineageApp {
                 self.analyse();
             }
             ui.checkbox(&mut self.auto_analyse, "Analyse when a folder opens");
+            if ui
+                .checkbox(&mut self.align, "Permutation-align pairs (Git Re-Basin)")
+                .on_hover_text(
+                    "Also interpolate after matching B's hidden units to A's; shown dashed beside the raw curves",
+                )
+                .changed()
+                && self.session.as_ref().is_some_and(|s| s.analysis.is_some())
+            {
+                self.analyse();
+            }
             ui.checkbox(&mut self.log_x, "Log-scale steps");
         });
     }

@@ -95,14 +95,22 @@ pub struct Analysed {
 
 impl Analysed {
     /// Runs (or reuses from the cache shared with `lineage batch`) the analysis of `zoo` on `data`:
-    /// the default pair sets and alpha grid of `lineage batch`, default basin options.
-    pub fn compute(zoo: &Zoo, data: &Path, cache_dir: PathBuf, progress: &dyn Progress) -> Result<Self, CoreError> {
+    /// the default pair sets and alpha grid of `lineage batch`, default basin options; with `align`,
+    /// permutation-aligned paths too (`lineage batch --align`).
+    pub fn compute(
+        zoo: &Zoo,
+        data: &Path,
+        cache_dir: PathBuf,
+        align: bool,
+        progress: &dyn Progress,
+    ) -> Result<Self, CoreError> {
         let started = std::time::Instant::now();
         let options = BatchOptions {
             alphas: 11,
             pairs: PairSets::default(),
             cache_dir,
             shard: None,
+            align,
         };
         let basin_options = BasinOptions::default();
         let result = run_batch(zoo, data, &options, &evaluator_for, progress)?;

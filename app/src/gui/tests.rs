@@ -125,7 +125,7 @@ fn open_analyse_click_heatmap_cell_shows_that_pair() {
         endpoint > 0.1,
         "different inits are separated by a barrier, got {endpoint}"
     );
-    harness.get_by_label_contains(&format!("endpoint: loss {endpoint:.4}"));
+    harness.get_by_label_contains(&format!("endpoint barrier: loss {endpoint:.4}"));
 
     // The results table lists the pair; clicking its row keeps the pair selected.
     harness.get_by_label("Results table").click();
@@ -240,4 +240,26 @@ fn recent_folders_reopen_from_the_welcome_screen() {
         "auto-analysis was off"
     );
     harness.get_by_label("Analyse");
+}
+
+#[test]
+fn the_align_toggle_adds_aligned_paths_with_a_lower_barrier() {
+    let cache = tempfile::tempdir().unwrap();
+    let mut harness = harness(cache.path());
+    harness.state_mut().align = true;
+    harness.state_mut().open_folder(&example_zoo(), None);
+    step_until(&mut harness, "the analysis", analysed);
+    let barrier = |aligned: bool| {
+        let analysis = harness.state().session.as_ref().unwrap().analysis.as_ref().unwrap();
+        analysis
+            .result
+            .barriers
+            .iter()
+            .find(|b| b.step == 1500 && b.pair == "seeds" && b.kind == "endpoint" && b.aligned == aligned)
+            .unwrap()
+            .loss_barrier
+    };
+    let (raw, aligned) = (barrier(false), barrier(true));
+    assert!(aligned < 0.5 * raw, "aligned {aligned} vs raw {raw}");
+    harness.get_by_label_contains(&format!("endpoint barrier (aligned): loss {aligned:.4}"));
 }

@@ -19,6 +19,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use lineage_loaders::ParamSet;
 use rayon::prelude::*;
 
+use crate::align::PermutationSpec;
 use crate::error::{CoreError, Result};
 use crate::eval_data::EvalData;
 use crate::evaluator::{EvalResult, Evaluator, Prepared};
@@ -122,6 +123,10 @@ impl Evaluator for MlpEvaluator {
 
     fn n_examples(&self) -> usize {
         self.labels.len()
+    }
+
+    fn permutation_spec(&self, params: &ParamSet) -> Result<PermutationSpec> {
+        Ok(PermutationSpec::mlp(&self.spec.check(params)?))
     }
 
     fn prepare(&self, params: &ParamSet) -> Result<Prepared> {

@@ -17,7 +17,7 @@ mod mlp;
 mod modular;
 mod output;
 mod recipes;
-mod rng;
+pub(crate) mod rng;
 mod run;
 mod sgd;
 

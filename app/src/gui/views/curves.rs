@@ -14,36 +14,42 @@ pub fn show(ui: &mut Ui, analysed: &Analysed, selection: &Selection, plot_height
         ui.label("Click a heatmap cell to see the interpolation path of that pair.");
         return;
     };
-    let mut rows: Vec<&InterpolationRow> = analysed
-        .result
-        .interpolation
-        .iter()
-        .filter(|r| r.step == step && r.pair == "seeds" && !r.aligned && &r.run_a == a && &r.run_b == b)
-        .collect();
-    rows.sort_by(|x, y| x.alpha.total_cmp(&y.alpha));
+    let path = |aligned: bool| -> Vec<&InterpolationRow> {
+        let mut rows: Vec<&InterpolationRow> = analysed
+            .result
+            .interpolation
+            .iter()
+            .filter(|r| r.step == step && r.pair == "seeds" && r.aligned == aligned && &r.run_a == a && &r.run_b == b)
+            .collect();
+        rows.sort_by(|x, y| x.alpha.total_cmp(&y.alpha));
+        rows
+    };
+    let (raw, aligned) = (path(false), path(true));
     ui.heading(format!("Interpolation {a} → {b} at step {step}"));
-    if rows.is_empty() {
+    if raw.is_empty() {
         ui.label("No interpolation path was computed for this pair.");
         return;
     }
-    let barriers: Vec<String> = analysed
+    for r in analysed
         .result
         .barriers
         .iter()
-        .filter(|r| r.step == step && r.pair == "seeds" && !r.aligned && &r.run_a == a && &r.run_b == b)
-        .map(|r| format!("{}: loss {:.4}, error {:.4}", r.kind, r.loss_barrier, r.error_barrier))
-        .collect();
-    ui.label(format!("barriers — {}", barriers.join("; ")));
-    let series = |f: fn(&InterpolationRow) -> f64| -> (Vec<[f64; 2]>, Vec<[f64; 2]>) {
-        let curve: Vec<[f64; 2]> = rows.iter().map(|r| [r.alpha, f(r)]).collect();
-        let (first, last) = (curve[0], curve[curve.len() - 1]);
-        (curve, vec![first, last])
-    };
+        .filter(|r| r.step == step && r.pair == "seeds" && &r.run_a == a && &r.run_b == b)
+    {
+        let which = if r.aligned { " (aligned)" } else { "" };
+        ui.label(format!(
+            "{} barrier{which}: loss {:.4}, error {:.4}",
+            r.kind, r.loss_barrier, r.error_barrier
+        ));
+    }
     for (name, f) in [
         ("loss", (|r: &InterpolationRow| r.loss) as fn(&InterpolationRow) -> f64),
         ("error", |r: &InterpolationRow| r.error),
     ] {
-        let (curve, chord) = series(f);
+        let curve = |rows: &[&InterpolationRow]| -> Vec<[f64; 2]> { rows.iter().map(|r| [r.alpha, f(r)]).collect() };
+        let raw_curve = curve(&raw);
+        let chord = vec![raw_curve[0], raw_curve[raw_curve.len() - 1]];
+        let aligned_curve = curve(&aligned);
         Plot::new(("interpolation", name))
             .height(plot_height)
             .legend(Legend::default())
@@ -51,7 +57,14 @@ pub fn show(ui: &mut Ui, analysed: &Analysed, selection: &Selection, plot_height
             .y_axis_label(name)
             .allow_scroll(false)
             .show(ui, |plot| {
-                plot.line(Line::new(format!("{name} along the path"), PlotPoints::from(curve)).width(2.0));
+                plot.line(Line::new(format!("{name} along the path"), PlotPoints::from(raw_curve)).width(2.0));
+                if !aligned_curve.is_empty() {
+                    plot.line(
+                        Line::new("after permutation alignment", PlotPoints::from(aligned_curve))
+                            .width(2.0)
+                            .style(LineStyle::dashed_dense()),
+                    );
+                }
                 plot.line(Line::new("chord", PlotPoints::from(chord)).style(LineStyle::dashed_loose()));
             });
     }
