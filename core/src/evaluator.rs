@@ -16,6 +16,7 @@ use rayon::prelude::*;
 
 use crate::error::{CoreError, Result};
 use crate::eval_data::EvalData;
+use crate::features::Features;
 use crate::mlp::{MlpEvaluator, MlpSpec};
 
 /// Loss and correctness of one parameter set on the eval set.
@@ -92,6 +93,23 @@ pub trait Evaluator: Send + Sync {
     /// Evaluates theta(alpha) = (1-alpha)·A + alpha·B for each alpha (any values; usually the
     /// interior of the grid), in order. The blend weights are rounded to f32 as PyTorch does.
     fn evaluate_path_prepared(&self, a: &Prepared, b: &Prepared, alphas: &[f64]) -> Result<Vec<EvalResult>>;
+
+    /// Number of hidden layers whose activations [`Evaluator::hidden_activations`] can return
+    /// (0 when the family does not expose them).
+    fn n_hidden_layers(&self) -> usize {
+        0
+    }
+
+    /// The representation of every eval example at hidden layer `layer` (0-based; for the `mlp`
+    /// family the post-activation output of hidden layer `layer`), `[n_examples, width]`.
+    /// Families without this view return [`CoreError::Unsupported`].
+    fn hidden_activations(&self, point: &Prepared, layer: usize) -> Result<Features> {
+        let _ = (point, layer);
+        Err(CoreError::Unsupported(format!(
+            "{}: hidden activations are not available for this model family",
+            self.describe()
+        )))
+    }
 
     /// Evaluates one parameter set.
     fn evaluate(&self, params: &ParamSet) -> Result<EvalResult> {
