@@ -28,3 +28,4 @@ pub use error::TrainError;
 pub use mlp::Mlp;
 pub use recipes::{EVAL_FILE, MANIFEST_FILE, PARENT_RUN, ZooSummary, train_zoo};
 pub use run::RunSummary;
+pub(crate) use rng::Rng;
