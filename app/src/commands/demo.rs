@@ -7,6 +7,7 @@ use anyhow::Context;
 use lineage_core::basin_analysis::BasinOptions;
 use lineage_core::batch::BatchOptions;
 use lineage_core::pairs::PairSets;
+use lineage_core::views::ViewOptions;
 use lineage_core::train::{EVAL_FILE, Recipe, TrainConfig, train_zoo};
 
 use super::batch::{Analysis, analyse, default_cache_dir};
@@ -69,6 +70,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
             shard: None,
         },
         basins: BasinOptions::default(),
+        views: Some(ViewOptions::all(PairSets::default(), default_cache_dir())),
     };
     print!("{}", analyse(&job)?);
     if !args.no_gui {

@@ -5,3 +5,4 @@ pub mod demo;
 pub mod export;
 pub mod inspect;
 pub mod merge;
+pub mod views;
