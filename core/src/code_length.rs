@@ -129,7 +129,8 @@ mod tests {
 
     #[test]
     fn reads_the_fixture_run() {
-        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/digits-mlp/zoo_safetensors");
+        let root =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/digits-mlp/zoo_safetensors");
         let zoo = lineage_loaders::discover(&root);
         let run = zoo.run("init0_order0").unwrap();
         let code = run_prequential_code(run).unwrap();

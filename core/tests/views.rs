@@ -29,7 +29,13 @@ fn last_hidden(params: &HashMap<String, Tensor>, x: &Tensor) -> Features {
     for i in 1..=2 {
         let w = &params[&format!("fc{i}.weight")];
         let b = &params[&format!("fc{i}.bias")];
-        h = h.matmul(&w.t().unwrap()).unwrap().broadcast_add(b).unwrap().relu().unwrap();
+        h = h
+            .matmul(&w.t().unwrap())
+            .unwrap()
+            .broadcast_add(b)
+            .unwrap()
+            .relu()
+            .unwrap();
     }
     let (n, d) = h.dims2().unwrap();
     Features::new(n, d, h.flatten_all().unwrap().to_vec1().unwrap()).unwrap()
@@ -83,7 +89,11 @@ fn views_of_the_fixture_zoo() {
         .find(|r| r.pair == "seeds" && r.step == 1500)
         .unwrap();
     assert_eq!((row.run_a.as_str(), row.run_b.as_str(), row.layer), (a, b, 1));
-    assert!((row.linear_cka - expected).abs() < 1e-4, "{} vs {expected}", row.linear_cka);
+    assert!(
+        (row.linear_cka - expected).abs() < 1e-4,
+        "{} vs {expected}",
+        row.linear_cka
+    );
     for r in &views.similarity {
         assert!((0.0..=1.0 + 1e-9).contains(&r.linear_cka), "{r:?}");
         assert!((0.0..=1.0).contains(&r.mutual_knn), "{r:?}");

@@ -7,8 +7,8 @@ use anyhow::Context;
 use lineage_core::basin_analysis::BasinOptions;
 use lineage_core::batch::BatchOptions;
 use lineage_core::pairs::PairSets;
-use lineage_core::views::ViewOptions;
 use lineage_core::train::{EVAL_FILE, Recipe, TrainConfig, train_zoo};
+use lineage_core::views::ViewOptions;
 
 use super::batch::{Analysis, analyse, default_cache_dir};
 use crate::terminal_progress::TerminalProgress;

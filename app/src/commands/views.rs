@@ -65,7 +65,11 @@ pub fn compute_and_write(
         views.similarity.len(),
         views.probes.len(),
         views.trajectories.len(),
-        views.code_length.iter().filter(|r| r.prequential_bits.is_some()).count(),
+        views
+            .code_length
+            .iter()
+            .filter(|r| r.prequential_bits.is_some())
+            .count(),
         views.computed,
         views.cached
     ))

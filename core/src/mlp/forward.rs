@@ -229,11 +229,24 @@ pub(crate) fn hidden_block(point: &MlpPoint, rows: Range<usize>, layer: usize, o
     let w1 = padded(spec.layers[1]);
     let r = rows.len();
     let Scratch { h, z, .. } = scratch;
-    copy_activate(spec.activation, &point.first[rows.start * w1..rows.end * w1], take(h, r * w1));
+    copy_activate(
+        spec.activation,
+        &point.first[rows.start * w1..rows.end * w1],
+        take(h, r * w1),
+    );
     let mut stride = w1;
     for d in &point.rest[..layer] {
         let zb = take(z, r * d.n_out);
-        dense(r, d.n_in, d.n_out, &h[..r * d.n_in], &d.wt, &d.b, Some(spec.activation), zb);
+        dense(
+            r,
+            d.n_in,
+            d.n_out,
+            &h[..r * d.n_in],
+            &d.wt,
+            &d.b,
+            Some(spec.activation),
+            zb,
+        );
         stride = d.n_out;
         std::mem::swap(h, z);
     }

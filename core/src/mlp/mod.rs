@@ -348,7 +348,11 @@ mod tests {
                 let (n_in, n_out) = (widths[layer], widths[layer + 1]);
                 let w = params.get(&format!("layers.{layer}.weight")).unwrap();
                 let w = w.flatten_all().unwrap().to_vec1::<f32>().unwrap();
-                let b = params.get(&format!("layers.{layer}.bias")).unwrap().to_vec1::<f32>().unwrap();
+                let b = params
+                    .get(&format!("layers.{layer}.bias"))
+                    .unwrap()
+                    .to_vec1::<f32>()
+                    .unwrap();
                 let mut z = vec![0.0f64; n * n_out];
                 for i in 0..n {
                     for o in 0..n_out {

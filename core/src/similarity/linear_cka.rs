@@ -18,7 +18,11 @@ pub fn linear_cka(x: &DMatrix<f64>, y: &DMatrix<f64>) -> Result<f64> {
     let cross = xc.tr_mul(&yc).norm_squared();
     let (xx, yy) = (xc.tr_mul(&xc).norm(), yc.tr_mul(&yc).norm());
     let denominator = xx * yy;
-    Ok(if denominator > 0.0 { cross / denominator } else { f64::NAN })
+    Ok(if denominator > 0.0 {
+        cross / denominator
+    } else {
+        f64::NAN
+    })
 }
 
 /// `m` with each column's mean subtracted.

@@ -41,7 +41,11 @@ pub struct Similarity {
 pub fn similarity(a: &Features, b: &Features) -> Result<Similarity> {
     let (a, b) = (to_matrix(a), to_matrix(b));
     check_rows(&a, &b, 2)?;
-    let debiased = if a.nrows() >= 4 { debiased_cka(&a, &b)? } else { f64::NAN };
+    let debiased = if a.nrows() >= 4 {
+        debiased_cka(&a, &b)?
+    } else {
+        f64::NAN
+    };
     Ok(Similarity {
         linear_cka: linear_cka(&a, &b)?,
         debiased_cka: debiased,

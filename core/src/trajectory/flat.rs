@@ -42,7 +42,12 @@ impl FlatParams {
         self.names
             .iter()
             .zip(starts.zip(&self.ends))
-            .map(|(name, (start, &end))| (name.clone(), dot(&self.values[start..end], &self.values[start..end]).sqrt()))
+            .map(|(name, (start, &end))| {
+                (
+                    name.clone(),
+                    dot(&self.values[start..end], &self.values[start..end]).sqrt(),
+                )
+            })
             .collect()
     }
 

@@ -22,7 +22,11 @@ pub struct StreamedGram {
 /// in memory, and the checkpoints after it are streamed past it one at a time. Each checkpoint is
 /// loaded `1 + (number of earlier blocks)` times (once when `block >= n`). Memory never holds
 /// anything of size params², and `K` is `n x n`. `n = 0` gives an empty result.
-pub fn streamed_gram(n: usize, block: usize, load: &mut dyn FnMut(usize) -> Result<FlatParams>) -> Result<StreamedGram> {
+pub fn streamed_gram(
+    n: usize,
+    block: usize,
+    load: &mut dyn FnMut(usize) -> Result<FlatParams>,
+) -> Result<StreamedGram> {
     let mut gram = DMatrix::zeros(n, n);
     let mut tensor_norms = vec![Vec::new(); n];
     if n == 0 {
@@ -30,18 +34,19 @@ pub fn streamed_gram(n: usize, block: usize, load: &mut dyn FnMut(usize) -> Resu
     }
     let block = block.max(1);
     let origin = load(0)?;
-    let displaced = |load: &mut dyn FnMut(usize) -> Result<FlatParams>, i: usize| -> Result<(FlatParams, Vec<(String, f64)>)> {
-        let mut p = if i == 0 { origin.clone() } else { load(i)? };
-        let norms = p.tensor_norms();
-        p.subtract(&origin)?;
-        Ok((p, norms))
-    };
+    let displaced =
+        |load: &mut dyn FnMut(usize) -> Result<FlatParams>, i: usize| -> Result<(FlatParams, Vec<(String, f64)>)> {
+            let mut p = if i == 0 { origin.clone() } else { load(i)? };
+            let norms = p.tensor_norms();
+            p.subtract(&origin)?;
+            Ok((p, norms))
+        };
     for start in (0..n).step_by(block) {
         let end = (start + block).min(n);
         let mut members = Vec::with_capacity(end - start);
-        for i in start..end {
-            let (p, norms) = displaced(load, i)?;
-            tensor_norms[i] = norms;
+        for (i, slot) in tensor_norms[start..end].iter_mut().enumerate() {
+            let (p, norms) = displaced(load, start + i)?;
+            *slot = norms;
             members.push(p);
         }
         for (a, pa) in members.iter().enumerate() {

@@ -28,7 +28,11 @@ pub struct RunTrajectory {
 
 /// The trajectory of `n` checkpoints loaded with `load(i)`, holding at most `block` of them at
 /// once (see [`streamed_gram`]).
-pub fn run_trajectory(n: usize, block: usize, load: &mut dyn FnMut(usize) -> Result<FlatParams>) -> Result<RunTrajectory> {
+pub fn run_trajectory(
+    n: usize,
+    block: usize,
+    load: &mut dyn FnMut(usize) -> Result<FlatParams>,
+) -> Result<RunTrajectory> {
     let StreamedGram { gram, tensor_norms } = streamed_gram(n, block, load)?;
     let dist_from_init = (0..n).map(|i| gram[(i, i)].max(0.0).sqrt()).collect();
     Ok(RunTrajectory {

@@ -48,8 +48,16 @@ pub fn gram_pca(gram: &DMatrix<f64>, dims: usize) -> Pca {
         let u = eigen.eigenvectors.column(e);
         let forward = u[t - 1] - u[0];
         let max_abs = u.amax();
-        let largest = u.iter().copied().find(|v| v.abs() >= max_abs * (1.0 - 1e-9)).unwrap_or(1.0);
-        let sign = if forward.abs() > 1e-9 { forward.signum() } else { largest.signum() };
+        let largest = u
+            .iter()
+            .copied()
+            .find(|v| v.abs() >= max_abs * (1.0 - 1e-9))
+            .unwrap_or(1.0);
+        let sign = if forward.abs() > 1e-9 {
+            forward.signum()
+        } else {
+            largest.signum()
+        };
         for (row, &v) in coords.iter_mut().zip(u.iter()) {
             row[c] = sign * v * lambda.sqrt();
         }
@@ -107,14 +115,20 @@ mod tests {
         assert_eq!(pca.explained[2], 0.0);
         let expect = [(-1.0, 0.5), (-1.0, -0.5), (1.0, -0.5), (1.0, 0.5)];
         for (row, (a, b)) in pca.coords.iter().zip(expect) {
-            assert!((row[0] - a).abs() < 1e-9 && (row[1] - b).abs() < 1e-9, "{:?}", pca.coords);
+            assert!(
+                (row[0] - a).abs() < 1e-9 && (row[1] - b).abs() < 1e-9,
+                "{:?}",
+                pca.coords
+            );
         }
     }
 
     #[test]
     fn equals_the_svd_of_the_centred_data() {
         let (t, p) = (6, 20);
-        let x = DMatrix::from_fn(t, p, |i, j| ((i * 13 + j * 7 + i * j) % 11) as f64 * 0.3 - (j as f64).cos());
+        let x = DMatrix::from_fn(t, p, |i, j| {
+            ((i * 13 + j * 7 + i * j) % 11) as f64 * 0.3 - (j as f64).cos()
+        });
         let pca = gram_pca(&gram_of(&x), 3);
         let mean = x.row_mean();
         let centred = DMatrix::from_fn(t, p, |i, j| x[(i, j)] - mean[j]);
@@ -125,11 +139,16 @@ mod tests {
         let total: f64 = svd.singular_values.iter().map(|s| s * s).sum();
         for c in 0..3 {
             let s = svd.singular_values[order[c]];
-            assert!((pca.explained[c] - s * s / total).abs() < 1e-9, "{c}: {:?} vs {}", pca.explained, s * s / total);
+            assert!(
+                (pca.explained[c] - s * s / total).abs() < 1e-9,
+                "{c}: {:?} vs {}",
+                pca.explained,
+                s * s / total
+            );
             let direct: Vec<f64> = (0..t).map(|i| u[(i, order[c])] * s).collect();
             let sign = if direct[t - 1] - direct[0] >= 0.0 { 1.0 } else { -1.0 };
-            for i in 0..t {
-                assert!((pca.coords[i][c] - sign * direct[i]).abs() < 1e-9, "component {c}");
+            for (row, d) in pca.coords.iter().zip(&direct) {
+                assert!((row[c] - sign * d).abs() < 1e-9, "component {c}");
             }
         }
     }

@@ -46,7 +46,12 @@ pub(crate) fn trajectories(
     let runs: Vec<(&str, Vec<&Keyed>)> = zoo
         .runs
         .iter()
-        .map(|r| (r.name.as_str(), keyed.iter().filter(|k| k.id.run == r.name).collect::<Vec<_>>()))
+        .map(|r| {
+            (
+                r.name.as_str(),
+                keyed.iter().filter(|k| k.id.run == r.name).collect::<Vec<_>>(),
+            )
+        })
         .filter(|(_, members)| !members.is_empty())
         .collect();
     let key_of = |members: &[&Keyed]| {
@@ -86,7 +91,9 @@ pub(crate) fn trajectories(
 
     let nan = |v: Option<f64>| v.unwrap_or(f64::NAN);
     for (run, members) in &runs {
-        let Some(cached) = store.get(&key_of(members)) else { continue };
+        let Some(cached) = store.get(&key_of(members)) else {
+            continue;
+        };
         for (k, point) in members.iter().zip(&cached.points) {
             result.trajectories.push(TrajectoryRow {
                 run: run.to_string(),
@@ -123,7 +130,9 @@ pub(crate) fn code_lengths(zoo: &Zoo, evals: &[EvalRow], warnings: &mut Vec<Stri
     zoo.runs
         .iter()
         .map(|run| {
-            let code = run_prequential_code(run).map_err(|w| warnings.push(format!("code length: {w}"))).ok();
+            let code = run_prequential_code(run)
+                .map_err(|w| warnings.push(format!("code length: {w}")))
+                .ok();
             let eval = last_eval.get(run.name.as_str());
             CodeLengthRow {
                 run: run.name.clone(),

@@ -118,16 +118,30 @@ pub fn run_views(
     let mut result = ViewsResult::default();
     let files = FileKeys::open(&options.cache_dir.join("file_keys.jsonl"))?;
     let keyed = keyed_checkpoints(zoo, &files, &mut result.warnings);
-    if options.similarity || options.probes {
-        if let Some(first) = keyed.first() {
-            let data = EvalData::load(data_path)?;
-            let data_key = hash_file(data_path)?;
-            let reference = load_checkpoint(first.checkpoint).map_err(|e| CoreError::Load(e.to_string()))?;
-            let config = zoo.run(&first.id.run).and_then(|r| r.config.clone());
-            let evaluator: Box<dyn Evaluator> = make_evaluator(config.as_deref(), &reference, &data)?;
-            drop(reference);
-            representations::compute(zoo, &keyed, evaluator.as_ref(), &data, &data_key, options, progress, &mut result)?;
-        }
+    // The evaluator, from the first loadable checkpoint (its run's config or its tensors).
+    let reference = (options.similarity || options.probes)
+        .then(|| {
+            keyed
+                .iter()
+                .find_map(|k| Some((k, load_checkpoint(k.checkpoint).ok()?)))
+        })
+        .flatten();
+    if let Some((first, reference)) = reference {
+        let data = EvalData::load(data_path)?;
+        let data_key = hash_file(data_path)?;
+        let config = zoo.run(&first.id.run).and_then(|r| r.config.clone());
+        let evaluator: Box<dyn Evaluator> = make_evaluator(config.as_deref(), &reference, &data)?;
+        drop(reference);
+        representations::compute(
+            zoo,
+            &keyed,
+            evaluator.as_ref(),
+            &data,
+            &data_key,
+            options,
+            progress,
+            &mut result,
+        )?;
     }
     if options.trajectories {
         dynamics::trajectories(zoo, &keyed, options, progress, &mut result)?;
