@@ -29,6 +29,7 @@ pub mod similarity;
 pub mod tables;
 pub mod tables_views;
 pub mod train;
+pub mod training_map;
 pub mod trajectory;
 pub mod views;
 

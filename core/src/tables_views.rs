@@ -95,6 +95,30 @@ pub struct ProbeRow {
     pub heldout_accuracy: f64,
 }
 
+/// `training_map.parquet`: the training-map state (phase) of each checkpoint.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MapStateRow {
+    /// Run name.
+    pub run: String,
+    /// Step.
+    pub step: u64,
+    /// Viterbi state of the checkpoint.
+    pub state: u64,
+    /// Number of states selected by BIC.
+    pub n_states: u64,
+}
+
+/// `training_map_transitions.parquet`: edges of the state-transition graph.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MapTransitionRow {
+    /// State left.
+    pub state_from: u64,
+    /// State entered.
+    pub state_to: u64,
+    /// How many times a run went from `state_from` to `state_to` between consecutive checkpoints.
+    pub count: u64,
+}
+
 fn col<T, V>(name: &str, rows: &[T], f: impl Fn(&T) -> V) -> Column
 where
     Series: NamedFrom<Vec<V>, [V]>,
@@ -179,6 +203,31 @@ pub fn probes_frame(rows: &[ProbeRow]) -> Result<DataFrame, CoreError> {
             col("layer", rows, |r| r.layer),
             col("train_accuracy", rows, |r| r.train_accuracy),
             col("heldout_accuracy", rows, |r| r.heldout_accuracy),
+        ],
+    )
+}
+
+/// Builds the `training_map` frame.
+pub fn training_map_frame(rows: &[MapStateRow]) -> Result<DataFrame, CoreError> {
+    frame(
+        rows.len(),
+        vec![
+            col("run", rows, |r| r.run.clone()),
+            col("step", rows, |r| r.step),
+            col("state", rows, |r| r.state),
+            col("n_states", rows, |r| r.n_states),
+        ],
+    )
+}
+
+/// Builds the `training_map_transitions` frame.
+pub fn map_transitions_frame(rows: &[MapTransitionRow]) -> Result<DataFrame, CoreError> {
+    frame(
+        rows.len(),
+        vec![
+            col("state_from", rows, |r| r.state_from),
+            col("state_to", rows, |r| r.state_to),
+            col("count", rows, |r| r.count),
         ],
     )
 }

@@ -159,6 +159,26 @@ fn views_of_the_fixture_zoo() {
         assert!(row.final_eval_bits_per_example.unwrap() > 0.0);
     }
 
+    // Training map: every checkpoint has a state among the selected ones; transitions add up to
+    // the state changes along each run.
+    assert_eq!(views.training_map.len(), 6);
+    let n_states = views.training_map[0].n_states;
+    assert!((1..=6).contains(&n_states));
+    assert!(views.training_map.iter().all(|r| r.state < n_states));
+    let changes: u64 = [a, b]
+        .iter()
+        .map(|run| {
+            let path: Vec<u64> = views
+                .training_map
+                .iter()
+                .filter(|r| r.run == *run)
+                .map(|r| r.state)
+                .collect();
+            path.windows(2).filter(|w| w[0] != w[1]).count() as u64
+        })
+        .sum();
+    assert_eq!(views.map_transitions.iter().map(|t| t.count).sum::<u64>(), changes);
+
     // A rerun computes nothing and gives the same tables.
     let again = analyse(cache.path(), None).unwrap();
     assert_eq!(again.computed, 0);
@@ -167,6 +187,7 @@ fn views_of_the_fixture_zoo() {
     assert_eq!(again.probes, views.probes);
     assert_eq!(again.trajectories, views.trajectories);
     assert_eq!(again.weight_norms, views.weight_norms);
+    assert_eq!(again.training_map, views.training_map);
 
     // Another layer is another unit; a layer beyond the model is an error.
     let first = analyse(cache.path(), Some(0)).unwrap();

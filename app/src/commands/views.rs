@@ -17,7 +17,7 @@ pub struct ViewArgs {
     /// Hidden layer (0-based) for representation similarity and probes [default: the last hidden layer].
     #[arg(long, value_name = "N")]
     pub layer: Option<usize>,
-    /// Skip the representation and dynamics views (similarity, probes, trajectories, code length).
+    /// Skip the representation and dynamics views (similarity, probes, trajectories, code length, training map).
     #[arg(long)]
     pub no_views: bool,
     /// Skip the linear probes (one logistic regression per checkpoint).
@@ -75,7 +75,8 @@ pub fn compute_and_write(
     ))
 }
 
-/// Writes `similarity`, `probes`, `trajectories`, `weight_norms` and `code_length` tables.
+/// Writes the `similarity`, `probes`, `trajectories`, `weight_norms`, `code_length`,
+/// `training_map` and `training_map_transitions` tables.
 fn write_tables(out: &Path, views: &ViewsResult) -> anyhow::Result<()> {
     std::fs::create_dir_all(out).with_context(|| format!("{}: cannot create output folder", out.display()))?;
     let frames = [
@@ -84,6 +85,11 @@ fn write_tables(out: &Path, views: &ViewsResult) -> anyhow::Result<()> {
         ("trajectories", tables_views::trajectories_frame(&views.trajectories)?),
         ("weight_norms", tables_views::weight_norms_frame(&views.weight_norms)?),
         ("code_length", tables_views::code_length_frame(&views.code_length)?),
+        ("training_map", tables_views::training_map_frame(&views.training_map)?),
+        (
+            "training_map_transitions",
+            tables_views::map_transitions_frame(&views.map_transitions)?,
+        ),
     ];
     for (name, mut frame) in frames {
         write_parquet(&out.join(format!("{name}.parquet")), &mut frame)?;

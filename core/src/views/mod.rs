@@ -5,12 +5,14 @@
 //!   ([`crate::similarity`]: seed pairs at each step, each checkpoint vs its run's final one) and
 //!   probed with a linear classifier ([`crate::probe`]);
 //! - [`dynamics`]: weight-space trajectories ([`crate::trajectory`]) and the compression view
-//!   ([`crate::code_length`]).
+//!   ([`crate::code_length`]);
+//! - [`maps`]: training maps ([`crate::training_map`]) over per-checkpoint metrics.
 //!
 //! Units of work are cached under content keys (checkpoint SHA-256, eval data, evaluator, layer
 //! and options) in the result cache folder, so a rerun computes nothing and a killed run resumes.
 
 pub mod dynamics;
+pub mod maps;
 pub mod representations;
 
 use std::path::{Path, PathBuf};
@@ -29,7 +31,9 @@ use crate::pairs::{CheckpointId, PairSets};
 use crate::probe::ProbeOptions;
 use crate::progress::Progress;
 use crate::tables::EvalRow;
-use crate::tables_views::{CodeLengthRow, ProbeRow, SimilarityRow, TrajectoryRow, WeightNormRow};
+use crate::tables_views::{
+    CodeLengthRow, MapStateRow, MapTransitionRow, ProbeRow, SimilarityRow, TrajectoryRow, WeightNormRow,
+};
 
 /// Bumped whenever cached view results would change meaning.
 const VIEWS_CACHE_VERSION: &str = "lineage-views-v1";
@@ -47,6 +51,8 @@ pub struct ViewOptions {
     pub trajectories: bool,
     /// Prequential and eval code lengths.
     pub code_length: bool,
+    /// Training map (needs the trajectories).
+    pub training_map: bool,
     /// Pair sets compared by similarity (`seeds`, `to_final`, `forks`).
     pub pairs: PairSets,
     /// Probe options.
@@ -66,6 +72,7 @@ impl ViewOptions {
             probes: true,
             trajectories: true,
             code_length: true,
+            training_map: true,
             pairs,
             probe: ProbeOptions::default(),
             trajectory_block: 16,
@@ -87,6 +94,10 @@ pub struct ViewsResult {
     pub weight_norms: Vec<WeightNormRow>,
     /// `code_length.parquet`.
     pub code_length: Vec<CodeLengthRow>,
+    /// `training_map.parquet`.
+    pub training_map: Vec<MapStateRow>,
+    /// `training_map_transitions.parquet`.
+    pub map_transitions: Vec<MapTransitionRow>,
     /// The hidden layer used (None when the model has none or the views needing it were off).
     pub layer: Option<usize>,
     /// Units computed in this run.
@@ -148,6 +159,15 @@ pub fn run_views(
     }
     if options.code_length {
         result.code_length = dynamics::code_lengths(zoo, evals, &mut result.warnings);
+    }
+    if options.training_map && options.trajectories {
+        match maps::training_map_rows(evals, &result.trajectories, &result.weight_norms) {
+            Ok((states, transitions)) => {
+                result.training_map = states;
+                result.map_transitions = transitions;
+            }
+            Err(e) => result.warnings.push(format!("training map: {e}")),
+        }
     }
     Ok(result)
 }
