@@ -6,6 +6,9 @@
 //!   evaluation) and [`evaluator_for`], which picks the model family.
 //! - [`mlp`]: the `mlp` family and its fast path evaluator.
 //! - [`interpolation`]: alpha grids, endpoint and segment barriers, peak refinement.
+//! - [`views`]: representations and dynamics over time (similarity, probes, weight-space
+//!   trajectories, code lengths, training maps), built on [`similarity`], [`probe`],
+//!   [`trajectory`], [`code_length`] and [`training_map`].
 
 pub mod basin_analysis;
 pub mod basins;
