@@ -59,6 +59,9 @@ pub enum CoreError {
     /// Basin clustering or tracking failed.
     #[error("basins: {0}")]
     Basins(#[from] crate::basins::BasinError),
+    /// The model family does not support the requested view (e.g. hidden activations).
+    #[error("unsupported: {0}")]
+    Unsupported(String),
     /// The user cancelled the computation.
     #[error("cancelled")]
     Cancelled,

@@ -18,6 +18,7 @@ use crate::align::PermutationSpec;
 use crate::error::{CoreError, Result};
 use crate::eval_data::EvalData;
 use crate::external::ExternalEvaluator;
+use crate::features::Features;
 use crate::mlp::{MlpEvaluator, MlpSpec};
 
 /// Loss and correctness of one parameter set on the eval set.
@@ -101,6 +102,23 @@ pub trait Evaluator: Send + Sync {
         let _ = params;
         Err(CoreError::Align(format!(
             "{} has no permutation spec: alignment is not supported for this model family",
+            self.describe()
+        )))
+    }
+
+    /// Number of hidden layers whose activations [`Evaluator::hidden_activations`] can return
+    /// (0 when the family does not expose them).
+    fn n_hidden_layers(&self) -> usize {
+        0
+    }
+
+    /// The representation of every eval example at hidden layer `layer` (0-based; for the `mlp`
+    /// family the post-activation output of hidden layer `layer`), `[n_examples, width]`.
+    /// Families without this view return [`CoreError::Unsupported`].
+    fn hidden_activations(&self, point: &Prepared, layer: usize) -> Result<Features> {
+        let _ = (point, layer);
+        Err(CoreError::Unsupported(format!(
+            "{}: hidden activations are not available for this model family",
             self.describe()
         )))
     }

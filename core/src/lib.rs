@@ -8,27 +8,38 @@
 //! - [`external`]: the `external` family: any framework, through a documented command protocol.
 //! - [`interpolation`]: alpha grids, endpoint and segment barriers, peak refinement.
 //! - [`align`]: permutation alignment (Git Re-Basin weight matching) before interpolation.
+//! - [`views`]: representations and dynamics over time (similarity, probes, weight-space
+//!   trajectories, code lengths, training maps), built on [`similarity`], [`probe`],
+//!   [`trajectory`], [`code_length`] and [`training_map`].
 
 pub mod align;
 pub mod basin_analysis;
 pub mod basins;
 pub mod batch;
 pub mod cache;
+pub mod code_length;
 pub mod error;
 pub mod eval_data;
 pub mod evaluator;
 pub mod export;
 pub mod external;
+pub mod features;
 pub mod figures;
 pub mod interpolation;
 pub mod keys;
 pub mod merge;
 pub mod mlp;
 pub mod pairs;
+pub mod probe;
 pub mod progress;
 pub mod report;
+pub mod similarity;
 pub mod tables;
+pub mod tables_views;
 pub mod train;
+pub mod training_map;
+pub mod trajectory;
+pub mod views;
 
 pub use error::CoreError;
 pub use eval_data::EvalData;

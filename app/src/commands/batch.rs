@@ -44,6 +44,8 @@ pub struct BatchArgs {
     pub no_seeds: bool,
     #[command(flatten)]
     pub basins: BasinArgs,
+    #[command(flatten)]
+    pub views: super::views::ViewArgs,
     /// Compute only share K of N (1-based), e.g. `--shard $SLURM_ARRAY_TASK_ID/16`; combine with `lineage merge`.
     #[arg(long, value_name = "K/N")]
     pub shard: Option<String>,
@@ -107,6 +109,8 @@ pub struct Plan {
     eps: Option<f64>,
     k: Option<usize>,
     barrier: Option<BarrierArg>,
+    layer: Option<usize>,
+    views: Option<bool>,
 }
 
 impl Plan {
@@ -168,18 +172,20 @@ pub fn run(args: &BatchArgs) -> anyhow::Result<ExitCode> {
     let mut pairs = plan.pairs.unwrap_or_default();
     pairs.seeds &= !args.no_seeds;
     pairs.to_final &= !args.no_to_final;
+    let cache_dir = args
+        .cache
+        .clone()
+        .or(plan.cache.clone())
+        .unwrap_or_else(default_cache_dir);
     let job = Analysis {
         zoo: required(args.dir.as_ref(), plan.zoo.as_ref(), "the zoo folder")?,
         data: required(args.data.as_ref(), plan.data.as_ref(), "--data")?,
         out: required(args.out.as_ref(), plan.out.as_ref(), "--out")?,
+        views: args.views.options(plan.layer, plan.views, pairs, &cache_dir),
         options: BatchOptions {
             alphas: args.alphas.or(plan.alphas).unwrap_or(11),
             pairs,
-            cache_dir: args
-                .cache
-                .clone()
-                .or(plan.cache.clone())
-                .unwrap_or_else(default_cache_dir),
+            cache_dir,
             align: args.align || plan.align.unwrap_or(false),
             shard: args.shard.as_deref().map(Shard::parse).transpose()?,
         },
@@ -268,6 +274,8 @@ pub struct Analysis {
     pub options: BatchOptions,
     /// Basin options.
     pub basins: BasinOptions,
+    /// Representation and dynamics views (None: skipped; never computed for a shard).
+    pub views: Option<lineage_core::views::ViewOptions>,
 }
 
 /// Discovers the zoo, computes (or reuses) every evaluation, finds the basins and writes tables and
@@ -292,7 +300,11 @@ pub fn analyse(job: &Analysis) -> anyhow::Result<String> {
     for warning in result.warnings.iter().skip(zoo.problems.len()) {
         eprintln!("warning: {warning}");
     }
-    Ok(summary(&result, basins.as_ref(), &job.out, elapsed))
+    let mut text = summary(&result, basins.as_ref(), &job.out, elapsed);
+    if let Some(views) = job.views.as_ref().filter(|_| job.options.shard.is_none()) {
+        text += &super::views::compute_and_write(&zoo, &job.data, &job.out, views, &result.evals, &progress)?;
+    }
+    Ok(text)
 }
 
 /// The stdout summary: per step, the seed-pair barriers and the basins found; commitment per run.

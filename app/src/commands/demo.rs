@@ -8,6 +8,7 @@ use lineage_core::basin_analysis::BasinOptions;
 use lineage_core::batch::BatchOptions;
 use lineage_core::pairs::PairSets;
 use lineage_core::train::{EVAL_FILE, Recipe, TrainConfig, train_zoo};
+use lineage_core::views::ViewOptions;
 
 use super::batch::{Analysis, analyse, default_cache_dir};
 use crate::terminal_progress::TerminalProgress;
@@ -70,6 +71,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
             shard: None,
         },
         basins: BasinOptions::default(),
+        views: Some(ViewOptions::all(PairSets::default(), default_cache_dir())),
     };
     print!("{}", analyse(&job)?);
     if !args.no_gui && !crate::gui::display_available() {

@@ -6,3 +6,4 @@ pub mod export;
 pub mod inspect;
 pub mod merge;
 pub mod open;
+pub mod views;

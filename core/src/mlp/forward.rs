@@ -220,3 +220,38 @@ fn finish_block<'w>(
     let classes = spec.n_classes();
     score_logits(&h[..r * width], width, classes, labels, loss, correct);
 }
+
+/// The post-activation output of hidden layer `layer` (0-based; `layer + 2 < spec.layers.len()`)
+/// on rows `rows` of a prepared checkpoint, written unpadded to `out` (`[rows.len(), width]` with
+/// `width = spec.layers[layer + 1]`).
+pub(crate) fn hidden_block(point: &MlpPoint, rows: Range<usize>, layer: usize, out: &mut [f32], scratch: &mut Scratch) {
+    let spec = &point.spec;
+    let w1 = padded(spec.layers[1]);
+    let r = rows.len();
+    let Scratch { h, z, .. } = scratch;
+    copy_activate(
+        spec.activation,
+        &point.first[rows.start * w1..rows.end * w1],
+        take(h, r * w1),
+    );
+    let mut stride = w1;
+    for d in &point.rest[..layer] {
+        let zb = take(z, r * d.n_out);
+        dense(
+            r,
+            d.n_in,
+            d.n_out,
+            &h[..r * d.n_in],
+            &d.wt,
+            &d.b,
+            Some(spec.activation),
+            zb,
+        );
+        stride = d.n_out;
+        std::mem::swap(h, z);
+    }
+    let width = spec.layers[layer + 1];
+    for (dst, src) in out.chunks_exact_mut(width).zip(h.chunks_exact(stride)) {
+        dst.copy_from_slice(&src[..width]);
+    }
+}

@@ -23,6 +23,7 @@ use crate::align::PermutationSpec;
 use crate::error::{CoreError, Result};
 use crate::eval_data::EvalData;
 use crate::evaluator::{EvalResult, Evaluator, Prepared};
+use crate::features::Features;
 use forward::{Dense, MlpPoint};
 
 /// Evaluates MLP parameter sets of one [`MlpSpec`] on one eval set.
@@ -161,6 +162,30 @@ impl Evaluator for MlpEvaluator {
                 forward::with_scratch(|scratch| forward::endpoint_block(point, range, labels, l, c, scratch));
             });
         Ok(EvalResult::from_examples(loss, correct))
+    }
+
+    fn n_hidden_layers(&self) -> usize {
+        self.spec.layers.len().saturating_sub(2)
+    }
+
+    fn hidden_activations(&self, point: &Prepared, layer: usize) -> Result<Features> {
+        let point = self.point(point)?;
+        if layer >= self.n_hidden_layers() {
+            return Err(CoreError::InvalidArgument(format!(
+                "hidden layer {layer} does not exist: {} has {} hidden layer(s)",
+                self.spec.describe(),
+                self.n_hidden_layers()
+            )));
+        }
+        let (n, width, rows) = (self.labels.len(), self.spec.layers[layer + 1], self.block_rows);
+        let mut out = vec![0.0f32; n * width];
+        if width > 0 {
+            out.par_chunks_mut(rows * width).enumerate().for_each(|(i, block)| {
+                let range = i * rows..i * rows + block.len() / width;
+                forward::with_scratch(|scratch| forward::hidden_block(point, range, layer, block, scratch));
+            });
+        }
+        Features::new(n, width, out)
     }
 
     fn evaluate_path_prepared(&self, a: &Prepared, b: &Prepared, alphas: &[f64]) -> Result<Vec<EvalResult>> {
@@ -307,6 +332,60 @@ mod tests {
             }
             assert_eq!(evaluator.evaluate(&a).unwrap(), path[0]);
         }
+    }
+
+    /// Hidden activations equal a naive f64 forward pass truncated after the layer's activation.
+    #[test]
+    fn hidden_activations_match_a_naive_forward_pass() {
+        let n = 1037;
+        let widths = [7, 20, 33, 5];
+        let x = values(5, n * widths[0]);
+        let inputs = Tensor::from_vec(x.clone(), (n, widths[0]), &Device::Cpu).unwrap();
+        let labels: Vec<u32> = (0..n as u32).map(|i| i % 5).collect();
+        let data = EvalData::from_tensors(inputs, labels, None, false).unwrap();
+        for act in [Activation::Relu, Activation::Tanh] {
+            let evaluator = MlpEvaluator::new(MlpSpec::new(widths.to_vec(), act).unwrap(), &data).unwrap();
+            assert_eq!(evaluator.n_hidden_layers(), 2);
+            let params = random_params(3, &widths, true);
+            let point = evaluator.prepare(&params).unwrap();
+            let mut h: Vec<f64> = x.iter().map(|&v| f64::from(v)).collect();
+            for layer in 0..2 {
+                let (n_in, n_out) = (widths[layer], widths[layer + 1]);
+                let w = params.get(&format!("layers.{layer}.weight")).unwrap();
+                let w = w.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+                let b = params
+                    .get(&format!("layers.{layer}.bias"))
+                    .unwrap()
+                    .to_vec1::<f32>()
+                    .unwrap();
+                let mut z = vec![0.0f64; n * n_out];
+                for i in 0..n {
+                    for o in 0..n_out {
+                        let mut v = f64::from(b[o]);
+                        for p in 0..n_in {
+                            v += h[i * n_in + p] * f64::from(w[o * n_in + p]);
+                        }
+                        z[i * n_out + o] = if act == Activation::Relu { v.max(0.0) } else { v.tanh() };
+                    }
+                }
+                h = z;
+                let got = evaluator.hidden_activations(&point, layer).unwrap();
+                assert_eq!((got.rows(), got.cols()), (n, n_out));
+                let worst = got
+                    .as_slice()
+                    .iter()
+                    .zip(&h)
+                    .map(|(&g, &e)| (f64::from(g) - e).abs())
+                    .fold(0.0, f64::max);
+                assert!(worst < 1e-4, "{act:?} layer {layer}: off by {worst}");
+            }
+            let err = evaluator.hidden_activations(&point, 2).unwrap_err().to_string();
+            assert!(err.contains("2 hidden layer(s)"), "{err}");
+        }
+        let linear = MlpEvaluator::new(MlpSpec::new(vec![7, 5], Activation::Relu).unwrap(), &data).unwrap();
+        let point = linear.prepare(&random_params(1, &[7, 5], false)).unwrap();
+        assert_eq!(linear.n_hidden_layers(), 0);
+        assert!(linear.hidden_activations(&point, 0).is_err());
     }
 
     #[test]

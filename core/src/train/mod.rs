@@ -27,4 +27,5 @@ pub use digits::{EVAL_EXAMPLES as DIGITS_EVAL_EXAMPLES, all as load_digits};
 pub use error::TrainError;
 pub use mlp::Mlp;
 pub use recipes::{EVAL_FILE, MANIFEST_FILE, PARENT_RUN, ZooSummary, train_zoo};
+pub(crate) use rng::Rng;
 pub use run::RunSummary;

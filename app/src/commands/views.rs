@@ -1,0 +1,98 @@
+//! The representation and dynamics views of `lineage batch` (issue 8): options and output tables.
+
+use std::path::Path;
+
+use anyhow::Context;
+use lineage_core::evaluator_for;
+use lineage_core::pairs::PairSets;
+use lineage_core::progress::Progress;
+use lineage_core::tables::{EvalRow, write_parquet};
+use lineage_core::tables_views;
+use lineage_core::views::{ViewOptions, ViewsResult, run_views};
+use lineage_loaders::Zoo;
+
+/// Flags of the views (flattened into `lineage batch`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct ViewArgs {
+    /// Hidden layer (0-based) for representation similarity and probes [default: the last hidden layer].
+    #[arg(long, value_name = "N")]
+    pub layer: Option<usize>,
+    /// Skip the representation and dynamics views (similarity, probes, trajectories, code length, training map).
+    #[arg(long)]
+    pub no_views: bool,
+    /// Skip the linear probes (one logistic regression per checkpoint).
+    #[arg(long)]
+    pub no_probes: bool,
+}
+
+impl ViewArgs {
+    /// The view options, or None when skipped. `layer` and `views` may also come from a plan.
+    pub fn options(
+        &self,
+        planned_layer: Option<usize>,
+        planned_views: Option<bool>,
+        pairs: PairSets,
+        cache_dir: &Path,
+    ) -> Option<ViewOptions> {
+        if self.no_views || planned_views == Some(false) {
+            return None;
+        }
+        let mut options = ViewOptions::all(pairs, cache_dir.to_path_buf());
+        options.layer = self.layer.or(planned_layer);
+        options.probes = !self.no_probes;
+        Some(options)
+    }
+}
+
+/// Computes the views and writes their tables into `out`; returns the summary lines to print.
+pub fn compute_and_write(
+    zoo: &Zoo,
+    data: &Path,
+    out: &Path,
+    options: &ViewOptions,
+    evals: &[EvalRow],
+    progress: &dyn Progress,
+) -> anyhow::Result<String> {
+    let views = run_views(zoo, data, options, &evaluator_for, evals, progress)?;
+    write_tables(out, &views)?;
+    for warning in &views.warnings {
+        eprintln!("warning: {warning}");
+    }
+    let layer = views.layer.map_or("-".to_string(), |l| l.to_string());
+    Ok(format!(
+        "views (layer {layer}): {} similarity rows, {} probes, {} trajectory points, {} runs with code lengths \
+         ({} units computed, {} from cache)\n",
+        views.similarity.len(),
+        views.probes.len(),
+        views.trajectories.len(),
+        views
+            .code_length
+            .iter()
+            .filter(|r| r.prequential_bits.is_some())
+            .count(),
+        views.computed,
+        views.cached
+    ))
+}
+
+/// Writes the `similarity`, `probes`, `trajectories`, `weight_norms`, `code_length`,
+/// `training_map` and `training_map_transitions` tables.
+fn write_tables(out: &Path, views: &ViewsResult) -> anyhow::Result<()> {
+    std::fs::create_dir_all(out).with_context(|| format!("{}: cannot create output folder", out.display()))?;
+    let frames = [
+        ("similarity", tables_views::similarity_frame(&views.similarity)?),
+        ("probes", tables_views::probes_frame(&views.probes)?),
+        ("trajectories", tables_views::trajectories_frame(&views.trajectories)?),
+        ("weight_norms", tables_views::weight_norms_frame(&views.weight_norms)?),
+        ("code_length", tables_views::code_length_frame(&views.code_length)?),
+        ("training_map", tables_views::training_map_frame(&views.training_map)?),
+        (
+            "training_map_transitions",
+            tables_views::map_transitions_frame(&views.map_transitions)?,
+        ),
+    ];
+    for (name, mut frame) in frames {
+        write_parquet(&out.join(format!("{name}.parquet")), &mut frame)?;
+    }
+    Ok(())
+}
