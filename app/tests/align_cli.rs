@@ -1,42 +1,12 @@
 //! `lineage batch --align`: aligned rows next to the raw ones, cached separately, shard-safe, and
 //! settable from a plan file and in the SLURM script.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+mod common;
 
-use lineage_core::tables::read_parquet;
+use std::path::Path;
+
+use common::{fixture, lineage, report, table};
 use polars::prelude::DataFrame;
-
-fn fixture(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/fixtures/digits-mlp")
-        .join(rel)
-}
-
-fn lineage() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_lineage"))
-}
-
-fn batch(out: &Path, cache: &Path) -> Command {
-    let mut cmd = lineage();
-    cmd.arg("batch")
-        .arg(fixture("zoo_safetensors"))
-        .arg("--data")
-        .arg(fixture("digits_eval.safetensors"))
-        .arg("--out")
-        .arg(out)
-        .arg("--cache")
-        .arg(cache);
-    cmd
-}
-
-fn report(out: &Path) -> serde_json::Value {
-    serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap()
-}
-
-fn table(out: &Path, name: &str) -> DataFrame {
-    read_parquet(&out.join(format!("{name}.parquet"))).unwrap()
-}
 
 fn aligned_flags(df: &DataFrame) -> Vec<bool> {
     let c = df.column("aligned").unwrap().bool().unwrap();
@@ -66,7 +36,7 @@ fn align_writes_aligned_and_raw_rows_cached_separately() {
     let tmp = tempfile::tempdir().unwrap();
     let cache = tmp.path().join("cache");
     let out = tmp.path().join("aligned");
-    let output = batch(&out, &cache).arg("--align").output().unwrap();
+    let output = batch_fixture(&out, &cache).arg("--align").output().unwrap();
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(stdout.contains("after permutation alignment"), "{stdout}");
@@ -94,7 +64,7 @@ fn align_writes_aligned_and_raw_rows_cached_separately() {
 
     // A raw run reuses the cache and writes exactly the raw rows.
     let raw_out = tmp.path().join("raw");
-    assert!(batch(&raw_out, &cache).status().unwrap().success());
+    assert!(batch_fixture(&raw_out, &cache).status().unwrap().success());
     assert_eq!(report(&raw_out)["computed"], 0);
     let raw_barriers = table(&raw_out, "barriers");
     assert!(aligned_flags(&raw_barriers).iter().all(|a| !a));
@@ -110,7 +80,7 @@ fn align_writes_aligned_and_raw_rows_cached_separately() {
     let mut shards = Vec::new();
     for k in 1..=2 {
         let dir = tmp.path().join(format!("shard-{k}"));
-        let status = batch(&dir, &tmp.path().join(format!("cache-{k}")))
+        let status = batch_fixture(&dir, &tmp.path().join(format!("cache-{k}")))
             .args(["--align", "--shard", &format!("{k}/2")])
             .status()
             .unwrap();
@@ -178,4 +148,9 @@ fn align_in_a_plan_and_in_the_slurm_script() {
     assert!(output.status.success());
     let script = std::fs::read_to_string(out.join("slurm.sbatch")).unwrap();
     assert!(script.contains(" --align"), "{script}");
+}
+
+/// `lineage batch` on the fixture's safetensors zoo.
+fn batch_fixture(out: &Path, cache: &Path) -> std::process::Command {
+    common::batch(&fixture("zoo_safetensors"), out, cache)
 }

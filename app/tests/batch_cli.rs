@@ -1,39 +1,14 @@
 //! `lineage batch` end to end: tables, cache reuse, and resumption after SIGKILL.
 
 use std::collections::{HashMap, HashSet};
-use std::path::{Path, PathBuf};
-use std::process::Command;
+mod common;
+
+use std::path::Path;
 use std::time::Duration;
 
 use candle_core::{Device, Tensor};
+use common::{batch, fixture, lineage, report};
 use lineage_core::tables::read_parquet;
-
-fn fixture(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/fixtures/digits-mlp")
-        .join(rel)
-}
-
-fn lineage() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_lineage"))
-}
-
-fn batch(zoo: &Path, out: &Path, cache: &Path) -> Command {
-    let mut cmd = lineage();
-    cmd.arg("batch")
-        .arg(zoo)
-        .arg("--data")
-        .arg(fixture("digits_eval.safetensors"))
-        .arg("--out")
-        .arg(out)
-        .arg("--cache")
-        .arg(cache);
-    cmd
-}
-
-fn report(out: &Path) -> serde_json::Value {
-    serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap()
-}
 
 fn assert_same_tables(a: &Path, b: &Path) {
     for table in ["checkpoints", "evals", "interpolation", "barriers"] {

@@ -9,6 +9,7 @@ use egui_kittest::kittest::Queryable;
 
 use super::LineageApp;
 use super::recent::RecentFolders;
+use super::session::Analysed;
 
 /// The example zoo shipped in `assets/` (2 runs from different inits, steps 0, 100, 1500) and its
 /// eval data one folder up.
@@ -36,6 +37,11 @@ fn step_until(harness: &mut Harness<'static, LineageApp>, what: &str, done: impl
         std::thread::sleep(Duration::from_millis(20));
     }
     harness.run_ok();
+}
+
+/// The analysis of the open folder (the test has waited for it).
+fn analysis_of<'h>(harness: &'h Harness<'static, LineageApp>) -> &'h Analysed {
+    harness.state().session.as_ref().unwrap().analysis.as_ref().unwrap()
 }
 
 fn analysed(app: &LineageApp) -> bool {
@@ -82,20 +88,7 @@ fn open_analyse_click_heatmap_cell_shows_that_pair() {
     assert_eq!(harness.state().selection.step, Some(100));
 
     // Back to step 1500 through its disk, then click the heatmap cell of the two runs.
-    let basin_at_1500 = harness
-        .state()
-        .session
-        .as_ref()
-        .unwrap()
-        .analysis
-        .as_ref()
-        .unwrap()
-        .basins
-        .history
-        .step(1500)
-        .unwrap()
-        .basins[0]
-        .id;
+    let basin_at_1500 = analysis_of(&harness).basins.history.step(1500).unwrap().basins[0].id;
     harness
         .get_by_label(&format!("basin {basin_at_1500} at step 1500"))
         .click();
@@ -112,7 +105,7 @@ fn open_analyse_click_heatmap_cell_shows_that_pair() {
     harness.get_by_label("Interpolation init0_order0 → init1_order0 at step 1500");
     // The barriers shown are those of the table rows.
     let endpoint = {
-        let analysis = harness.state().session.as_ref().unwrap().analysis.as_ref().unwrap();
+        let analysis = analysis_of(&harness);
         analysis
             .result
             .barriers
@@ -139,30 +132,13 @@ fn reopening_an_analysed_folder_reads_the_shared_cache() {
     let mut first = harness(cache.path());
     first.state_mut().open_folder(&example_zoo(), None);
     step_until(&mut first, "the first analysis", analysed);
-    let computed = first
-        .state()
-        .session
-        .as_ref()
-        .unwrap()
-        .analysis
-        .as_ref()
-        .unwrap()
-        .result
-        .computed;
+    let computed = analysis_of(&first).result.computed;
     assert!(computed > 0);
 
     let mut second = harness(cache.path());
     second.state_mut().open_folder(&example_zoo(), None);
     step_until(&mut second, "the second analysis", analysed);
-    let result = &second
-        .state()
-        .session
-        .as_ref()
-        .unwrap()
-        .analysis
-        .as_ref()
-        .unwrap()
-        .result;
+    let result = &analysis_of(&second).result;
     assert_eq!(result.computed, 0, "nothing recomputed");
     assert_eq!(result.cached, computed);
 }
@@ -201,7 +177,7 @@ fn export_writes_tables_figures_report_and_timeline() {
     harness.state_mut().export_timeline(timeline.clone());
     step_until(&mut harness, "the timeline export", |app| !app.is_busy());
     let frame = lineage_core::tables::read_parquet(&timeline).unwrap();
-    let analysis = harness.state().session.as_ref().unwrap().analysis.as_ref().unwrap();
+    let analysis = analysis_of(&harness);
     assert_eq!(frame.height(), analysis.basins.clusters.len());
     let columns: Vec<&str> = frame.get_column_names().iter().map(|c| c.as_str()).collect();
     assert_eq!(columns, ["step", "run", "basin", "basin_size", "event", "parent_basin"]);
@@ -250,7 +226,7 @@ fn the_align_toggle_adds_aligned_paths_with_a_lower_barrier() {
     harness.state_mut().open_folder(&example_zoo(), None);
     step_until(&mut harness, "the analysis", analysed);
     let barrier = |aligned: bool| {
-        let analysis = harness.state().session.as_ref().unwrap().analysis.as_ref().unwrap();
+        let analysis = analysis_of(&harness);
         analysis
             .result
             .barriers

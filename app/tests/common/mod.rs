@@ -1,0 +1,46 @@
+//! Helpers shared by the command-line tests: the PyTorch fixture, the `lineage` binary, a batch
+//! command and its outputs.
+
+#![allow(dead_code)] // each test file uses its own subset
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use lineage_core::tables::read_parquet;
+use polars::prelude::DataFrame;
+
+/// A file of the PyTorch fixture (`../shared/fixtures/digits-mlp`).
+pub fn fixture(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/fixtures/digits-mlp")
+        .join(rel)
+}
+
+/// The `lineage` binary under test.
+pub fn lineage() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_lineage"))
+}
+
+/// `lineage batch ZOO --data <fixture eval data> --out OUT --cache CACHE`.
+pub fn batch(zoo: &Path, out: &Path, cache: &Path) -> Command {
+    let mut cmd = lineage();
+    cmd.arg("batch")
+        .arg(zoo)
+        .arg("--data")
+        .arg(fixture("digits_eval.safetensors"))
+        .arg("--out")
+        .arg(out)
+        .arg("--cache")
+        .arg(cache);
+    cmd
+}
+
+/// `OUT/report.json`.
+pub fn report(out: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap()
+}
+
+/// `OUT/<name>.parquet`.
+pub fn table(out: &Path, name: &str) -> DataFrame {
+    read_parquet(&out.join(format!("{name}.parquet"))).unwrap()
+}
