@@ -77,7 +77,7 @@ pub fn compute_and_write(
 
 /// Writes the `similarity`, `probes`, `trajectories`, `weight_norms`, `code_length`,
 /// `training_map` and `training_map_transitions` tables.
-fn write_tables(out: &Path, views: &ViewsResult) -> anyhow::Result<()> {
+pub fn write_tables(out: &Path, views: &ViewsResult) -> anyhow::Result<()> {
     std::fs::create_dir_all(out).with_context(|| format!("{}: cannot create output folder", out.display()))?;
     let frames = [
         ("similarity", tables_views::similarity_frame(&views.similarity)?),

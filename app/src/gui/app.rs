@@ -19,6 +19,8 @@ pub enum Tab {
     Training,
     /// The barriers table at the selected step.
     Table,
+    /// Representation similarity, probes and weight-space trajectories over training.
+    Representations,
 }
 
 /// What a background job hands back.
@@ -136,7 +138,12 @@ impl LineageApp {
         self.export(move |session, analysed| {
             let data = session.data.clone().unwrap_or_default();
             let report = analysed.report(&session.zoo.root, &data);
-            outputs::write_outputs(&dir, &analysed.result, Some(&analysed.basins), &report)
+            let mut written = outputs::write_outputs(&dir, &analysed.result, Some(&analysed.basins), &report)?;
+            if let Ok(views) = &analysed.views {
+                crate::commands::views::write_tables(&dir, views)?;
+                written.push(dir.join("similarity.parquet"));
+            }
+            Ok(written)
         });
     }
 
@@ -286,11 +293,13 @@ impl LineageApp {
             ui.horizontal(|ui| {
                 ui.selectable_value(&mut self.tab, Tab::Training, "Training curves");
                 ui.selectable_value(&mut self.tab, Tab::Table, "Results table");
+                ui.selectable_value(&mut self.tab, Tab::Representations, "Representations");
             });
             let height = ui.available_height().max(120.0);
             match self.tab {
                 Tab::Training => views::training::show(ui, session, &mut self.metric, self.log_x, height - 30.0),
                 Tab::Table => views::table::show(ui, analysed, &mut self.selection),
+                Tab::Representations => views::representations::show(ui, session, analysed, self.log_x, height - 30.0),
             }
         });
     }

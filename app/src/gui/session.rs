@@ -9,6 +9,7 @@ use lineage_core::batch::{BatchOptions, BatchResult, run_batch};
 use lineage_core::pairs::PairSets;
 use lineage_core::progress::Progress;
 use lineage_core::report::{BasinSummary, Report};
+use lineage_core::views::{ViewOptions, ViewsResult, run_views};
 use lineage_core::{CoreError, evaluator_for};
 use lineage_loaders::logs::{TrainingLog, read_log};
 use lineage_loaders::{Zoo, discover};
@@ -76,7 +77,8 @@ pub fn find_eval_data(dir: &Path) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-/// The analysis of a session, as `lineage batch` computes it with default options.
+/// The analysis of a session, as `lineage batch` computes it with default options (views
+/// included).
 #[derive(Clone)]
 pub struct Analysed {
     /// Options of the interpolation sweep.
@@ -89,6 +91,9 @@ pub struct Analysed {
     pub basins: BasinAnalysis,
     /// The basin tree laid out for drawing.
     pub layout: TreeLayout,
+    /// Representation and dynamics views (similarity, probes, trajectories, ...), or why they are
+    /// missing (e.g. a model family without hidden activations).
+    pub views: Result<ViewsResult, String>,
     /// How long the analysis took (near zero when every unit came from the cache).
     pub elapsed: std::time::Duration,
 }
@@ -117,12 +122,18 @@ impl Analysed {
         let basins = analyse_basins(&result, &basin_options)?;
         let runs: Vec<String> = zoo.runs.iter().map(|r| r.name.clone()).collect();
         let layout = TreeLayout::new(&basins.tree, &basins.history, &runs);
+        let view_options = ViewOptions::all(PairSets::default(), options.cache_dir.clone());
+        let views = match run_views(zoo, data, &view_options, &evaluator_for, &result.evals, progress) {
+            Err(CoreError::Cancelled) => return Err(CoreError::Cancelled),
+            other => other.map_err(|e| e.to_string()),
+        };
         Ok(Self {
             options,
             basin_options,
             result,
             basins,
             layout,
+            views,
             elapsed: started.elapsed(),
         })
     }

@@ -124,6 +124,14 @@ fn open_analyse_click_heatmap_cell_shows_that_pair() {
     harness.get_by_label("Results table").click();
     harness.run_ok();
     harness.get_by_label_contains("paths at step 1500");
+
+    // The representation views were computed with the analysis and are shown in their tab.
+    let views = analysis_of(&harness).views.as_ref().expect("views of an MLP zoo");
+    assert_eq!(views.trajectories.len(), 6, "2 runs x 3 steps");
+    assert!(views.similarity.iter().any(|r| r.pair == "seeds" && r.step == 1500));
+    harness.get_by_label("Representations").click();
+    harness.run_ok();
+    harness.get_by_label_contains("hidden layer 1: linear CKA");
 }
 
 #[test]

@@ -6,6 +6,7 @@
 pub mod curves;
 pub mod grid;
 pub mod heatmap;
+pub mod representations;
 pub mod table;
 pub mod training;
 pub mod tree;

@@ -1,0 +1,115 @@
+//! Representations and dynamics over training, beside the basin tree: similarity of each checkpoint's
+//! hidden representation to its run's final one (linear CKA) and between seeds (mean over seed pairs),
+//! linear-probe accuracy, and each run's weight-space path (PCA of its trajectory) coloured by the
+//! basin it ends in.
+
+use std::collections::BTreeMap;
+
+use egui::Ui;
+use egui_plot::{Legend, Line, Plot, PlotPoints, Points};
+
+use super::{run_color, step_coordinate};
+use crate::gui::session::{Analysed, Session};
+
+/// Draws the three plots side by side.
+pub fn show(ui: &mut Ui, session: &Session, analysed: &Analysed, log_x: bool, height: f32) {
+    let views = match &analysed.views {
+        Ok(views) => views,
+        Err(why) => {
+            ui.label(format!("No representation views: {why}"));
+            return;
+        }
+    };
+    let runs = session.run_names();
+    let x_formatter = move |mark: egui_plot::GridMark, _: &std::ops::RangeInclusive<f64>| {
+        let step = if log_x { mark.value.exp_m1() } else { mark.value };
+        format!("{:.0}", step.max(0.0))
+    };
+    let layer = views.layer.map_or("-".to_string(), |l| l.to_string());
+    ui.label(format!(
+        "hidden layer {layer}: linear CKA to the run's final checkpoint (lines) and mean CKA between seeds \
+         (black); held-out linear-probe accuracy; weight-space path of each run (PCA)"
+    ));
+    ui.columns(3, |columns| {
+        Plot::new("cka-over-steps")
+            .height(height)
+            .legend(Legend::default())
+            .x_axis_label("step")
+            .y_axis_label("linear CKA")
+            .x_axis_formatter(x_formatter)
+            .show(&mut columns[0], |plot| {
+                for (i, run) in runs.iter().enumerate() {
+                    let points: PlotPoints = views
+                        .similarity
+                        .iter()
+                        .filter(|r| r.pair == "to_final" && &r.run_a == run)
+                        .map(|r| [step_coordinate(r.step, log_x), r.linear_cka])
+                        .collect();
+                    plot.line(Line::new(run.as_str(), points).color(run_color(i)));
+                }
+                let mut by_step: BTreeMap<u64, (f64, usize)> = BTreeMap::new();
+                for r in views.similarity.iter().filter(|r| r.pair == "seeds") {
+                    let e = by_step.entry(r.step).or_default();
+                    e.0 += r.linear_cka;
+                    e.1 += 1;
+                }
+                let mean: PlotPoints = by_step
+                    .iter()
+                    .map(|(&s, &(sum, n))| [step_coordinate(s, log_x), sum / n as f64])
+                    .collect();
+                plot.line(
+                    Line::new("between seeds (mean)", mean)
+                        .color(egui::Color32::BLACK)
+                        .width(2.5),
+                );
+            });
+        Plot::new("probe-accuracy")
+            .height(height)
+            .x_axis_label("step")
+            .y_axis_label("probe accuracy (held out)")
+            .x_axis_formatter(x_formatter)
+            .show(&mut columns[1], |plot| {
+                for (i, run) in runs.iter().enumerate() {
+                    let points: PlotPoints = views
+                        .probes
+                        .iter()
+                        .filter(|r| &r.run == run)
+                        .map(|r| [step_coordinate(r.step, log_x), r.heldout_accuracy])
+                        .collect();
+                    plot.line(Line::new(run.as_str(), points).color(run_color(i)));
+                }
+            });
+        // Each run's path in its own PCA plane, coloured by the basin the run ends in.
+        let final_step = analysed.basins.history.steps.last();
+        let lanes = &analysed.layout.lanes;
+        Plot::new("weight-trajectories")
+            .height(height)
+            .legend(Legend::default())
+            .x_axis_label("PC 1 of the run's path")
+            .y_axis_label("PC 2")
+            .show(&mut columns[2], |plot| {
+                for run in &runs {
+                    let basin =
+                        final_step.and_then(|s| s.basins.iter().find(|b| b.members.contains(run)).map(|b| b.id));
+                    let lane = basin
+                        .and_then(|b| lanes.iter().position(|&l| l == b))
+                        .unwrap_or(lanes.len());
+                    let name = basin.map_or("no basin".to_string(), |b| format!("ends in basin {b}"));
+                    let path: Vec<[f64; 2]> = views
+                        .trajectories
+                        .iter()
+                        .filter(|r| &r.run == run)
+                        .map(|r| [r.pc1, r.pc2])
+                        .collect();
+                    if let Some(&last) = path.last() {
+                        plot.points(
+                            Points::new(name.as_str(), vec![last])
+                                .radius(4.0)
+                                .color(run_color(lane)),
+                        );
+                    }
+                    plot.line(Line::new(name.as_str(), PlotPoints::from(path)).color(run_color(lane)));
+                }
+            });
+    });
+}
