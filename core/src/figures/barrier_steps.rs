@@ -8,8 +8,8 @@ use plotters::coord::Shift;
 use plotters::element::DashedPathElement;
 use plotters::prelude::*;
 
-use super::axes::{StepAxis, format_value};
-use super::chart::{builder, draw_step_break, mesh, step_desc, with_legend};
+use super::axes::StepAxis;
+use super::chart::{step_value_chart, with_legend};
 use super::error::FigureError;
 use super::interpolation::pair_kind_name;
 use super::layout::{NoData, header};
@@ -171,14 +171,7 @@ impl BarrierSteps {
             .flat_map(|s| s.stats.iter().map(|t| value(t).2))
             .fold(0.0, f64::max);
         let top = if top > 0.0 { top * 1.08 } else { 1.0 };
-        let mut chart = builder(area, 84).build_cartesian_2d(self.axis.clone(), -0.02 * top..top)?;
-        let fmt = |v: &f64| format_value(*v);
-        mesh(&mut chart, step_desc(&self.axis), y_desc)
-            .x_labels(8)
-            .x_max_light_lines(9)
-            .y_label_formatter(&fmt)
-            .draw()?;
-        draw_step_break(root, &chart, &self.axis)?;
+        let mut chart = step_value_chart(root, area, &self.axis, -0.02 * top..top, y_desc)?;
         for s in &self.series {
             let stats = &s.stats;
             if stats.len() >= 2 && stats.iter().any(|t| t.n > 1) {

@@ -5,7 +5,7 @@ use plotters::coord::Shift;
 use plotters::coord::ranged1d::{Ranged, ValueFormatter};
 use plotters::prelude::*;
 
-use super::axes::StepAxis;
+use super::axes::{StepAxis, format_value};
 use super::layout::{AXIS_TITLE, MARGIN, TICK, text};
 use super::legend::Legend;
 use super::palette::{GRID, INK};
@@ -76,6 +76,30 @@ pub(crate) fn step_desc(axis: &StepAxis) -> &'static str {
     } else {
         "training step"
     }
+}
+
+/// A chart with training steps along x and values along y.
+pub(crate) type StepChart<'a, DB> = ChartContext<'a, DB, Cartesian2d<StepAxis, plotters::coord::types::RangedCoordf64>>;
+
+/// A chart of values over training steps in `area` (of the figure `root`): the standard label areas
+/// and mesh (8 step labels, minor step lines, values formatted by [`format_value`]) and the log-axis
+/// break.
+pub(crate) fn step_value_chart<'a, DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    area: &'a DrawingArea<DB, Shift>,
+    axis: &StepAxis,
+    y_range: std::ops::Range<f64>,
+    y_desc: &str,
+) -> Result<StepChart<'a, DB>, DrawingAreaErrorKind<DB::ErrorType>> {
+    let mut chart = builder(area, 84).build_cartesian_2d(axis.clone(), y_range)?;
+    let fmt = |v: &f64| format_value(*v);
+    mesh(&mut chart, step_desc(axis), y_desc)
+        .x_labels(8)
+        .x_max_light_lines(9)
+        .y_label_formatter(&fmt)
+        .draw()?;
+    draw_step_break(root, &chart, axis)?;
+    Ok(chart)
 }
 
 /// Draws a break mark (`//`) on the x axis between step 0 and the first positive step of a log axis.

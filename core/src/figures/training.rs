@@ -8,8 +8,8 @@ use plotters::coord::Shift;
 use plotters::element::DashedPathElement;
 use plotters::prelude::*;
 
-use super::axes::{StepAxis, format_value};
-use super::chart::{builder, draw_step_break, mesh, step_desc, with_legend};
+use super::axes::StepAxis;
+use super::chart::{step_value_chart, with_legend};
 use super::error::FigureError;
 use super::layout::{NoData, draw_marker, header, plural};
 use super::legend::{Legend, LegendEntry, Swatch};
@@ -102,14 +102,7 @@ impl Training {
             .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| (lo.min(v), hi.max(v)));
         let span = if hi > lo { hi - lo } else { hi.abs().max(1.0) * 0.1 };
         let y_range = lo - 0.05 * span..hi + 0.06 * span;
-        let mut chart = builder(area, 84).build_cartesian_2d(self.axis.clone(), y_range)?;
-        let fmt = |v: &f64| format_value(*v);
-        mesh(&mut chart, step_desc(&self.axis), y_desc)
-            .x_labels(8)
-            .x_max_light_lines(9)
-            .y_label_formatter(&fmt)
-            .draw()?;
-        draw_step_break(root, &chart, &self.axis)?;
+        let mut chart = step_value_chart(root, area, &self.axis, y_range, y_desc)?;
         let markers = self.curves.iter().map(|c| c.points.len()).max().unwrap_or(0) <= 30;
         for c in &self.curves {
             let line: Vec<(f64, f64)> = c.points.iter().map(|p| (p.0 as f64, value(p))).collect();
