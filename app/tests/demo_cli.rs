@@ -137,3 +137,49 @@ fn demo_finds_the_init_families_and_a_rerun_is_cached() {
     let names: Vec<&str> = df.get_column_names().iter().map(|s| s.as_str()).collect();
     assert_eq!(names, ["step", "run", "basin", "basin_size", "event", "parent_basin"]);
 }
+
+#[test]
+fn demo_on_modular_addition_writes_its_own_zoo_and_results() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("demo");
+    let output = Command::new(env!("CARGO_BIN_EXE_lineage"))
+        .args([
+            "demo",
+            "--no-gui",
+            "--recipe",
+            "forks",
+            "--task",
+            "modular-addition",
+            "--modulus",
+            "13",
+            "--out",
+        ])
+        .arg(&out)
+        .env("LINEAGE_CACHE", tmp.path().join("cache"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(stderr.contains("modular addition mod 13"), "{stderr}");
+    let config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("zoo-forks-mod13/parent/config.json")).unwrap()).unwrap();
+    assert_eq!(config["task"], "modular_addition");
+    assert_eq!(config["modulus"], 13);
+    // 13^2 pairs, half held out: the eval set of every checkpoint.
+    let evals = read_parquet(&out.join("results-forks-mod13/evals.parquet")).unwrap();
+    assert!(evals.height() > 0);
+    let barriers = read_parquet(&out.join("results-forks-mod13/barriers.parquet")).unwrap();
+    let pair = barriers.column("pair").unwrap().str().unwrap();
+    assert!(
+        (0..barriers.height()).any(|i| pair.get(i) == Some("fork")),
+        "fork pairs are analysed"
+    );
+
+    let bad = Command::new(env!("CARGO_BIN_EXE_lineage"))
+        .args(["demo", "--no-gui", "--task", "sorting", "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("unknown task `sorting`"));
+}

@@ -7,7 +7,7 @@ use anyhow::Context;
 use lineage_core::basin_analysis::BasinOptions;
 use lineage_core::batch::BatchOptions;
 use lineage_core::pairs::PairSets;
-use lineage_core::train::{EVAL_FILE, Recipe, TrainConfig, train_zoo};
+use lineage_core::train::{EVAL_FILE, Recipe, Task, TrainConfig, train_zoo};
 use lineage_core::views::ViewOptions;
 
 use super::batch::{Analysis, analyse, default_cache_dir};
@@ -25,6 +25,13 @@ pub struct DemoArgs {
     /// Zoo recipe: `families` (3 inits x 3 data orders) or `forks` (one parent, children forked at 4 steps).
     #[arg(long, default_value = "families")]
     pub recipe: String,
+    /// Training task: `digits` (the bundled UCI digits) or `modular-addition` ((a + b) mod p from one-hot
+    /// a and b; half of the p^2 pairs train, the other half is the eval set).
+    #[arg(long, default_value = "digits")]
+    pub task: String,
+    /// The modulus p of `--task modular-addition` (at least 12, so the p^2 / 2 training pairs fill a batch).
+    #[arg(long, default_value_t = 59)]
+    pub modulus: usize,
 }
 
 /// Runs the command.
@@ -37,8 +44,25 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         },
         other => anyhow::bail!("unknown recipe `{other}` (expected `families` or `forks`)"),
     };
-    let config = TrainConfig::default();
-    let zoo_dir = args.out.join(format!("zoo-{}", args.recipe));
+    let (task, suffix) = match args.task.as_str() {
+        "digits" => (Task::Digits, String::new()),
+        "modular-addition" => {
+            anyhow::ensure!(args.modulus >= 2, "--modulus must be at least 2");
+            let task = Task::ModularAddition {
+                modulus: args.modulus,
+                train_fraction: 0.5,
+                split_seed: 0,
+            };
+            (task, format!("-mod{}", args.modulus))
+        }
+        other => anyhow::bail!("unknown task `{other}` (expected `digits` or `modular-addition`)"),
+    };
+    let config = TrainConfig {
+        task,
+        ..TrainConfig::default()
+    };
+    // One folder per recipe and task, so a zoo of another task is never reused by mistake.
+    let zoo_dir = args.out.join(format!("zoo-{}{suffix}", args.recipe));
     if is_trained(&zoo_dir) {
         eprintln!("demo: reusing the zoo trained earlier in {}", zoo_dir.display());
     } else {
@@ -52,9 +76,13 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         std::fs::write(zoo_dir.join(COMPLETE_MARKER), b"")
             .with_context(|| format!("{}: cannot write", zoo_dir.join(COMPLETE_MARKER).display()))?;
         eprintln!(
-            "demo: trained {} runs of a {}-parameter MLP on the UCI digits in {:.1} s -> {}",
+            "demo: trained {} runs of a {}-parameter MLP on {} in {:.1} s -> {}",
             zoo.runs.len(),
             zoo.n_params,
+            match config.task {
+                Task::Digits => "the UCI digits".to_string(),
+                Task::ModularAddition { modulus, .. } => format!("modular addition mod {modulus}"),
+            },
             started.elapsed().as_secs_f64(),
             zoo_dir.display()
         );
@@ -62,7 +90,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     let job = Analysis {
         data: zoo_dir.join(EVAL_FILE),
         zoo: zoo_dir.clone(),
-        out: args.out.join(format!("results-{}", args.recipe)),
+        out: args.out.join(format!("results-{}{suffix}", args.recipe)),
         options: BatchOptions {
             alphas: 11,
             pairs: PairSets::default(),
