@@ -120,6 +120,9 @@ fn demo_finds_the_init_families_and_a_rerun_is_cached() {
     let report: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(results.join("report.json")).unwrap()).unwrap();
     assert_eq!(report["computed"], 0);
+    assert_eq!(report["views"]["computed"], 0, "views come from the cache too");
+    assert_eq!(report["views"]["layer"], 1);
+    assert_eq!(report["views"]["rows"]["trajectories"], 81, "9 runs x 9 steps");
     assert_eq!(report["basins"]["basins_by_step"]["0"], 1);
 
     // Export the cluster timeline.

@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use crate::basin_analysis::{BasinAnalysis, BasinOptions};
 use crate::batch::{BatchOptions, BatchResult};
+use crate::views::{ViewOptions, ViewsResult};
 
 /// The contents of `report.json`.
 #[derive(Debug, Clone, Serialize)]
@@ -40,6 +41,48 @@ pub struct Report {
     pub warnings: Vec<String>,
     /// Basins over time, when they were computed.
     pub basins: Option<BasinSummary>,
+    /// Representation and dynamics views, when they were computed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub views: Option<ViewsSummary>,
+}
+
+/// The views in the report: their options, the layer used, row counts and cache use.
+#[derive(Debug, Clone, Serialize)]
+pub struct ViewsSummary {
+    /// Options of the views.
+    pub options: ViewOptions,
+    /// Hidden layer the similarity and probes used (null when no model exposes one).
+    pub layer: Option<usize>,
+    /// Rows per view table.
+    pub rows: BTreeMap<&'static str, usize>,
+    /// Units computed in this run.
+    pub computed: usize,
+    /// Units taken from the cache.
+    pub cached: usize,
+    /// Problems met; the rest of the views were computed.
+    pub warnings: Vec<String>,
+}
+
+impl ViewsSummary {
+    /// Summarises computed views.
+    pub fn new(options: &ViewOptions, views: &ViewsResult) -> Self {
+        Self {
+            options: options.clone(),
+            layer: views.layer,
+            rows: BTreeMap::from([
+                ("similarity", views.similarity.len()),
+                ("probes", views.probes.len()),
+                ("trajectories", views.trajectories.len()),
+                ("weight_norms", views.weight_norms.len()),
+                ("code_length", views.code_length.len()),
+                ("training_map", views.training_map.len()),
+                ("training_map_transitions", views.map_transitions.len()),
+            ]),
+            computed: views.computed,
+            cached: views.cached,
+            warnings: views.warnings.clone(),
+        }
+    }
 }
 
 /// The basin analysis in the report: what was used and what came out.
@@ -127,6 +170,7 @@ impl Report {
             seconds: elapsed.as_secs_f64(),
             warnings: result.warnings.clone(),
             basins,
+            views: None,
         }
     }
 }

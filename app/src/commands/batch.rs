@@ -9,7 +9,7 @@ use lineage_core::basins::ClusterMethod;
 use lineage_core::batch::{BatchOptions, BatchResult, Shard, run_batch};
 use lineage_core::evaluator_for;
 use lineage_core::pairs::PairSets;
-use lineage_core::report::{BasinSummary, Report};
+use lineage_core::report::{BasinSummary, Report, ViewsSummary};
 use lineage_loaders::discover;
 
 use crate::outputs::write_outputs;
@@ -295,14 +295,24 @@ pub fn analyse(job: &Analysis) -> anyhow::Result<String> {
     };
     let elapsed = started.elapsed();
     let basin_summary = basins.as_ref().map(|b| BasinSummary::new(&job.basins, b));
-    let report = Report::new(&job.zoo, &job.data, &job.options, &result, basin_summary, elapsed);
-    write_outputs(&job.out, &result, basins.as_ref(), &report)?;
+    let mut report = Report::new(&job.zoo, &job.data, &job.options, &result, basin_summary, elapsed);
     for warning in result.warnings.iter().skip(zoo.problems.len()) {
         eprintln!("warning: {warning}");
     }
+    // A shard holds only part of the checkpoints: views are computed on whole zoos.
+    let views = match job.views.as_ref().filter(|_| job.options.shard.is_none()) {
+        Some(options) => {
+            let views = super::views::compute(&zoo, &job.data, options, &result.evals, &progress)?;
+            report.views = Some(ViewsSummary::new(options, &views));
+            Some(views)
+        }
+        None => None,
+    };
+    write_outputs(&job.out, &result, basins.as_ref(), &report)?;
     let mut text = summary(&result, basins.as_ref(), &job.out, elapsed);
-    if let Some(views) = job.views.as_ref().filter(|_| job.options.shard.is_none()) {
-        text += &super::views::compute_and_write(&zoo, &job.data, &job.out, views, &result.evals, &progress)?;
+    if let Some(views) = &views {
+        super::views::write_tables(&job.out, views)?;
+        text += &super::views::summary(views);
     }
     Ok(text)
 }

@@ -44,22 +44,25 @@ impl ViewArgs {
     }
 }
 
-/// Computes the views and writes their tables into `out`; returns the summary lines to print.
-pub fn compute_and_write(
+/// Computes the views (warnings go to stderr).
+pub fn compute(
     zoo: &Zoo,
     data: &Path,
-    out: &Path,
     options: &ViewOptions,
     evals: &[EvalRow],
     progress: &dyn Progress,
-) -> anyhow::Result<String> {
+) -> anyhow::Result<ViewsResult> {
     let views = run_views(zoo, data, options, &evaluator_for, evals, progress)?;
-    write_tables(out, &views)?;
     for warning in &views.warnings {
         eprintln!("warning: {warning}");
     }
+    Ok(views)
+}
+
+/// The summary line of the views.
+pub fn summary(views: &ViewsResult) -> String {
     let layer = views.layer.map_or("-".to_string(), |l| l.to_string());
-    Ok(format!(
+    format!(
         "views (layer {layer}): {} similarity rows, {} probes, {} trajectory points, {} runs with code lengths \
          ({} units computed, {} from cache)\n",
         views.similarity.len(),
@@ -72,7 +75,7 @@ pub fn compute_and_write(
             .count(),
         views.computed,
         views.cached
-    ))
+    )
 }
 
 /// Writes the `similarity`, `probes`, `trajectories`, `weight_norms`, `code_length`,
