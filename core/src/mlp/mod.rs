@@ -247,11 +247,12 @@ mod tests {
         ParamSet::from_raw(raw).unwrap()
     }
 
-    /// Straightforward f64 forward pass and mean cross-entropy / error.
-    fn naive(params: &ParamSet, widths: &[usize], act: Activation, x: &[f32], labels: &[u32]) -> (f64, f64) {
-        let n = labels.len();
+    /// Straightforward f64 forward pass: the output of every layer (post-activation for hidden
+    /// layers, logits for the last), each `[n, width]` row-major.
+    fn naive_layers(params: &ParamSet, widths: &[usize], act: Activation, x: &[f32], n: usize) -> Vec<Vec<f64>> {
         let mut h: Vec<f64> = x.iter().map(|&v| f64::from(v)).collect();
         let layers = widths.len() - 1;
+        let mut outputs = Vec::with_capacity(layers);
         for l in 0..layers {
             let (n_in, n_out) = (widths[l], widths[l + 1]);
             let w = params
@@ -283,8 +284,17 @@ mod tests {
                     };
                 }
             }
+            outputs.push(z.clone());
             h = z;
         }
+        outputs
+    }
+
+    /// Straightforward f64 forward pass and mean cross-entropy / error.
+    fn naive(params: &ParamSet, widths: &[usize], act: Activation, x: &[f32], labels: &[u32]) -> (f64, f64) {
+        let n = labels.len();
+        let h = naive_layers(params, widths, act, x, n).pop().unwrap();
+        let layers = widths.len() - 1;
         let c = widths[layers];
         let (mut loss, mut wrong) = (0.0, 0);
         for (i, &y) in labels.iter().enumerate() {
@@ -348,33 +358,15 @@ mod tests {
             assert_eq!(evaluator.n_hidden_layers(), 2);
             let params = random_params(3, &widths, true);
             let point = evaluator.prepare(&params).unwrap();
-            let mut h: Vec<f64> = x.iter().map(|&v| f64::from(v)).collect();
+            let expected = naive_layers(&params, &widths, act, &x, n);
             for layer in 0..2 {
-                let (n_in, n_out) = (widths[layer], widths[layer + 1]);
-                let w = params.get(&format!("layers.{layer}.weight")).unwrap();
-                let w = w.flatten_all().unwrap().to_vec1::<f32>().unwrap();
-                let b = params
-                    .get(&format!("layers.{layer}.bias"))
-                    .unwrap()
-                    .to_vec1::<f32>()
-                    .unwrap();
-                let mut z = vec![0.0f64; n * n_out];
-                for i in 0..n {
-                    for o in 0..n_out {
-                        let mut v = f64::from(b[o]);
-                        for p in 0..n_in {
-                            v += h[i * n_in + p] * f64::from(w[o * n_in + p]);
-                        }
-                        z[i * n_out + o] = if act == Activation::Relu { v.max(0.0) } else { v.tanh() };
-                    }
-                }
-                h = z;
+                let (n_out, h) = (widths[layer + 1], &expected[layer]);
                 let got = evaluator.hidden_activations(&point, layer).unwrap();
                 assert_eq!((got.rows(), got.cols()), (n, n_out));
                 let worst = got
                     .as_slice()
                     .iter()
-                    .zip(&h)
+                    .zip(h)
                     .map(|(&g, &e)| (f64::from(g) - e).abs())
                     .fold(0.0, f64::max);
                 assert!(worst < 1e-4, "{act:?} layer {layer}: off by {worst}");
