@@ -5,7 +5,7 @@ mod common;
 
 use std::path::Path;
 
-use common::{fixture, lineage, report, table};
+use common::{fixture, lineage, report, run_plan, table};
 use polars::prelude::DataFrame;
 
 fn aligned_flags(df: &DataFrame) -> Vec<bool> {
@@ -116,25 +116,10 @@ fn align_writes_aligned_and_raw_rows_cached_separately() {
 #[test]
 fn align_in_a_plan_and_in_the_slurm_script() {
     let tmp = tempfile::tempdir().unwrap();
-    let plan = tmp.path().join("plan.toml");
-    std::fs::write(
-        &plan,
-        format!(
-            "zoo = '{}'\ndata = '{}'\nout = 'results'\ncache = 'cache'\nalphas = 3\nalign = true\npairs = {{ seeds = true, to_final = false, forks = false }}\n",
-            fixture("zoo_safetensors").display(),
-            fixture("digits_eval.safetensors").display()
-        ),
-    )
-    .unwrap();
-    assert!(
-        lineage()
-            .args(["batch", "--plan"])
-            .arg(&plan)
-            .status()
-            .unwrap()
-            .success()
+    let (plan, out) = run_plan(
+        tmp.path(),
+        "alphas = 3\nalign = true\npairs = { seeds = true, to_final = false, forks = false }\n",
     );
-    let out = tmp.path().join("results");
     assert_eq!(report(&out)["options"]["align"], true);
     let flags = aligned_flags(&table(&out, "interpolation"));
     assert_eq!(flags.iter().filter(|a| **a).count(), 3 * 3);

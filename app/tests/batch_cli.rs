@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use candle_core::{Device, Tensor};
-use common::{batch, fixture, lineage, report};
+use common::{batch, fixture, lineage, report, run_plan};
 use lineage_core::tables::read_parquet;
 
 fn assert_same_tables(a: &Path, b: &Path) {
@@ -246,25 +246,10 @@ fn three_shards_merge_into_the_tables_of_a_single_run() {
 #[test]
 fn a_plan_file_holds_every_option_and_slurm_script_is_emitted() {
     let tmp = tempfile::tempdir().unwrap();
-    let plan = tmp.path().join("plan.toml");
-    std::fs::write(
-        &plan,
-        format!(
-            "zoo = '{}'\ndata = '{}'\nout = 'results'\ncache = 'cache'\nalphas = 5\ncluster = 'average-linkage'\neps = 0.05\nbarrier = 'endpoint'\n",
-            fixture("zoo_safetensors").display(),
-            fixture("digits_eval.safetensors").display()
-        ),
-    )
-    .unwrap();
-    assert!(
-        lineage()
-            .args(["batch", "--plan"])
-            .arg(&plan)
-            .status()
-            .unwrap()
-            .success()
+    let (plan, out) = run_plan(
+        tmp.path(),
+        "alphas = 5\ncluster = 'average-linkage'\neps = 0.05\nbarrier = 'endpoint'\n",
     );
-    let out = tmp.path().join("results");
     let r = report(&out);
     assert_eq!(r["options"]["alphas"], 5);
     assert_eq!(r["basins"]["options"]["method"]["method"], "average-linkage");

@@ -2,23 +2,15 @@
 //! endpoint loss barrier of about 0.21 at step 1500 (`reference_barriers.json`); weight matching
 //! must remove most of it without changing what model B computes.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use common::{fixture, load};
 
 use lineage_core::EvalData;
 use lineage_core::align::{align_to, weight_matching};
 use lineage_core::evaluator::{Evaluator, evaluator_for};
 use lineage_core::interpolation::{alpha_grid, endpoint_barrier};
-use lineage_loaders::{ParamSet, load_params};
-
-fn fixture(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/fixtures/digits-mlp")
-        .join(rel)
-}
-
-fn load(run: &str, step: u64) -> ParamSet {
-    load_params(&fixture(&format!("zoo_safetensors/{run}/step{step}/model.safetensors"))).unwrap()
-}
+use lineage_loaders::ParamSet;
 
 /// Endpoint loss barrier of the path from `a` to `b` on an 11-point grid.
 fn barrier(evaluator: &dyn Evaluator, a: &ParamSet, b: &ParamSet) -> f64 {

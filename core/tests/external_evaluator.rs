@@ -1,22 +1,15 @@
 //! The `external` evaluator protocol, checked against the built-in MLP evaluator with a pure-Python
 //! implementation of the same MLP (`external_mlp.py`), and its errors.
 
+mod common;
+
+use common::{fixture, load};
 use std::path::{Path, PathBuf};
 
 use lineage_core::evaluator::{Evaluator, evaluator_for};
 use lineage_core::interpolation::{alpha_grid, endpoint_barrier, segment_barrier};
 use lineage_core::{CoreError, EvalData};
-use lineage_loaders::{ParamSet, load_params};
-
-fn fixture(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/fixtures/digits-mlp")
-        .join(rel)
-}
-
-fn load(run: &str, step: u64) -> ParamSet {
-    load_params(&fixture(&format!("zoo_safetensors/{run}/step{step}/model.safetensors"))).unwrap()
-}
+use lineage_loaders::ParamSet;
 
 /// A config.json in `dir` naming `command` as the external evaluator.
 fn external_config(dir: &Path, command: &[&str]) -> PathBuf {

@@ -2,8 +2,12 @@
 //! (`reference_interp.json`, `reference_barriers.json`, computed in float32 by PyTorch), for every
 //! checkpoint layout of the fixture (safetensors, fp16 safetensors, HF Trainer pickle, Lightning).
 
+mod common;
+
+use common::fixture;
+
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use lineage_core::evaluator::{EvalResult, Evaluator, evaluator_for};
 use lineage_core::interpolation::{alpha_grid, endpoint_barrier, segment_barrier};
@@ -30,12 +34,6 @@ struct BarrierRow {
     run_b: String,
     loss_barrier: f64,
     error_barrier: f64,
-}
-
-fn fixture(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/fixtures/digits-mlp")
-        .join(rel)
 }
 
 fn read_json<T: for<'de> Deserialize<'de>>(name: &str) -> T {

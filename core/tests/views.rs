@@ -2,6 +2,8 @@
 //! 100, 1500 of a 64-128-128-10 ReLU MLP on 500 UCI digits), checked against plain candle
 //! computations and for caching.
 
+mod common;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -15,7 +17,7 @@ use lineage_core::similarity::{linear_cka, to_matrix};
 use lineage_core::views::{ViewOptions, ViewsResult, run_views};
 
 fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/digits-mlp")
+    common::fixture("")
 }
 
 fn checkpoint(run: &str, step: u64) -> HashMap<String, Tensor> {

@@ -44,3 +44,22 @@ pub fn report(out: &Path) -> serde_json::Value {
 pub fn table(out: &Path, name: &str) -> DataFrame {
     read_parquet(&out.join(format!("{name}.parquet"))).unwrap()
 }
+
+/// Writes `DIR/plan.toml` for the fixture's safetensors zoo (`out = 'results'`, `cache = 'cache'`) with
+/// the extra TOML lines `options`, runs `lineage batch --plan` on it and returns the plan's path and
+/// its output folder.
+pub fn run_plan(dir: &Path, options: &str) -> (PathBuf, PathBuf) {
+    let plan = dir.join("plan.toml");
+    std::fs::write(
+        &plan,
+        format!(
+            "zoo = '{}'\ndata = '{}'\nout = 'results'\ncache = 'cache'\n{options}",
+            fixture("zoo_safetensors").display(),
+            fixture("digits_eval.safetensors").display()
+        ),
+    )
+    .unwrap();
+    let status = lineage().args(["batch", "--plan"]).arg(&plan).status().unwrap();
+    assert!(status.success(), "lineage batch --plan failed");
+    (plan, dir.join("results"))
+}
