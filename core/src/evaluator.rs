@@ -11,6 +11,7 @@
 use std::any::Any;
 use std::path::Path;
 
+use candle_core::Device;
 use lineage_loaders::ParamSet;
 use rayon::prelude::*;
 
@@ -20,6 +21,7 @@ use crate::eval_data::EvalData;
 use crate::external::ExternalEvaluator;
 use crate::features::Features;
 use crate::mlp::{MlpEvaluator, MlpSpec};
+use crate::transformer::{BertEvaluator, BertSpec};
 
 /// Loss and correctness of one parameter set on the eval set.
 #[derive(Debug, Clone, PartialEq)]
@@ -172,11 +174,29 @@ pub trait Evaluator: Send + Sync {
     }
 }
 
-/// Builds the evaluator for a zoo: from the model family named in `config` (a run's `config.json`;
-/// `{"arch": "mlp", ...}` or `{"arch": "external", "command": [...]}`, see [`crate::external`]), or,
-/// without a config or `arch` key, inferred from the tensors of `reference`. Checks that `reference`
-/// fits the model and the eval data.
+/// Builds the evaluator for a zoo on the CPU: see [`evaluator_on`].
 pub fn evaluator_for(config: Option<&Path>, reference: &ParamSet, data: &EvalData) -> Result<Box<dyn Evaluator>> {
+    build_evaluator(config, reference, data, &Device::Cpu)
+}
+
+/// An evaluator factory (as [`crate::batch::run_batch`] takes) whose candle-based families (the
+/// transformers) run on `device`. The evaluator is chosen by the model family named in `config` (a
+/// run's `config.json`): `{"arch": "mlp", ...}`, `{"arch": "external", "command": [...]}` (see
+/// [`crate::external`]), or an HF config with `"model_type": "bert"` (see [`crate::transformer`]);
+/// without a config, or without `arch` / `model_type`, an MLP is inferred from the tensors of
+/// `reference`. The factory checks that `reference` fits the model and the eval data.
+pub fn evaluator_on(
+    device: Device,
+) -> impl Fn(Option<&Path>, &ParamSet, &EvalData) -> Result<Box<dyn Evaluator>> + Sync {
+    move |config, reference, data| build_evaluator(config, reference, data, &device)
+}
+
+fn build_evaluator(
+    config: Option<&Path>,
+    reference: &ParamSet,
+    data: &EvalData,
+    device: &Device,
+) -> Result<Box<dyn Evaluator>> {
     let spec = match config {
         Some(path) => {
             let text = std::fs::read_to_string(path).map_err(|e| CoreError::io(path, e))?;
@@ -196,10 +216,15 @@ pub fn evaluator_for(config: Option<&Path>, reference: &ParamSet, data: &EvalDat
                     ));
                 }
                 None => match value.get("model_type").and_then(|m| m.as_str()) {
+                    Some("bert") => {
+                        let classifier = reference.get(&BertSpec::classifier_weight()).map(|t| t.dims());
+                        let spec = BertSpec::from_config_json(&value, path, classifier)?;
+                        return Ok(Box::new(BertEvaluator::new(spec, reference, data, device)?));
+                    }
                     Some(model_type) => {
                         return Err(CoreError::config(
                             path,
-                            format!("unsupported model_type `{model_type}` (supported arch: mlp, external)"),
+                            format!("unsupported model_type `{model_type}` (supported: bert; or arch mlp, external)"),
                         ));
                     }
                     None => MlpSpec::infer(reference)?,

@@ -44,6 +44,7 @@ use lineage_loaders::params::describe_shape_difference;
 use crate::error::{CoreError, Result};
 use crate::eval_data::{ATTENTION_MASK, EvalData, INPUT_IDS, INPUTS, LABELS};
 use crate::evaluator::{EvalResult, Evaluator, Prepared};
+use crate::interpolation::blend;
 use crate::keys::hash_file;
 
 /// Lines of the command's stderr quoted in errors.
@@ -275,24 +276,7 @@ impl Evaluator for ExternalEvaluator {
         let (a, b) = (&self.point(a)?.params, &self.point(b)?.params);
         alphas
             .iter()
-            .map(|&alpha| {
-                // Blend weights rounded to f32, as in PyTorch and the built-in families.
-                let (wa, wb) = (f64::from((1.0 - alpha) as f32), f64::from(alpha as f32));
-                let blended = a
-                    .iter()
-                    .map(|(name, ta)| {
-                        let tb = b
-                            .get(name)
-                            .ok_or_else(|| CoreError::Model(format!("`{name}` missing in model B")))?;
-                        let t = ta
-                            .affine(wa, 0.0)
-                            .and_then(|x| x.add(&tb.affine(wb, 0.0)?))
-                            .map_err(|e| CoreError::Model(format!("`{name}`: {e}")))?;
-                        Ok((name.to_string(), t))
-                    })
-                    .collect::<Result<HashMap<_, _>>>()?;
-                self.run(&blended)
-            })
+            .map(|&alpha| self.run(&blend(a.iter(), |name| b.get(name), alpha)?))
             .collect()
     }
 }

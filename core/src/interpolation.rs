@@ -1,10 +1,35 @@
-//! Linear mode connectivity on a curve f(theta(a)), a in an alpha grid: the grid, the endpoint and
-//! segment barriers (DESIGN.md, "Linear mode connectivity") and golden-section peak refinement.
+//! Linear mode connectivity on a curve f(theta(a)), a in an alpha grid: the grid, the points
+//! theta(a) themselves ([`blend`]), the endpoint and segment barriers (DESIGN.md, "Linear mode
+//! connectivity") and golden-section peak refinement.
 //!
 //! Barriers take the alphas and the values (mean loss or error rate) at them. Both are `>= 0`, and
 //! `NaN` when a value is `NaN`.
 
+use std::collections::HashMap;
+
+use candle_core::Tensor;
+
 use crate::error::{CoreError, Result};
+
+/// theta(alpha) = (1-alpha)·A + alpha·B, tensor by tensor: every tensor of `a`, with its namesake
+/// found by `b`. The blend weights are rounded to f32 and the arithmetic is f32, as in PyTorch.
+pub fn blend<'a>(
+    a: impl IntoIterator<Item = (&'a str, &'a Tensor)>,
+    b: impl Fn(&str) -> Option<&'a Tensor>,
+    alpha: f64,
+) -> Result<HashMap<String, Tensor>> {
+    let (wa, wb) = (f64::from((1.0 - alpha) as f32), f64::from(alpha as f32));
+    a.into_iter()
+        .map(|(name, ta)| {
+            let tb = b(name).ok_or_else(|| CoreError::Model(format!("`{name}` missing in model B")))?;
+            let t = ta
+                .affine(wa, 0.0)
+                .and_then(|x| x.add(&tb.affine(wb, 0.0)?))
+                .map_err(|e| CoreError::Model(format!("`{name}`: {e}")))?;
+            Ok((name.to_string(), t))
+        })
+        .collect()
+}
 
 /// `n` evenly spaced alphas from 0 to 1 inclusive (`i / (n-1)`, so 0 and 1 are exact); `n >= 3`.
 pub fn alpha_grid(n: usize) -> Result<Vec<f64>> {

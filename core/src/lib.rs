@@ -5,6 +5,7 @@
 //! - [`evaluator`]: the [`Evaluator`] trait (per-checkpoint preparation, endpoint and path
 //!   evaluation) and [`evaluator_for`], which picks the model family.
 //! - [`mlp`]: the `mlp` family and its fast path evaluator.
+//! - [`transformer`]: the `bert` family (HF BERT sequence classifiers, through candle-transformers).
 //! - [`external`]: the `external` family: any framework, through a documented command protocol.
 //! - [`interpolation`]: alpha grids, endpoint and segment barriers, peak refinement.
 //! - [`align`]: permutation alignment (Git Re-Basin weight matching) before interpolation.
@@ -39,10 +40,11 @@ pub mod tables_views;
 pub mod train;
 pub mod training_map;
 pub mod trajectory;
+pub mod transformer;
 pub mod views;
 
 pub use error::CoreError;
 pub use eval_data::EvalData;
-pub use evaluator::{EvalResult, Evaluator, Prepared, evaluator_for};
+pub use evaluator::{EvalResult, Evaluator, Prepared, evaluator_for, evaluator_on};
 pub use external::ExternalEvaluator;
 pub use mlp::{MlpEvaluator, MlpSpec};

@@ -1,0 +1,121 @@
+//! The `bert` family: Hugging Face `BertForSequenceClassification` (candle-transformers' BERT
+//! encoder, then the pooler and the classifier head of the HF model).
+
+use std::path::Path;
+
+use candle_core::{Module, Tensor};
+use candle_nn::{Linear, VarBuilder, linear};
+use candle_transformers::models::bert::{BertModel, Config};
+
+use crate::error::{CoreError, Result};
+
+/// Prefix of the encoder's tensors in a `BertForSequenceClassification` checkpoint.
+const ENCODER: &str = "bert";
+/// The pooler: `tanh(dense(hidden state of the first token))`.
+const POOLER: &str = "bert.pooler.dense";
+/// The classifier head: logits = `classifier(pooled)`.
+const CLASSIFIER: &str = "classifier";
+
+/// A BERT sequence classifier's architecture, from an HF `config.json`.
+#[derive(Debug, Clone)]
+pub struct BertSpec {
+    /// The encoder's configuration as candle-transformers reads it.
+    pub config: Config,
+    /// Number of classes (rows of `classifier.weight`).
+    pub n_labels: usize,
+}
+
+impl BertSpec {
+    /// Reads the architecture from a parsed HF `config.json` at `path` (`model_type: "bert"`); the
+    /// number of labels comes from the shape of the checkpoint's `classifier.weight`.
+    pub fn from_config_json(
+        value: &serde_json::Value,
+        path: &Path,
+        classifier_shape: Option<&[usize]>,
+    ) -> Result<Self> {
+        let config: Config = serde_json::from_value(value.clone())
+            .map_err(|e| CoreError::config(path, format!("not a BERT config: {e}")))?;
+        if config.num_attention_heads == 0 || !config.hidden_size.is_multiple_of(config.num_attention_heads) {
+            return Err(CoreError::config(
+                path,
+                format!(
+                    "hidden_size {} is not a multiple of num_attention_heads {}",
+                    config.hidden_size, config.num_attention_heads
+                ),
+            ));
+        }
+        let n_labels = match classifier_shape {
+            Some(&[labels, hidden]) if hidden == config.hidden_size && labels > 0 => labels,
+            Some(shape) => {
+                return Err(CoreError::config(
+                    path,
+                    format!(
+                        "`{CLASSIFIER}.weight` has shape {shape:?}, expected [num_labels, {}]",
+                        config.hidden_size
+                    ),
+                ));
+            }
+            None => {
+                return Err(CoreError::config(
+                    path,
+                    format!(
+                        "the checkpoint has no `{CLASSIFIER}.weight`: only sequence classifiers \
+                         (BertForSequenceClassification) can be evaluated"
+                    ),
+                ));
+            }
+        };
+        Ok(Self { config, n_labels })
+    }
+
+    /// Name of the classifier weight, whose shape gives the number of labels.
+    pub fn classifier_weight() -> String {
+        format!("{CLASSIFIER}.weight")
+    }
+
+    /// A short description, part of cache keys.
+    pub fn describe(&self) -> String {
+        let c = &self.config;
+        format!(
+            "bert {} layers x {} hidden ({} heads, {} intermediate, {:?}), vocab {}, {} labels",
+            c.num_hidden_layers,
+            c.hidden_size,
+            c.num_attention_heads,
+            c.intermediate_size,
+            c.hidden_act,
+            c.vocab_size,
+            self.n_labels
+        )
+    }
+}
+
+/// `BertForSequenceClassification` in eval mode (dropout off).
+pub struct BertClassifier {
+    encoder: BertModel,
+    pooler: Linear,
+    classifier: Linear,
+}
+
+impl BertClassifier {
+    /// Builds the model from tensors named as in the HF checkpoint (`bert.embeddings...`,
+    /// `bert.encoder.layer.N...`, `bert.pooler.dense...`, `classifier...`).
+    pub fn load(vb: VarBuilder, spec: &BertSpec) -> candle_core::Result<Self> {
+        let hidden = spec.config.hidden_size;
+        Ok(Self {
+            encoder: BertModel::load(vb.pp(ENCODER), &spec.config)?,
+            pooler: linear(hidden, hidden, vb.pp(POOLER))?,
+            classifier: linear(hidden, spec.n_labels, vb.pp(CLASSIFIER))?,
+        })
+    }
+
+    /// Logits `[B, n_labels]` and pooled representations `[B, hidden]` (the classifier's input) of
+    /// token ids `[B, L]` with their attention mask `[B, L]` (token type 0 everywhere).
+    pub fn forward(&self, input_ids: &Tensor, attention_mask: &Tensor) -> candle_core::Result<(Tensor, Tensor)> {
+        let token_types = input_ids.zeros_like()?;
+        let hidden = self.encoder.forward(input_ids, &token_types, Some(attention_mask))?;
+        let first = hidden.narrow(1, 0, 1)?.squeeze(1)?;
+        let pooled = self.pooler.forward(&first)?.tanh()?;
+        let logits = self.classifier.forward(&pooled)?;
+        Ok((logits, pooled))
+    }
+}

@@ -1,0 +1,186 @@
+//! The `bert` family against PyTorch: the tiny `BertForSequenceClassification` zoo of
+//! `tests/fixtures/bert` (written by `make_fixture.py` with transformers), its reference losses,
+//! correctness, interpolation path and pooled representations.
+
+use std::path::{Path, PathBuf};
+
+use lineage_core::evaluator::{Evaluator, evaluator_for};
+use lineage_core::interpolation::endpoint_barrier;
+use lineage_core::{CoreError, EvalData};
+use lineage_loaders::{ParamSet, load_params};
+use serde_json::Value;
+
+/// Largest difference to PyTorch's float32 values accepted (losses, logits-derived values).
+const TOLERANCE: f64 = 1e-4;
+
+fn bert_fixture(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/bert")
+        .join(rel)
+}
+
+fn checkpoint_dir(run: &str, step: u64) -> PathBuf {
+    bert_fixture(&format!("zoo/{run}/checkpoint-{step}"))
+}
+
+fn load(run: &str, step: u64) -> ParamSet {
+    load_params(&checkpoint_dir(run, step).join("model.safetensors")).unwrap()
+}
+
+fn reference() -> Value {
+    serde_json::from_str(&std::fs::read_to_string(bert_fixture("reference.json")).unwrap()).unwrap()
+}
+
+fn floats(v: &Value) -> Vec<f64> {
+    v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect()
+}
+
+fn data() -> EvalData {
+    EvalData::load(&bert_fixture("eval.parquet")).unwrap()
+}
+
+fn evaluator(reference_params: &ParamSet) -> Box<dyn Evaluator> {
+    let config = checkpoint_dir("init0-order0", 0).join("config.json");
+    evaluator_for(Some(&config), reference_params, &data()).unwrap()
+}
+
+fn assert_close(what: &str, got: &[f64], want: &[f64]) {
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        assert!((g - w).abs() < TOLERANCE, "{what}[{i}]: {g} vs PyTorch {w}");
+    }
+}
+
+#[test]
+fn every_checkpoint_matches_pytorch() {
+    let reference = reference();
+    let evaluator = evaluator(&load("init0-order0", 0));
+    assert!(
+        evaluator.describe().starts_with("bert 2 layers x 16 hidden"),
+        "{}",
+        evaluator.describe()
+    );
+    let checkpoints = reference["checkpoints"].as_object().unwrap();
+    assert_eq!(checkpoints.len(), 9);
+    for (key, want) in checkpoints {
+        let (run, step) = key.split_once('/').unwrap();
+        let got = evaluator.evaluate(&load(run, step.parse().unwrap())).unwrap();
+        let losses: Vec<f64> = got.per_example_loss.iter().map(|&l| f64::from(l)).collect();
+        assert_close(key, &losses, &floats(&want["loss"]));
+        let correct: Vec<bool> = want["correct"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c.as_bool().unwrap())
+            .collect();
+        assert_eq!(got.per_example_correct, correct, "{key}: correctness");
+    }
+}
+
+#[test]
+fn interpolation_path_matches_pytorch() {
+    let reference = reference();
+    let path = &reference["path"];
+    let alphas = floats(&reference["alphas"]);
+    let (a, b) = (load("init0-order0", 300), load("init1-order0", 300));
+    assert_eq!(path["a"], "init0-order0/300");
+    assert_eq!(path["b"], "init1-order0/300");
+    let evaluator = evaluator(&a);
+    let results = evaluator.evaluate_path(&a, &b, &alphas).unwrap();
+    let losses: Vec<f64> = results.iter().map(|r| r.loss).collect();
+    let errors: Vec<f64> = results.iter().map(|r| r.error).collect();
+    assert_close("mean loss along the path", &losses, &floats(&path["loss"]));
+    assert_close("error along the path", &errors, &floats(&path["error"]));
+    // Models from different inits: a clear barrier, as PyTorch finds.
+    let barrier = endpoint_barrier(&alphas, &losses);
+    assert!((barrier - endpoint_barrier(&alphas, &floats(&path["loss"]))).abs() < TOLERANCE);
+    assert!(barrier > 0.3, "barrier {barrier}");
+
+    let mid = alphas.iter().position(|&x| x == 0.5).unwrap();
+    let mid_losses: Vec<f64> = results[mid].per_example_loss.iter().map(|&l| f64::from(l)).collect();
+    assert_close(
+        "per-example loss at alpha 0.5",
+        &mid_losses,
+        &floats(&path["per_example_loss_mid"]),
+    );
+}
+
+#[test]
+fn pooled_representation_matches_pytorch() {
+    let reference = reference();
+    let (a, b) = (load("init0-order0", 300), load("init1-order0", 300));
+    let evaluator = evaluator(&a);
+    assert_eq!(evaluator.n_hidden_layers(), 1);
+    // The midpoint blended as PyTorch does, through the shared blend.
+    let mid = lineage_core::interpolation::blend(a.iter(), |n| b.get(n), 0.5).unwrap();
+    let mid = ParamSet::from_raw(mid.into_iter().collect()).unwrap();
+    let features = evaluator
+        .hidden_activations(&evaluator.prepare(&mid).unwrap(), 0)
+        .unwrap();
+    let want: Vec<Vec<f64>> = reference["path"]["pooled_mid"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(floats)
+        .collect();
+    assert_eq!((features.rows(), features.cols()), (want.len(), 16));
+    for (i, row) in want.iter().enumerate() {
+        let got: Vec<f64> = features.row(i).iter().map(|&v| f64::from(v)).collect();
+        assert_close(&format!("pooled state of example {i}"), &got, row);
+    }
+    assert!(
+        evaluator
+            .hidden_activations(&evaluator.prepare(&a).unwrap(), 1)
+            .is_err()
+    );
+}
+
+#[test]
+fn token_ids_beyond_the_vocabulary_are_refused() {
+    let a = load("init0-order0", 0);
+    let ids = candle_core::Tensor::from_vec(vec![1u32, 40, 2, 0], (1, 4), &candle_core::Device::Cpu).unwrap();
+    let data = EvalData::from_tensors(ids, vec![0], None, true).unwrap();
+    let config = checkpoint_dir("init0-order0", 0).join("config.json");
+    let err = evaluator_for(Some(&config), &a, &data).err().unwrap().to_string();
+    assert!(err.contains("token id 40") && err.contains("vocabulary of 32"), "{err}");
+}
+
+#[test]
+fn a_checkpoint_without_classifier_head_is_explained() {
+    let a = load("init0-order0", 0);
+    let headless: Vec<(String, candle_core::Tensor)> = a
+        .iter()
+        .filter(|(n, _)| !n.starts_with("classifier"))
+        .map(|(n, t)| (n.to_string(), t.clone()))
+        .collect();
+    let headless = ParamSet::from_raw(headless).unwrap();
+    let config = checkpoint_dir("init0-order0", 0).join("config.json");
+    let err = evaluator_for(Some(&config), &headless, &data()).err().unwrap();
+    assert!(matches!(err, CoreError::Config { .. }), "{err}");
+    let text = err.to_string();
+    assert!(
+        text.contains("config.json") && text.contains("classifier.weight"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_missing_encoder_tensor_is_named() {
+    let a = load("init0-order0", 0);
+    let missing = "bert.encoder.layer.1.output.dense.weight";
+    let partial: Vec<(String, candle_core::Tensor)> = a
+        .iter()
+        .filter(|(n, _)| *n != missing)
+        .map(|(n, t)| (n.to_string(), t.clone()))
+        .collect();
+    let partial = ParamSet::from_raw(partial).unwrap();
+    let config = checkpoint_dir("init0-order0", 0).join("config.json");
+    let err = evaluator_for(Some(&config), &partial, &data())
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("does not fit") && err.contains("layer.1.output.dense.weight"),
+        "{err}"
+    );
+}
