@@ -7,9 +7,10 @@ use anyhow::Context;
 use lineage_core::basin_analysis::{BarrierKind, BasinAnalysis, BasinOptions, analyse_basins};
 use lineage_core::basins::ClusterMethod;
 use lineage_core::batch::{BatchOptions, BatchResult, Shard, run_batch};
-use lineage_core::evaluator_for;
+use lineage_core::evaluator_on;
 use lineage_core::pairs::PairSets;
 use lineage_core::report::{BasinSummary, Report, ViewsSummary};
+use lineage_core::transformer::device;
 use lineage_loaders::discover;
 
 use crate::outputs::write_outputs;
@@ -46,6 +47,10 @@ pub struct BatchArgs {
     pub basins: BasinArgs,
     #[command(flatten)]
     pub views: super::views::ViewArgs,
+    /// Where the transformer families run: cpu, cuda or cuda:N (CUDA needs a build with
+    /// `--features cuda`) [default: cpu]. The mlp family always runs on the CPU.
+    #[arg(long)]
+    pub device: Option<String>,
     /// Compute only share K of N (1-based), e.g. `--shard $SLURM_ARRAY_TASK_ID/16`; combine with `lineage merge`.
     #[arg(long, value_name = "K/N")]
     pub shard: Option<String>,
@@ -111,6 +116,7 @@ pub struct Plan {
     barrier: Option<BarrierArg>,
     layer: Option<usize>,
     views: Option<bool>,
+    device: Option<String>,
 }
 
 impl Plan {
@@ -190,6 +196,7 @@ pub fn run(args: &BatchArgs) -> anyhow::Result<ExitCode> {
             shard: args.shard.as_deref().map(Shard::parse).transpose()?,
         },
         basins: args.basins.options(&plan)?,
+        device: args.device.clone().or(plan.device).unwrap_or_else(|| "cpu".into()),
     };
     if let Some(n) = args.emit_slurm {
         let script = slurm_script(&job, args, n)?;
@@ -223,6 +230,9 @@ fn slurm_script(job: &Analysis, args: &BatchArgs, n: usize) -> anyhow::Result<St
     }
     if job.options.align {
         common.push_str(" --align");
+    }
+    if job.device != "cpu" {
+        common.push_str(&format!(" --device {}", job.device));
     }
     let mut basin_flags = format!(
         " --cluster {} --barrier {}",
@@ -276,6 +286,8 @@ pub struct Analysis {
     pub basins: BasinOptions,
     /// Representation and dynamics views (None: skipped; never computed for a shard).
     pub views: Option<lineage_core::views::ViewOptions>,
+    /// Device of the transformer families: `cpu`, `cuda` or `cuda:N`.
+    pub device: String,
 }
 
 /// Discovers the zoo, computes (or reuses) every evaluation, finds the basins and writes tables and
@@ -285,9 +297,10 @@ pub fn analyse(job: &Analysis) -> anyhow::Result<String> {
     for problem in &zoo.problems {
         eprintln!("warning: {problem}");
     }
+    let evaluators = evaluator_on(device(&job.device)?);
     let progress = TerminalProgress::new();
     let started = std::time::Instant::now();
-    let result = run_batch(&zoo, &job.data, &job.options, &evaluator_for, &progress)?;
+    let result = run_batch(&zoo, &job.data, &job.options, &evaluators, &progress)?;
     // A shard holds only part of the pairs: basins are found after `lineage merge`.
     let basins = match job.options.shard {
         None => Some(analyse_basins(&result, &job.basins)?),
@@ -302,7 +315,7 @@ pub fn analyse(job: &Analysis) -> anyhow::Result<String> {
     // A shard holds only part of the checkpoints: views are computed on whole zoos.
     let views = match job.views.as_ref().filter(|_| job.options.shard.is_none()) {
         Some(options) => {
-            let views = super::views::compute(&zoo, &job.data, options, &result.evals, &progress)?;
+            let views = super::views::compute(&zoo, &job.data, options, &evaluators, &result.evals, &progress)?;
             report.views = Some(ViewsSummary::new(options, &views));
             Some(views)
         }

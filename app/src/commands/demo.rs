@@ -100,6 +100,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         },
         basins: BasinOptions::default(),
         views: Some(ViewOptions::all(PairSets::default(), default_cache_dir())),
+        device: "cpu".into(),
     };
     print!("{}", analyse(&job)?);
     if !args.no_gui && !crate::gui::display_available() {

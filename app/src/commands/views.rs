@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use anyhow::Context;
-use lineage_core::evaluator_for;
+use lineage_core::batch::EvaluatorFactory;
 use lineage_core::pairs::PairSets;
 use lineage_core::progress::Progress;
 use lineage_core::tables::{EvalRow, write_parquet};
@@ -49,10 +49,11 @@ pub fn compute(
     zoo: &Zoo,
     data: &Path,
     options: &ViewOptions,
+    evaluators: &EvaluatorFactory,
     evals: &[EvalRow],
     progress: &dyn Progress,
 ) -> anyhow::Result<ViewsResult> {
-    let views = run_views(zoo, data, options, &evaluator_for, evals, progress)?;
+    let views = run_views(zoo, data, options, evaluators, evals, progress)?;
     for warning in &views.warnings {
         eprintln!("warning: {warning}");
     }
