@@ -3,6 +3,7 @@
 //! Read from `.safetensors` / `.npz` (arrays `inputs` or `input_ids`, `labels`, optional
 //! `attention_mask`) or `.parquet` (list column `inputs` (numbers) or `input_ids` (integers), integer
 //! column `labels`, optional list column `attention_mask`). The three formats give identical data.
+//! Token ids without `labels` are language-model data: the targets are the next tokens.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -28,7 +29,8 @@ pub struct EvalData {
     /// `[N, D]` on the CPU: f32 features (from `inputs`, any numeric dtype, trailing dimensions
     /// flattened), or u32 token ids (from `input_ids`).
     pub inputs: Tensor,
-    /// `N` class labels.
+    /// `N` class labels; empty for language-model data (token ids without labels, see
+    /// [`EvalData::has_labels`]).
     pub labels: Vec<u32>,
     /// Optional `[N, D]` u32 mask (1 = attend, 0 = padding), same shape as `inputs`.
     pub attention_mask: Option<Tensor>,
@@ -70,14 +72,19 @@ impl EvalData {
         Self::from_arrays(path, arrays)
     }
 
-    /// Number of examples `N`.
+    /// Number of examples (rows) `N`.
     pub fn len(&self) -> usize {
-        self.labels.len()
+        self.inputs.dims().first().copied().unwrap_or(0)
     }
 
     /// True when there is no example (never the case for loaded data).
     pub fn is_empty(&self) -> bool {
-        self.labels.is_empty()
+        self.len() == 0
+    }
+
+    /// False for language-model data: token ids without class labels.
+    pub fn has_labels(&self) -> bool {
+        !self.labels.is_empty()
     }
 
     /// Width `D` of one example (features or tokens).
@@ -110,12 +117,19 @@ impl EvalData {
                 ));
             }
         };
-        let labels = arrays
-            .remove(LABELS)
-            .ok_or_else(|| CoreError::data(path, format!("missing `labels`; found {}", names(&arrays))))?;
-        let labels = labels_of(path, labels)?;
         let n = inputs.dims()[0];
-        if labels.len() != n {
+        let labels = match arrays.remove(LABELS) {
+            Some(labels) => labels_of(path, labels)?,
+            // Language-model data: the next tokens are the targets.
+            None if inputs.dtype() == DType::U32 => Vec::new(),
+            None => {
+                return Err(CoreError::data(
+                    path,
+                    format!("missing `labels`; found {}", names(&arrays)),
+                ));
+            }
+        };
+        if !labels.is_empty() && labels.len() != n {
             return Err(CoreError::data(
                 path,
                 format!("length mismatch: {n} inputs but {} labels", labels.len()),
@@ -306,9 +320,12 @@ fn read_parquet(path: &Path) -> Result<HashMap<String, Tensor>> {
     if let Some(series) = column(&df, LABELS) {
         arrays.insert(LABELS.to_string(), int_column(path, series)?);
     }
-    if !arrays.contains_key(INPUTS) && !arrays.contains_key(INPUT_IDS) || !arrays.contains_key(LABELS) {
+    // Token ids without labels are language-model data.
+    let no_inputs = !arrays.contains_key(INPUTS) && !arrays.contains_key(INPUT_IDS);
+    let no_labels = !arrays.contains_key(INPUT_IDS) && !arrays.contains_key(LABELS);
+    if no_inputs || no_labels {
         let found: Vec<String> = df.get_column_names().iter().map(|n| format!("`{n}`")).collect();
-        let missing = if arrays.contains_key(LABELS) {
+        let missing = if no_inputs {
             "`inputs` (or `input_ids`)"
         } else {
             "`labels`"
@@ -441,6 +458,13 @@ mod tests {
             err.contains("data.safetensors") && err.contains("missing `labels`"),
             "{err}"
         );
+
+        // Token ids without labels are language-model data.
+        let ids = Tensor::new(&[[1u32, 2], [3, 4]], &Device::Cpu).unwrap();
+        let path = write_safetensors(dir.path(), vec![("input_ids", ids)]);
+        let lm = EvalData::load(&path).unwrap();
+        assert!(lm.is_token_ids() && !lm.has_labels());
+        assert_eq!(lm.len(), 2);
 
         let y = Tensor::new(&[0i64, 1, 2], &Device::Cpu).unwrap();
         let path = write_safetensors(dir.path(), vec![("inputs", x.clone()), ("labels", y)]);

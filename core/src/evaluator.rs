@@ -21,7 +21,7 @@ use crate::eval_data::EvalData;
 use crate::external::ExternalEvaluator;
 use crate::features::Features;
 use crate::mlp::{MlpEvaluator, MlpSpec};
-use crate::transformer::{BertEvaluator, BertSpec};
+use crate::transformer::{MODEL_TYPES, evaluator_for_model_type};
 
 /// Loss and correctness of one parameter set on the eval set.
 #[derive(Debug, Clone, PartialEq)]
@@ -182,7 +182,8 @@ pub fn evaluator_for(config: Option<&Path>, reference: &ParamSet, data: &EvalDat
 /// An evaluator factory (as [`crate::batch::run_batch`] takes) whose candle-based families (the
 /// transformers) run on `device`. The evaluator is chosen by the model family named in `config` (a
 /// run's `config.json`): `{"arch": "mlp", ...}`, `{"arch": "external", "command": [...]}` (see
-/// [`crate::external`]), or an HF config with `"model_type": "bert"` (see [`crate::transformer`]);
+/// [`crate::external`]), or an HF config whose `model_type` is `bert`, `gpt2` or `gpt_neox` (see
+/// [`crate::transformer`]);
 /// without a config, or without `arch` / `model_type`, an MLP is inferred from the tensors of
 /// `reference`. The factory checks that `reference` fits the model and the eval data.
 pub fn evaluator_on(
@@ -216,16 +217,17 @@ fn build_evaluator(
                     ));
                 }
                 None => match value.get("model_type").and_then(|m| m.as_str()) {
-                    Some("bert") => {
-                        let classifier = reference.get(&BertSpec::classifier_weight()).map(|t| t.dims());
-                        let spec = BertSpec::from_config_json(&value, path, classifier)?;
-                        return Ok(Box::new(BertEvaluator::new(spec, reference, data, device)?));
-                    }
                     Some(model_type) => {
-                        return Err(CoreError::config(
-                            path,
-                            format!("unsupported model_type `{model_type}` (supported: bert; or arch mlp, external)"),
-                        ));
+                        return evaluator_for_model_type(model_type, &value, path, reference, data, device)?
+                            .ok_or_else(|| {
+                                CoreError::config(
+                                    path,
+                                    format!(
+                                        "unsupported model_type `{model_type}` (supported: {}; or arch mlp, external)",
+                                        MODEL_TYPES.join(", ")
+                                    ),
+                                )
+                            });
                     }
                     None => MlpSpec::infer(reference)?,
                 },

@@ -21,7 +21,8 @@
 //! - `PARAMS.safetensors`: the parameter set as f32 tensors, with lineage's normalised names
 //!   (wrapper prefixes such as `module.` stripped, integer buffers left out).
 //! - `DATA.safetensors`: the eval data, whatever file it was read from: `inputs` (F32 `[N, D]`) or
-//!   `input_ids` (U32 `[N, D]`), `labels` (U32 `[N]`) and, if present, `attention_mask` (U32 `[N, D]`).
+//!   `input_ids` (U32 `[N, D]`), `labels` (U32 `[N]`; absent for language-model data, token ids
+//!   without labels) and, if present, `attention_mask` (U32 `[N, D]`).
 //!
 //! The command must exit with status 0 and print exactly `N` lines on stdout, one per example in
 //! order, each a JSON object `{"loss": <cross-entropy in nats>, "correct": <bool>}` (other keys are
@@ -233,8 +234,10 @@ fn write_data(data: &EvalData, path: &Path) -> Result<()> {
     let mut tensors = HashMap::new();
     let name = if data.is_token_ids() { INPUT_IDS } else { INPUTS };
     tensors.insert(name.to_string(), data.inputs.clone());
-    let labels = Tensor::from_vec(data.labels.clone(), data.labels.len(), &Device::Cpu).map_err(what)?;
-    tensors.insert(LABELS.to_string(), labels);
+    if data.has_labels() {
+        let labels = Tensor::from_vec(data.labels.clone(), data.labels.len(), &Device::Cpu).map_err(what)?;
+        tensors.insert(LABELS.to_string(), labels);
+    }
     if let Some(mask) = &data.attention_mask {
         tensors.insert(ATTENTION_MASK.to_string(), mask.clone());
     }

@@ -262,10 +262,17 @@ fn mismatching_data_and_params_are_clear_errors() {
     assert!(err.contains("out of range") && err.contains("5 classes"), "{err}");
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("config.json");
+    std::fs::write(&config, r#"{"model_type": "t5"}"#).unwrap();
+    let err = evaluator_for(Some(&config), &a, &data).err().unwrap().to_string();
+    assert!(
+        err.contains("config.json")
+            && err.contains("unsupported model_type `t5` (supported: bert, gpt2, gpt_neox"),
+        "{err}"
+    );
     std::fs::write(&config, r#"{"model_type": "bert"}"#).unwrap();
     let err = evaluator_for(Some(&config), &a, &data).err().unwrap().to_string();
     assert!(
-        err.contains("config.json") && err.contains("unsupported model_type `bert`"),
+        err.contains("config.json") && err.contains("not a BERT config: missing field `vocab_size`"),
         "{err}"
     );
 }

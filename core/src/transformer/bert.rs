@@ -8,6 +8,10 @@ use candle_nn::{Linear, VarBuilder, linear};
 use candle_transformers::models::bert::{BertModel, Config};
 
 use crate::error::{CoreError, Result};
+use crate::eval_data::EvalData;
+use crate::evaluator::score_logits;
+use crate::transformer::evaluator::{Architecture, Scores};
+use crate::transformer::tokens::{TokenBatch, TokenBatches};
 
 /// Prefix of the encoder's tensors in a `BertForSequenceClassification` checkpoint.
 const ENCODER: &str = "bert";
@@ -72,9 +76,12 @@ impl BertSpec {
     pub fn classifier_weight() -> String {
         format!("{CLASSIFIER}.weight")
     }
+}
 
-    /// A short description, part of cache keys.
-    pub fn describe(&self) -> String {
+impl Architecture for BertSpec {
+    type Model = BertClassifier;
+
+    fn describe(&self) -> String {
         let c = &self.config;
         format!(
             "bert {} layers x {} hidden ({} heads, {} intermediate, {:?}), vocab {}, {} labels",
@@ -86,6 +93,58 @@ impl BertSpec {
             c.vocab_size,
             self.n_labels
         )
+    }
+
+    fn vocab_size(&self) -> usize {
+        self.config.vocab_size
+    }
+
+    fn max_positions(&self) -> Option<usize> {
+        Some(self.config.max_position_embeddings)
+    }
+
+    /// One example per sequence; it needs a label below the number of classes.
+    fn examples(&self, data: &EvalData, tokens: &TokenBatches) -> Result<usize> {
+        if !data.has_labels() {
+            return Err(CoreError::Model(
+                "a BERT classifier needs class labels: the eval data has no `labels`".into(),
+            ));
+        }
+        if data.min_classes() > self.n_labels {
+            return Err(CoreError::Model(format!(
+                "eval data has label {}, but the classifier has {} classes",
+                data.min_classes() - 1,
+                self.n_labels
+            )));
+        }
+        Ok(tokens.n_examples())
+    }
+
+    /// The pooled [CLS] state, the classifier's input.
+    fn representation_width(&self) -> usize {
+        self.config.hidden_size
+    }
+
+    fn load(&self, vb: VarBuilder) -> candle_core::Result<BertClassifier> {
+        BertClassifier::load(vb, self)
+    }
+
+    fn score(
+        &self,
+        model: &BertClassifier,
+        batch: &TokenBatch,
+        labels: &[u32],
+        out: &mut Scores,
+    ) -> candle_core::Result<()> {
+        let (logits, pooled) = model.forward(&batch.input_ids, &batch.attention_mask)?;
+        let logits = logits.flatten_all()?.to_vec1::<f32>()?;
+        let (mut loss, mut correct) = (vec![0.0; batch.rows], vec![false; batch.rows]);
+        let labels = &labels[batch.start..batch.start + batch.rows];
+        score_logits(&logits, self.n_labels, self.n_labels, labels, &mut loss, &mut correct);
+        out.loss.extend(loss);
+        out.correct.extend(correct);
+        out.features.extend(pooled.flatten_all()?.to_vec1::<f32>()?);
+        Ok(())
     }
 }
 

@@ -1,26 +1,71 @@
 //! Transformer families, run with candle on tokenised eval data (`input_ids`, optional
-//! `attention_mask`, `labels`).
+//! `attention_mask`; `labels` for classifiers), chosen by the `model_type` of a Hugging Face
+//! `config.json` next to the checkpoints:
 //!
-//! - [`bert`]: Hugging Face `BertForSequenceClassification` from its `config.json`
-//!   (`"model_type": "bert"`) and checkpoint tensors; candle-transformers' BERT encoder plus the HF
-//!   pooler and classifier head.
-//! - [`BertEvaluator`]: per-example cross-entropy and correctness, and the pooled [CLS] state as the
-//!   representation for the views.
+//! - `bert` ([`bert`]): `BertForSequenceClassification`; candle-transformers' BERT encoder plus the
+//!   HF pooler and classifier head. One example per sequence; the representation is the pooled
+//!   [CLS] state.
+//! - `gpt2` ([`gpt2`]) and `gpt_neox` ([`gpt_neox`], Pythia): causal language models, written with
+//!   candle-nn because candle-transformers has neither. One example per predicted token
+//!   ([`causal`]); the representation is the final hidden state at each predicting position.
 //!
-//! The models run on a candle [`Device`]: the CPU, or an NVIDIA GPU when lineage is built with the
-//! `cuda` feature ([`device`]).
+//! All run through one [`TransformerEvaluator`] on a candle [`Device`]: the CPU, or an NVIDIA GPU
+//! when lineage is built with the `cuda` feature ([`device`]).
 
 pub mod bert;
-mod classifier;
+pub mod causal;
+mod evaluator;
+pub mod gpt2;
+pub mod gpt_neox;
 mod tokens;
 
+use std::path::Path;
+
 use candle_core::Device;
+use lineage_loaders::ParamSet;
 
 pub use bert::{BertClassifier, BertSpec};
-pub use classifier::BertEvaluator;
+pub use causal::CausalLm;
+pub use evaluator::{Architecture, Scores, TransformerEvaluator};
+pub use gpt_neox::GptNeoxSpec;
+pub use gpt2::Gpt2Spec;
 pub use tokens::{TokenBatch, TokenBatches};
 
 use crate::error::{CoreError, Result};
+use crate::eval_data::EvalData;
+use crate::evaluator::Evaluator;
+
+/// `model_type` values of HF configs that lineage evaluates.
+pub const MODEL_TYPES: &[&str] = &["bert", "gpt2", "gpt_neox"];
+
+/// The evaluator of the HF `model_type` in the parsed `config.json` at `path`, on `device`, or
+/// `None` when lineage does not know that model type.
+pub fn evaluator_for_model_type(
+    model_type: &str,
+    value: &serde_json::Value,
+    path: &Path,
+    reference: &ParamSet,
+    data: &EvalData,
+    device: &Device,
+) -> Result<Option<Box<dyn Evaluator>>> {
+    let evaluator: Box<dyn Evaluator> = match model_type {
+        "bert" => {
+            let classifier = reference.get(&BertSpec::classifier_weight()).map(|t| t.dims());
+            let spec = BertSpec::from_config_json(value, path, classifier)?;
+            Box::new(TransformerEvaluator::new(spec, reference, data, device)?)
+        }
+        "gpt2" => {
+            let spec = CausalLm(Gpt2Spec::from_config_json(value, path)?);
+            Box::new(TransformerEvaluator::new(spec, reference, data, device)?)
+        }
+        "gpt_neox" => {
+            let spec = CausalLm(GptNeoxSpec::from_config_json(value, path)?);
+            Box::new(TransformerEvaluator::new(spec, reference, data, device)?)
+        }
+        _ => return Ok(None),
+    };
+    Ok(Some(evaluator))
+}
 
 /// The device named `name`: `cpu`, `cuda` (GPU 0) or `cuda:N`. CUDA needs a build with the `cuda`
 /// feature (`cargo build --release --features cuda`); without it, asking for a GPU is an error.

@@ -8,15 +8,24 @@ use crate::eval_data::EvalData;
 /// Tokens per forward pass (examples x sequence length): bounds the attention scores' memory.
 const TOKENS_PER_BATCH: usize = 4096;
 
-/// One forward-pass batch: consecutive examples, their ids and mask on the device.
+/// One forward-pass batch: consecutive sequences, their ids and mask on the device (and on the
+/// host, row-major, for scoring).
 #[derive(Debug, Clone)]
 pub struct TokenBatch {
-    /// Index of the batch's first example.
+    /// Index of the batch's first sequence.
     pub start: usize,
+    /// Number of sequences `B`.
+    pub rows: usize,
+    /// Sequence length `L'` after trimming.
+    pub len: usize,
     /// `[B, L']` token ids (u32).
     pub input_ids: Tensor,
     /// `[B, L']` attention mask (u32, 1 = attend).
     pub attention_mask: Tensor,
+    /// The token ids on the host.
+    pub ids: Vec<u32>,
+    /// The attention mask on the host.
+    pub mask: Vec<u32>,
 }
 
 /// The eval set as forward-pass batches. Trailing columns that are padding in every example of a
@@ -65,11 +74,16 @@ impl TokenBatches {
                     .flat_map(|row| row[..len].iter().copied())
                     .collect()
             };
-            let tensor = |values: Vec<u32>| Tensor::from_vec(values, (end - start, len), device).map_err(what);
+            let tensor = |values: &[u32]| Tensor::from_slice(values, (end - start, len), device).map_err(what);
+            let (batch_ids, batch_mask) = (rows(&ids), rows(&mask));
             batches.push(TokenBatch {
                 start,
-                input_ids: tensor(rows(&ids))?,
-                attention_mask: tensor(rows(&mask))?,
+                rows: end - start,
+                len,
+                input_ids: tensor(&batch_ids)?,
+                attention_mask: tensor(&batch_mask)?,
+                ids: batch_ids,
+                mask: batch_mask,
             });
         }
         Ok(Self {

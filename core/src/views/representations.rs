@@ -56,6 +56,13 @@ pub(crate) fn compute(
         )));
     }
     result.layer = Some(layer);
+    let probing = options.probes && data.has_labels();
+    if options.probes && !probing {
+        result.warnings.push(format!(
+            "{}: the eval data has no class labels (language-model data); probes skipped",
+            evaluator.describe()
+        ));
+    }
     let base = hash_parts(&[VIEWS_CACHE_VERSION, &evaluator.describe(), data_key, &layer.to_string()]);
     let similarities = JsonlStore::<CachedSimilarity>::open(&options.cache_dir.join("views_similarity.jsonl"))?;
     let probes = JsonlStore::<CachedProbe>::open(&options.cache_dir.join("views_probes.jsonl"))?;
@@ -73,13 +80,13 @@ pub(crate) fn compute(
     let pair_key = |p: &Pair| hash_parts(&[&base, "similarity", &by_id[&p.a].key, &by_id[&p.b].key]);
     let probe_key = |k: &Keyed| hash_parts(&[&base, "probe", &probe_options, &k.key]);
     let pending_pairs: Vec<&Pair> = pairs.iter().filter(|p| !similarities.contains(&pair_key(p))).collect();
-    let pending_probes: Vec<&Keyed> = if options.probes {
+    let pending_probes: Vec<&Keyed> = if probing {
         keyed.iter().filter(|k| !probes.contains(&probe_key(k))).collect()
     } else {
         Vec::new()
     };
     let total = pending_pairs.len() + pending_probes.len();
-    let n_probes = if options.probes { keyed.len() } else { 0 };
+    let n_probes = if probing { keyed.len() } else { 0 };
     result.computed += total;
     result.cached += pairs.len() + n_probes - total;
     progress.start("representations", total as u64);
@@ -177,7 +184,7 @@ pub(crate) fn compute(
             });
         }
     }
-    if options.probes {
+    if probing {
         for k in keyed {
             if let Some([train, heldout]) = probes.get(&probe_key(k)) {
                 result.probes.push(ProbeRow {

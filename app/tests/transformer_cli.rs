@@ -1,0 +1,164 @@
+//! `lineage batch` on zoos of Hugging Face transformers: BERT sequence classifiers (HF Trainer
+//! layout, `model_type: bert`, tokenised eval data with labels in Parquet) and GPT-NeoX causal LMs
+//! (Pythia's `stepN/` layout, token ids without labels). The barriers agree with PyTorch's
+//! (`core/tests/fixtures/*/reference.json`), the views run on the models' representations, and bad
+//! input is a clear error.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::{lineage, report, table};
+use lineage_core::interpolation::endpoint_barrier;
+
+fn core_fixture(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../core/tests/fixtures")
+        .join(rel)
+}
+
+fn bert_fixture(rel: &str) -> PathBuf {
+    core_fixture(&format!("bert/{rel}"))
+}
+
+/// Runs `lineage batch ZOO --data DATA --alphas 5` into `tmp/out`; returns the output folder and stderr.
+fn batch_alphas5(zoo: &Path, data: &Path, tmp: &Path) -> (PathBuf, String) {
+    let out = tmp.join("out");
+    let output = lineage()
+        .arg("batch")
+        .arg(zoo)
+        .arg("--data")
+        .arg(data)
+        .args(["--alphas", "5", "--out"])
+        .arg(&out)
+        .arg("--cache")
+        .arg(tmp.join("cache"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(output.status.success(), "{stderr}");
+    (out, stderr)
+}
+
+/// The endpoint loss barrier of the seed pair (`run_a`, `run_b`) at `at_step` in `OUT/barriers.parquet`.
+fn seed_barrier(out: &Path, at_step: u64, a: &str, b: &str) -> f64 {
+    let barriers = table(out, "barriers");
+    let col = |name: &str| barriers.column(name).unwrap().clone();
+    let (step, run_a, run_b, pair, kind, loss) = (
+        col("step"),
+        col("run_a"),
+        col("run_b"),
+        col("pair"),
+        col("kind"),
+        col("loss_barrier"),
+    );
+    let row = (0..barriers.height())
+        .find(|&i| {
+            step.u64().unwrap().get(i) == Some(at_step)
+                && run_a.str().unwrap().get(i) == Some(a)
+                && run_b.str().unwrap().get(i) == Some(b)
+                && pair.str().unwrap().get(i) == Some("seeds")
+                && kind.str().unwrap().get(i) == Some("endpoint")
+        })
+        .unwrap_or_else(|| panic!("no seed row {a} / {b} at step {at_step}"));
+    loss.f64().unwrap().get(row).unwrap()
+}
+
+fn reference(path: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+fn floats(v: &serde_json::Value) -> Vec<f64> {
+    v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect()
+}
+
+#[test]
+fn bert_zoo_batch_matches_pytorch() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (out, _) = batch_alphas5(&bert_fixture("zoo"), &bert_fixture("eval.parquet"), tmp.path());
+    let report = report(&out);
+    assert!(
+        report["evaluator"].as_str().unwrap().starts_with("bert 2 layers"),
+        "{}",
+        report["evaluator"]
+    );
+
+    // The seed-pair barrier between the two inits at the last step, against PyTorch's path.
+    let reference = reference(&bert_fixture("reference.json"));
+    let want = endpoint_barrier(&floats(&reference["alphas"]), &floats(&reference["path"]["loss"]));
+    let got = seed_barrier(&out, 300, "init0-order0", "init1-order0");
+    assert!((got - want).abs() < 1e-4, "barrier {got} vs PyTorch {want}");
+    assert!(got > 0.3, "different inits are separated by a barrier: {got}");
+
+    // 3 runs x 3 steps, each checkpoint evaluated once.
+    assert_eq!(table(&out, "evals").height(), 9);
+    // The views use the pooled [CLS] state: CKA rows for the seed pairs, a probe per checkpoint.
+    assert!(table(&out, "similarity").height() > 0, "no similarity rows");
+    assert_eq!(table(&out, "probes").height(), 9);
+    assert!(out.join("figures").join("basin_tree.svg").is_file());
+}
+
+#[test]
+fn pythia_style_zoo_batch_matches_pytorch() {
+    let tmp = tempfile::tempdir().unwrap();
+    let zoo = core_fixture("causal_lm/zoo-gpt_neox");
+    let (out, stderr) = batch_alphas5(&zoo, &core_fixture("causal_lm/eval.parquet"), tmp.path());
+    let report = report(&out);
+    let evaluator = report["evaluator"].as_str().unwrap();
+    assert!(
+        evaluator.starts_with("gpt_neox") && evaluator.ends_with("on 61 examples"),
+        "{evaluator}"
+    );
+
+    let reference = reference(&core_fixture("causal_lm/reference.json"));
+    let want = endpoint_barrier(
+        &floats(&reference["alphas"]),
+        &floats(&reference["gpt_neox"]["path"]["loss"]),
+    );
+    let got = seed_barrier(&out, 150, "seed0", "seed1");
+    assert!((got - want).abs() < 1e-4, "barrier {got} vs PyTorch {want}");
+
+    // Representations are per token; probes need class labels, which LM data does not have.
+    assert!(table(&out, "similarity").height() > 0, "no similarity rows");
+    assert_eq!(table(&out, "probes").height(), 0);
+    assert!(
+        stderr.contains("no class labels (language-model data); probes skipped"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn bert_zoo_with_feature_data_is_a_clear_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let output = lineage()
+        .arg("batch")
+        .arg(bert_fixture("zoo"))
+        .arg("--data")
+        .arg(common::fixture("digits_eval.safetensors"))
+        .arg("--out")
+        .arg(tmp.path().join("out"))
+        .arg("--cache")
+        .arg(tmp.path().join("cache"))
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("token ids (`input_ids`)"), "{stderr}");
+}
+
+#[test]
+fn an_unknown_device_is_a_clear_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let output = lineage()
+        .arg("batch")
+        .arg(bert_fixture("zoo"))
+        .arg("--data")
+        .arg(bert_fixture("eval.parquet"))
+        .args(["--device", "tpu", "--out"])
+        .arg(tmp.path().join("out"))
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("unknown device `tpu`"), "{stderr}");
+}

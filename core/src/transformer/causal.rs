@@ -1,0 +1,261 @@
+//! Causal language models: what GPT-2 and GPT-NeoX share. Every predicted token is one example:
+//! position t of a sequence predicts token t+1 wherever `attention_mask[t+1] = 1` (Hugging Face's
+//! `labels = input_ids` with padding ignored), so the mean loss is the usual per-token eval loss and
+//! the error rate is 1 - next-token accuracy.
+
+use candle_core::{D, Device, IndexOp, Tensor};
+use candle_nn::VarBuilder;
+
+use crate::error::{CoreError, Result};
+use crate::eval_data::EvalData;
+use crate::evaluator::score_logits;
+use crate::transformer::evaluator::{Architecture, Scores};
+use crate::transformer::tokens::{TokenBatch, TokenBatches};
+
+/// Logit values moved to the host at once when scoring (bounds memory for large vocabularies).
+const LOGITS_PER_CHUNK: usize = 1 << 24;
+
+/// A decoder-only architecture read from an HF `config.json`.
+pub trait DecoderSpec: Send + Sync + 'static {
+    /// The model built on one parameter set.
+    type Model: Decoder;
+    /// One line (family and sizes), part of result cache keys.
+    fn describe(&self) -> String;
+    /// Token ids must be below this.
+    fn vocab_size(&self) -> usize;
+    /// Width of the hidden states.
+    fn hidden_size(&self) -> usize;
+    /// Longest sequence the model takes, if limited (learned position embeddings).
+    fn max_positions(&self) -> Option<usize>;
+    /// Builds the model from tensors named as in the HF checkpoint.
+    fn load(&self, vb: VarBuilder) -> candle_core::Result<Self::Model>;
+}
+
+/// A decoder-only model.
+pub trait Decoder: Send + Sync + 'static {
+    /// The final hidden states `[B, L, H]` (after the last layer norm) of token ids `[B, L]`, with
+    /// `bias` `[B, 1, L, L]` added to the attention scores ([`attention_bias`]).
+    fn hidden_states(&self, input_ids: &Tensor, bias: &Tensor) -> candle_core::Result<Tensor>;
+    /// Next-token logits `[T, V]` of hidden states `[T, H]`.
+    fn logits(&self, hidden: &Tensor) -> candle_core::Result<Tensor>;
+}
+
+/// A causal language model evaluated token by token (see the module doc).
+#[derive(Debug, Clone)]
+pub struct CausalLm<S>(pub S);
+
+/// The additive attention bias `[B, 1, L, L]` of a batch: 0 where query i may attend key j (j <= i
+/// and key j is not padding), `f32::MIN` elsewhere, as Hugging Face's eager attention.
+pub fn attention_bias(batch: &TokenBatch, device: &Device) -> candle_core::Result<Tensor> {
+    let (b, l) = (batch.rows, batch.len);
+    let mut bias = vec![f32::MIN; b * l * l];
+    for s in 0..b {
+        let mask = &batch.mask[s * l..(s + 1) * l];
+        for i in 0..l {
+            let row = &mut bias[(s * l + i) * l..(s * l + i + 1) * l];
+            for (j, value) in row.iter_mut().enumerate().take(i + 1) {
+                if mask[j] != 0 {
+                    *value = 0.0;
+                }
+            }
+        }
+    }
+    Tensor::from_vec(bias, (b, 1, l, l), device)
+}
+
+/// Positions `s * L + t` that predict a token, with the token predicted (`ids[s, t + 1]`).
+fn predictions(batch: &TokenBatch) -> (Vec<u32>, Vec<u32>) {
+    let l = batch.len;
+    let mut rows = Vec::new();
+    let mut targets = Vec::new();
+    for s in 0..batch.rows {
+        for t in 0..l.saturating_sub(1) {
+            if batch.mask[s * l + t + 1] != 0 {
+                rows.push((s * l + t) as u32);
+                targets.push(batch.ids[s * l + t + 1]);
+            }
+        }
+    }
+    (rows, targets)
+}
+
+impl<S: DecoderSpec> Architecture for CausalLm<S> {
+    type Model = S::Model;
+
+    fn describe(&self) -> String {
+        self.0.describe()
+    }
+
+    fn vocab_size(&self) -> usize {
+        self.0.vocab_size()
+    }
+
+    fn max_positions(&self) -> Option<usize> {
+        self.0.max_positions()
+    }
+
+    /// One example per predicted token; class labels, if any, are not used.
+    fn examples(&self, _data: &EvalData, tokens: &TokenBatches) -> Result<usize> {
+        let n: usize = tokens.iter().map(|b| predictions(b).0.len()).sum();
+        if n == 0 {
+            return Err(CoreError::Model(
+                "the eval sequences predict no token (every sequence is shorter than 2 attended tokens)".into(),
+            ));
+        }
+        Ok(n)
+    }
+
+    /// The final hidden state at each predicting position.
+    fn representation_width(&self) -> usize {
+        self.0.hidden_size()
+    }
+
+    fn load(&self, vb: VarBuilder) -> candle_core::Result<S::Model> {
+        self.0.load(vb)
+    }
+
+    fn score(
+        &self,
+        model: &S::Model,
+        batch: &TokenBatch,
+        _labels: &[u32],
+        out: &mut Scores,
+    ) -> candle_core::Result<()> {
+        let device = batch.input_ids.device();
+        let bias = attention_bias(batch, device)?;
+        let hidden = model.hidden_states(&batch.input_ids, &bias)?;
+        let (rows, targets) = predictions(batch);
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let width = self.0.hidden_size();
+        let flat = hidden.reshape((batch.rows * batch.len, width))?;
+        let index = Tensor::from_slice(&rows, rows.len(), device)?;
+        let selected = flat.index_select(&index, 0)?;
+        let vocab = self.0.vocab_size();
+        let per_chunk = (LOGITS_PER_CHUNK / vocab).max(1);
+        for start in (0..rows.len()).step_by(per_chunk) {
+            let n = per_chunk.min(rows.len() - start);
+            let logits = model.logits(&selected.i(start..start + n)?)?;
+            let width = logits.dim(D::Minus1)?;
+            let logits = logits.flatten_all()?.to_vec1::<f32>()?;
+            let (mut loss, mut correct) = (vec![0.0; n], vec![false; n]);
+            score_logits(
+                &logits,
+                width,
+                width,
+                &targets[start..start + n],
+                &mut loss,
+                &mut correct,
+            );
+            out.loss.extend(loss);
+            out.correct.extend(correct);
+        }
+        out.features.extend(selected.flatten_all()?.to_vec1::<f32>()?);
+        Ok(())
+    }
+}
+
+/// Hidden activation functions of HF configs (`hidden_act` / `activation_function`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Activation {
+    /// `gelu`: the exact, erf-based GELU.
+    Gelu,
+    /// `gelu_new`, `gelu_pytorch_tanh`: the tanh approximation.
+    GeluTanh,
+    /// `relu`.
+    Relu,
+}
+
+impl Activation {
+    /// The activation named `name` in an HF config.
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "gelu" => Some(Self::Gelu),
+            "gelu_new" | "gelu_pytorch_tanh" => Some(Self::GeluTanh),
+            "relu" => Some(Self::Relu),
+            _ => None,
+        }
+    }
+
+    /// Applies the activation.
+    pub fn apply(self, xs: &Tensor) -> candle_core::Result<Tensor> {
+        match self {
+            Self::Gelu => xs.gelu_erf(),
+            Self::GeluTanh => xs.gelu(),
+            Self::Relu => xs.relu(),
+        }
+    }
+}
+
+/// Scaled dot-product attention over heads: `softmax(q kᵀ · scale + bias) v` for `q`, `k`, `v`
+/// `[B, heads, L, head]` and `bias` `[B, 1, L, L]`; returns `[B, L, heads * head]`.
+pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, scale: f64, bias: &Tensor) -> candle_core::Result<Tensor> {
+    let scores = (q.contiguous()?.matmul(&k.t()?.contiguous()?)? * scale)?.broadcast_add(bias)?;
+    let probs = candle_nn::ops::softmax_last_dim(&scores)?;
+    let out = probs.matmul(&v.contiguous()?)?;
+    let (b, heads, l, head) = out.dims4()?;
+    out.transpose(1, 2)?.reshape((b, l, heads * head))
+}
+
+/// Reads an optional field of an HF config.
+pub fn field<T: serde::de::DeserializeOwned>(value: &serde_json::Value, key: &str) -> Option<T> {
+    value
+        .get(key)
+        .filter(|v| !v.is_null())
+        .and_then(|v| serde_json::from_value(v.clone()).ok())
+}
+
+/// Reads a required field of an HF config at `path`.
+pub fn required<T: serde::de::DeserializeOwned>(
+    value: &serde_json::Value,
+    key: &str,
+    path: &std::path::Path,
+) -> Result<T> {
+    field(value, key).ok_or_else(|| CoreError::config(path, format!("missing or invalid `{key}`")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn batch(ids: Vec<u32>, mask: Vec<u32>, rows: usize) -> TokenBatch {
+        let len = ids.len() / rows;
+        TokenBatch {
+            start: 0,
+            rows,
+            len,
+            input_ids: Tensor::from_slice(&ids, (rows, len), &Device::Cpu).unwrap(),
+            attention_mask: Tensor::from_slice(&mask, (rows, len), &Device::Cpu).unwrap(),
+            ids,
+            mask,
+        }
+    }
+
+    #[test]
+    fn bias_is_causal_and_masks_padding_keys() {
+        let b = batch(vec![5, 6, 7, 8, 9, 0], vec![1, 1, 1, 1, 1, 0], 2);
+        let bias = attention_bias(&b, &Device::Cpu).unwrap();
+        assert_eq!(bias.dims(), &[2, 1, 3, 3]);
+        let bias: Vec<f32> = bias.flatten_all().unwrap().to_vec1().unwrap();
+        let m = f32::MIN;
+        assert_eq!(&bias[..9], &[0.0, m, m, 0.0, 0.0, m, 0.0, 0.0, 0.0]);
+        // Second sequence: its third token is padding, so no query attends key 2.
+        assert_eq!(&bias[9..], &[0.0, m, m, 0.0, 0.0, m, 0.0, 0.0, m]);
+    }
+
+    #[test]
+    fn every_attended_next_token_is_predicted() {
+        let b = batch(vec![5, 6, 7, 8, 9, 0], vec![1, 1, 1, 1, 1, 0], 2);
+        let (rows, targets) = predictions(&b);
+        assert_eq!(rows, vec![0, 1, 3]);
+        assert_eq!(targets, vec![6, 7, 9]);
+    }
+
+    #[test]
+    fn activations_by_hf_name() {
+        assert_eq!(Activation::from_name("gelu"), Some(Activation::Gelu));
+        assert_eq!(Activation::from_name("gelu_new"), Some(Activation::GeluTanh));
+        assert_eq!(Activation::from_name("swish"), None);
+    }
+}

@@ -1,0 +1,175 @@
+//! The `gpt2` and `gpt_neox` families against PyTorch: the tiny causal LMs of
+//! `tests/fixtures/causal_lm` (written by `make_fixture.py` with transformers), their per-token
+//! losses, next-token correctness, interpolation path and final hidden states.
+
+use std::path::{Path, PathBuf};
+
+use lineage_core::EvalData;
+use lineage_core::evaluator::{Evaluator, evaluator_for};
+use lineage_core::interpolation::{blend, endpoint_barrier};
+use lineage_loaders::{ParamSet, load_params};
+use serde_json::Value;
+
+/// Largest difference to PyTorch's float32 values accepted.
+const TOLERANCE: f64 = 1e-4;
+const FAMILIES: [&str; 2] = ["gpt2", "gpt_neox"];
+
+fn lm_fixture(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/causal_lm")
+        .join(rel)
+}
+
+fn checkpoint_dir(family: &str, run: &str, step: u64) -> PathBuf {
+    lm_fixture(&format!("zoo-{family}/{run}/step{step}"))
+}
+
+fn load(family: &str, run: &str, step: u64) -> ParamSet {
+    load_params(&checkpoint_dir(family, run, step).join("model.safetensors")).unwrap()
+}
+
+fn reference() -> Value {
+    serde_json::from_str(&std::fs::read_to_string(lm_fixture("reference.json")).unwrap()).unwrap()
+}
+
+fn floats(v: &Value) -> Vec<f64> {
+    v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect()
+}
+
+fn data() -> EvalData {
+    EvalData::load(&lm_fixture("eval.parquet")).unwrap()
+}
+
+fn evaluator(family: &str, reference_params: &ParamSet) -> Box<dyn Evaluator> {
+    let config = checkpoint_dir(family, "seed0", 0).join("config.json");
+    evaluator_for(Some(&config), reference_params, &data()).unwrap()
+}
+
+fn assert_close(what: &str, got: &[f64], want: &[f64]) {
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        assert!((g - w).abs() < TOLERANCE, "{what}[{i}]: {g} vs PyTorch {w}");
+    }
+}
+
+#[test]
+fn language_model_data_has_no_labels() {
+    let d = data();
+    assert!(d.is_token_ids() && !d.has_labels());
+    assert_eq!(d.len(), 8);
+}
+
+#[test]
+fn every_checkpoint_matches_pytorch_token_by_token() {
+    let reference = reference();
+    for family in FAMILIES {
+        let evaluator = evaluator(family, &load(family, "seed0", 0));
+        assert!(evaluator.describe().starts_with(family), "{}", evaluator.describe());
+        let checkpoints = reference[family]["checkpoints"].as_object().unwrap();
+        assert_eq!(checkpoints.len(), 4);
+        for (key, want) in checkpoints {
+            let (run, step) = key.split_once('/').unwrap();
+            let got = evaluator.evaluate(&load(family, run, step.parse().unwrap())).unwrap();
+            let want_loss = floats(&want["loss"]);
+            assert_eq!(
+                evaluator.n_examples(),
+                want_loss.len(),
+                "{family}: one example per predicted token"
+            );
+            let losses: Vec<f64> = got.per_example_loss.iter().map(|&l| f64::from(l)).collect();
+            assert_close(&format!("{family} {key}"), &losses, &want_loss);
+            let correct: Vec<bool> = want["correct"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| c.as_bool().unwrap())
+                .collect();
+            assert_eq!(
+                got.per_example_correct, correct,
+                "{family} {key}: next-token correctness"
+            );
+        }
+    }
+}
+
+#[test]
+fn interpolation_paths_match_pytorch() {
+    let reference = reference();
+    let alphas = floats(&reference["alphas"]);
+    for family in FAMILIES {
+        let path = &reference[family]["path"];
+        let (a, b) = (load(family, "seed0", 150), load(family, "seed1", 150));
+        let evaluator = evaluator(family, &a);
+        let results = evaluator.evaluate_path(&a, &b, &alphas).unwrap();
+        let losses: Vec<f64> = results.iter().map(|r| r.loss).collect();
+        let errors: Vec<f64> = results.iter().map(|r| r.error).collect();
+        assert_close(
+            &format!("{family}: mean token loss along the path"),
+            &losses,
+            &floats(&path["loss"]),
+        );
+        assert_close(
+            &format!("{family}: error along the path"),
+            &errors,
+            &floats(&path["error"]),
+        );
+        let barrier = endpoint_barrier(&alphas, &losses);
+        assert!(
+            barrier > 0.5,
+            "{family}: two inits are separated by a barrier, got {barrier}"
+        );
+
+        let mid = alphas.iter().position(|&x| x == 0.5).unwrap();
+        let mid_losses: Vec<f64> = results[mid].per_example_loss.iter().map(|&l| f64::from(l)).collect();
+        assert_close(
+            &format!("{family}: per-token loss at alpha 0.5"),
+            &mid_losses,
+            &floats(&path["per_token_loss_mid"]),
+        );
+    }
+}
+
+#[test]
+fn final_hidden_states_match_pytorch() {
+    let reference = reference();
+    for family in FAMILIES {
+        let (a, b) = (load(family, "seed0", 150), load(family, "seed1", 150));
+        let evaluator = evaluator(family, &a);
+        let mid = blend(a.iter(), |n| b.get(n), 0.5).unwrap();
+        let mid = ParamSet::from_raw(mid.into_iter().collect()).unwrap();
+        let features = evaluator
+            .hidden_activations(&evaluator.prepare(&mid).unwrap(), 0)
+            .unwrap();
+        let want: Vec<Vec<f64>> = reference[family]["path"]["hidden_mid"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(floats)
+            .collect();
+        assert_eq!((features.rows(), features.cols()), (want.len(), 16), "{family}");
+        for (i, row) in want.iter().enumerate() {
+            let got: Vec<f64> = features.row(i).iter().map(|&v| f64::from(v)).collect();
+            assert_close(&format!("{family}: hidden state of token {i}"), &got, row);
+        }
+    }
+}
+
+#[test]
+fn a_wrong_tensor_shape_is_named() {
+    let a = load("gpt2", "seed0", 0);
+    let renamed: Vec<(String, candle_core::Tensor)> = a
+        .iter()
+        .map(|(n, t)| {
+            let t = if n == "transformer.h.1.mlp.c_fc.weight" {
+                t.t().unwrap().contiguous().unwrap()
+            } else {
+                t.clone()
+            };
+            (n.to_string(), t)
+        })
+        .collect();
+    let bad = ParamSet::from_raw(renamed).unwrap();
+    let config = checkpoint_dir("gpt2", "seed0", 0).join("config.json");
+    let err = evaluator_for(Some(&config), &bad, &data()).err().unwrap().to_string();
+    assert!(err.contains("does not fit") && err.contains("c_fc"), "{err}");
+}
