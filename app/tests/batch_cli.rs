@@ -248,7 +248,7 @@ fn a_plan_file_holds_every_option_and_slurm_script_is_emitted() {
     let tmp = tempfile::tempdir().unwrap();
     let (plan, out) = run_plan(
         tmp.path(),
-        "alphas = 5\ncluster = 'average-linkage'\neps = 0.05\nbarrier = 'endpoint'\n",
+        "alphas = 5\ncluster = 'average-linkage'\neps = 0.05\nbarrier = 'endpoint'\ndevice = 'cpu'\n",
     );
     let r = report(&out);
     assert_eq!(r["options"]["alphas"], 5);
@@ -271,4 +271,16 @@ fn a_plan_file_holds_every_option_and_slurm_script_is_emitted() {
     assert!(script.contains("--shard \"$SLURM_ARRAY_TASK_ID\"/4"), "{script}");
     assert!(script.contains("merge "), "{script}");
     assert!(script.contains("--alphas 5"), "{script}");
+    assert!(!script.contains("--device"), "cpu is the default: {script}");
+
+    // A GPU job array can be written from a machine without a GPU: the device passes through.
+    let output = lineage()
+        .args(["batch", "--plan"])
+        .arg(&plan)
+        .args(["--device", "cuda:1", "--emit-slurm", "4"])
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    let script = std::fs::read_to_string(out.join("slurm.sbatch")).unwrap();
+    assert!(script.contains("--device cuda:1"), "{script}");
 }

@@ -247,3 +247,33 @@ fn the_align_toggle_adds_aligned_paths_with_a_lower_barrier() {
     assert!(aligned < 0.5 * raw, "aligned {aligned} vs raw {raw}");
     harness.get_by_label_contains(&format!("endpoint barrier (aligned): loss {aligned:.4}"));
 }
+
+#[test]
+fn a_pythia_style_language_model_zoo_opens_and_is_analysed() {
+    let zoo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../core/tests/fixtures/causal_lm/zoo-gpt_neox");
+    let cache = tempfile::tempdir().unwrap();
+    let mut harness = harness(cache.path());
+    harness.state_mut().open_folder(&zoo, None);
+    step_until(&mut harness, "the analysis", analysed);
+
+    let session = harness.state().session.as_ref().unwrap();
+    assert!(
+        session.data.as_ref().unwrap().ends_with("causal_lm/eval.parquet"),
+        "token eval data found next to the zoo"
+    );
+    let analysis = analysis_of(&harness);
+    assert!(
+        analysis.result.evaluator.starts_with("gpt_neox"),
+        "{}",
+        analysis.result.evaluator
+    );
+    // The two inits are one basin at step 0 and two after training, as the barrier says.
+    assert_eq!(analysis.basins.history.step(0).unwrap().basins.len(), 1);
+    assert_eq!(analysis.basins.history.step(150).unwrap().basins.len(), 2);
+    let views = analysis.views.as_ref().expect("views of a language-model zoo");
+    assert!(views.similarity.iter().any(|r| r.pair == "seeds" && r.step == 150));
+    assert!(views.probes.is_empty(), "no probes without class labels");
+    harness.get_by_label("seed1 × seed0 at step 150").click();
+    harness.run_ok();
+    harness.get_by_label("Interpolation seed0 → seed1 at step 150");
+}
