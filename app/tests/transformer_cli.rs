@@ -88,7 +88,7 @@ fn bert_zoo_batch_matches_pytorch() {
     let want = endpoint_barrier(&floats(&reference["alphas"]), &floats(&reference["path"]["loss"]));
     let got = seed_barrier(&out, 300, "init0-order0", "init1-order0");
     assert!((got - want).abs() < 1e-4, "barrier {got} vs PyTorch {want}");
-    assert!(got > 0.3, "different inits are separated by a barrier: {got}");
+    assert!(got > 0.2, "different inits are separated by a barrier: {got}");
 
     // 3 runs x 3 steps, each checkpoint evaluated once.
     assert_eq!(table(&out, "evals").height(), 9);

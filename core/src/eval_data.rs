@@ -1,8 +1,9 @@
 //! Eval data: the held-out examples every checkpoint is evaluated on.
 //!
 //! Read from `.safetensors` / `.npz` (arrays `inputs` or `input_ids`, `labels`, optional
-//! `attention_mask`) or `.parquet` (list column `inputs` (numbers) or `input_ids` (integers), integer
-//! column `labels`, optional list column `attention_mask`). The three formats give identical data.
+//! `attention_mask` and `token_type_ids`) or `.parquet` (list column `inputs` (numbers) or
+//! `input_ids` (integers), integer column `labels`, optional list columns `attention_mask` and
+//! `token_type_ids`). The three formats give identical data.
 //! Token ids without `labels` are language-model data: the targets are the next tokens.
 
 use std::collections::HashMap;
@@ -22,6 +23,8 @@ pub const INPUT_IDS: &str = "input_ids";
 pub const LABELS: &str = "labels";
 /// Name of the optional attention mask array / column (same shape as the token ids).
 pub const ATTENTION_MASK: &str = "attention_mask";
+/// Name of the optional segment ids array / column (BERT sentence pairs; same shape as the ids).
+pub const TOKEN_TYPE_IDS: &str = "token_type_ids";
 
 /// Held-out examples: inputs, integer class labels and an optional attention mask.
 #[derive(Debug, Clone)]
@@ -34,6 +37,8 @@ pub struct EvalData {
     pub labels: Vec<u32>,
     /// Optional `[N, D]` u32 mask (1 = attend, 0 = padding), same shape as `inputs`.
     pub attention_mask: Option<Tensor>,
+    /// Optional `[N, D]` u32 segment ids (0 = first sentence, 1 = second), same shape as `inputs`.
+    pub token_type_ids: Option<Tensor>,
 }
 
 impl EvalData {
@@ -138,27 +143,50 @@ impl EvalData {
         if n == 0 {
             return Err(CoreError::data(path, "no examples"));
         }
-        let attention_mask = match arrays.remove(ATTENTION_MASK) {
-            None => None,
-            Some(mask) => {
-                let mask = token_ids(path, ATTENTION_MASK, mask)?;
-                if mask.dims() != inputs.dims() {
-                    return Err(CoreError::data(
-                        path,
-                        format!(
-                            "length mismatch: `attention_mask` has shape {:?}, inputs {:?}",
-                            mask.dims(),
-                            inputs.dims()
-                        ),
-                    ));
-                }
-                Some(mask)
+        let mut aligned = |name: &str| -> Result<Option<Tensor>> {
+            let Some(values) = arrays.remove(name) else {
+                return Ok(None);
+            };
+            let values = token_ids(path, name, values)?;
+            if values.dims() != inputs.dims() {
+                return Err(CoreError::data(
+                    path,
+                    format!(
+                        "length mismatch: `{name}` has shape {:?}, inputs {:?}",
+                        values.dims(),
+                        inputs.dims()
+                    ),
+                ));
             }
+            Ok(Some(values))
         };
+        let attention_mask = aligned(ATTENTION_MASK)?;
+        let token_type_ids = aligned(TOKEN_TYPE_IDS)?;
         Ok(Self {
             inputs,
             labels,
             attention_mask,
+            token_type_ids,
+        })
+    }
+
+    /// Adds segment ids (`[N, D]` integers, the shape of the token ids).
+    pub fn with_token_type_ids(self, token_type_ids: Tensor) -> Result<Self> {
+        let path = Path::new("<memory>");
+        let dims = token_type_ids.dims().to_vec();
+        let token_type_ids = token_ids(path, TOKEN_TYPE_IDS, token_type_ids)?;
+        if token_type_ids.dims() != self.inputs.dims() {
+            return Err(CoreError::data(
+                path,
+                format!(
+                    "length mismatch: `{TOKEN_TYPE_IDS}` has shape {dims:?}, inputs {:?}",
+                    self.inputs.dims()
+                ),
+            ));
+        }
+        Ok(Self {
+            token_type_ids: Some(token_type_ids),
+            ..self
         })
     }
 }
@@ -304,14 +332,15 @@ fn read_error(path: &Path, e: candle_core::Error) -> CoreError {
     }
 }
 
-/// The `inputs`/`input_ids`, `labels` and `attention_mask` columns of a Parquet file, as arrays.
+/// The `inputs`/`input_ids`, `labels`, `attention_mask` and `token_type_ids` columns of a Parquet
+/// file, as arrays.
 fn read_parquet(path: &Path) -> Result<HashMap<String, Tensor>> {
     let file = File::open(path).map_err(|e| CoreError::io(path, e))?;
     let df = ParquetReader::new(file)
         .finish()
         .map_err(|e| CoreError::data(path, format!("unreadable Parquet: {e}")))?;
     let mut arrays = HashMap::new();
-    for name in [INPUTS, INPUT_IDS, ATTENTION_MASK] {
+    for name in [INPUTS, INPUT_IDS, ATTENTION_MASK, TOKEN_TYPE_IDS] {
         if let Some(series) = column(&df, name) {
             let float = name == INPUTS;
             arrays.insert(name.to_string(), list_column(path, name, series, float)?);
@@ -507,6 +536,20 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("<memory>") && err.contains("attention_mask"), "{err}");
+
+        let ids = Tensor::new(&[[101i64, 7, 0], [101, 8, 9]], &Device::Cpu).unwrap();
+        let d = EvalData::from_tensors(ids, vec![0, 1], None, true).unwrap();
+        let types = Tensor::new(&[[0u8, 1, 1], [0, 0, 1]], &Device::Cpu).unwrap();
+        let d = d.with_token_type_ids(types).unwrap();
+        assert_eq!(
+            d.token_type_ids.as_ref().unwrap().to_vec2::<u32>().unwrap()[1],
+            vec![0, 0, 1]
+        );
+        let err = d
+            .with_token_type_ids(Tensor::new(&[[0u8, 1]], &Device::Cpu).unwrap())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("`token_type_ids` has shape [1, 2]"), "{err}");
     }
 
     #[test]

@@ -22,7 +22,7 @@
 //!   (wrapper prefixes such as `module.` stripped, integer buffers left out).
 //! - `DATA.safetensors`: the eval data, whatever file it was read from: `inputs` (F32 `[N, D]`) or
 //!   `input_ids` (U32 `[N, D]`), `labels` (U32 `[N]`; absent for language-model data, token ids
-//!   without labels) and, if present, `attention_mask` (U32 `[N, D]`).
+//!   without labels) and, if present, `attention_mask` and `token_type_ids` (U32 `[N, D]`).
 //!
 //! The command must exit with status 0 and print exactly `N` lines on stdout, one per example in
 //! order, each a JSON object `{"loss": <cross-entropy in nats>, "correct": <bool>}` (other keys are
@@ -43,7 +43,7 @@ use lineage_loaders::ParamSet;
 use lineage_loaders::params::describe_shape_difference;
 
 use crate::error::{CoreError, Result};
-use crate::eval_data::{ATTENTION_MASK, EvalData, INPUT_IDS, INPUTS, LABELS};
+use crate::eval_data::{ATTENTION_MASK, EvalData, INPUT_IDS, INPUTS, LABELS, TOKEN_TYPE_IDS};
 use crate::evaluator::{EvalResult, Evaluator, Prepared};
 use crate::interpolation::blend;
 use crate::keys::hash_file;
@@ -240,6 +240,9 @@ fn write_data(data: &EvalData, path: &Path) -> Result<()> {
     }
     if let Some(mask) = &data.attention_mask {
         tensors.insert(ATTENTION_MASK.to_string(), mask.clone());
+    }
+    if let Some(types) = &data.token_type_ids {
+        tensors.insert(TOKEN_TYPE_IDS.to_string(), types.clone());
     }
     candle_core::safetensors::save(&tensors, path).map_err(what)
 }

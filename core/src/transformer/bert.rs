@@ -103,8 +103,21 @@ impl Architecture for BertSpec {
         Some(self.config.max_position_embeddings)
     }
 
-    /// One example per sequence; it needs a label below the number of classes.
+    /// One example per sequence; it needs a label below the number of classes, and segment ids
+    /// below `type_vocab_size`.
     fn examples(&self, data: &EvalData, tokens: &TokenBatches) -> Result<usize> {
+        if let Some(types) = &data.token_type_ids {
+            let max = types
+                .max_all()
+                .and_then(|m| m.to_scalar::<u32>())
+                .map_err(|e| CoreError::Model(format!("token_type_ids: {e}")))?;
+            if max as usize >= self.config.type_vocab_size {
+                return Err(CoreError::Model(format!(
+                    "eval data has token type {max}, but the model has {} token types",
+                    self.config.type_vocab_size
+                )));
+            }
+        }
         if !data.has_labels() {
             return Err(CoreError::Model(
                 "a BERT classifier needs class labels: the eval data has no `labels`".into(),
@@ -136,7 +149,7 @@ impl Architecture for BertSpec {
         labels: &[u32],
         out: &mut Scores,
     ) -> candle_core::Result<()> {
-        let (logits, pooled) = model.forward(&batch.input_ids, &batch.attention_mask)?;
+        let (logits, pooled) = model.forward(&batch.input_ids, batch.token_type_ids.as_ref(), &batch.attention_mask)?;
         let logits = logits.flatten_all()?.to_vec1::<f32>()?;
         let (mut loss, mut correct) = (vec![0.0; batch.rows], vec![false; batch.rows]);
         let labels = &labels[batch.start..batch.start + batch.rows];
@@ -168,10 +181,23 @@ impl BertClassifier {
     }
 
     /// Logits `[B, n_labels]` and pooled representations `[B, hidden]` (the classifier's input) of
-    /// token ids `[B, L]` with their attention mask `[B, L]` (token type 0 everywhere).
-    pub fn forward(&self, input_ids: &Tensor, attention_mask: &Tensor) -> candle_core::Result<(Tensor, Tensor)> {
-        let token_types = input_ids.zeros_like()?;
-        let hidden = self.encoder.forward(input_ids, &token_types, Some(attention_mask))?;
+    /// token ids `[B, L]` with their segment ids (0 everywhere when `None`, as in transformers) and
+    /// attention mask `[B, L]`.
+    pub fn forward(
+        &self,
+        input_ids: &Tensor,
+        token_type_ids: Option<&Tensor>,
+        attention_mask: &Tensor,
+    ) -> candle_core::Result<(Tensor, Tensor)> {
+        let zeros;
+        let token_types = match token_type_ids {
+            Some(types) => types,
+            None => {
+                zeros = input_ids.zeros_like()?;
+                &zeros
+            }
+        };
+        let hidden = self.encoder.forward(input_ids, token_types, Some(attention_mask))?;
         let first = hidden.narrow(1, 0, 1)?.squeeze(1)?;
         let pooled = self.pooler.forward(&first)?.tanh()?;
         let logits = self.classifier.forward(&pooled)?;

@@ -227,6 +227,7 @@ mod tests {
             len,
             input_ids: Tensor::from_slice(&ids, (rows, len), &Device::Cpu).unwrap(),
             attention_mask: Tensor::from_slice(&mask, (rows, len), &Device::Cpu).unwrap(),
+            token_type_ids: None,
             ids,
             mask,
         }

@@ -22,6 +22,8 @@ pub struct TokenBatch {
     pub input_ids: Tensor,
     /// `[B, L']` attention mask (u32, 1 = attend).
     pub attention_mask: Tensor,
+    /// `[B, L']` segment ids (u32), when the eval data has them.
+    pub token_type_ids: Option<Tensor>,
     /// The token ids on the host.
     pub ids: Vec<u32>,
     /// The attention mask on the host.
@@ -58,6 +60,10 @@ impl TokenBatches {
             Some(mask) => mask.flatten_all().and_then(|t| t.to_vec1::<u32>()).map_err(what)?,
             None => vec![1; n * width],
         };
+        let types = match &data.token_type_ids {
+            Some(types) => Some(types.flatten_all().and_then(|t| t.to_vec1::<u32>()).map_err(what)?),
+            None => None,
+        };
         // Unpadded length of each example: one past its last attended position.
         let lengths: Vec<usize> = mask
             .chunks_exact(width.max(1))
@@ -82,6 +88,7 @@ impl TokenBatches {
                 len,
                 input_ids: tensor(&batch_ids)?,
                 attention_mask: tensor(&batch_mask)?,
+                token_type_ids: types.as_deref().map(|t| tensor(&rows(t))).transpose()?,
                 ids: batch_ids,
                 mask: batch_mask,
             });

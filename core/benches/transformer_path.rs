@@ -1,0 +1,167 @@
+//! Speed of a transformer interpolation path: a BERT classifier (2 layers x 128 hidden, 4 heads,
+//! 512 intermediate) on 128 sequences of 32 tokens, the 9 interior points of an 11-point path, each
+//! one forward pass over the eval set.
+//!
+//! `cargo bench -p lineage-core --bench transformer_path` prints forward passes and tokens per
+//! second, GFLOP/s, and ratios against two baselines measured in the same run: a large f32 matmul
+//! through candle on all cores, and the same path in PyTorch + transformers
+//! (`transformer_pytorch.py`, run with `$LINEAGE_PYTHON` or `python3`; skipped with a message when
+//! torch is not installed).
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::{VarBuilder, VarMap};
+use lineage_core::EvalData;
+use lineage_core::evaluator::Evaluator;
+use lineage_core::interpolation::alpha_grid;
+use lineage_core::transformer::{BertClassifier, BertSpec, TransformerEvaluator};
+use lineage_loaders::ParamSet;
+
+const SEQUENCES: usize = 128;
+const LENGTH: usize = 32;
+const ALPHAS: usize = 11;
+const REPEATS: usize = 5;
+
+fn config() -> serde_json::Value {
+    serde_json::json!({
+        "vocab_size": 1000, "hidden_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4,
+        "intermediate_size": 512, "hidden_act": "gelu", "hidden_dropout_prob": 0.1,
+        "max_position_embeddings": 64, "type_vocab_size": 2, "initializer_range": 0.02,
+        "layer_norm_eps": 1e-12, "pad_token_id": 0, "classifier_dropout": null, "num_labels": 4,
+        "model_type": "bert"
+    })
+}
+
+/// A randomly initialised checkpoint with the HF names: the model built on a `VarMap`, which
+/// creates every tensor it is asked for.
+fn checkpoint(spec: &BertSpec) -> ParamSet {
+    let varmap = VarMap::new();
+    BertClassifier::load(VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu), spec).unwrap();
+    let tensors = varmap.data().lock().unwrap();
+    ParamSet::from_raw(
+        tensors
+            .iter()
+            .map(|(n, v)| (n.clone(), v.as_tensor().clone()))
+            .collect(),
+    )
+    .unwrap()
+}
+
+/// Deterministic token ids in `1..vocab` and labels.
+fn eval_data(vocab: u32, classes: u32) -> EvalData {
+    let mut state = 0x2545_F491_4F6C_DD1Du64;
+    let mut next = |m: u32| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state % u64::from(m)) as u32
+    };
+    let ids: Vec<u32> = (0..SEQUENCES * LENGTH).map(|_| 1 + next(vocab - 1)).collect();
+    let labels = (0..SEQUENCES).map(|_| next(classes)).collect();
+    let ids = Tensor::from_vec(ids, (SEQUENCES, LENGTH), &Device::Cpu).unwrap();
+    EvalData::from_tensors(ids, labels, None, true).unwrap()
+}
+
+/// Best and median of `REPEATS` timed runs of `f` (after one warm-up run).
+fn time<R>(mut f: impl FnMut() -> R) -> (Duration, Duration) {
+    std::hint::black_box(f());
+    let mut times: Vec<Duration> = (0..REPEATS)
+        .map(|_| {
+            let start = Instant::now();
+            std::hint::black_box(f());
+            start.elapsed()
+        })
+        .collect();
+    times.sort();
+    (times[0], times[REPEATS / 2])
+}
+
+/// FLOPs of one forward pass (multiply-adds x 2): projections, attention scores and mixing, MLP,
+/// pooler and classifier.
+fn flop_per_pass(c: &serde_json::Value) -> f64 {
+    let get = |k: &str| c[k].as_u64().unwrap() as f64;
+    let (h, i, layers) = (get("hidden_size"), get("intermediate_size"), get("num_hidden_layers"));
+    let tokens = (SEQUENCES * LENGTH) as f64;
+    let per_token_layer = 4.0 * h * h + 2.0 * h * i + 2.0 * LENGTH as f64 * h;
+    2.0 * (tokens * layers * per_token_layer + SEQUENCES as f64 * (h * h + h * get("num_labels")))
+}
+
+/// The same path in PyTorch, timed by `transformer_pytorch.py`: (best, median) seconds and version.
+fn pytorch_baseline(config: &serde_json::Value, threads: usize) -> Result<(f64, f64, String), String> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/transformer_pytorch.py");
+    let python = std::env::var("LINEAGE_PYTHON").unwrap_or_else(|_| "python3".into());
+    let output = Command::new(&python)
+        .arg(&script)
+        .arg(config.to_string())
+        .args([SEQUENCES, LENGTH, ALPHAS, threads, REPEATS].map(|v| v.to_string()))
+        .output()
+        .map_err(|e| format!("cannot run {python}: {e}"))?;
+    if !output.status.success() {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        return Err(format!(
+            "{python} {}: {}",
+            script.display(),
+            stderr.lines().last().unwrap_or("")
+        ));
+    }
+    let v: serde_json::Value = serde_json::from_slice(&output.stdout).map_err(|e| e.to_string())?;
+    Ok((
+        v["best"].as_f64().unwrap_or(f64::NAN),
+        v["median"].as_f64().unwrap_or(f64::NAN),
+        v["torch"].as_str().unwrap_or("?").to_string(),
+    ))
+}
+
+fn main() {
+    let threads = rayon::current_num_threads();
+    let config = config();
+    let spec = BertSpec::from_config_json(&config, Path::new("bench/config.json"), Some(&[4, 128])).unwrap();
+    let (a, b) = (checkpoint(&spec), checkpoint(&spec));
+    let data = eval_data(1000, 4);
+    let evaluator = TransformerEvaluator::new(spec, &a, &data, &Device::Cpu).unwrap();
+    let (pa, pb) = (evaluator.prepare(&a).unwrap(), evaluator.prepare(&b).unwrap());
+    let alphas = alpha_grid(ALPHAS).unwrap();
+    let interior = &alphas[1..ALPHAS - 1];
+    let passes = interior.len();
+
+    println!(
+        "lineage transformer path benchmark: {}, {SEQUENCES} sequences x {LENGTH} tokens, {passes} interior alphas; \
+         rayon threads: {threads}",
+        evaluator.describe()
+    );
+    let (best, median) = time(|| evaluator.evaluate_paths(&[&pa, &pb], &[(0, 1)], interior).unwrap());
+    let secs = best.as_secs_f64();
+    let flop = flop_per_pass(&config) * passes as f64;
+    let gflops = flop / secs / 1e9;
+    println!(
+        "path: best {secs:.3} s, median {:.3} s over {REPEATS} runs -> {:.1} forward passes/s, {:.0} tokens/s, \
+         {:.2} GFLOP -> {gflops:.1} GFLOP/s",
+        median.as_secs_f64(),
+        passes as f64 / secs,
+        (passes * SEQUENCES * LENGTH) as f64 / secs,
+        flop / 1e9
+    );
+
+    // Baseline 1: a large f32 matmul through candle on this machine, in this run.
+    let size = 1024;
+    let x = Tensor::ones((size, size), DType::F32, &Device::Cpu).unwrap();
+    let (mm_best, _) = time(|| x.matmul(&x).unwrap());
+    let mm_gflops = 2.0 * (size as f64).powi(3) / mm_best.as_secs_f64() / 1e9;
+    println!(
+        "candle f32 matmul {size}^3: {mm_gflops:.1} GFLOP/s -> the path runs at {:.0}% of it",
+        100.0 * gflops / mm_gflops
+    );
+
+    // Baseline 2: the same path in PyTorch.
+    match pytorch_baseline(&config, threads) {
+        Ok((torch_best, torch_median, version)) => println!(
+            "PyTorch {version} ({threads} threads): best {torch_best:.3} s, median {torch_median:.3} s -> lineage is \
+             {:.2}x PyTorch's speed (best vs best)",
+            torch_best / secs
+        ),
+        Err(why) => println!("PyTorch baseline unavailable ({why}); set LINEAGE_PYTHON to a python with torch"),
+    }
+}
