@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use candle_core::{Device, Tensor};
-use common::{batch, fixture, lineage, report, run_plan};
+use common::{batch, batch_with, fixture, lineage, report, run_plan};
 use lineage_core::tables::read_parquet;
 
 fn assert_same_tables(a: &Path, b: &Path) {
@@ -172,17 +172,14 @@ fn a_batch_killed_at_any_moment_resumes_to_identical_tables() {
 fn bad_data_file_is_a_clear_error() {
     let tmp = tempfile::tempdir().unwrap();
     let missing = tmp.path().join("nope.safetensors");
-    let output = lineage()
-        .arg("batch")
-        .arg(fixture("zoo_safetensors"))
-        .arg("--data")
-        .arg(&missing)
-        .arg("--out")
-        .arg(tmp.path().join("out"))
-        .arg("--cache")
-        .arg(tmp.path().join("cache"))
-        .output()
-        .unwrap();
+    let output = batch_with(
+        &fixture("zoo_safetensors"),
+        &missing,
+        &tmp.path().join("out"),
+        &tmp.path().join("cache"),
+    )
+    .output()
+    .unwrap();
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("nope.safetensors"), "{stderr}");

@@ -8,7 +8,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{lineage, report, table};
+use common::{batch, batch_with, report, table};
 use lineage_core::interpolation::endpoint_barrier;
 
 fn core_fixture(rel: &str) -> PathBuf {
@@ -24,15 +24,8 @@ fn bert_fixture(rel: &str) -> PathBuf {
 /// Runs `lineage batch ZOO --data DATA --alphas 5` into `tmp/out`; returns the output folder and stderr.
 fn batch_alphas5(zoo: &Path, data: &Path, tmp: &Path) -> (PathBuf, String) {
     let out = tmp.join("out");
-    let output = lineage()
-        .arg("batch")
-        .arg(zoo)
-        .arg("--data")
-        .arg(data)
-        .args(["--alphas", "5", "--out"])
-        .arg(&out)
-        .arg("--cache")
-        .arg(tmp.join("cache"))
+    let output = batch_with(zoo, data, &out, &tmp.join("cache"))
+        .args(["--alphas", "5"])
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
@@ -130,15 +123,7 @@ fn pythia_style_zoo_batch_matches_pytorch() {
 #[test]
 fn bert_zoo_with_feature_data_is_a_clear_error() {
     let tmp = tempfile::tempdir().unwrap();
-    let output = lineage()
-        .arg("batch")
-        .arg(bert_fixture("zoo"))
-        .arg("--data")
-        .arg(common::fixture("digits_eval.safetensors"))
-        .arg("--out")
-        .arg(tmp.path().join("out"))
-        .arg("--cache")
-        .arg(tmp.path().join("cache"))
+    let output = batch(&bert_fixture("zoo"), &tmp.path().join("out"), &tmp.path().join("cache"))
         .output()
         .unwrap();
     assert!(!output.status.success());
@@ -149,15 +134,15 @@ fn bert_zoo_with_feature_data_is_a_clear_error() {
 #[test]
 fn an_unknown_device_is_a_clear_error() {
     let tmp = tempfile::tempdir().unwrap();
-    let output = lineage()
-        .arg("batch")
-        .arg(bert_fixture("zoo"))
-        .arg("--data")
-        .arg(bert_fixture("eval.parquet"))
-        .args(["--device", "tpu", "--out"])
-        .arg(tmp.path().join("out"))
-        .output()
-        .unwrap();
+    let output = batch_with(
+        &bert_fixture("zoo"),
+        &bert_fixture("eval.parquet"),
+        &tmp.path().join("out"),
+        &tmp.path().join("cache"),
+    )
+    .args(["--device", "tpu"])
+    .output()
+    .unwrap();
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("unknown device `tpu`"), "{stderr}");

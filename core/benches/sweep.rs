@@ -6,10 +6,12 @@
 //! executed GFLOP/s, and ratios against a large f32 GEMM on all cores measured in the same run and
 //! against the reference PyTorch loop (93 GFLOP in ~1.4 s on 2 threads).
 
+mod common;
+
 use std::path::Path;
-use std::time::{Duration, Instant};
 
 use candle_core::{Device, Tensor};
+use common::time;
 use lineage_core::EvalData;
 use lineage_core::evaluator::{Evaluator, Prepared};
 use lineage_core::interpolation::{alpha_grid, endpoint_barrier, segment_barrier};
@@ -98,20 +100,6 @@ fn sweep(evaluator: &MlpEvaluator, zoo: &[Vec<ParamSet>], alphas: &[f64]) -> f64
     checksum
 }
 
-/// Best and median of `REPEATS` timed runs of `f` (after one warm-up run).
-fn time<R>(mut f: impl FnMut() -> R) -> (Duration, Duration) {
-    std::hint::black_box(f());
-    let mut times: Vec<Duration> = (0..REPEATS)
-        .map(|_| {
-            let start = Instant::now();
-            std::hint::black_box(f());
-            start.elapsed()
-        })
-        .collect();
-    times.sort();
-    (times[0], times[REPEATS / 2])
-}
-
 /// `dst = lhs · rhs` for square row-major matrices with gemm's own thread parallelism.
 fn big_gemm(size: usize, lhs: &[f32], rhs: &[f32], dst: &mut [f32], threads: usize) {
     let parallelism = if threads > 1 {
@@ -178,7 +166,7 @@ fn main() {
         "per step: {n_pairs} pairs x {ALPHAS} alphas, endpoints once per checkpoint -> {passes} forward passes in all \
          ({passes_naive} in the naive loop); rayon threads: {threads}"
     );
-    let (best, median) = time(|| sweep(&evaluator, &zoo, &alphas));
+    let (best, median) = time(REPEATS, || sweep(&evaluator, &zoo, &alphas));
     let checksum = sweep(&evaluator, &zoo, &alphas);
     let secs = best.as_secs_f64();
     println!(
@@ -210,10 +198,10 @@ fn main() {
     let mut rng = Rng(11);
     let (lhs, rhs) = (rng.uniform(size * size, 1.0), rng.uniform(size * size, 1.0));
     let mut dst = vec![0.0f32; size * size];
-    let (gemm_best, _) = time(|| big_gemm(size, &lhs, &rhs, &mut dst, threads));
+    let (gemm_best, _) = time(REPEATS, || big_gemm(size, &lhs, &rhs, &mut dst, threads));
     let gemm_gflops = 2.0 * (size as f64).powi(3) / gemm_best.as_secs_f64() / 1e9;
     println!("f32 GEMM {size}x{size}x{size} on {threads} threads: {gemm_gflops:.1} GFLOP/s");
-    let (small_best, _) = time(|| {
+    let (small_best, _) = time(REPEATS, || {
         (0..threads).into_par_iter().for_each(|_| {
             let (h, w) = (vec![0.5f32; n * 128], vec![0.25f32; 128 * 128]);
             let mut z = vec![0.0f32; n * 128];

@@ -8,12 +8,14 @@
 //! (`transformer_pytorch.py`, run with `$LINEAGE_PYTHON` or `python3`; skipped with a message when
 //! torch is not installed).
 
+mod common;
+
 use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant};
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
+use common::time;
 use lineage_core::EvalData;
 use lineage_core::evaluator::Evaluator;
 use lineage_core::interpolation::alpha_grid;
@@ -63,20 +65,6 @@ fn eval_data(vocab: u32, classes: u32) -> EvalData {
     let labels = (0..SEQUENCES).map(|_| next(classes)).collect();
     let ids = Tensor::from_vec(ids, (SEQUENCES, LENGTH), &Device::Cpu).unwrap();
     EvalData::from_tensors(ids, labels, None, true).unwrap()
-}
-
-/// Best and median of `REPEATS` timed runs of `f` (after one warm-up run).
-fn time<R>(mut f: impl FnMut() -> R) -> (Duration, Duration) {
-    std::hint::black_box(f());
-    let mut times: Vec<Duration> = (0..REPEATS)
-        .map(|_| {
-            let start = Instant::now();
-            std::hint::black_box(f());
-            start.elapsed()
-        })
-        .collect();
-    times.sort();
-    (times[0], times[REPEATS / 2])
 }
 
 /// FLOPs of one forward pass (multiply-adds x 2): projections, attention scores and mixing, MLP,
@@ -132,7 +120,9 @@ fn main() {
          rayon threads: {threads}",
         evaluator.describe()
     );
-    let (best, median) = time(|| evaluator.evaluate_paths(&[&pa, &pb], &[(0, 1)], interior).unwrap());
+    let (best, median) = time(REPEATS, || {
+        evaluator.evaluate_paths(&[&pa, &pb], &[(0, 1)], interior).unwrap()
+    });
     let secs = best.as_secs_f64();
     let flop = flop_per_pass(&config) * passes as f64;
     let gflops = flop / secs / 1e9;
@@ -148,7 +138,7 @@ fn main() {
     // Baseline 1: a large f32 matmul through candle on this machine, in this run.
     let size = 1024;
     let x = Tensor::ones((size, size), DType::F32, &Device::Cpu).unwrap();
-    let (mm_best, _) = time(|| x.matmul(&x).unwrap());
+    let (mm_best, _) = time(REPEATS, || x.matmul(&x).unwrap());
     let mm_gflops = 2.0 * (size as f64).powi(3) / mm_best.as_secs_f64() / 1e9;
     println!(
         "candle f32 matmul {size}^3: {mm_gflops:.1} GFLOP/s -> the path runs at {:.0}% of it",

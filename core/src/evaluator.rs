@@ -9,10 +9,12 @@
 //! and reused for every pair, so paths are usually asked for the interior alphas only.
 
 use std::any::Any;
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use candle_core::Device;
 use lineage_loaders::ParamSet;
+use lineage_loaders::params::describe_shape_difference;
 use rayon::prelude::*;
 
 use crate::align::PermutationSpec;
@@ -238,6 +240,17 @@ fn build_evaluator(
     let evaluator = MlpEvaluator::new(spec, data)?;
     evaluator.check(reference)?;
     Ok(Box::new(evaluator))
+}
+
+/// Checks that `params` has exactly the tensor names and shapes of `expected` (those of the first
+/// checkpoint an evaluator was built for); `what` names the evaluator in the error.
+pub fn check_shapes(expected: &BTreeMap<String, Vec<usize>>, params: &ParamSet, what: &str) -> Result<()> {
+    match describe_shape_difference(expected, &params.shapes()) {
+        Some(diff) => Err(CoreError::Model(format!(
+            "{what}: the parameter set differs from the first checkpoint: {diff}"
+        ))),
+        None => Ok(()),
+    }
 }
 
 /// Scores a row-major block of logits (rows `stride` apart, the first `classes` values of each

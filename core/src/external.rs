@@ -40,11 +40,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use candle_core::{Device, Tensor};
 use lineage_loaders::ParamSet;
-use lineage_loaders::params::describe_shape_difference;
 
 use crate::error::{CoreError, Result};
 use crate::eval_data::{ATTENTION_MASK, EvalData, INPUT_IDS, INPUTS, LABELS, TOKEN_TYPE_IDS};
-use crate::evaluator::{EvalResult, Evaluator, Prepared};
+use crate::evaluator::{EvalResult, Evaluator, Prepared, check_shapes};
 use crate::interpolation::blend;
 use crate::keys::hash_file;
 
@@ -262,12 +261,7 @@ impl Evaluator for ExternalEvaluator {
     }
 
     fn prepare(&self, params: &ParamSet) -> Result<Prepared> {
-        if let Some(diff) = describe_shape_difference(&self.shapes, &params.shapes()) {
-            return Err(CoreError::Model(format!(
-                "{}: the parameter set differs from the first checkpoint: {diff}",
-                self.description
-            )));
-        }
+        check_shapes(&self.shapes, params, &self.description)?;
         Ok(Prepared::new(ExternalPoint {
             evaluator: self.id,
             params: params.clone(),

@@ -2,8 +2,11 @@
 //! `tests/fixtures/bert` (written by `make_fixture.py` with transformers), its reference losses,
 //! correctness, interpolation path and pooled representations.
 
-use std::path::{Path, PathBuf};
+mod common;
 
+use std::path::PathBuf;
+
+use common::{assert_close, bools, floats, own_fixture, read_json, widen};
 use lineage_core::evaluator::{Evaluator, evaluator_for};
 use lineage_core::interpolation::endpoint_barrier;
 use lineage_core::{CoreError, EvalData};
@@ -14,9 +17,7 @@ use serde_json::Value;
 const TOLERANCE: f64 = 1e-4;
 
 fn bert_fixture(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/bert")
-        .join(rel)
+    own_fixture(&format!("bert/{rel}"))
 }
 
 fn checkpoint_dir(run: &str, step: u64) -> PathBuf {
@@ -28,11 +29,7 @@ fn load(run: &str, step: u64) -> ParamSet {
 }
 
 fn reference() -> Value {
-    serde_json::from_str(&std::fs::read_to_string(bert_fixture("reference.json")).unwrap()).unwrap()
-}
-
-fn floats(v: &Value) -> Vec<f64> {
-    v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect()
+    read_json(&bert_fixture("reference.json"))
 }
 
 /// Sentence pairs: segment ids 1 on the second sentence, as PyTorch was given them.
@@ -45,13 +42,6 @@ fn data() -> EvalData {
 fn evaluator(reference_params: &ParamSet) -> Box<dyn Evaluator> {
     let config = checkpoint_dir("init0-order0", 0).join("config.json");
     evaluator_for(Some(&config), reference_params, &data()).unwrap()
-}
-
-fn assert_close(what: &str, got: &[f64], want: &[f64]) {
-    assert_eq!(got.len(), want.len(), "{what}: length");
-    for (i, (g, w)) in got.iter().zip(want).enumerate() {
-        assert!((g - w).abs() < TOLERANCE, "{what}[{i}]: {g} vs PyTorch {w}");
-    }
 }
 
 #[test]
@@ -68,14 +58,8 @@ fn every_checkpoint_matches_pytorch() {
     for (key, want) in checkpoints {
         let (run, step) = key.split_once('/').unwrap();
         let got = evaluator.evaluate(&load(run, step.parse().unwrap())).unwrap();
-        let losses: Vec<f64> = got.per_example_loss.iter().map(|&l| f64::from(l)).collect();
-        assert_close(key, &losses, &floats(&want["loss"]));
-        let correct: Vec<bool> = want["correct"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|c| c.as_bool().unwrap())
-            .collect();
+        assert_close(key, &widen(&got.per_example_loss), &floats(&want["loss"]), TOLERANCE);
+        let correct = bools(&want["correct"]);
         assert_eq!(got.per_example_correct, correct, "{key}: correctness");
     }
 }
@@ -92,19 +76,19 @@ fn interpolation_path_matches_pytorch() {
     let results = evaluator.evaluate_path(&a, &b, &alphas).unwrap();
     let losses: Vec<f64> = results.iter().map(|r| r.loss).collect();
     let errors: Vec<f64> = results.iter().map(|r| r.error).collect();
-    assert_close("mean loss along the path", &losses, &floats(&path["loss"]));
-    assert_close("error along the path", &errors, &floats(&path["error"]));
+    assert_close("mean loss along the path", &losses, &floats(&path["loss"]), TOLERANCE);
+    assert_close("error along the path", &errors, &floats(&path["error"]), TOLERANCE);
     // Models from different inits: a clear barrier, as PyTorch finds.
     let barrier = endpoint_barrier(&alphas, &losses);
     assert!((barrier - endpoint_barrier(&alphas, &floats(&path["loss"]))).abs() < TOLERANCE);
     assert!(barrier > 0.2, "barrier {barrier}");
 
     let mid = alphas.iter().position(|&x| x == 0.5).unwrap();
-    let mid_losses: Vec<f64> = results[mid].per_example_loss.iter().map(|&l| f64::from(l)).collect();
     assert_close(
         "per-example loss at alpha 0.5",
-        &mid_losses,
+        &widen(&results[mid].per_example_loss),
         &floats(&path["per_example_loss_mid"]),
+        TOLERANCE,
     );
 }
 
@@ -128,8 +112,12 @@ fn pooled_representation_matches_pytorch() {
         .collect();
     assert_eq!((features.rows(), features.cols()), (want.len(), 16));
     for (i, row) in want.iter().enumerate() {
-        let got: Vec<f64> = features.row(i).iter().map(|&v| f64::from(v)).collect();
-        assert_close(&format!("pooled state of example {i}"), &got, row);
+        assert_close(
+            &format!("pooled state of example {i}"),
+            &widen(features.row(i)),
+            row,
+            TOLERANCE,
+        );
     }
     assert!(
         evaluator

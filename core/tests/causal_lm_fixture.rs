@@ -2,8 +2,11 @@
 //! `tests/fixtures/causal_lm` (written by `make_fixture.py` with transformers), their per-token
 //! losses, next-token correctness, interpolation path and final hidden states.
 
-use std::path::{Path, PathBuf};
+mod common;
 
+use std::path::PathBuf;
+
+use common::{assert_close, bools, floats, own_fixture, read_json, widen};
 use lineage_core::EvalData;
 use lineage_core::evaluator::{Evaluator, evaluator_for};
 use lineage_core::interpolation::{blend, endpoint_barrier};
@@ -15,9 +18,7 @@ const TOLERANCE: f64 = 1e-4;
 const FAMILIES: [&str; 2] = ["gpt2", "gpt_neox"];
 
 fn lm_fixture(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/causal_lm")
-        .join(rel)
+    own_fixture(&format!("causal_lm/{rel}"))
 }
 
 fn checkpoint_dir(family: &str, run: &str, step: u64) -> PathBuf {
@@ -29,11 +30,7 @@ fn load(family: &str, run: &str, step: u64) -> ParamSet {
 }
 
 fn reference() -> Value {
-    serde_json::from_str(&std::fs::read_to_string(lm_fixture("reference.json")).unwrap()).unwrap()
-}
-
-fn floats(v: &Value) -> Vec<f64> {
-    v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect()
+    read_json(&lm_fixture("reference.json"))
 }
 
 fn data() -> EvalData {
@@ -43,13 +40,6 @@ fn data() -> EvalData {
 fn evaluator(family: &str, reference_params: &ParamSet) -> Box<dyn Evaluator> {
     let config = checkpoint_dir(family, "seed0", 0).join("config.json");
     evaluator_for(Some(&config), reference_params, &data()).unwrap()
-}
-
-fn assert_close(what: &str, got: &[f64], want: &[f64]) {
-    assert_eq!(got.len(), want.len(), "{what}: length");
-    for (i, (g, w)) in got.iter().zip(want).enumerate() {
-        assert!((g - w).abs() < TOLERANCE, "{what}[{i}]: {g} vs PyTorch {w}");
-    }
 }
 
 #[test]
@@ -76,14 +66,13 @@ fn every_checkpoint_matches_pytorch_token_by_token() {
                 want_loss.len(),
                 "{family}: one example per predicted token"
             );
-            let losses: Vec<f64> = got.per_example_loss.iter().map(|&l| f64::from(l)).collect();
-            assert_close(&format!("{family} {key}"), &losses, &want_loss);
-            let correct: Vec<bool> = want["correct"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|c| c.as_bool().unwrap())
-                .collect();
+            assert_close(
+                &format!("{family} {key}"),
+                &widen(&got.per_example_loss),
+                &want_loss,
+                TOLERANCE,
+            );
+            let correct = bools(&want["correct"]);
             assert_eq!(
                 got.per_example_correct, correct,
                 "{family} {key}: next-token correctness"
@@ -107,11 +96,13 @@ fn interpolation_paths_match_pytorch() {
             &format!("{family}: mean token loss along the path"),
             &losses,
             &floats(&path["loss"]),
+            TOLERANCE,
         );
         assert_close(
             &format!("{family}: error along the path"),
             &errors,
             &floats(&path["error"]),
+            TOLERANCE,
         );
         let barrier = endpoint_barrier(&alphas, &losses);
         assert!(
@@ -120,11 +111,11 @@ fn interpolation_paths_match_pytorch() {
         );
 
         let mid = alphas.iter().position(|&x| x == 0.5).unwrap();
-        let mid_losses: Vec<f64> = results[mid].per_example_loss.iter().map(|&l| f64::from(l)).collect();
         assert_close(
             &format!("{family}: per-token loss at alpha 0.5"),
-            &mid_losses,
+            &widen(&results[mid].per_example_loss),
             &floats(&path["per_token_loss_mid"]),
+            TOLERANCE,
         );
     }
 }
@@ -148,8 +139,12 @@ fn final_hidden_states_match_pytorch() {
             .collect();
         assert_eq!((features.rows(), features.cols()), (want.len(), 16), "{family}");
         for (i, row) in want.iter().enumerate() {
-            let got: Vec<f64> = features.row(i).iter().map(|&v| f64::from(v)).collect();
-            assert_close(&format!("{family}: hidden state of token {i}"), &got, row);
+            assert_close(
+                &format!("{family}: hidden state of token {i}"),
+                &widen(features.row(i)),
+                row,
+                TOLERANCE,
+            );
         }
     }
 }

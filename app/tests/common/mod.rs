@@ -23,11 +23,16 @@ pub fn lineage() -> Command {
 
 /// `lineage batch ZOO --data <fixture eval data> --out OUT --cache CACHE`.
 pub fn batch(zoo: &Path, out: &Path, cache: &Path) -> Command {
+    batch_with(zoo, &fixture("digits_eval.safetensors"), out, cache)
+}
+
+/// `lineage batch ZOO --data DATA --out OUT --cache CACHE`.
+pub fn batch_with(zoo: &Path, data: &Path, out: &Path, cache: &Path) -> Command {
     let mut cmd = lineage();
     cmd.arg("batch")
         .arg(zoo)
         .arg("--data")
-        .arg(fixture("digits_eval.safetensors"))
+        .arg(data)
         .arg("--out")
         .arg(out)
         .arg("--cache")

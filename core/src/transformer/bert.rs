@@ -10,6 +10,7 @@ use candle_transformers::models::bert::{BertModel, Config};
 use crate::error::{CoreError, Result};
 use crate::eval_data::EvalData;
 use crate::evaluator::score_logits;
+use crate::transformer::check_heads;
 use crate::transformer::evaluator::{Architecture, Scores};
 use crate::transformer::tokens::{TokenBatch, TokenBatches};
 
@@ -39,15 +40,11 @@ impl BertSpec {
     ) -> Result<Self> {
         let config: Config = serde_json::from_value(value.clone())
             .map_err(|e| CoreError::config(path, format!("not a BERT config: {e}")))?;
-        if config.num_attention_heads == 0 || !config.hidden_size.is_multiple_of(config.num_attention_heads) {
-            return Err(CoreError::config(
-                path,
-                format!(
-                    "hidden_size {} is not a multiple of num_attention_heads {}",
-                    config.hidden_size, config.num_attention_heads
-                ),
-            ));
-        }
+        check_heads(
+            path,
+            ("hidden_size", config.hidden_size),
+            ("num_attention_heads", config.num_attention_heads),
+        )?;
         let n_labels = match classifier_shape {
             Some(&[labels, hidden]) if hidden == config.hidden_size && labels > 0 => labels,
             Some(shape) => {

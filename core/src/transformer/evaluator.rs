@@ -7,11 +7,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use lineage_loaders::ParamSet;
-use lineage_loaders::params::describe_shape_difference;
 
 use crate::error::{CoreError, Result};
 use crate::eval_data::EvalData;
-use crate::evaluator::{EvalResult, Evaluator, Prepared};
+use crate::evaluator::{EvalResult, Evaluator, Prepared, check_shapes};
 use crate::features::Features;
 use crate::interpolation::blend;
 use crate::transformer::tokens::{TokenBatch, TokenBatches};
@@ -185,12 +184,7 @@ impl<A: Architecture> Evaluator for TransformerEvaluator<A> {
     }
 
     fn prepare(&self, params: &ParamSet) -> Result<Prepared> {
-        if let Some(diff) = describe_shape_difference(&self.shapes, &params.shapes()) {
-            return Err(CoreError::Model(format!(
-                "{}: the parameter set differs from the first checkpoint: {diff}",
-                self.architecture.describe()
-            )));
-        }
+        check_shapes(&self.shapes, params, &self.architecture.describe())?;
         let tensors = self.on_device(params.iter())?;
         let model = self.build(tensors.clone())?;
         Ok(Prepared::new(Point {

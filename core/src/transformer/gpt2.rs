@@ -10,6 +10,7 @@ use candle_nn::{Embedding, LayerNorm, Linear, VarBuilder, embedding, layer_norm}
 
 use crate::error::{CoreError, Result};
 use crate::transformer::causal::{Activation, Decoder, DecoderSpec, attention, field, required};
+use crate::transformer::check_heads;
 
 /// A GPT-2 architecture, from an HF `config.json` (`model_type: gpt2`).
 #[derive(Debug, Clone, PartialEq)]
@@ -54,15 +55,7 @@ impl Gpt2Spec {
             scale_attn_weights: field(value, "scale_attn_weights").unwrap_or(true),
             scale_by_inverse_layer: field(value, "scale_attn_by_inverse_layer_idx").unwrap_or(false),
         };
-        if spec.num_heads == 0 || !spec.hidden_size.is_multiple_of(spec.num_heads) {
-            return Err(CoreError::config(
-                path,
-                format!(
-                    "n_embd {} is not a multiple of n_head {}",
-                    spec.hidden_size, spec.num_heads
-                ),
-            ));
-        }
+        check_heads(path, ("n_embd", spec.hidden_size), ("n_head", spec.num_heads))?;
         if field::<bool>(value, "add_cross_attention") == Some(true) {
             return Err(CoreError::config(
                 path,

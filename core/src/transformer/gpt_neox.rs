@@ -9,6 +9,7 @@ use candle_nn::{Embedding, LayerNorm, Linear, VarBuilder, embedding, layer_norm,
 
 use crate::error::{CoreError, Result};
 use crate::transformer::causal::{Activation, Decoder, DecoderSpec, attention, field, required};
+use crate::transformer::check_heads;
 
 /// A GPT-NeoX architecture, from an HF `config.json` (`model_type: gpt_neox`).
 #[derive(Debug, Clone, PartialEq)]
@@ -70,15 +71,11 @@ impl GptNeoxSpec {
                 .ok_or_else(|| CoreError::config(path, format!("unsupported hidden_act `{act}`")))?,
             attention_bias: field(value, "attention_bias").unwrap_or(true),
         };
-        if spec.num_heads == 0 || !spec.hidden_size.is_multiple_of(spec.num_heads) {
-            return Err(CoreError::config(
-                path,
-                format!(
-                    "hidden_size {} is not a multiple of num_attention_heads {}",
-                    spec.hidden_size, spec.num_heads
-                ),
-            ));
-        }
+        check_heads(
+            path,
+            ("hidden_size", spec.hidden_size),
+            ("num_attention_heads", spec.num_heads),
+        )?;
         if !(0.0..=1.0).contains(&spec.rotary_pct) {
             return Err(CoreError::config(
                 path,

@@ -67,6 +67,18 @@ pub fn evaluator_for_model_type(
     Ok(Some(evaluator))
 }
 
+/// Checks that `heads` attention heads split `hidden` dimensions evenly; the config keys name them
+/// in the error about the config at `path`.
+pub fn check_heads(path: &Path, (hidden_key, hidden): (&str, usize), (heads_key, heads): (&str, usize)) -> Result<()> {
+    if heads == 0 || !hidden.is_multiple_of(heads) {
+        return Err(CoreError::config(
+            path,
+            format!("{hidden_key} {hidden} is not a multiple of {heads_key} {heads}"),
+        ));
+    }
+    Ok(())
+}
+
 /// The device named `name`: `cpu`, `cuda` (GPU 0) or `cuda:N`. CUDA needs a build with the `cuda`
 /// feature (`cargo build --release --features cuda`); without it, asking for a GPU is an error.
 pub fn device(name: &str) -> Result<Device> {

@@ -1,4 +1,5 @@
-//! Helpers shared by the integration tests: the PyTorch fixture of `../shared/fixtures/digits-mlp`.
+//! Helpers shared by the integration tests: the PyTorch fixture of `../shared/fixtures/digits-mlp`,
+//! the transformer fixtures of `tests/fixtures`, and comparisons with reference values.
 
 #![allow(dead_code)] // each test file uses its own subset
 
@@ -16,4 +17,38 @@ pub fn fixture(rel: &str) -> PathBuf {
 /// The fixture checkpoint of `run` at `step`, from its safetensors layout.
 pub fn load(run: &str, step: u64) -> ParamSet {
     load_params(&fixture(&format!("zoo_safetensors/{run}/step{step}/model.safetensors"))).unwrap()
+}
+
+/// A file (or folder) of the transformer fixtures in `tests/fixtures` (written by their
+/// `make_fixture.py` with PyTorch and transformers).
+pub fn own_fixture(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(rel)
+}
+
+/// A JSON file.
+pub fn read_json(path: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// A JSON array of numbers.
+pub fn floats(v: &serde_json::Value) -> Vec<f64> {
+    v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect()
+}
+
+/// A JSON array of booleans.
+pub fn bools(v: &serde_json::Value) -> Vec<bool> {
+    v.as_array().unwrap().iter().map(|x| x.as_bool().unwrap()).collect()
+}
+
+/// f32 values widened, for comparison with reference values.
+pub fn widen(values: &[f32]) -> Vec<f64> {
+    values.iter().map(|&v| f64::from(v)).collect()
+}
+
+/// Asserts `got` and `want` have the same length and differ by less than `tolerance` everywhere.
+pub fn assert_close(what: &str, got: &[f64], want: &[f64], tolerance: f64) {
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        assert!((g - w).abs() < tolerance, "{what}[{i}]: {g} vs reference {w}");
+    }
 }
