@@ -21,11 +21,13 @@ fn bert_fixture(rel: &str) -> PathBuf {
     core_fixture(&format!("bert/{rel}"))
 }
 
-/// Runs `lineage batch ZOO --data DATA --alphas 5` into `tmp/out`; returns the output folder and stderr.
-fn batch_alphas5(zoo: &Path, data: &Path, tmp: &Path) -> (PathBuf, String) {
+/// Runs `lineage batch ZOO --data DATA --alphas 5 EXTRA...` into `tmp/out`; returns the output folder
+/// and stderr.
+fn batch_alphas5(zoo: &Path, data: &Path, tmp: &Path, extra: &[&str]) -> (PathBuf, String) {
     let out = tmp.join("out");
     let output = batch_with(zoo, data, &out, &tmp.join("cache"))
         .args(["--alphas", "5"])
+        .args(extra)
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
@@ -33,17 +35,19 @@ fn batch_alphas5(zoo: &Path, data: &Path, tmp: &Path) -> (PathBuf, String) {
     (out, stderr)
 }
 
-/// The endpoint loss barrier of the seed pair (`run_a`, `run_b`) at `at_step` in `OUT/barriers.parquet`.
-fn seed_barrier(out: &Path, at_step: u64, a: &str, b: &str) -> f64 {
+/// The endpoint loss barrier of the seed pair (`run_a`, `run_b`) at `at_step` in
+/// `OUT/barriers.parquet`, raw or after permutation alignment.
+fn seed_barrier(out: &Path, at_step: u64, a: &str, b: &str, aligned: bool) -> f64 {
     let barriers = table(out, "barriers");
     let col = |name: &str| barriers.column(name).unwrap().clone();
-    let (step, run_a, run_b, pair, kind, loss) = (
+    let (step, run_a, run_b, pair, kind, loss, is_aligned) = (
         col("step"),
         col("run_a"),
         col("run_b"),
         col("pair"),
         col("kind"),
         col("loss_barrier"),
+        col("aligned"),
     );
     let row = (0..barriers.height())
         .find(|&i| {
@@ -52,8 +56,9 @@ fn seed_barrier(out: &Path, at_step: u64, a: &str, b: &str) -> f64 {
                 && run_b.str().unwrap().get(i) == Some(b)
                 && pair.str().unwrap().get(i) == Some("seeds")
                 && kind.str().unwrap().get(i) == Some("endpoint")
+                && is_aligned.bool().unwrap().get(i) == Some(aligned)
         })
-        .unwrap_or_else(|| panic!("no seed row {a} / {b} at step {at_step}"));
+        .unwrap_or_else(|| panic!("no seed row {a} / {b} at step {at_step} (aligned: {aligned})"));
     loss.f64().unwrap().get(row).unwrap()
 }
 
@@ -68,7 +73,12 @@ fn floats(v: &serde_json::Value) -> Vec<f64> {
 #[test]
 fn bert_zoo_batch_matches_pytorch() {
     let tmp = tempfile::tempdir().unwrap();
-    let (out, _) = batch_alphas5(&bert_fixture("zoo"), &bert_fixture("eval.parquet"), tmp.path());
+    let (out, _) = batch_alphas5(
+        &bert_fixture("zoo"),
+        &bert_fixture("eval.parquet"),
+        tmp.path(),
+        &["--align"],
+    );
     let report = report(&out);
     assert!(
         report["evaluator"].as_str().unwrap().starts_with("bert 2 layers"),
@@ -79,9 +89,12 @@ fn bert_zoo_batch_matches_pytorch() {
     // The seed-pair barrier between the two inits at the last step, against PyTorch's path.
     let reference = reference(&bert_fixture("reference.json"));
     let want = endpoint_barrier(&floats(&reference["alphas"]), &floats(&reference["path"]["loss"]));
-    let got = seed_barrier(&out, 300, "init0-order0", "init1-order0");
+    let got = seed_barrier(&out, 300, "init0-order0", "init1-order0", false);
     assert!((got - want).abs() < 1e-4, "barrier {got} vs PyTorch {want}");
     assert!(got > 0.2, "different inits are separated by a barrier: {got}");
+    // Weight matching (residual stream, MLP units, pooler) lowers it.
+    let aligned = seed_barrier(&out, 300, "init0-order0", "init1-order0", true);
+    assert!(aligned < 0.5 * got, "aligned barrier {aligned} vs raw {got}");
 
     // 3 runs x 3 steps, each checkpoint evaluated once.
     assert_eq!(table(&out, "evals").height(), 9);
@@ -95,7 +108,7 @@ fn bert_zoo_batch_matches_pytorch() {
 fn pythia_style_zoo_batch_matches_pytorch() {
     let tmp = tempfile::tempdir().unwrap();
     let zoo = core_fixture("causal_lm/zoo-gpt_neox");
-    let (out, stderr) = batch_alphas5(&zoo, &core_fixture("causal_lm/eval.parquet"), tmp.path());
+    let (out, stderr) = batch_alphas5(&zoo, &core_fixture("causal_lm/eval.parquet"), tmp.path(), &[]);
     let report = report(&out);
     let evaluator = report["evaluator"].as_str().unwrap();
     assert!(
@@ -108,7 +121,7 @@ fn pythia_style_zoo_batch_matches_pytorch() {
         &floats(&reference["alphas"]),
         &floats(&reference["gpt_neox"]["path"]["loss"]),
     );
-    let got = seed_barrier(&out, 150, "seed0", "seed1");
+    let got = seed_barrier(&out, 150, "seed0", "seed1", false);
     assert!((got - want).abs() < 1e-4, "barrier {got} vs PyTorch {want}");
 
     // Representations are per token; probes need class labels, which LM data does not have.

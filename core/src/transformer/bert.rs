@@ -7,12 +7,15 @@ use candle_core::{Module, Tensor};
 use candle_nn::{Linear, VarBuilder, linear};
 use candle_transformers::models::bert::{BertModel, Config};
 
+use lineage_loaders::ParamSet;
+
+use crate::align::PermutationSpec;
 use crate::error::{CoreError, Result};
 use crate::eval_data::EvalData;
 use crate::evaluator::score_logits;
-use crate::transformer::check_heads;
 use crate::transformer::evaluator::{Architecture, Scores};
 use crate::transformer::tokens::{TokenBatch, TokenBatches};
+use crate::transformer::{check_heads, permutations};
 
 /// Prefix of the encoder's tensors in a `BertForSequenceClassification` checkpoint.
 const ENCODER: &str = "bert";
@@ -137,6 +140,11 @@ impl Architecture for BertSpec {
 
     fn load(&self, vb: VarBuilder) -> candle_core::Result<BertClassifier> {
         BertClassifier::load(vb, self)
+    }
+
+    fn permutation_spec(&self, params: &ParamSet) -> PermutationSpec {
+        let c = &self.config;
+        permutations::bert(params, c.num_hidden_layers, c.hidden_size, c.intermediate_size)
     }
 
     fn score(

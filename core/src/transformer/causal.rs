@@ -6,6 +6,9 @@
 use candle_core::{D, Device, IndexOp, Tensor};
 use candle_nn::VarBuilder;
 
+use lineage_loaders::ParamSet;
+
+use crate::align::PermutationSpec;
 use crate::error::{CoreError, Result};
 use crate::eval_data::EvalData;
 use crate::evaluator::score_logits;
@@ -29,6 +32,8 @@ pub trait DecoderSpec: Send + Sync + 'static {
     fn max_positions(&self) -> Option<usize>;
     /// Builds the model from tensors named as in the HF checkpoint.
     fn load(&self, vb: VarBuilder) -> candle_core::Result<Self::Model>;
+    /// The permutation symmetries searched by weight matching.
+    fn permutation_spec(&self, params: &ParamSet) -> PermutationSpec;
 }
 
 /// A decoder-only model.
@@ -112,6 +117,10 @@ impl<S: DecoderSpec> Architecture for CausalLm<S> {
 
     fn load(&self, vb: VarBuilder) -> candle_core::Result<S::Model> {
         self.0.load(vb)
+    }
+
+    fn permutation_spec(&self, params: &ParamSet) -> PermutationSpec {
+        self.0.permutation_spec(params)
     }
 
     fn score(

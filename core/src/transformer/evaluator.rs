@@ -8,6 +8,7 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use lineage_loaders::ParamSet;
 
+use crate::align::PermutationSpec;
 use crate::error::{CoreError, Result};
 use crate::eval_data::EvalData;
 use crate::evaluator::{EvalResult, Evaluator, Prepared, check_shapes};
@@ -50,6 +51,9 @@ pub trait Architecture: Send + Sync + 'static {
 
     /// Builds the model from tensors named as in the Hugging Face checkpoint.
     fn load(&self, vb: VarBuilder) -> candle_core::Result<Self::Model>;
+
+    /// The permutation symmetries searched by weight matching ([`crate::transformer::permutations`]).
+    fn permutation_spec(&self, params: &ParamSet) -> PermutationSpec;
 
     /// Runs `model` on one batch and appends, for each of its examples in order, the loss, the
     /// correctness and the representation row. `labels` are the eval set's class labels (all of
@@ -209,6 +213,13 @@ impl<A: Architecture> Evaluator for TransformerEvaluator<A> {
                 Ok(EvalResult::from_examples(scores.loss, scores.correct))
             })
             .collect()
+    }
+
+    fn permutation_spec(&self, params: &ParamSet) -> Result<PermutationSpec> {
+        check_shapes(&self.shapes, params, &self.architecture.describe())?;
+        let spec = self.architecture.permutation_spec(params);
+        spec.check(params)?;
+        Ok(spec)
     }
 
     /// One representation per example (layer 0): the state the output head reads.

@@ -8,9 +8,12 @@ use std::path::Path;
 use candle_core::{D, Module, Tensor};
 use candle_nn::{Embedding, LayerNorm, Linear, VarBuilder, embedding, layer_norm};
 
+use lineage_loaders::ParamSet;
+
+use crate::align::PermutationSpec;
 use crate::error::{CoreError, Result};
 use crate::transformer::causal::{Activation, Decoder, DecoderSpec, attention, field, required};
-use crate::transformer::check_heads;
+use crate::transformer::{check_heads, permutations};
 
 /// A GPT-2 architecture, from an HF `config.json` (`model_type: gpt2`).
 #[derive(Debug, Clone, PartialEq)]
@@ -90,6 +93,15 @@ impl DecoderSpec for Gpt2Spec {
 
     fn load(&self, vb: VarBuilder) -> candle_core::Result<Gpt2> {
         Gpt2::load(vb, self)
+    }
+
+    fn permutation_spec(&self, params: &ParamSet) -> PermutationSpec {
+        let prefix = if params.get("transformer.wte.weight").is_some() {
+            "transformer."
+        } else {
+            ""
+        };
+        permutations::gpt2(params, prefix, self.num_layers, self.hidden_size, self.inner_size)
     }
 }
 

@@ -7,9 +7,12 @@ use std::path::Path;
 use candle_core::{D, DType, Device, Module, Tensor};
 use candle_nn::{Embedding, LayerNorm, Linear, VarBuilder, embedding, layer_norm, linear, linear_no_bias};
 
+use lineage_loaders::ParamSet;
+
+use crate::align::PermutationSpec;
 use crate::error::{CoreError, Result};
 use crate::transformer::causal::{Activation, Decoder, DecoderSpec, attention, field, required};
-use crate::transformer::check_heads;
+use crate::transformer::{check_heads, permutations};
 
 /// A GPT-NeoX architecture, from an HF `config.json` (`model_type: gpt_neox`).
 #[derive(Debug, Clone, PartialEq)]
@@ -130,6 +133,10 @@ impl DecoderSpec for GptNeoxSpec {
 
     fn load(&self, vb: VarBuilder) -> candle_core::Result<GptNeox> {
         GptNeox::load(vb, self)
+    }
+
+    fn permutation_spec(&self, params: &ParamSet) -> PermutationSpec {
+        permutations::gpt_neox(params, self.num_layers, self.hidden_size, self.intermediate_size)
     }
 }
 

@@ -17,6 +17,7 @@ pub mod causal;
 mod evaluator;
 pub mod gpt2;
 pub mod gpt_neox;
+pub mod permutations;
 mod tokens;
 
 use std::path::Path;
