@@ -160,3 +160,11 @@ fn an_unknown_device_is_a_clear_error() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("unknown device `tpu`"), "{stderr}");
 }
+
+#[test]
+fn the_app_refuses_an_unknown_device_before_opening_a_window() {
+    let output = common::lineage().args(["open", "--device", "tpu"]).output().unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("unknown device `tpu`"), "{stderr}");
+}

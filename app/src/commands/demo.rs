@@ -113,6 +113,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
             Some(zoo_dir.clone()),
             Some(job.data.clone()),
             job.options.cache_dir.clone(),
+            job.device.clone(),
         )?;
     }
     Ok(ExitCode::SUCCESS)

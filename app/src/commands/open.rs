@@ -13,10 +13,17 @@ pub struct OpenArgs {
     /// Eval data file [default: eval.safetensors / .npz / .parquet in DIR or its parent].
     #[arg(long)]
     pub data: Option<PathBuf>,
+    /// Where the transformer families run: cpu, cuda or cuda:N (CUDA needs a build with
+    /// `--features cuda`) [default: cpu].
+    #[arg(long)]
+    pub device: Option<String>,
 }
 
 /// Runs the command.
 pub fn run(args: &OpenArgs) -> anyhow::Result<ExitCode> {
-    crate::gui::run(args.dir.clone(), args.data.clone(), default_cache_dir())?;
+    // An unusable device is an error here, before a window opens.
+    let device = args.device.clone().unwrap_or_else(|| "cpu".into());
+    lineage_core::transformer::device(&device)?;
+    crate::gui::run(args.dir.clone(), args.data.clone(), default_cache_dir(), device)?;
     Ok(ExitCode::SUCCESS)
 }

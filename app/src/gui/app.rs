@@ -55,6 +55,8 @@ pub struct LineageApp {
     pub auto_analyse: bool,
     /// Also evaluate permutation-aligned paths (Git Re-Basin weight matching).
     pub align: bool,
+    /// Device of the transformer families (`cpu`, `cuda`, `cuda:N`), as `lineage batch --device`.
+    device: String,
     job: Option<Job<Output>>,
     /// Used by jobs to ask for a repaint when they finish (the context of the latest frame).
     ctx: egui::Context,
@@ -76,10 +78,16 @@ impl LineageApp {
             cache_dir,
             auto_analyse: true,
             align: false,
+            device: "cpu".into(),
             job: None,
             ctx,
             fonts_installed: false,
         }
+    }
+
+    /// Runs the transformer families on `device` (`cpu`, `cuda`, `cuda:N`; checked when analysing).
+    pub fn with_device(self, device: String) -> Self {
+        Self { device, ..self }
     }
 
     /// Whether a background job is running.
@@ -124,9 +132,10 @@ impl LineageApp {
         let zoo = session.zoo.clone();
         let cache = self.cache_dir.clone();
         let align = self.align;
+        let device = self.device.clone();
         self.spawn("analysing", move |progress| {
             Output::Analysed(
-                Analysed::compute(&zoo, &data, cache, align, progress)
+                Analysed::compute(&zoo, &data, cache, align, &device, progress)
                     .map(Box::new)
                     .map_err(|e| e.to_string()),
             )

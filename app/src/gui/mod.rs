@@ -26,7 +26,8 @@ pub fn display_available() -> bool {
 }
 
 /// Opens the app; with `dir`, that folder is opened (and analysed when eval data is found or given).
-pub fn run(dir: Option<PathBuf>, data: Option<PathBuf>, cache_dir: PathBuf) -> anyhow::Result<()> {
+/// The transformer families run on `device` (`cpu`, `cuda`, `cuda:N`).
+pub fn run(dir: Option<PathBuf>, data: Option<PathBuf>, cache_dir: PathBuf, device: String) -> anyhow::Result<()> {
     let options = eframe::NativeOptions {
         viewport: egui::ViewportBuilder::default()
             .with_title("lineage")
@@ -39,7 +40,7 @@ pub fn run(dir: Option<PathBuf>, data: Option<PathBuf>, cache_dir: PathBuf) -> a
         options,
         Box::new(move |cc| {
             let recent = recent::RecentFolders::load(cc.storage);
-            let mut app = LineageApp::new(cc.egui_ctx.clone(), cache_dir, recent);
+            let mut app = LineageApp::new(cc.egui_ctx.clone(), cache_dir, recent).with_device(device);
             if let Some(dir) = dir {
                 app.open_folder(&dir, data);
             }

@@ -10,7 +10,7 @@ use lineage_core::pairs::PairSets;
 use lineage_core::progress::Progress;
 use lineage_core::report::{BasinSummary, Report};
 use lineage_core::views::{ViewOptions, ViewsResult, run_views};
-use lineage_core::{CoreError, evaluator_for};
+use lineage_core::{CoreError, evaluator_on, transformer};
 use lineage_loaders::logs::{TrainingLog, read_log};
 use lineage_loaders::{Zoo, discover};
 
@@ -101,15 +101,18 @@ pub struct Analysed {
 impl Analysed {
     /// Runs (or reuses from the cache shared with `lineage batch`) the analysis of `zoo` on `data`:
     /// the default pair sets and alpha grid of `lineage batch`, default basin options; with `align`,
-    /// permutation-aligned paths too (`lineage batch --align`).
+    /// permutation-aligned paths too (`lineage batch --align`); the transformer families run on
+    /// `device` (`lineage batch --device`).
     pub fn compute(
         zoo: &Zoo,
         data: &Path,
         cache_dir: PathBuf,
         align: bool,
+        device: &str,
         progress: &dyn Progress,
     ) -> Result<Self, CoreError> {
         let started = std::time::Instant::now();
+        let evaluators = evaluator_on(transformer::device(device)?);
         let options = BatchOptions {
             alphas: 11,
             pairs: PairSets::default(),
@@ -118,12 +121,12 @@ impl Analysed {
             align,
         };
         let basin_options = BasinOptions::default();
-        let result = run_batch(zoo, data, &options, &evaluator_for, progress)?;
+        let result = run_batch(zoo, data, &options, &evaluators, progress)?;
         let basins = analyse_basins(&result, &basin_options)?;
         let runs: Vec<String> = zoo.runs.iter().map(|r| r.name.clone()).collect();
         let layout = TreeLayout::new(&basins.tree, &basins.history, &runs);
         let view_options = ViewOptions::all(PairSets::default(), options.cache_dir.clone());
-        let views = match run_views(zoo, data, &view_options, &evaluator_for, &result.evals, progress) {
+        let views = match run_views(zoo, data, &view_options, &evaluators, &result.evals, progress) {
             Err(CoreError::Cancelled) => return Err(CoreError::Cancelled),
             other => other.map_err(|e| e.to_string()),
         };
