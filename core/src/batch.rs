@@ -288,6 +288,13 @@ pub fn run_batch(
         .filter(|p| known.contains_key(&p.a) && known.contains_key(&p.b))
         .collect();
     let interior: Vec<f64> = alphas[1..alphas.len() - 1].to_vec();
+    // Families whose evaluations each use every core run them one after the other: a rayon job
+    // that is never split runs its items in order.
+    let min_len = if evaluator.parallel_evaluations() {
+        1
+    } else {
+        usize::MAX
+    };
     let alpha_text: Vec<String> = interior.iter().map(|a| format!("{a:.17e}")).collect();
     let alpha_text = alpha_text.join(",");
     // Raw paths keep their key; aligned ones also name the alignment algorithm.
@@ -355,9 +362,11 @@ pub fn run_batch(
                 Err(e) => result.warnings.push(format!("{}@{}: {e}", id.run, id.step)),
             }
         }
-        let evals: Vec<Result<(), CoreError>> = points
+        let to_evaluate: Vec<(&&CheckpointId, &Prepared)> =
+            points.iter().filter(|(id, _)| pending_evals.contains(*id)).collect();
+        let evals: Vec<Result<(), CoreError>> = to_evaluate
             .par_iter()
-            .filter(|(id, _)| pending_evals.contains(*id))
+            .with_min_len(min_len)
             .map(|(id, point)| {
                 let metrics = Metrics::from(&evaluator.evaluate_prepared(point)?);
                 cache.evals.insert(&known[*id].eval_key, &metrics)?;
@@ -368,6 +377,7 @@ pub fn run_batch(
         collect_errors(evals, &mut result.warnings)?;
         let done: Vec<Result<(), CoreError>> = step_paths
             .par_iter()
+            .with_min_len(min_len)
             .filter_map(|&(p, aligned)| Some((p, aligned, points.get(&p.a)?, points.get(&p.b)?)))
             .map(|(p, aligned, a, b)| {
                 if progress.is_cancelled() {
@@ -417,6 +427,7 @@ pub fn run_batch(
         let with_final: Vec<(&&Pair, &Vec<bool>)> = cross.iter().filter(|(p, _)| &p.b == final_id).collect();
         let done: Vec<Result<(), CoreError>> = with_final
             .par_iter()
+            .with_min_len(min_len)
             .flat_map_iter(|&(p, variants)| {
                 let a_params = checkpoint_of(&p.a)
                     .ok_or_else(|| CoreError::Load(format!("{}@{}: not in the zoo", p.a.run, p.a.step)))

@@ -127,6 +127,12 @@ pub trait Evaluator: Send + Sync {
         )))
     }
 
+    /// Whether callers should run independent evaluations at the same time on rayon's pool (the
+    /// default), or one after the other because each one already uses every core.
+    fn parallel_evaluations(&self) -> bool {
+        true
+    }
+
     /// Evaluates one parameter set.
     fn evaluate(&self, params: &ParamSet) -> Result<EvalResult> {
         self.evaluate_prepared(&self.prepare(params)?)

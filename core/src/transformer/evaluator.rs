@@ -222,6 +222,35 @@ impl<A: Architecture> Evaluator for TransformerEvaluator<A> {
         Ok(spec)
     }
 
+    /// No: each forward pass already uses every core (candle's matmuls and element-wise kernels are
+    /// multi-threaded, and its CPU thread pool serves one caller at a time, so passes run at once
+    /// only queue for it).
+    fn parallel_evaluations(&self) -> bool {
+        false
+    }
+
+    /// Evaluates the jobs one after the other (see [`Evaluator::parallel_evaluations`]).
+    fn evaluate_paths(
+        &self,
+        points: &[&Prepared],
+        pairs: &[(usize, usize)],
+        alphas: &[f64],
+    ) -> Result<Vec<Vec<EvalResult>>> {
+        pairs
+            .iter()
+            .map(|&(i, j)| {
+                let (a, b) = (points.get(i), points.get(j));
+                let (Some(a), Some(b)) = (a, b) else {
+                    return Err(CoreError::InvalidArgument(format!(
+                        "pair ({i}, {j}) refers to a checkpoint beyond the {} prepared",
+                        points.len()
+                    )));
+                };
+                self.evaluate_path_prepared(a, b, alphas)
+            })
+            .collect()
+    }
+
     /// One representation per example (layer 0): the state the output head reads.
     fn n_hidden_layers(&self) -> usize {
         1
