@@ -1,5 +1,5 @@
-//! Speed of a transformer interpolation path: a BERT classifier (2 layers x 128 hidden, 4 heads,
-//! 512 intermediate) on 128 sequences of 32 tokens, the 9 interior points of an 11-point path, each
+//! Speed of a transformer interpolation path: a BERT classifier (2 layers x 256 hidden, 4 heads,
+//! 1024 intermediate) on 64 sequences of 64 tokens, the 9 interior points of an 11-point path, each
 //! one forward pass over the eval set.
 //!
 //! `cargo bench -p lineage-core --bench transformer_path` prints forward passes and tokens per
@@ -22,16 +22,16 @@ use lineage_core::interpolation::alpha_grid;
 use lineage_core::transformer::{BertClassifier, BertSpec, TransformerEvaluator};
 use lineage_loaders::ParamSet;
 
-const SEQUENCES: usize = 128;
-const LENGTH: usize = 32;
+const SEQUENCES: usize = 64;
+const LENGTH: usize = 64;
 const ALPHAS: usize = 11;
 const REPEATS: usize = 5;
 
 fn config() -> serde_json::Value {
     serde_json::json!({
-        "vocab_size": 1000, "hidden_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4,
-        "intermediate_size": 512, "hidden_act": "gelu", "hidden_dropout_prob": 0.1,
-        "max_position_embeddings": 64, "type_vocab_size": 2, "initializer_range": 0.02,
+        "vocab_size": 1000, "hidden_size": 256, "num_hidden_layers": 2, "num_attention_heads": 4,
+        "intermediate_size": 1024, "hidden_act": "gelu", "hidden_dropout_prob": 0.1,
+        "max_position_embeddings": 128, "type_vocab_size": 2, "initializer_range": 0.02,
         "layer_norm_eps": 1e-12, "pad_token_id": 0, "classifier_dropout": null, "num_labels": 4,
         "model_type": "bert"
     })
@@ -106,7 +106,7 @@ fn pytorch_baseline(config: &serde_json::Value, threads: usize) -> Result<(f64, 
 fn main() {
     let threads = rayon::current_num_threads();
     let config = config();
-    let spec = BertSpec::from_config_json(&config, Path::new("bench/config.json"), Some(&[4, 128])).unwrap();
+    let spec = BertSpec::from_config_json(&config, Path::new("bench/config.json"), Some(&[4, 256])).unwrap();
     let (a, b) = (checkpoint(&spec), checkpoint(&spec));
     let data = eval_data(1000, 4);
     let evaluator = TransformerEvaluator::new(spec, &a, &data, &Device::Cpu).unwrap();
