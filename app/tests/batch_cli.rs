@@ -195,6 +195,17 @@ const TABLES: [&str; 7] = [
     "tree_edges",
 ];
 
+/// The views' tables (computed on the whole zoo).
+const VIEW_TABLES: [&str; 7] = [
+    "similarity",
+    "probes",
+    "trajectories",
+    "weight_norms",
+    "code_length",
+    "training_map",
+    "training_map_transitions",
+];
+
 #[test]
 fn three_shards_merge_into_the_tables_of_a_single_run() {
     let tmp = tempfile::tempdir().unwrap();
@@ -233,11 +244,14 @@ fn three_shards_merge_into_the_tables_of_a_single_run() {
         .status()
         .unwrap();
     assert!(status.success());
-    for table in TABLES {
+    for table in TABLES.iter().chain(&VIEW_TABLES) {
         let x = read_parquet(&single.join(format!("{table}.parquet"))).unwrap();
         let y = read_parquet(&merged.join(format!("{table}.parquet"))).unwrap();
         assert!(x.equals_missing(&y), "{table} differs after merge");
     }
+    // The shards compute no views; the merge computes those of the whole zoo.
+    assert!(!shard_dirs[0].join("similarity.parquet").exists());
+    assert!(report(&merged)["views"]["rows"]["similarity"].as_u64().unwrap() > 0);
 }
 
 #[test]
@@ -269,6 +283,7 @@ fn a_plan_file_holds_every_option_and_slurm_script_is_emitted() {
     assert!(script.contains("merge "), "{script}");
     assert!(script.contains("--alphas 5"), "{script}");
     assert!(!script.contains("--device"), "cpu is the default: {script}");
+    assert!(!script.contains("--no-views"), "the merge computes the views: {script}");
 
     // A GPU job array can be written from a machine without a GPU: the device passes through.
     let output = lineage()
@@ -279,5 +294,9 @@ fn a_plan_file_holds_every_option_and_slurm_script_is_emitted() {
         .unwrap();
     assert!(output.status.success());
     let script = std::fs::read_to_string(out.join("slurm.sbatch")).unwrap();
-    assert!(script.contains("--device cuda:1"), "{script}");
+    assert_eq!(
+        script.matches("--device cuda:1").count(),
+        2,
+        "shards and merge (views) run on the device: {script}"
+    );
 }

@@ -9,7 +9,7 @@ use lineage_core::basins::ClusterMethod;
 use lineage_core::batch::{BatchOptions, BatchResult, Shard, run_batch};
 use lineage_core::evaluator_on;
 use lineage_core::pairs::PairSets;
-use lineage_core::report::{BasinSummary, Report, ViewsSummary};
+use lineage_core::report::{BasinSummary, Report};
 use lineage_core::transformer::device;
 use lineage_loaders::discover;
 
@@ -245,6 +245,22 @@ fn slurm_script(job: &Analysis, args: &BatchArgs, n: usize) -> anyhow::Result<St
     if let Some(k) = args.basins.k {
         basin_flags.push_str(&format!(" --k {k}"));
     }
+    // The merge computes the views of the whole zoo (shards do not), with the same flags.
+    let mut merge_flags = basin_flags.clone();
+    match &job.views {
+        None => merge_flags.push_str(" --no-views"),
+        Some(views) => {
+            if let Some(layer) = views.layer {
+                merge_flags.push_str(&format!(" --layer {layer}"));
+            }
+            if !views.probes {
+                merge_flags.push_str(" --no-probes");
+            }
+        }
+    }
+    if job.device != "cpu" {
+        merge_flags.push_str(&format!(" --device {}", job.device));
+    }
     let out = abs(&job.out);
     let shards: Vec<String> = (1..=n).map(|i| format!("'{}/shard-{i}'", out.display())).collect();
     Ok(format!(
@@ -262,7 +278,7 @@ fn slurm_script(job: &Analysis, args: &BatchArgs, n: usize) -> anyhow::Result<St
          \x20   sbatch --dependency=afterok:\"$SLURM_ARRAY_JOB_ID\" --array=1 --export=ALL,LINEAGE_MERGE=1 '{out}/slurm.sbatch'\n\
          \x20 fi\n\
          else\n\
-         \x20 '{exe}' merge {shards}{basin_flags} --out '{out}'\n\
+         \x20 '{exe}' merge {shards}{merge_flags} --out '{out}'\n\
          fi\n",
         zoo = abs(&job.zoo).display(),
         zoo_q = quote(&job.zoo),
@@ -314,18 +330,21 @@ pub fn analyse(job: &Analysis) -> anyhow::Result<String> {
     }
     // A shard holds only part of the checkpoints: views are computed on whole zoos.
     let views = match job.views.as_ref().filter(|_| job.options.shard.is_none()) {
-        Some(options) => {
-            let views = super::views::compute(&zoo, &job.data, options, &evaluators, &result.evals, &progress)?;
-            report.views = Some(ViewsSummary::new(options, &views));
-            Some(views)
-        }
+        Some(options) => Some(super::views::compute_into_report(
+            &zoo,
+            &job.data,
+            options,
+            &evaluators,
+            &result.evals,
+            &progress,
+            &mut report,
+        )?),
         None => None,
     };
     write_outputs(&job.out, &result, basins.as_ref(), &report)?;
     let mut text = summary(&result, basins.as_ref(), &job.out, elapsed);
     if let Some(views) = &views {
-        super::views::write_tables(&job.out, views)?;
-        text += &super::views::summary(views);
+        text += &super::views::write(&job.out, views)?;
     }
     Ok(text)
 }

@@ -1,5 +1,6 @@
 //! `lineage merge SHARD_OUT... --out OUT`: combine `lineage batch --shard K/N` outputs into the tables a
-//! single run gives, then find the basins.
+//! single run gives, find the basins, and compute the representation and dynamics views of the whole
+//! zoo (shards do not compute them) when the zoo and eval data the shards read are readable here.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -8,9 +9,13 @@ use lineage_core::basin_analysis::analyse_basins;
 use lineage_core::batch::BatchOptions;
 use lineage_core::merge::merge_shards;
 use lineage_core::report::{BasinSummary, Report};
+use lineage_core::{evaluator_on, transformer};
+use lineage_loaders::discover;
 
 use super::batch::{BasinArgs, Plan, summary};
+use super::views::ViewArgs;
 use crate::outputs::write_outputs;
+use crate::terminal_progress::TerminalProgress;
 
 /// Arguments of `lineage merge`.
 #[derive(Debug, clap::Args)]
@@ -23,6 +28,11 @@ pub struct MergeArgs {
     pub out: PathBuf,
     #[command(flatten)]
     pub basins: BasinArgs,
+    #[command(flatten)]
+    pub views: ViewArgs,
+    /// Where the transformer families run for the views: cpu, cuda or cuda:N [default: cpu].
+    #[arg(long)]
+    pub device: Option<String>,
 }
 
 /// Runs the command.
@@ -37,7 +47,7 @@ pub fn run(args: &MergeArgs) -> anyhow::Result<ExitCode> {
     let zoo = PathBuf::from(first["zoo"].as_str().unwrap_or_default());
     let data = PathBuf::from(first["data"].as_str().unwrap_or_default());
     let elapsed = started.elapsed();
-    let report = Report::new(
+    let mut report = Report::new(
         &zoo,
         &data,
         &options,
@@ -45,8 +55,37 @@ pub fn run(args: &MergeArgs) -> anyhow::Result<ExitCode> {
         Some(BasinSummary::new(&basin_options, &basins)),
         elapsed,
     );
+    let views = match args.views.options(None, None, options.pairs, &options.cache_dir) {
+        Some(view_options) => {
+            let listing = discover(&zoo);
+            if listing.runs.is_empty() || !data.is_file() {
+                eprintln!(
+                    "warning: views skipped: the zoo {} or the eval data {} that the shards read is not readable here",
+                    zoo.display(),
+                    data.display()
+                );
+                None
+            } else {
+                let device = transformer::device(args.device.as_deref().unwrap_or("cpu"))?;
+                Some(super::views::compute_into_report(
+                    &listing,
+                    &data,
+                    &view_options,
+                    &evaluator_on(device),
+                    &result.evals,
+                    &TerminalProgress::new(),
+                    &mut report,
+                )?)
+            }
+        }
+        None => None,
+    };
     write_outputs(&args.out, &result, Some(&basins), &report)?;
-    print!("{}", summary(&result, Some(&basins), &args.out, elapsed));
+    let mut text = summary(&result, Some(&basins), &args.out, elapsed);
+    if let Some(views) = &views {
+        text += &super::views::write(&args.out, views)?;
+    }
+    print!("{text}");
     Ok(ExitCode::SUCCESS)
 }
 

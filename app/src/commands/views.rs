@@ -6,6 +6,7 @@ use anyhow::Context;
 use lineage_core::batch::EvaluatorFactory;
 use lineage_core::pairs::PairSets;
 use lineage_core::progress::Progress;
+use lineage_core::report::{Report, ViewsSummary};
 use lineage_core::tables::{EvalRow, write_parquet};
 use lineage_core::tables_views;
 use lineage_core::views::{ViewOptions, ViewsResult, run_views};
@@ -58,6 +59,27 @@ pub fn compute(
         eprintln!("warning: {warning}");
     }
     Ok(views)
+}
+
+/// Computes the views (as [`compute`]) and records their summary in `report`.
+pub fn compute_into_report(
+    zoo: &Zoo,
+    data: &Path,
+    options: &ViewOptions,
+    evaluators: &EvaluatorFactory,
+    evals: &[EvalRow],
+    progress: &dyn Progress,
+    report: &mut Report,
+) -> anyhow::Result<ViewsResult> {
+    let views = compute(zoo, data, options, evaluators, evals, progress)?;
+    report.views = Some(ViewsSummary::new(options, &views));
+    Ok(views)
+}
+
+/// Writes the views' tables to `out` ([`write_tables`]) and returns their summary line.
+pub fn write(out: &Path, views: &ViewsResult) -> anyhow::Result<String> {
+    write_tables(out, views)?;
+    Ok(summary(views))
 }
 
 /// The summary line of the views.
