@@ -108,7 +108,12 @@ fn bert_zoo_batch_matches_pytorch() {
 fn pythia_style_zoo_batch_matches_pytorch() {
     let tmp = tempfile::tempdir().unwrap();
     let zoo = core_fixture("causal_lm/zoo-gpt_neox");
-    let (out, stderr) = batch_alphas5(&zoo, &core_fixture("causal_lm/eval.parquet"), tmp.path(), &[]);
+    let (out, stderr) = batch_alphas5(
+        &zoo,
+        &core_fixture("causal_lm/eval.parquet"),
+        tmp.path(),
+        &["--layer", "0"],
+    );
     let report = report(&out);
     let evaluator = report["evaluator"].as_str().unwrap();
     assert!(
@@ -124,7 +129,9 @@ fn pythia_style_zoo_batch_matches_pytorch() {
     let got = seed_barrier(&out, 150, "seed0", "seed1", false);
     assert!((got - want).abs() < 1e-4, "barrier {got} vs PyTorch {want}");
 
-    // Representations are per token; probes need class labels, which LM data does not have.
+    // Representations are per token, here the first block's output; probes need class labels,
+    // which LM data does not have.
+    assert_eq!(report["views"]["layer"], 0);
     assert!(table(&out, "similarity").height() > 0, "no similarity rows");
     assert_eq!(table(&out, "probes").height(), 0);
     assert!(

@@ -121,31 +121,37 @@ fn interpolation_paths_match_pytorch() {
 }
 
 #[test]
-fn final_hidden_states_match_pytorch() {
+fn hidden_states_of_every_layer_match_pytorch() {
     let reference = reference();
     for family in FAMILIES {
         let (a, b) = (load(family, "seed0", 150), load(family, "seed1", 150));
         let evaluator = evaluator(family, &a);
+        assert_eq!(evaluator.n_hidden_layers(), 2, "{family}: one representation per block");
         let mid = blend(a.iter(), |n| b.get(n), 0.5).unwrap();
-        let mid = ParamSet::from_raw(mid.into_iter().collect()).unwrap();
-        let features = evaluator
-            .hidden_activations(&evaluator.prepare(&mid).unwrap(), 0)
+        let mid = evaluator
+            .prepare(&ParamSet::from_raw(mid.into_iter().collect()).unwrap())
             .unwrap();
-        let want: Vec<Vec<f64>> = reference[family]["path"]["hidden_mid"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(floats)
-            .collect();
-        assert_eq!((features.rows(), features.cols()), (want.len(), 16), "{family}");
-        for (i, row) in want.iter().enumerate() {
-            assert_close(
-                &format!("{family}: hidden state of token {i}"),
-                &widen(features.row(i)),
-                row,
-                TOLERANCE,
-            );
+        // Layer 0: the first block's output (HF hidden_states[1]); layer 1, the last: the final
+        // hidden state after the last layer norm.
+        for (layer, key) in [(0, "hidden_mid_layer0"), (1, "hidden_mid")] {
+            let features = evaluator.hidden_activations(&mid, layer).unwrap();
+            let want: Vec<Vec<f64>> = reference[family]["path"][key]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(floats)
+                .collect();
+            assert_eq!((features.rows(), features.cols()), (want.len(), 16), "{family}");
+            for (i, row) in want.iter().enumerate() {
+                assert_close(
+                    &format!("{family}: layer {layer} state of token {i}"),
+                    &widen(features.row(i)),
+                    row,
+                    TOLERANCE,
+                );
+            }
         }
+        assert!(evaluator.hidden_activations(&mid, 2).is_err());
     }
 }
 

@@ -138,6 +138,11 @@ impl Architecture for BertSpec {
         self.config.hidden_size
     }
 
+    /// One: candle-transformers' encoder does not expose its layers' outputs.
+    fn representation_layers(&self) -> usize {
+        1
+    }
+
     fn load(&self, vb: VarBuilder) -> candle_core::Result<BertClassifier> {
         BertClassifier::load(vb, self)
     }
@@ -152,6 +157,7 @@ impl Architecture for BertSpec {
         model: &BertClassifier,
         batch: &TokenBatch,
         labels: &[u32],
+        layer: Option<usize>,
         out: &mut Scores,
     ) -> candle_core::Result<()> {
         let (logits, pooled) = model.forward(&batch.input_ids, batch.token_type_ids.as_ref(), &batch.attention_mask)?;
@@ -161,7 +167,9 @@ impl Architecture for BertSpec {
         score_logits(&logits, self.n_labels, self.n_labels, labels, &mut loss, &mut correct);
         out.loss.extend(loss);
         out.correct.extend(correct);
-        out.features.extend(pooled.flatten_all()?.to_vec1::<f32>()?);
+        if layer.is_some() {
+            out.features.extend(pooled.flatten_all()?.to_vec1::<f32>()?);
+        }
         Ok(())
     }
 }

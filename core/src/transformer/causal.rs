@@ -28,6 +28,8 @@ pub trait DecoderSpec: Send + Sync + 'static {
     fn vocab_size(&self) -> usize;
     /// Width of the hidden states.
     fn hidden_size(&self) -> usize;
+    /// Number of blocks.
+    fn num_layers(&self) -> usize;
     /// Longest sequence the model takes, if limited (learned position embeddings).
     fn max_positions(&self) -> Option<usize>;
     /// Builds the model from tensors named as in the HF checkpoint.
@@ -39,13 +41,21 @@ pub trait DecoderSpec: Send + Sync + 'static {
 /// A decoder-only model.
 pub trait Decoder: Send + Sync + 'static {
     /// The final hidden states `[B, L, H]` (after the last layer norm) of token ids `[B, L]`, with
-    /// `bias` `[B, 1, L, L]` added to the attention scores ([`attention_bias`]).
-    fn hidden_states(&self, input_ids: &Tensor, bias: &Tensor) -> candle_core::Result<Tensor>;
+    /// `bias` `[B, 1, L, L]` added to the attention scores ([`attention_bias`]); and, when `keep` is
+    /// given, the hidden states at that layer (see [`CausalLm`]'s representation layers).
+    fn hidden_states(
+        &self,
+        input_ids: &Tensor,
+        bias: &Tensor,
+        keep: Option<usize>,
+    ) -> candle_core::Result<(Tensor, Option<Tensor>)>;
     /// Next-token logits `[T, V]` of hidden states `[T, H]`.
     fn logits(&self, hidden: &Tensor) -> candle_core::Result<Tensor>;
 }
 
-/// A causal language model evaluated token by token (see the module doc).
+/// A causal language model evaluated token by token (see the module doc). Its representation at
+/// layer `l` is the residual stream after block `l`, and at the last layer the final hidden state
+/// after the last layer norm: Hugging Face's `hidden_states[l + 1]`.
 #[derive(Debug, Clone)]
 pub struct CausalLm<S>(pub S);
 
@@ -110,9 +120,13 @@ impl<S: DecoderSpec> Architecture for CausalLm<S> {
         Ok(n)
     }
 
-    /// The final hidden state at each predicting position.
+    /// The hidden state at each predicting position.
     fn representation_width(&self) -> usize {
         self.0.hidden_size()
+    }
+
+    fn representation_layers(&self) -> usize {
+        self.0.num_layers()
     }
 
     fn load(&self, vb: VarBuilder) -> candle_core::Result<S::Model> {
@@ -128,19 +142,23 @@ impl<S: DecoderSpec> Architecture for CausalLm<S> {
         model: &S::Model,
         batch: &TokenBatch,
         _labels: &[u32],
+        layer: Option<usize>,
         out: &mut Scores,
     ) -> candle_core::Result<()> {
         let device = batch.input_ids.device();
         let bias = attention_bias(batch, device)?;
-        let hidden = model.hidden_states(&batch.input_ids, &bias)?;
+        let (hidden, kept) = model.hidden_states(&batch.input_ids, &bias, layer)?;
         let (rows, targets) = predictions(batch);
         if rows.is_empty() {
             return Ok(());
         }
-        let width = self.0.hidden_size();
-        let flat = hidden.reshape((batch.rows * batch.len, width))?;
         let index = Tensor::from_slice(&rows, rows.len(), device)?;
-        let selected = flat.index_select(&index, 0)?;
+        let at_predictions = |states: &Tensor| {
+            states
+                .reshape((batch.rows * batch.len, self.0.hidden_size()))?
+                .index_select(&index, 0)
+        };
+        let selected = at_predictions(&hidden)?;
         let vocab = self.0.vocab_size();
         let per_chunk = (LOGITS_PER_CHUNK / vocab).max(1);
         for start in (0..rows.len()).step_by(per_chunk) {
@@ -160,9 +178,37 @@ impl<S: DecoderSpec> Architecture for CausalLm<S> {
             out.loss.extend(loss);
             out.correct.extend(correct);
         }
-        out.features.extend(selected.flatten_all()?.to_vec1::<f32>()?);
+        if let Some(kept) = kept {
+            out.features
+                .extend(at_predictions(&kept)?.flatten_all()?.to_vec1::<f32>()?);
+        }
         Ok(())
     }
+}
+
+/// Runs `blocks` on the embedded tokens `x`, then `final_norm`; returns the final states and, when
+/// `keep` is given, the states at that representation layer: the output of block `keep`, or the
+/// final states for the last block (as Hugging Face's `hidden_states[keep + 1]`).
+pub fn run_blocks<B>(
+    mut x: Tensor,
+    blocks: &[B],
+    keep: Option<usize>,
+    block: impl Fn(&B, &Tensor) -> candle_core::Result<Tensor>,
+    final_norm: impl Fn(&Tensor) -> candle_core::Result<Tensor>,
+) -> candle_core::Result<(Tensor, Option<Tensor>)> {
+    let last = blocks.len().saturating_sub(1);
+    let mut kept = None;
+    for (l, b) in blocks.iter().enumerate() {
+        x = block(b, &x)?;
+        if keep == Some(l) && l < last {
+            kept = Some(x.clone());
+        }
+    }
+    let out = final_norm(&x)?;
+    if keep == Some(last) {
+        kept = Some(out.clone());
+    }
+    Ok((out, kept))
 }
 
 /// Hidden activation functions of HF configs (`hidden_act` / `activation_function`).

@@ -23,7 +23,8 @@ pub struct Scores {
     pub loss: Vec<f32>,
     /// Whether each example is predicted correctly.
     pub correct: Vec<bool>,
-    /// The representation of each example, rows of [`Architecture::representation_width`] values.
+    /// The representation of each example at the layer asked for, rows of
+    /// [`Architecture::representation_width`] values (empty when none was asked for).
     pub features: Vec<f32>,
 }
 
@@ -49,6 +50,10 @@ pub trait Architecture: Send + Sync + 'static {
     /// Width of the representation rows that [`Architecture::score`] appends.
     fn representation_width(&self) -> usize;
 
+    /// Number of layers whose representation [`Architecture::score`] can return; the last one is
+    /// the state the output head reads.
+    fn representation_layers(&self) -> usize;
+
     /// Builds the model from tensors named as in the Hugging Face checkpoint.
     fn load(&self, vb: VarBuilder) -> candle_core::Result<Self::Model>;
 
@@ -56,13 +61,14 @@ pub trait Architecture: Send + Sync + 'static {
     fn permutation_spec(&self, params: &ParamSet) -> PermutationSpec;
 
     /// Runs `model` on one batch and appends, for each of its examples in order, the loss, the
-    /// correctness and the representation row. `labels` are the eval set's class labels (all of
-    /// them; empty for language-model data).
+    /// correctness and, when `layer` is given, the representation row at that layer. `labels` are
+    /// the eval set's class labels (all of them; empty for language-model data).
     fn score(
         &self,
         model: &Self::Model,
         batch: &TokenBatch,
         labels: &[u32],
+        layer: Option<usize>,
         out: &mut Scores,
     ) -> candle_core::Result<()>;
 }
@@ -158,12 +164,12 @@ impl<A: Architecture> TransformerEvaluator<A> {
             .ok_or_else(|| CoreError::InvalidArgument("checkpoint was prepared by a different evaluator".into()))
     }
 
-    /// Runs `model` over the eval set.
-    fn run(&self, model: &A::Model) -> Result<Scores> {
+    /// Runs `model` over the eval set, keeping the representation at `layer` if given.
+    fn run(&self, model: &A::Model, layer: Option<usize>) -> Result<Scores> {
         let mut scores = Scores::default();
         for batch in self.tokens.iter() {
             self.architecture
-                .score(model, batch, &self.labels, &mut scores)
+                .score(model, batch, &self.labels, layer, &mut scores)
                 .map_err(|e| CoreError::Model(format!("{} forward pass: {e}", self.architecture.describe())))?;
         }
         if scores.loss.len() != self.n_examples || scores.correct.len() != self.n_examples {
@@ -199,7 +205,7 @@ impl<A: Architecture> Evaluator for TransformerEvaluator<A> {
     }
 
     fn evaluate_prepared(&self, point: &Prepared) -> Result<EvalResult> {
-        let scores = self.run(&self.point(point)?.model)?;
+        let scores = self.run(&self.point(point)?.model, None)?;
         Ok(EvalResult::from_examples(scores.loss, scores.correct))
     }
 
@@ -209,7 +215,7 @@ impl<A: Architecture> Evaluator for TransformerEvaluator<A> {
             .iter()
             .map(|&alpha| {
                 let blended = blend(a.iter().map(|(n, t)| (n.as_str(), t)), |name| b.get(name), alpha)?;
-                let scores = self.run(&self.build(blended)?)?;
+                let scores = self.run(&self.build(blended)?, None)?;
                 Ok(EvalResult::from_examples(scores.loss, scores.correct))
             })
             .collect()
@@ -251,19 +257,22 @@ impl<A: Architecture> Evaluator for TransformerEvaluator<A> {
             .collect()
     }
 
-    /// One representation per example (layer 0): the state the output head reads.
+    /// The layers of [`Architecture::representation_layers`]; the last is the state the output
+    /// head reads.
     fn n_hidden_layers(&self) -> usize {
-        1
+        self.architecture.representation_layers()
     }
 
     fn hidden_activations(&self, point: &Prepared, layer: usize) -> Result<Features> {
-        if layer != 0 {
+        let layers = self.architecture.representation_layers();
+        if layer >= layers {
             return Err(CoreError::InvalidArgument(format!(
-                "{} exposes one representation (layer 0, the state its output head reads), not layer {layer}",
-                self.architecture.describe()
+                "{} has representations at layers 0..{}, not {layer}",
+                self.architecture.describe(),
+                layers - 1
             )));
         }
-        let scores = self.run(&self.point(point)?.model)?;
+        let scores = self.run(&self.point(point)?.model, Some(layer))?;
         Features::new(
             self.n_examples,
             self.architecture.representation_width(),

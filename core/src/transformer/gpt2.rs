@@ -12,7 +12,7 @@ use lineage_loaders::ParamSet;
 
 use crate::align::PermutationSpec;
 use crate::error::{CoreError, Result};
-use crate::transformer::causal::{Activation, Decoder, DecoderSpec, attention, field, required};
+use crate::transformer::causal::{Activation, Decoder, DecoderSpec, attention, field, required, run_blocks};
 use crate::transformer::{check_heads, permutations};
 
 /// A GPT-2 architecture, from an HF `config.json` (`model_type: gpt2`).
@@ -85,6 +85,10 @@ impl DecoderSpec for Gpt2Spec {
 
     fn hidden_size(&self) -> usize {
         self.hidden_size
+    }
+
+    fn num_layers(&self) -> usize {
+        self.num_layers
     }
 
     fn max_positions(&self) -> Option<usize> {
@@ -197,22 +201,27 @@ impl Gpt2 {
 }
 
 impl Decoder for Gpt2 {
-    fn hidden_states(&self, input_ids: &Tensor, bias: &Tensor) -> candle_core::Result<Tensor> {
+    fn hidden_states(
+        &self,
+        input_ids: &Tensor,
+        bias: &Tensor,
+        keep: Option<usize>,
+    ) -> candle_core::Result<(Tensor, Option<Tensor>)> {
         let (_, l) = input_ids.dims2()?;
         let positions = Tensor::arange(0u32, l as u32, input_ids.device())?;
-        let mut x = self
+        let x = self
             .wte
             .forward(input_ids)?
             .broadcast_add(&self.wpe.forward(&positions)?)?;
-        for block in &self.blocks {
-            x = (self.attend(block, &block.ln_1.forward(&x)?, bias)? + &x)?;
+        let block = |block: &Block, x: &Tensor| -> candle_core::Result<Tensor> {
+            let x = (self.attend(block, &block.ln_1.forward(x)?, bias)? + x)?;
             let up = self
                 .spec
                 .activation
                 .apply(&block.c_fc.forward(&block.ln_2.forward(&x)?)?)?;
-            x = (block.mlp_proj.forward(&up)? + &x)?;
-        }
-        self.ln_f.forward(&x)
+            block.mlp_proj.forward(&up)? + &x
+        };
+        run_blocks(x, &self.blocks, keep, block, |x| self.ln_f.forward(x))
     }
 
     fn logits(&self, hidden: &Tensor) -> candle_core::Result<Tensor> {

@@ -11,7 +11,7 @@ use lineage_loaders::ParamSet;
 
 use crate::align::PermutationSpec;
 use crate::error::{CoreError, Result};
-use crate::transformer::causal::{Activation, Decoder, DecoderSpec, attention, field, required};
+use crate::transformer::causal::{Activation, Decoder, DecoderSpec, attention, field, required, run_blocks};
 use crate::transformer::{check_heads, permutations};
 
 /// A GPT-NeoX architecture, from an HF `config.json` (`model_type: gpt_neox`).
@@ -124,6 +124,10 @@ impl DecoderSpec for GptNeoxSpec {
 
     fn hidden_size(&self) -> usize {
         self.hidden_size
+    }
+
+    fn num_layers(&self) -> usize {
+        self.num_layers
     }
 
     /// Rotary positions are not limited by a table.
@@ -248,12 +252,17 @@ impl GptNeox {
 }
 
 impl Decoder for GptNeox {
-    fn hidden_states(&self, input_ids: &Tensor, bias: &Tensor) -> candle_core::Result<Tensor> {
+    fn hidden_states(
+        &self,
+        input_ids: &Tensor,
+        bias: &Tensor,
+        keep: Option<usize>,
+    ) -> candle_core::Result<(Tensor, Option<Tensor>)> {
         let (_, l) = input_ids.dims2()?;
         let rotary = self.rotary(l, input_ids.device())?;
-        let mut x = self.embed.forward(input_ids)?;
-        for layer in &self.layers {
-            let attn = self.attend(layer, &layer.input_norm.forward(&x)?, bias, &rotary)?;
+        let x = self.embed.forward(input_ids)?;
+        let block = |layer: &Layer, x: &Tensor| -> candle_core::Result<Tensor> {
+            let attn = self.attend(layer, &layer.input_norm.forward(x)?, bias, &rotary)?;
             let mlp = |input: &Tensor| -> candle_core::Result<Tensor> {
                 let up = self
                     .spec
@@ -261,14 +270,14 @@ impl Decoder for GptNeox {
                     .apply(&layer.up.forward(&layer.post_attention_norm.forward(input)?)?)?;
                 layer.down.forward(&up)
             };
-            x = if self.spec.parallel_residual {
-                ((mlp(&x)? + attn)? + &x)?
+            if self.spec.parallel_residual {
+                (mlp(x)? + attn)? + x
             } else {
-                let after = (attn + &x)?;
-                (mlp(&after)? + after)?
-            };
-        }
-        self.final_norm.forward(&x)
+                let after = (attn + x)?;
+                mlp(&after)? + after
+            }
+        };
+        run_blocks(x, &self.layers, keep, block, |x| self.final_norm.forward(x))
     }
 
     fn logits(&self, hidden: &Tensor) -> candle_core::Result<Tensor> {
