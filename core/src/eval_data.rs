@@ -4,7 +4,10 @@
 //! `attention_mask` and `token_type_ids`) or `.parquet` (list column `inputs` (numbers) or
 //! `input_ids` (integers), integer column `labels`, optional list columns `attention_mask` and
 //! `token_type_ids`). The three formats give identical data.
-//! Token ids without `labels` are language-model data: the targets are the next tokens.
+//! Token ids without `labels` are language-model data: the targets are the next tokens. Token ids
+//! with `labels` of their own shape (a list column in Parquet) are language-model data with
+//! per-token targets in Hugging Face's convention: `labels[t]` is the token position t - 1
+//! predicts, -100 where no prediction is scored (e.g. a prompt, padding).
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -39,7 +42,13 @@ pub struct EvalData {
     pub attention_mask: Option<Tensor>,
     /// Optional `[N, D]` u32 segment ids (0 = first sentence, 1 = second), same shape as `inputs`.
     pub token_type_ids: Option<Tensor>,
+    /// Optional `[N, D]` i64 per-token targets of language-model data ([`IGNORE_INDEX`] = not
+    /// scored), same shape as `inputs`; `labels` is then empty.
+    pub token_labels: Option<Tensor>,
 }
+
+/// The per-token label of positions that are not scored (PyTorch's `ignore_index`).
+pub const IGNORE_INDEX: i64 = -100;
 
 impl EvalData {
     /// Reads eval data from a `.safetensors`, `.npz` or `.parquet` file (chosen by extension).
@@ -123,7 +132,13 @@ impl EvalData {
             }
         };
         let n = inputs.dims()[0];
+        let mut token_labels = None;
         let labels = match arrays.remove(LABELS) {
+            // Per-token targets: language-model data in Hugging Face's convention.
+            Some(labels) if inputs.dtype() == DType::U32 && labels.rank() == 2 && labels.dims()[1] > 1 => {
+                token_labels = Some(per_token_labels(path, labels, &inputs)?);
+                Vec::new()
+            }
             Some(labels) => labels_of(path, labels)?,
             // Language-model data: the next tokens are the targets.
             None if inputs.dtype() == DType::U32 => Vec::new(),
@@ -167,6 +182,7 @@ impl EvalData {
             labels,
             attention_mask,
             token_type_ids,
+            token_labels,
         })
     }
 
@@ -250,6 +266,32 @@ fn as_matrix(path: &Path, name: &str, x: Tensor) -> Result<Tensor> {
         2 => Ok(x),
         _ => x.flatten_from(1).map_err(what),
     }
+}
+
+/// Per-token labels: `[N, D]` integers, each `>= 0` or [`IGNORE_INDEX`], the shape of `inputs`.
+fn per_token_labels(path: &Path, labels: Tensor, inputs: &Tensor) -> Result<Tensor> {
+    if labels.dims() != inputs.dims() {
+        return Err(CoreError::data(
+            path,
+            format!(
+                "length mismatch: per-token `labels` have shape {:?}, inputs {:?}",
+                labels.dims(),
+                inputs.dims()
+            ),
+        ));
+    }
+    let values = integers(path, LABELS, &labels)?;
+    let width = inputs.dims()[1].max(1);
+    if let Some((i, v)) = values.iter().enumerate().find(|(_, v)| **v < 0 && **v != IGNORE_INDEX) {
+        return Err(CoreError::data(
+            path,
+            format!(
+                "label {v} in example {} is out of range (per-token labels are >= 0 or {IGNORE_INDEX})",
+                i / width
+            ),
+        ));
+    }
+    Tensor::from_vec(values, labels.dims(), &Device::Cpu).map_err(|e| CoreError::data(path, format!("`{LABELS}`: {e}")))
 }
 
 /// Labels: `[N]` (or `[N, 1]`) integers in `0..=u32::MAX`.
@@ -347,7 +389,12 @@ fn read_parquet(path: &Path) -> Result<HashMap<String, Tensor>> {
         }
     }
     if let Some(series) = column(&df, LABELS) {
-        arrays.insert(LABELS.to_string(), int_column(path, series)?);
+        let labels = match series.dtype() {
+            // Per-token targets of language-model data.
+            DataType::List(_) => list_column(path, LABELS, series, false)?,
+            _ => int_column(path, series)?,
+        };
+        arrays.insert(LABELS.to_string(), labels);
     }
     // Token ids without labels are language-model data.
     let no_inputs = !arrays.contains_key(INPUTS) && !arrays.contains_key(INPUT_IDS);

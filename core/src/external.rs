@@ -22,7 +22,8 @@
 //!   (wrapper prefixes such as `module.` stripped, integer buffers left out).
 //! - `DATA.safetensors`: the eval data, whatever file it was read from: `inputs` (F32 `[N, D]`) or
 //!   `input_ids` (U32 `[N, D]`), `labels` (U32 `[N]`; absent for language-model data, token ids
-//!   without labels) and, if present, `attention_mask` and `token_type_ids` (U32 `[N, D]`).
+//!   without labels; I64 `[N, D]` for per-token labels, -100 = not scored) and, if present,
+//!   `attention_mask` and `token_type_ids` (U32 `[N, D]`).
 //!
 //! The command must exit with status 0 and print exactly `N` lines on stdout, one per example in
 //! order, each a JSON object `{"loss": <cross-entropy in nats>, "correct": <bool>}` (other keys are
@@ -236,6 +237,9 @@ fn write_data(data: &EvalData, path: &Path) -> Result<()> {
     if data.has_labels() {
         let labels = Tensor::from_vec(data.labels.clone(), data.labels.len(), &Device::Cpu).map_err(what)?;
         tensors.insert(LABELS.to_string(), labels);
+    }
+    if let Some(labels) = &data.token_labels {
+        tensors.insert(LABELS.to_string(), labels.clone());
     }
     if let Some(mask) = &data.attention_mask {
         tensors.insert(ATTENTION_MASK.to_string(), mask.clone());

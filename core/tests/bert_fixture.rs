@@ -160,6 +160,15 @@ fn segment_ids_matter_and_out_of_range_ones_are_refused() {
 }
 
 #[test]
+fn per_token_labels_are_refused_for_a_classifier() {
+    let a = load("init0-order0", 0);
+    let lm_data = EvalData::load(&own_fixture("causal_lm/eval_answers.parquet")).unwrap();
+    let config = checkpoint_dir("init0-order0", 0).join("config.json");
+    let err = evaluator_for(Some(&config), &a, &lm_data).err().unwrap().to_string();
+    assert!(err.contains("one label per sequence, not per token"), "{err}");
+}
+
+#[test]
 fn a_checkpoint_without_classifier_head_is_explained() {
     let a = load("init0-order0", 0);
     let headless: Vec<(String, candle_core::Tensor)> = a

@@ -174,3 +174,55 @@ fn a_wrong_tensor_shape_is_named() {
     let err = evaluator_for(Some(&config), &bad, &data()).err().unwrap().to_string();
     assert!(err.contains("does not fit") && err.contains("c_fc"), "{err}");
 }
+
+#[test]
+fn per_token_labels_score_only_the_labelled_tokens() {
+    let reference = reference();
+    let data = EvalData::load(&lm_fixture("eval_answers.parquet")).unwrap();
+    assert!(data.token_labels.is_some() && !data.has_labels());
+    for family in FAMILIES {
+        let want = &reference[family]["answers"];
+        assert_eq!(want["checkpoint"], "seed0/150");
+        let a = load(family, "seed0", 150);
+        let config = checkpoint_dir(family, "seed0", 0).join("config.json");
+        let evaluator = evaluator_for(Some(&config), &a, &data).unwrap();
+        let got = evaluator.evaluate(&a).unwrap();
+        assert_eq!(
+            evaluator.n_examples(),
+            37,
+            "{family}: 61 predicted tokens minus 3 prompt tokens x 8"
+        );
+        assert_close(
+            &format!("{family}: answer-token loss"),
+            &widen(&got.per_example_loss),
+            &floats(&want["loss"]),
+            TOLERANCE,
+        );
+        assert_eq!(got.per_example_correct, bools(&want["correct"]), "{family}");
+    }
+}
+
+#[test]
+fn per_token_labels_are_checked() {
+    let ids = candle_core::Tensor::new(&[[1u32, 2, 3]], &candle_core::Device::Cpu).unwrap();
+    let a = load("gpt_neox", "seed0", 0);
+    let config = checkpoint_dir("gpt_neox", "seed0", 0).join("config.json");
+    let dir = tempfile::tempdir().unwrap();
+    let write = |labels: candle_core::Tensor| {
+        let path = dir.path().join("eval.safetensors");
+        let map =
+            std::collections::HashMap::from([("input_ids".to_string(), ids.clone()), ("labels".to_string(), labels)]);
+        candle_core::safetensors::save(&map, &path).unwrap();
+        EvalData::load(&path)
+    };
+    let err = write(candle_core::Tensor::new(&[[-100i64, 2, -7]], &candle_core::Device::Cpu).unwrap())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("label -7 in example 0 is out of range"), "{err}");
+    let beyond = write(candle_core::Tensor::new(&[[-100i64, 2, 99]], &candle_core::Device::Cpu).unwrap()).unwrap();
+    let err = evaluator_for(Some(&config), &a, &beyond).err().unwrap().to_string();
+    assert!(err.contains("label 99") && err.contains("vocabulary of 24"), "{err}");
+    let none = write(candle_core::Tensor::new(&[[-100i64, -100, -100]], &candle_core::Device::Cpu).unwrap()).unwrap();
+    let err = evaluator_for(Some(&config), &a, &none).err().unwrap().to_string();
+    assert!(err.contains("predict no token"), "{err}");
+}

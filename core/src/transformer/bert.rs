@@ -118,6 +118,11 @@ impl Architecture for BertSpec {
                 )));
             }
         }
+        if data.token_labels.is_some() {
+            return Err(CoreError::Model(
+                "a BERT sequence classifier needs one label per sequence, not per token".into(),
+            ));
+        }
         if !data.has_labels() {
             return Err(CoreError::Model(
                 "a BERT classifier needs class labels: the eval data has no `labels`".into(),

@@ -78,16 +78,22 @@ pub fn attention_bias(batch: &TokenBatch, device: &Device) -> candle_core::Resul
     Tensor::from_vec(bias, (b, 1, l, l), device)
 }
 
-/// Positions `s * L + t` that predict a token, with the token predicted (`ids[s, t + 1]`).
+/// Positions `s * L + t` that predict a token, with the token predicted: `ids[s, t + 1]` where
+/// `attention_mask[s, t + 1] = 1`, or, with per-token labels, `labels[s, t + 1]` where it is not -100.
 fn predictions(batch: &TokenBatch) -> (Vec<u32>, Vec<u32>) {
     let l = batch.len;
     let mut rows = Vec::new();
     let mut targets = Vec::new();
     for s in 0..batch.rows {
         for t in 0..l.saturating_sub(1) {
-            if batch.mask[s * l + t + 1] != 0 {
+            let next = s * l + t + 1;
+            let target = match &batch.labels {
+                Some(labels) => u32::try_from(labels[next]).ok(),
+                None => (batch.mask[next] != 0).then_some(batch.ids[next]),
+            };
+            if let Some(target) = target {
                 rows.push((s * l + t) as u32);
-                targets.push(batch.ids[s * l + t + 1]);
+                targets.push(target);
             }
         }
     }
@@ -109,12 +115,24 @@ impl<S: DecoderSpec> Architecture for CausalLm<S> {
         self.0.max_positions()
     }
 
-    /// One example per predicted token; class labels, if any, are not used.
+    /// One example per predicted token (per-sequence class labels, if any, are not used); per-token
+    /// labels must be token ids of the vocabulary.
     fn examples(&self, _data: &EvalData, tokens: &TokenBatches) -> Result<usize> {
-        let n: usize = tokens.iter().map(|b| predictions(b).0.len()).sum();
+        let mut n = 0;
+        for batch in tokens.iter() {
+            let (_, targets) = predictions(batch);
+            if let Some(&bad) = targets.iter().find(|&&t| t as usize >= self.0.vocab_size()) {
+                return Err(CoreError::Model(format!(
+                    "eval data has label {bad}, beyond the model's vocabulary of {}",
+                    self.0.vocab_size()
+                )));
+            }
+            n += targets.len();
+        }
         if n == 0 {
             return Err(CoreError::Model(
-                "the eval sequences predict no token (every sequence is shorter than 2 attended tokens)".into(),
+                "the eval sequences predict no token (no sequence has 2 attended tokens, or every label is -100)"
+                    .into(),
             ));
         }
         Ok(n)
@@ -283,6 +301,7 @@ mod tests {
             input_ids: Tensor::from_slice(&ids, (rows, len), &Device::Cpu).unwrap(),
             attention_mask: Tensor::from_slice(&mask, (rows, len), &Device::Cpu).unwrap(),
             token_type_ids: None,
+            labels: None,
             ids,
             mask,
         }

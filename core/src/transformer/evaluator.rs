@@ -74,7 +74,7 @@ pub trait Architecture: Send + Sync + 'static {
 }
 
 /// Evaluates checkpoints of architecture `A` on tokenised eval data: one model per forward pass over
-/// batches of examples; pairs and alphas run in parallel.
+/// batches of examples, one pass after the other (each uses every core).
 pub struct TransformerEvaluator<A: Architecture> {
     /// Identifies this evaluator, so checkpoints prepared by another one are refused.
     id: u64,

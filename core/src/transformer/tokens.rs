@@ -28,6 +28,9 @@ pub struct TokenBatch {
     pub ids: Vec<u32>,
     /// The attention mask on the host.
     pub mask: Vec<u32>,
+    /// Per-token targets on the host (language-model data with `labels` per token), -100 = not
+    /// scored.
+    pub labels: Option<Vec<i64>>,
 }
 
 /// The eval set as forward-pass batches. Trailing columns that are padding in every example of a
@@ -64,6 +67,10 @@ impl TokenBatches {
             Some(types) => Some(types.flatten_all().and_then(|t| t.to_vec1::<u32>()).map_err(what)?),
             None => None,
         };
+        let labels = match &data.token_labels {
+            Some(labels) => Some(labels.flatten_all().and_then(|t| t.to_vec1::<i64>()).map_err(what)?),
+            None => None,
+        };
         // Unpadded length of each example: one past its last attended position.
         let lengths: Vec<usize> = mask
             .chunks_exact(width.max(1))
@@ -74,23 +81,25 @@ impl TokenBatches {
         for start in (0..n).step_by(per_batch) {
             let end = (start + per_batch).min(n);
             let len = lengths[start..end].iter().copied().max().unwrap_or(0).max(1);
-            let rows = |values: &[u32]| -> Vec<u32> {
+            fn rows<T: Copy>(values: &[T], (start, end, width, len): (usize, usize, usize, usize)) -> Vec<T> {
                 values[start * width..end * width]
                     .chunks_exact(width)
                     .flat_map(|row| row[..len].iter().copied())
                     .collect()
-            };
+            }
+            let span = (start, end, width, len);
             let tensor = |values: &[u32]| Tensor::from_slice(values, (end - start, len), device).map_err(what);
-            let (batch_ids, batch_mask) = (rows(&ids), rows(&mask));
+            let (batch_ids, batch_mask) = (rows(&ids, span), rows(&mask, span));
             batches.push(TokenBatch {
                 start,
                 rows: end - start,
                 len,
                 input_ids: tensor(&batch_ids)?,
                 attention_mask: tensor(&batch_mask)?,
-                token_type_ids: types.as_deref().map(|t| tensor(&rows(t))).transpose()?,
+                token_type_ids: types.as_deref().map(|t| tensor(&rows(t, span))).transpose()?,
                 ids: batch_ids,
                 mask: batch_mask,
+                labels: labels.as_deref().map(|l| rows(l, span)),
             });
         }
         Ok(Self {
