@@ -19,7 +19,8 @@ use common::time;
 use lineage_core::EvalData;
 use lineage_core::evaluator::Evaluator;
 use lineage_core::interpolation::alpha_grid;
-use lineage_core::transformer::{BertClassifier, BertSpec, TransformerEvaluator};
+use lineage_core::transformer::classifier::EncoderSpec;
+use lineage_core::transformer::{BertSpec, SequenceClassifier, TransformerEvaluator};
 use lineage_loaders::ParamSet;
 
 const SEQUENCES: usize = 64;
@@ -41,7 +42,8 @@ fn config() -> serde_json::Value {
 /// creates every tensor it is asked for.
 fn checkpoint(spec: &BertSpec) -> ParamSet {
     let varmap = VarMap::new();
-    BertClassifier::load(VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu), spec).unwrap();
+    spec.load(VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu))
+        .unwrap();
     let tensors = varmap.data().lock().unwrap();
     ParamSet::from_raw(
         tensors
@@ -109,7 +111,7 @@ fn main() {
     let spec = BertSpec::from_config_json(&config, Path::new("bench/config.json"), Some(&[4, 256])).unwrap();
     let (a, b) = (checkpoint(&spec), checkpoint(&spec));
     let data = eval_data(1000, 4);
-    let evaluator = TransformerEvaluator::new(spec, &a, &data, &Device::Cpu).unwrap();
+    let evaluator = TransformerEvaluator::new(SequenceClassifier(spec), &a, &data, &Device::Cpu).unwrap();
     let (pa, pb) = (evaluator.prepare(&a).unwrap(), evaluator.prepare(&b).unwrap());
     let alphas = alpha_grid(ALPHAS).unwrap();
     let interior = &alphas[1..ALPHAS - 1];

@@ -1,4 +1,4 @@
-//! Weight matching on the transformer fixtures (BERT, GPT-2, GPT-NeoX, two inits each): the aligned
+//! Weight matching on the transformer fixtures (BERT, RoBERTa, GPT-2, GPT-NeoX, two inits each): the aligned
 //! model B computes exactly the function of B (the permutation spec names every tensor touching a
 //! permuted axis), the matching objective rises, and the barrier between A and aligned B is lower
 //! than the raw one.
@@ -22,6 +22,12 @@ fn cases() -> Vec<(&'static str, PathBuf, PathBuf, PathBuf)> {
             own_fixture("bert/zoo/init0-order0/checkpoint-300"),
             own_fixture("bert/zoo/init1-order0/checkpoint-300"),
             own_fixture("bert/eval.parquet"),
+        ),
+        (
+            "roberta",
+            own_fixture("roberta/zoo/init0/checkpoint-300"),
+            own_fixture("roberta/zoo/init1/checkpoint-300"),
+            own_fixture("roberta/eval.parquet"),
         ),
         (
             "gpt2",

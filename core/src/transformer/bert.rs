@@ -6,16 +6,13 @@ use std::path::Path;
 use candle_core::{Module, Tensor};
 use candle_nn::{Linear, VarBuilder, linear};
 use candle_transformers::models::bert::{BertModel, Config};
-
 use lineage_loaders::ParamSet;
 
 use crate::align::PermutationSpec;
 use crate::error::{CoreError, Result};
-use crate::eval_data::EvalData;
-use crate::evaluator::score_logits;
-use crate::transformer::evaluator::{Architecture, Scores};
-use crate::transformer::tokens::{TokenBatch, TokenBatches};
-use crate::transformer::{check_heads, permutations};
+use crate::transformer::check_heads;
+use crate::transformer::classifier::{Encoder, EncoderSpec, n_labels};
+use crate::transformer::permutations::{self, EncoderNames};
 
 /// Prefix of the encoder's tensors in a `BertForSequenceClassification` checkpoint.
 const ENCODER: &str = "bert";
@@ -48,27 +45,13 @@ impl BertSpec {
             ("hidden_size", config.hidden_size),
             ("num_attention_heads", config.num_attention_heads),
         )?;
-        let n_labels = match classifier_shape {
-            Some(&[labels, hidden]) if hidden == config.hidden_size && labels > 0 => labels,
-            Some(shape) => {
-                return Err(CoreError::config(
-                    path,
-                    format!(
-                        "`{CLASSIFIER}.weight` has shape {shape:?}, expected [num_labels, {}]",
-                        config.hidden_size
-                    ),
-                ));
-            }
-            None => {
-                return Err(CoreError::config(
-                    path,
-                    format!(
-                        "the checkpoint has no `{CLASSIFIER}.weight`: only sequence classifiers \
-                         (BertForSequenceClassification) can be evaluated"
-                    ),
-                ));
-            }
-        };
+        let n_labels = n_labels(
+            path,
+            &Self::classifier_weight(),
+            classifier_shape,
+            config.hidden_size,
+            "BertForSequenceClassification",
+        )?;
         Ok(Self { config, n_labels })
     }
 
@@ -78,7 +61,7 @@ impl BertSpec {
     }
 }
 
-impl Architecture for BertSpec {
+impl EncoderSpec for BertSpec {
     type Model = BertClassifier;
 
     fn describe(&self) -> String {
@@ -99,53 +82,20 @@ impl Architecture for BertSpec {
         self.config.vocab_size
     }
 
-    fn max_positions(&self) -> Option<usize> {
-        Some(self.config.max_position_embeddings)
+    fn max_positions(&self) -> usize {
+        self.config.max_position_embeddings
     }
 
-    /// One example per sequence; it needs a label below the number of classes, and segment ids
-    /// below `type_vocab_size`.
-    fn examples(&self, data: &EvalData, tokens: &TokenBatches) -> Result<usize> {
-        if let Some(types) = &data.token_type_ids {
-            let max = types
-                .max_all()
-                .and_then(|m| m.to_scalar::<u32>())
-                .map_err(|e| CoreError::Model(format!("token_type_ids: {e}")))?;
-            if max as usize >= self.config.type_vocab_size {
-                return Err(CoreError::Model(format!(
-                    "eval data has token type {max}, but the model has {} token types",
-                    self.config.type_vocab_size
-                )));
-            }
-        }
-        if data.token_labels.is_some() {
-            return Err(CoreError::Model(
-                "a BERT sequence classifier needs one label per sequence, not per token".into(),
-            ));
-        }
-        if !data.has_labels() {
-            return Err(CoreError::Model(
-                "a BERT classifier needs class labels: the eval data has no `labels`".into(),
-            ));
-        }
-        if data.min_classes() > self.n_labels {
-            return Err(CoreError::Model(format!(
-                "eval data has label {}, but the classifier has {} classes",
-                data.min_classes() - 1,
-                self.n_labels
-            )));
-        }
-        Ok(tokens.n_examples())
+    fn type_vocab_size(&self) -> usize {
+        self.config.type_vocab_size
     }
 
-    /// The pooled [CLS] state, the classifier's input.
-    fn representation_width(&self) -> usize {
+    fn hidden_size(&self) -> usize {
         self.config.hidden_size
     }
 
-    /// One: candle-transformers' encoder does not expose its layers' outputs.
-    fn representation_layers(&self) -> usize {
-        1
+    fn n_labels(&self) -> usize {
+        self.n_labels
     }
 
     fn load(&self, vb: VarBuilder) -> candle_core::Result<BertClassifier> {
@@ -154,28 +104,12 @@ impl Architecture for BertSpec {
 
     fn permutation_spec(&self, params: &ParamSet) -> PermutationSpec {
         let c = &self.config;
-        permutations::bert(params, c.num_hidden_layers, c.hidden_size, c.intermediate_size)
-    }
-
-    fn score(
-        &self,
-        model: &BertClassifier,
-        batch: &TokenBatch,
-        labels: &[u32],
-        layer: Option<usize>,
-        out: &mut Scores,
-    ) -> candle_core::Result<()> {
-        let (logits, pooled) = model.forward(&batch.input_ids, batch.token_type_ids.as_ref(), &batch.attention_mask)?;
-        let logits = logits.flatten_all()?.to_vec1::<f32>()?;
-        let (mut loss, mut correct) = (vec![0.0; batch.rows], vec![false; batch.rows]);
-        let labels = &labels[batch.start..batch.start + batch.rows];
-        score_logits(&logits, self.n_labels, self.n_labels, labels, &mut loss, &mut correct);
-        out.loss.extend(loss);
-        out.correct.extend(correct);
-        if layer.is_some() {
-            out.features.extend(pooled.flatten_all()?.to_vec1::<f32>()?);
-        }
-        Ok(())
+        let names = EncoderNames {
+            prefix: "bert.",
+            head_dense: POOLER,
+            head_out: CLASSIFIER,
+        };
+        permutations::encoder_classifier(params, &names, c.num_hidden_layers, c.hidden_size, c.intermediate_size)
     }
 }
 
@@ -197,11 +131,11 @@ impl BertClassifier {
             classifier: linear(hidden, spec.n_labels, vb.pp(CLASSIFIER))?,
         })
     }
+}
 
-    /// Logits `[B, n_labels]` and pooled representations `[B, hidden]` (the classifier's input) of
-    /// token ids `[B, L]` with their segment ids (0 everywhere when `None`, as in transformers) and
-    /// attention mask `[B, L]`.
-    pub fn forward(
+impl Encoder for BertClassifier {
+    /// Logits and the pooled [CLS] state (the classifier's input).
+    fn forward(
         &self,
         input_ids: &Tensor,
         token_type_ids: Option<&Tensor>,

@@ -3,8 +3,10 @@
 //! `config.json` next to the checkpoints:
 //!
 //! - `bert` ([`bert`]): `BertForSequenceClassification`; candle-transformers' BERT encoder plus the
-//!   HF pooler and classifier head. One example per sequence; the representation is the pooled
-//!   [CLS] state.
+//!   HF pooler and classifier head. `roberta` / `xlm-roberta` ([`roberta`]):
+//!   `RobertaForSequenceClassification`; candle-transformers' XLM-RoBERTa encoder plus the HF head.
+//!   One example per sequence ([`classifier`]); the representation is the head's input (BERT's
+//!   pooled [CLS] state).
 //! - `gpt2` ([`gpt2`]) and `gpt_neox` ([`gpt_neox`], Pythia): causal language models, written with
 //!   candle-nn because candle-transformers has neither. One example per predicted token
 //!   ([`causal`]); the representation is the final hidden state at each predicting position.
@@ -14,10 +16,12 @@
 
 pub mod bert;
 pub mod causal;
+pub mod classifier;
 mod evaluator;
 pub mod gpt2;
 pub mod gpt_neox;
 pub mod permutations;
+pub mod roberta;
 mod tokens;
 
 use std::path::Path;
@@ -27,9 +31,11 @@ use lineage_loaders::ParamSet;
 
 pub use bert::{BertClassifier, BertSpec};
 pub use causal::CausalLm;
+pub use classifier::SequenceClassifier;
 pub use evaluator::{Architecture, Scores, TransformerEvaluator};
 pub use gpt_neox::GptNeoxSpec;
 pub use gpt2::Gpt2Spec;
+pub use roberta::RobertaSpec;
 pub use tokens::{TokenBatch, TokenBatches};
 
 use crate::error::{CoreError, Result};
@@ -37,7 +43,7 @@ use crate::eval_data::EvalData;
 use crate::evaluator::Evaluator;
 
 /// `model_type` values of HF configs that lineage evaluates.
-pub const MODEL_TYPES: &[&str] = &["bert", "gpt2", "gpt_neox"];
+pub const MODEL_TYPES: &[&str] = &["bert", "roberta", "xlm-roberta", "gpt2", "gpt_neox"];
 
 /// The evaluator of the HF `model_type` in the parsed `config.json` at `path`, on `device`, or
 /// `None` when lineage does not know that model type.
@@ -52,7 +58,12 @@ pub fn evaluator_for_model_type(
     let evaluator: Box<dyn Evaluator> = match model_type {
         "bert" => {
             let classifier = reference.get(&BertSpec::classifier_weight()).map(|t| t.dims());
-            let spec = BertSpec::from_config_json(value, path, classifier)?;
+            let spec = SequenceClassifier(BertSpec::from_config_json(value, path, classifier)?);
+            Box::new(TransformerEvaluator::new(spec, reference, data, device)?)
+        }
+        "roberta" | "xlm-roberta" => {
+            let classifier = reference.get(&RobertaSpec::classifier_weight()).map(|t| t.dims());
+            let spec = SequenceClassifier(RobertaSpec::from_config_json(value, path, classifier)?);
             Box::new(TransformerEvaluator::new(spec, reference, data, device)?)
         }
         "gpt2" => {

@@ -9,7 +9,8 @@
 //! - the **MLP units** of each layer: the output rows (and bias) of the up-projection and the input
 //!   axis of the down-projection, as for an MLP.
 //!
-//! For BERT the pooler's units are a third kind (pooler rows and bias, classifier columns).
+//! For the encoder classifiers the units of the head's dense layer are a third kind (BERT's pooler,
+//! RoBERTa's `classifier.dense`: rows and bias, and the output layer's columns).
 //! Attention heads and the dimensions inside a head are kept as they are (they only permute in
 //! blocks, and rotary embeddings tie query and key dimensions in pairs).
 
@@ -42,11 +43,29 @@ fn named(prefix: &str, suffixes: &[(&str, usize)]) -> Vec<(String, usize)> {
         .collect()
 }
 
-/// The spec of a `BertForSequenceClassification` with `layers` layers of width `hidden` and MLP
-/// width `intermediate`.
-pub fn bert(params: &ParamSet, layers: usize, hidden: usize, intermediate: usize) -> PermutationSpec {
+/// Tensor names of an encoder classifier (BERT, RoBERTa).
+#[derive(Debug, Clone, Copy)]
+pub struct EncoderNames<'a> {
+    /// Prefix of the encoder's tensors, e.g. `bert.` or `roberta.`.
+    pub prefix: &'a str,
+    /// The head's dense layer reading the first token's state (BERT's `bert.pooler.dense`,
+    /// RoBERTa's `classifier.dense`).
+    pub head_dense: &'a str,
+    /// The head's output layer (`classifier`, `classifier.out_proj`).
+    pub head_out: &'a str,
+}
+
+/// The spec of a BERT-style sequence classifier with `layers` layers of width `hidden` and MLP
+/// width `intermediate`: residual stream, MLP units, and the units of the head's dense layer.
+pub fn encoder_classifier(
+    params: &ParamSet,
+    names: &EncoderNames,
+    layers: usize,
+    hidden: usize,
+    intermediate: usize,
+) -> PermutationSpec {
     let mut residual = named(
-        "bert.embeddings.",
+        &format!("{}embeddings.", names.prefix),
         &[
             ("word_embeddings.weight", 1),
             ("position_embeddings.weight", 1),
@@ -57,7 +76,7 @@ pub fn bert(params: &ParamSet, layers: usize, hidden: usize, intermediate: usize
     );
     let mut groups = Vec::new();
     for l in 0..layers {
-        let p = format!("bert.encoder.layer.{l}.");
+        let p = format!("{}encoder.layer.{l}.", names.prefix);
         residual.extend(named(
             &p,
             &[
@@ -85,14 +104,14 @@ pub fn bert(params: &ParamSet, layers: usize, hidden: usize, intermediate: usize
         );
         groups.push(group(format!("P_layer{l}_mlp"), intermediate, &mlp, params));
     }
-    residual.push(("bert.pooler.dense.weight".into(), 1));
-    let pooler = [
-        ("bert.pooler.dense.weight".to_string(), 0),
-        ("bert.pooler.dense.bias".to_string(), 0),
-        ("classifier.weight".to_string(), 1),
+    residual.push((format!("{}.weight", names.head_dense), 1));
+    let head = [
+        (format!("{}.weight", names.head_dense), 0),
+        (format!("{}.bias", names.head_dense), 0),
+        (format!("{}.weight", names.head_out), 1),
     ];
     groups.insert(0, group("P_residual".into(), hidden, &residual, params));
-    groups.push(group("P_pooler".into(), hidden, &pooler, params));
+    groups.push(group("P_head".into(), hidden, &head, params));
     PermutationSpec { groups }
 }
 

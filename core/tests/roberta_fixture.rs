@@ -1,0 +1,88 @@
+//! The `roberta` family against PyTorch: the tiny `RobertaForSequenceClassification` zoo of
+//! `tests/fixtures/roberta` (written by `make_fixture.py` with transformers; padding id 0, so
+//! RoBERTa's position ids start at 1), its reference losses, correctness, path and head inputs.
+
+mod common;
+
+use std::path::PathBuf;
+
+use common::{assert_close, bools, floats, own_fixture, read_json, widen};
+use lineage_core::EvalData;
+use lineage_core::evaluator::{Evaluator, evaluator_for};
+use lineage_core::interpolation::blend;
+use lineage_loaders::{ParamSet, load_params};
+
+/// Largest difference to PyTorch's float32 values accepted.
+const TOLERANCE: f64 = 1e-4;
+
+fn checkpoint_dir(run: &str, step: u64) -> PathBuf {
+    own_fixture(&format!("roberta/zoo/{run}/checkpoint-{step}"))
+}
+
+fn load(run: &str, step: u64) -> ParamSet {
+    load_params(&checkpoint_dir(run, step).join("model.safetensors")).unwrap()
+}
+
+fn evaluator(reference_params: &ParamSet) -> Box<dyn Evaluator> {
+    let data = EvalData::load(&own_fixture("roberta/eval.parquet")).unwrap();
+    let config = checkpoint_dir("init0", 0).join("config.json");
+    evaluator_for(Some(&config), reference_params, &data).unwrap()
+}
+
+#[test]
+fn checkpoints_path_and_head_inputs_match_pytorch() {
+    let reference = read_json(&own_fixture("roberta/reference.json"));
+    let evaluator = evaluator(&load("init0", 0));
+    assert!(
+        evaluator.describe().starts_with("roberta 2 layers x 16 hidden"),
+        "{}",
+        evaluator.describe()
+    );
+    let checkpoints = reference["checkpoints"].as_object().unwrap();
+    assert_eq!(checkpoints.len(), 4);
+    for (key, want) in checkpoints {
+        let (run, step) = key.split_once('/').unwrap();
+        let got = evaluator.evaluate(&load(run, step.parse().unwrap())).unwrap();
+        assert_close(key, &widen(&got.per_example_loss), &floats(&want["loss"]), TOLERANCE);
+        assert_eq!(got.per_example_correct, bools(&want["correct"]), "{key}");
+    }
+
+    let path = &reference["path"];
+    let alphas = floats(&reference["alphas"]);
+    let (a, b) = (load("init0", 300), load("init1", 300));
+    let results = evaluator.evaluate_path(&a, &b, &alphas).unwrap();
+    let losses: Vec<f64> = results.iter().map(|r| r.loss).collect();
+    let errors: Vec<f64> = results.iter().map(|r| r.error).collect();
+    assert_close("mean loss along the path", &losses, &floats(&path["loss"]), TOLERANCE);
+    assert_close("error along the path", &errors, &floats(&path["error"]), TOLERANCE);
+    let mid = alphas.iter().position(|&x| x == 0.5).unwrap();
+    assert_close(
+        "per-example loss at alpha 0.5",
+        &widen(&results[mid].per_example_loss),
+        &floats(&path["per_example_loss_mid"]),
+        TOLERANCE,
+    );
+
+    let blended = blend(a.iter(), |n| b.get(n), 0.5).unwrap();
+    let blended = ParamSet::from_raw(blended.into_iter().collect()).unwrap();
+    let features = evaluator
+        .hidden_activations(&evaluator.prepare(&blended).unwrap(), 0)
+        .unwrap();
+    for (i, row) in path["head_input_mid"].as_array().unwrap().iter().enumerate() {
+        assert_close(
+            &format!("head input of example {i}"),
+            &widen(features.row(i)),
+            &floats(row),
+            TOLERANCE,
+        );
+    }
+}
+
+#[test]
+fn segment_ids_beyond_the_single_token_type_are_refused() {
+    let a = load("init0", 0);
+    let bert_pairs = EvalData::load(&own_fixture("bert/eval.parquet")).unwrap();
+    let config = checkpoint_dir("init0", 0).join("config.json");
+    let err = evaluator_for(Some(&config), &a, &bert_pairs).err().unwrap().to_string();
+    assert!(err.contains("token type 1") && err.contains("1 token types"), "{err}");
+}
