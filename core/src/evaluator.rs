@@ -146,8 +146,9 @@ pub trait Evaluator: Send + Sync {
     }
 
     /// Evaluates many paths at once: for each `(i, j)` in `pairs`, the path from `points[i]` to
-    /// `points[j]` at `alphas`. All (pair, alpha) jobs run in parallel; results are in the order of
-    /// `pairs`, then `alphas`.
+    /// `points[j]` at `alphas`. All (pair, alpha) jobs run in parallel (one after the other when
+    /// [`Evaluator::parallel_evaluations`] says so); results are in the order of `pairs`, then
+    /// `alphas`.
     fn evaluate_paths(
         &self,
         points: &[&Prepared],
@@ -163,9 +164,16 @@ pub trait Evaluator: Send + Sync {
         let jobs: Vec<(usize, usize)> = (0..pairs.len())
             .flat_map(|p| (0..alphas.len()).map(move |k| (p, k)))
             .collect();
+        // A rayon job that is never split runs its items in order, on one thread.
+        let (min_len, max_len) = if self.parallel_evaluations() {
+            (1, 1)
+        } else {
+            (usize::MAX, usize::MAX)
+        };
         let mut flat: Vec<EvalResult> = jobs
             .par_iter()
-            .with_max_len(1)
+            .with_min_len(min_len)
+            .with_max_len(max_len)
             .map(|&(p, k)| {
                 let (i, j) = pairs[p];
                 let mut one = self.evaluate_path_prepared(points[i], points[j], &alphas[k..=k])?;

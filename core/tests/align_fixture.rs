@@ -4,25 +4,11 @@
 
 mod common;
 
-use common::{fixture, load};
+use common::{barrier11, fixture, load};
 
 use lineage_core::EvalData;
 use lineage_core::align::{align_to, weight_matching};
-use lineage_core::evaluator::{Evaluator, evaluator_for};
-use lineage_core::interpolation::{alpha_grid, endpoint_barrier};
-use lineage_loaders::ParamSet;
-
-/// Endpoint loss barrier of the path from `a` to `b` on an 11-point grid.
-fn barrier(evaluator: &dyn Evaluator, a: &ParamSet, b: &ParamSet) -> f64 {
-    let alphas = alpha_grid(11).unwrap();
-    let losses: Vec<f64> = evaluator
-        .evaluate_path(a, b, &alphas)
-        .unwrap()
-        .iter()
-        .map(|r| r.loss)
-        .collect();
-    endpoint_barrier(&alphas, &losses)
-}
+use lineage_core::evaluator::evaluator_for;
 
 fn reference_raw_barrier(step: u64) -> f64 {
     let text = std::fs::read_to_string(fixture("reference_barriers.json")).unwrap();
@@ -52,8 +38,8 @@ fn alignment_cuts_the_barrier_between_different_inits() {
     assert!((rb.loss - rb2.loss).abs() < 1e-5, "{} vs {}", rb.loss, rb2.loss);
     assert_eq!(rb.error, rb2.error);
 
-    let raw = barrier(evaluator.as_ref(), &a, &b);
-    let after = barrier(evaluator.as_ref(), &a, &aligned);
+    let raw = barrier11(evaluator.as_ref(), &a, &b);
+    let after = barrier11(evaluator.as_ref(), &a, &aligned);
     println!("step 1500 endpoint loss barrier: raw {raw:.4}, aligned {after:.4}");
     assert!((raw - reference_raw_barrier(1500)).abs() < 1e-4, "raw barrier {raw}");
     assert!(after < 0.5 * raw, "aligned barrier {after} vs raw {raw}");

@@ -6,15 +6,14 @@ mod common;
 
 use std::path::PathBuf;
 
-use common::{assert_close, bools, floats, own_fixture, read_json, widen};
+use common::{
+    TORCH_TOLERANCE, assert_checkpoints_match, assert_close, assert_path_matches, floats, own_fixture, read_json, widen,
+};
 use lineage_core::evaluator::{Evaluator, evaluator_for};
 use lineage_core::interpolation::endpoint_barrier;
 use lineage_core::{CoreError, EvalData};
 use lineage_loaders::{ParamSet, load_params};
 use serde_json::Value;
-
-/// Largest difference to PyTorch's float32 values accepted (losses, logits-derived values).
-const TOLERANCE: f64 = 1e-4;
 
 fn bert_fixture(rel: &str) -> PathBuf {
     own_fixture(&format!("bert/{rel}"))
@@ -53,15 +52,8 @@ fn every_checkpoint_matches_pytorch() {
         "{}",
         evaluator.describe()
     );
-    let checkpoints = reference["checkpoints"].as_object().unwrap();
-    assert_eq!(checkpoints.len(), 9);
-    for (key, want) in checkpoints {
-        let (run, step) = key.split_once('/').unwrap();
-        let got = evaluator.evaluate(&load(run, step.parse().unwrap())).unwrap();
-        assert_close(key, &widen(&got.per_example_loss), &floats(&want["loss"]), TOLERANCE);
-        let correct = bools(&want["correct"]);
-        assert_eq!(got.per_example_correct, correct, "{key}: correctness");
-    }
+    assert_eq!(reference["checkpoints"].as_object().unwrap().len(), 9);
+    assert_checkpoints_match(evaluator.as_ref(), &reference["checkpoints"], load);
 }
 
 #[test]
@@ -73,14 +65,11 @@ fn interpolation_path_matches_pytorch() {
     assert_eq!(path["a"], "init0-order0/300");
     assert_eq!(path["b"], "init1-order0/300");
     let evaluator = evaluator(&a);
-    let results = evaluator.evaluate_path(&a, &b, &alphas).unwrap();
+    let results = assert_path_matches(evaluator.as_ref(), &a, &b, &alphas, path);
     let losses: Vec<f64> = results.iter().map(|r| r.loss).collect();
-    let errors: Vec<f64> = results.iter().map(|r| r.error).collect();
-    assert_close("mean loss along the path", &losses, &floats(&path["loss"]), TOLERANCE);
-    assert_close("error along the path", &errors, &floats(&path["error"]), TOLERANCE);
     // Models from different inits: a clear barrier, as PyTorch finds.
     let barrier = endpoint_barrier(&alphas, &losses);
-    assert!((barrier - endpoint_barrier(&alphas, &floats(&path["loss"]))).abs() < TOLERANCE);
+    assert!((barrier - endpoint_barrier(&alphas, &floats(&path["loss"]))).abs() < TORCH_TOLERANCE);
     assert!(barrier > 0.2, "barrier {barrier}");
 
     let mid = alphas.iter().position(|&x| x == 0.5).unwrap();
@@ -88,7 +77,7 @@ fn interpolation_path_matches_pytorch() {
         "per-example loss at alpha 0.5",
         &widen(&results[mid].per_example_loss),
         &floats(&path["per_example_loss_mid"]),
-        TOLERANCE,
+        TORCH_TOLERANCE,
     );
 }
 
@@ -116,7 +105,7 @@ fn pooled_representation_matches_pytorch() {
             &format!("pooled state of example {i}"),
             &widen(features.row(i)),
             row,
-            TOLERANCE,
+            TORCH_TOLERANCE,
         );
     }
     assert!(

@@ -6,15 +6,16 @@ mod common;
 
 use std::path::PathBuf;
 
-use common::{assert_close, bools, floats, own_fixture, read_json, widen};
+use common::{
+    TORCH_TOLERANCE, assert_checkpoints_match, assert_close, assert_path_matches, bools, floats, own_fixture,
+    read_json, widen,
+};
 use lineage_core::EvalData;
 use lineage_core::evaluator::{Evaluator, evaluator_for};
 use lineage_core::interpolation::{blend, endpoint_barrier};
 use lineage_loaders::{ParamSet, load_params};
 use serde_json::Value;
 
-/// Largest difference to PyTorch's float32 values accepted.
-const TOLERANCE: f64 = 1e-4;
 const FAMILIES: [&str; 2] = ["gpt2", "gpt_neox"];
 
 fn lm_fixture(rel: &str) -> PathBuf {
@@ -55,29 +56,15 @@ fn every_checkpoint_matches_pytorch_token_by_token() {
     for family in FAMILIES {
         let evaluator = evaluator(family, &load(family, "seed0", 0));
         assert!(evaluator.describe().starts_with(family), "{}", evaluator.describe());
-        let checkpoints = reference[family]["checkpoints"].as_object().unwrap();
-        assert_eq!(checkpoints.len(), 4);
-        for (key, want) in checkpoints {
-            let (run, step) = key.split_once('/').unwrap();
-            let got = evaluator.evaluate(&load(family, run, step.parse().unwrap())).unwrap();
-            let want_loss = floats(&want["loss"]);
-            assert_eq!(
-                evaluator.n_examples(),
-                want_loss.len(),
-                "{family}: one example per predicted token"
-            );
-            assert_close(
-                &format!("{family} {key}"),
-                &widen(&got.per_example_loss),
-                &want_loss,
-                TOLERANCE,
-            );
-            let correct = bools(&want["correct"]);
-            assert_eq!(
-                got.per_example_correct, correct,
-                "{family} {key}: next-token correctness"
-            );
-        }
+        let checkpoints = &reference[family]["checkpoints"];
+        assert_eq!(checkpoints.as_object().unwrap().len(), 4);
+        let predicted = checkpoints["seed0/0"]["loss"].as_array().unwrap().len();
+        assert_eq!(
+            evaluator.n_examples(),
+            predicted,
+            "{family}: one example per predicted token"
+        );
+        assert_checkpoints_match(evaluator.as_ref(), checkpoints, |run, step| load(family, run, step));
     }
 }
 
@@ -89,21 +76,8 @@ fn interpolation_paths_match_pytorch() {
         let path = &reference[family]["path"];
         let (a, b) = (load(family, "seed0", 150), load(family, "seed1", 150));
         let evaluator = evaluator(family, &a);
-        let results = evaluator.evaluate_path(&a, &b, &alphas).unwrap();
+        let results = assert_path_matches(evaluator.as_ref(), &a, &b, &alphas, path);
         let losses: Vec<f64> = results.iter().map(|r| r.loss).collect();
-        let errors: Vec<f64> = results.iter().map(|r| r.error).collect();
-        assert_close(
-            &format!("{family}: mean token loss along the path"),
-            &losses,
-            &floats(&path["loss"]),
-            TOLERANCE,
-        );
-        assert_close(
-            &format!("{family}: error along the path"),
-            &errors,
-            &floats(&path["error"]),
-            TOLERANCE,
-        );
         let barrier = endpoint_barrier(&alphas, &losses);
         assert!(
             barrier > 0.5,
@@ -115,7 +89,7 @@ fn interpolation_paths_match_pytorch() {
             &format!("{family}: per-token loss at alpha 0.5"),
             &widen(&results[mid].per_example_loss),
             &floats(&path["per_token_loss_mid"]),
-            TOLERANCE,
+            TORCH_TOLERANCE,
         );
     }
 }
@@ -147,7 +121,7 @@ fn hidden_states_of_every_layer_match_pytorch() {
                     &format!("{family}: layer {layer} state of token {i}"),
                     &widen(features.row(i)),
                     row,
-                    TOLERANCE,
+                    TORCH_TOLERANCE,
                 );
             }
         }
@@ -196,7 +170,7 @@ fn per_token_labels_score_only_the_labelled_tokens() {
             &format!("{family}: answer-token loss"),
             &widen(&got.per_example_loss),
             &floats(&want["loss"]),
-            TOLERANCE,
+            TORCH_TOLERANCE,
         );
         assert_eq!(got.per_example_correct, bools(&want["correct"]), "{family}");
     }

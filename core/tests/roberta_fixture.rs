@@ -6,14 +6,13 @@ mod common;
 
 use std::path::PathBuf;
 
-use common::{assert_close, bools, floats, own_fixture, read_json, widen};
+use common::{
+    TORCH_TOLERANCE, assert_checkpoints_match, assert_close, assert_path_matches, floats, own_fixture, read_json, widen,
+};
 use lineage_core::EvalData;
 use lineage_core::evaluator::{Evaluator, evaluator_for};
 use lineage_core::interpolation::blend;
 use lineage_loaders::{ParamSet, load_params};
-
-/// Largest difference to PyTorch's float32 values accepted.
-const TOLERANCE: f64 = 1e-4;
 
 fn checkpoint_dir(run: &str, step: u64) -> PathBuf {
     own_fixture(&format!("roberta/zoo/{run}/checkpoint-{step}"))
@@ -38,29 +37,19 @@ fn checkpoints_path_and_head_inputs_match_pytorch() {
         "{}",
         evaluator.describe()
     );
-    let checkpoints = reference["checkpoints"].as_object().unwrap();
-    assert_eq!(checkpoints.len(), 4);
-    for (key, want) in checkpoints {
-        let (run, step) = key.split_once('/').unwrap();
-        let got = evaluator.evaluate(&load(run, step.parse().unwrap())).unwrap();
-        assert_close(key, &widen(&got.per_example_loss), &floats(&want["loss"]), TOLERANCE);
-        assert_eq!(got.per_example_correct, bools(&want["correct"]), "{key}");
-    }
+    assert_eq!(reference["checkpoints"].as_object().unwrap().len(), 4);
+    assert_checkpoints_match(evaluator.as_ref(), &reference["checkpoints"], load);
 
     let path = &reference["path"];
     let alphas = floats(&reference["alphas"]);
     let (a, b) = (load("init0", 300), load("init1", 300));
-    let results = evaluator.evaluate_path(&a, &b, &alphas).unwrap();
-    let losses: Vec<f64> = results.iter().map(|r| r.loss).collect();
-    let errors: Vec<f64> = results.iter().map(|r| r.error).collect();
-    assert_close("mean loss along the path", &losses, &floats(&path["loss"]), TOLERANCE);
-    assert_close("error along the path", &errors, &floats(&path["error"]), TOLERANCE);
+    let results = assert_path_matches(evaluator.as_ref(), &a, &b, &alphas, path);
     let mid = alphas.iter().position(|&x| x == 0.5).unwrap();
     assert_close(
         "per-example loss at alpha 0.5",
         &widen(&results[mid].per_example_loss),
         &floats(&path["per_example_loss_mid"]),
-        TOLERANCE,
+        TORCH_TOLERANCE,
     );
 
     let blended = blend(a.iter(), |n| b.get(n), 0.5).unwrap();
@@ -73,7 +62,7 @@ fn checkpoints_path_and_head_inputs_match_pytorch() {
             &format!("head input of example {i}"),
             &widen(features.row(i)),
             &floats(row),
-            TOLERANCE,
+            TORCH_TOLERANCE,
         );
     }
 }

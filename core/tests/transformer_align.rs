@@ -7,12 +7,11 @@ mod common;
 
 use std::path::PathBuf;
 
-use common::own_fixture;
+use common::{barrier11, own_fixture};
 use lineage_core::EvalData;
 use lineage_core::align::{align_to, weight_matching};
-use lineage_core::evaluator::{Evaluator, evaluator_for};
-use lineage_core::interpolation::{alpha_grid, endpoint_barrier};
-use lineage_loaders::{ParamSet, load_params};
+use lineage_core::evaluator::evaluator_for;
+use lineage_loaders::load_params;
 
 /// (family, checkpoint folder of A, of B, eval data).
 fn cases() -> Vec<(&'static str, PathBuf, PathBuf, PathBuf)> {
@@ -44,17 +43,6 @@ fn cases() -> Vec<(&'static str, PathBuf, PathBuf, PathBuf)> {
     ]
 }
 
-fn barrier(evaluator: &dyn Evaluator, a: &ParamSet, b: &ParamSet) -> f64 {
-    let alphas = alpha_grid(11).unwrap();
-    let losses: Vec<f64> = evaluator
-        .evaluate_path(a, b, &alphas)
-        .unwrap()
-        .iter()
-        .map(|r| r.loss)
-        .collect();
-    endpoint_barrier(&alphas, &losses)
-}
-
 #[test]
 fn alignment_keeps_the_function_and_lowers_the_barrier() {
     for (family, dir_a, dir_b, data) in cases() {
@@ -77,8 +65,8 @@ fn alignment_keeps_the_function_and_lowers_the_barrier() {
         }
         assert_eq!(rb.per_example_correct, ra.per_example_correct, "{family}");
 
-        let raw = barrier(evaluator.as_ref(), &a, &b);
-        let after = barrier(evaluator.as_ref(), &a, &aligned);
+        let raw = barrier11(evaluator.as_ref(), &a, &b);
+        let after = barrier11(evaluator.as_ref(), &a, &aligned);
         println!("{family}: endpoint loss barrier raw {raw:.4}, aligned {after:.4}");
         assert!(after < raw, "{family}: aligned barrier {after} vs raw {raw}");
     }

@@ -10,8 +10,7 @@ use lineage_loaders::ParamSet;
 
 use crate::align::PermutationSpec;
 use crate::error::{CoreError, Result};
-use crate::transformer::check_heads;
-use crate::transformer::classifier::{Encoder, EncoderSpec, n_labels};
+use crate::transformer::classifier::{Encoder, EncoderSizes, EncoderSpec, check_and_count_labels};
 use crate::transformer::permutations::{self, EncoderNames};
 
 /// Prefix of the encoder's tensors in a `BertForSequenceClassification` checkpoint.
@@ -26,8 +25,8 @@ const CLASSIFIER: &str = "classifier";
 pub struct BertSpec {
     /// The encoder's configuration as candle-transformers reads it.
     pub config: Config,
-    /// Number of classes (rows of `classifier.weight`).
-    pub n_labels: usize,
+    /// The sizes (number of classes from `classifier.weight`).
+    pub sizes: EncoderSizes,
 }
 
 impl BertSpec {
@@ -40,19 +39,26 @@ impl BertSpec {
     ) -> Result<Self> {
         let config: Config = serde_json::from_value(value.clone())
             .map_err(|e| CoreError::config(path, format!("not a BERT config: {e}")))?;
-        check_heads(
+        let labels = check_and_count_labels(
             path,
-            ("hidden_size", config.hidden_size),
-            ("num_attention_heads", config.num_attention_heads),
-        )?;
-        let n_labels = n_labels(
-            path,
+            (config.hidden_size, config.num_attention_heads),
             &Self::classifier_weight(),
             classifier_shape,
-            config.hidden_size,
             "BertForSequenceClassification",
         )?;
-        Ok(Self { config, n_labels })
+        let sizes = EncoderSizes {
+            family: "bert",
+            layers: config.num_hidden_layers,
+            hidden: config.hidden_size,
+            heads: config.num_attention_heads,
+            intermediate: config.intermediate_size,
+            activation: format!("{:?}", config.hidden_act),
+            vocab: config.vocab_size,
+            token_types: config.type_vocab_size,
+            max_positions: config.max_position_embeddings,
+            labels,
+        };
+        Ok(Self { config, sizes })
     }
 
     /// Name of the classifier weight, whose shape gives the number of labels.
@@ -64,38 +70,8 @@ impl BertSpec {
 impl EncoderSpec for BertSpec {
     type Model = BertClassifier;
 
-    fn describe(&self) -> String {
-        let c = &self.config;
-        format!(
-            "bert {} layers x {} hidden ({} heads, {} intermediate, {:?}), vocab {}, {} labels",
-            c.num_hidden_layers,
-            c.hidden_size,
-            c.num_attention_heads,
-            c.intermediate_size,
-            c.hidden_act,
-            c.vocab_size,
-            self.n_labels
-        )
-    }
-
-    fn vocab_size(&self) -> usize {
-        self.config.vocab_size
-    }
-
-    fn max_positions(&self) -> usize {
-        self.config.max_position_embeddings
-    }
-
-    fn type_vocab_size(&self) -> usize {
-        self.config.type_vocab_size
-    }
-
-    fn hidden_size(&self) -> usize {
-        self.config.hidden_size
-    }
-
-    fn n_labels(&self) -> usize {
-        self.n_labels
+    fn sizes(&self) -> &EncoderSizes {
+        &self.sizes
     }
 
     fn load(&self, vb: VarBuilder) -> candle_core::Result<BertClassifier> {
@@ -103,13 +79,12 @@ impl EncoderSpec for BertSpec {
     }
 
     fn permutation_spec(&self, params: &ParamSet) -> PermutationSpec {
-        let c = &self.config;
         let names = EncoderNames {
             prefix: "bert.",
             head_dense: POOLER,
             head_out: CLASSIFIER,
         };
-        permutations::encoder_classifier(params, &names, c.num_hidden_layers, c.hidden_size, c.intermediate_size)
+        permutations::encoder_classifier(params, &names, &self.sizes)
     }
 }
 
@@ -128,7 +103,7 @@ impl BertClassifier {
         Ok(Self {
             encoder: BertModel::load(vb.pp(ENCODER), &spec.config)?,
             pooler: linear(hidden, hidden, vb.pp(POOLER))?,
-            classifier: linear(hidden, spec.n_labels, vb.pp(CLASSIFIER))?,
+            classifier: linear(hidden, spec.sizes.labels, vb.pp(CLASSIFIER))?,
         })
     }
 }

@@ -11,25 +11,58 @@ use crate::align::PermutationSpec;
 use crate::error::{CoreError, Result};
 use crate::eval_data::EvalData;
 use crate::evaluator::score_logits;
+use crate::transformer::check_heads;
 use crate::transformer::evaluator::{Architecture, Scores};
 use crate::transformer::tokens::{TokenBatch, TokenBatches};
+
+/// The sizes of an encoder classifier.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EncoderSizes {
+    /// Family name (`bert`, `roberta`).
+    pub family: &'static str,
+    /// Number of layers.
+    pub layers: usize,
+    /// Width of the hidden states (and of the head's input).
+    pub hidden: usize,
+    /// Attention heads per layer.
+    pub heads: usize,
+    /// Width of the MLPs.
+    pub intermediate: usize,
+    /// Hidden activation, as named in the config.
+    pub activation: String,
+    /// Token ids must be below this.
+    pub vocab: usize,
+    /// Segment ids must be below this.
+    pub token_types: usize,
+    /// Longest sequence the position embeddings allow.
+    pub max_positions: usize,
+    /// Number of classes.
+    pub labels: usize,
+}
+
+impl EncoderSizes {
+    /// One line (family and sizes), part of result cache keys.
+    pub fn describe(&self) -> String {
+        format!(
+            "{} {} layers x {} hidden ({} heads, {} intermediate, {}), vocab {}, {} labels",
+            self.family,
+            self.layers,
+            self.hidden,
+            self.heads,
+            self.intermediate,
+            self.activation,
+            self.vocab,
+            self.labels
+        )
+    }
+}
 
 /// An encoder classifier's architecture read from an HF `config.json`.
 pub trait EncoderSpec: Send + Sync + 'static {
     /// The model built on one parameter set.
     type Model: Encoder;
-    /// One line (family and sizes), part of result cache keys.
-    fn describe(&self) -> String;
-    /// Token ids must be below this.
-    fn vocab_size(&self) -> usize;
-    /// Longest sequence the position embeddings allow.
-    fn max_positions(&self) -> usize;
-    /// Segment ids must be below this.
-    fn type_vocab_size(&self) -> usize;
-    /// Width of the head's input.
-    fn hidden_size(&self) -> usize;
-    /// Number of classes.
-    fn n_labels(&self) -> usize;
+    /// The sizes.
+    fn sizes(&self) -> &EncoderSizes;
     /// Builds the model from tensors named as in the HF checkpoint.
     fn load(&self, vb: VarBuilder) -> candle_core::Result<Self::Model>;
     /// The permutation symmetries searched by weight matching.
@@ -52,9 +85,17 @@ pub trait Encoder: Send + Sync + 'static {
 #[derive(Debug, Clone)]
 pub struct SequenceClassifier<S>(pub S);
 
-/// The number of classes from the shape of the classifier's output weight `name` (`[labels,
-/// hidden]`), for the config at `path`; `model` names the HF class in the error.
-pub fn n_labels(path: &Path, name: &str, shape: Option<&[usize]>, hidden: usize, model: &str) -> Result<usize> {
+/// Checks the head count of the config at `path` and reads the number of classes from the shape
+/// of the classifier's output weight `name` (`[labels, hidden]`); `model` names the HF class in the
+/// error.
+pub fn check_and_count_labels(
+    path: &Path,
+    (hidden, heads): (usize, usize),
+    name: &str,
+    shape: Option<&[usize]>,
+    model: &str,
+) -> Result<usize> {
+    check_heads(path, ("hidden_size", hidden), ("num_attention_heads", heads))?;
     match shape {
         Some(&[labels, h]) if h == hidden && labels > 0 => Ok(labels),
         Some(shape) => Err(CoreError::config(
@@ -79,26 +120,27 @@ impl<S: EncoderSpec> Architecture for SequenceClassifier<S> {
     type Model = S::Model;
 
     fn describe(&self) -> String {
-        self.0.describe()
+        self.0.sizes().describe()
     }
 
     fn vocab_size(&self) -> usize {
-        self.0.vocab_size()
+        self.0.sizes().vocab
     }
 
     fn max_positions(&self) -> Option<usize> {
-        Some(self.0.max_positions())
+        Some(self.0.sizes().max_positions)
     }
 
     /// One example per sequence; it needs a label below the number of classes, and segment ids
     /// below the number of token types.
     fn examples(&self, data: &EvalData, tokens: &TokenBatches) -> Result<usize> {
+        let sizes = self.0.sizes();
         if let Some(types) = &data.token_type_ids {
             let max = max_u32(types, "token_type_ids")?;
-            if max as usize >= self.0.type_vocab_size() {
+            if max as usize >= sizes.token_types {
                 return Err(CoreError::Model(format!(
                     "eval data has token type {max}, but the model has {} token types",
-                    self.0.type_vocab_size()
+                    sizes.token_types
                 )));
             }
         }
@@ -112,11 +154,11 @@ impl<S: EncoderSpec> Architecture for SequenceClassifier<S> {
                 "a sequence classifier needs class labels: the eval data has no `labels`".into(),
             ));
         }
-        if data.min_classes() > self.0.n_labels() {
+        if data.min_classes() > sizes.labels {
             return Err(CoreError::Model(format!(
                 "eval data has label {}, but the classifier has {} classes",
                 data.min_classes() - 1,
-                self.0.n_labels()
+                sizes.labels
             )));
         }
         Ok(tokens.n_examples())
@@ -124,7 +166,7 @@ impl<S: EncoderSpec> Architecture for SequenceClassifier<S> {
 
     /// The head's input (BERT's pooled [CLS] state).
     fn representation_width(&self) -> usize {
-        self.0.hidden_size()
+        self.0.sizes().hidden
     }
 
     /// One: candle-transformers' encoders do not expose their layers' outputs.
@@ -153,7 +195,7 @@ impl<S: EncoderSpec> Architecture for SequenceClassifier<S> {
         let logits = logits.flatten_all()?.to_vec1::<f32>()?;
         let (mut loss, mut correct) = (vec![0.0; batch.rows], vec![false; batch.rows]);
         let labels = &labels[batch.start..batch.start + batch.rows];
-        let classes = self.0.n_labels();
+        let classes = self.0.sizes().labels;
         score_logits(&logits, classes, classes, labels, &mut loss, &mut correct);
         out.loss.extend(loss);
         out.correct.extend(correct);

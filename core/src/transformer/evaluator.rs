@@ -235,28 +235,6 @@ impl<A: Architecture> Evaluator for TransformerEvaluator<A> {
         false
     }
 
-    /// Evaluates the jobs one after the other (see [`Evaluator::parallel_evaluations`]).
-    fn evaluate_paths(
-        &self,
-        points: &[&Prepared],
-        pairs: &[(usize, usize)],
-        alphas: &[f64],
-    ) -> Result<Vec<Vec<EvalResult>>> {
-        pairs
-            .iter()
-            .map(|&(i, j)| {
-                let (a, b) = (points.get(i), points.get(j));
-                let (Some(a), Some(b)) = (a, b) else {
-                    return Err(CoreError::InvalidArgument(format!(
-                        "pair ({i}, {j}) refers to a checkpoint beyond the {} prepared",
-                        points.len()
-                    )));
-                };
-                self.evaluate_path_prepared(a, b, alphas)
-            })
-            .collect()
-    }
-
     /// The layers of [`Architecture::representation_layers`]; the last is the state the output
     /// head reads.
     fn n_hidden_layers(&self) -> usize {

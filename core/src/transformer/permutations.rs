@@ -17,6 +17,7 @@
 use lineage_loaders::ParamSet;
 
 use crate::align::{PermutationGroup, PermutationSpec, TensorAxis};
+use crate::transformer::classifier::EncoderSizes;
 
 /// Builds one permutation group: `axes` are `(tensor, axis)`; tensors absent from `params` (optional
 /// biases, an untied output head) are left out.
@@ -55,15 +56,10 @@ pub struct EncoderNames<'a> {
     pub head_out: &'a str,
 }
 
-/// The spec of a BERT-style sequence classifier with `layers` layers of width `hidden` and MLP
-/// width `intermediate`: residual stream, MLP units, and the units of the head's dense layer.
-pub fn encoder_classifier(
-    params: &ParamSet,
-    names: &EncoderNames,
-    layers: usize,
-    hidden: usize,
-    intermediate: usize,
-) -> PermutationSpec {
+/// The spec of a BERT-style sequence classifier of `sizes`: residual stream, MLP units, and the
+/// units of the head's dense layer.
+pub fn encoder_classifier(params: &ParamSet, names: &EncoderNames, sizes: &EncoderSizes) -> PermutationSpec {
+    let (layers, hidden, intermediate) = (sizes.layers, sizes.hidden, sizes.intermediate);
     let mut residual = named(
         &format!("{}embeddings.", names.prefix),
         &[

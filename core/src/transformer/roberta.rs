@@ -12,8 +12,7 @@ use lineage_loaders::ParamSet;
 
 use crate::align::PermutationSpec;
 use crate::error::{CoreError, Result};
-use crate::transformer::check_heads;
-use crate::transformer::classifier::{Encoder, EncoderSpec, n_labels};
+use crate::transformer::classifier::{Encoder, EncoderSizes, EncoderSpec, check_and_count_labels};
 use crate::transformer::permutations::{self, EncoderNames};
 
 /// Prefix of the encoder's tensors.
@@ -28,8 +27,8 @@ const HEAD_OUT: &str = "classifier.out_proj";
 pub struct RobertaSpec {
     /// The encoder's configuration as candle-transformers reads it.
     pub config: Config,
-    /// Number of classes (rows of `classifier.out_proj.weight`).
-    pub n_labels: usize,
+    /// The sizes (number of classes from `classifier.out_proj.weight`).
+    pub sizes: EncoderSizes,
 }
 
 impl RobertaSpec {
@@ -57,19 +56,29 @@ impl RobertaSpec {
                 ),
             ));
         }
-        check_heads(
+        let labels = check_and_count_labels(
             path,
-            ("hidden_size", config.hidden_size),
-            ("num_attention_heads", config.num_attention_heads),
-        )?;
-        let n_labels = n_labels(
-            path,
+            (config.hidden_size, config.num_attention_heads),
             &Self::classifier_weight(),
             classifier_shape,
-            config.hidden_size,
             "RobertaForSequenceClassification",
         )?;
-        Ok(Self { config, n_labels })
+        let sizes = EncoderSizes {
+            family: "roberta",
+            layers: config.num_hidden_layers,
+            hidden: config.hidden_size,
+            heads: config.num_attention_heads,
+            intermediate: config.intermediate_size,
+            activation: format!("{:?}", config.hidden_act),
+            vocab: config.vocab_size,
+            token_types: config.type_vocab_size,
+            // Positions start after the padding id.
+            max_positions: config
+                .max_position_embeddings
+                .saturating_sub(config.pad_token_id as usize + 1),
+            labels,
+        };
+        Ok(Self { config, sizes })
     }
 
     /// Name of the output weight, whose shape gives the number of labels.
@@ -81,60 +90,26 @@ impl RobertaSpec {
 impl EncoderSpec for RobertaSpec {
     type Model = RobertaClassifier;
 
-    fn describe(&self) -> String {
-        let c = &self.config;
-        format!(
-            "roberta {} layers x {} hidden ({} heads, {} intermediate, {:?}), vocab {}, {} labels",
-            c.num_hidden_layers,
-            c.hidden_size,
-            c.num_attention_heads,
-            c.intermediate_size,
-            c.hidden_act,
-            c.vocab_size,
-            self.n_labels
-        )
-    }
-
-    fn vocab_size(&self) -> usize {
-        self.config.vocab_size
-    }
-
-    /// Positions start after the padding id: `max_position_embeddings - pad_token_id - 1` tokens.
-    fn max_positions(&self) -> usize {
-        self.config
-            .max_position_embeddings
-            .saturating_sub(self.config.pad_token_id as usize + 1)
-    }
-
-    fn type_vocab_size(&self) -> usize {
-        self.config.type_vocab_size
-    }
-
-    fn hidden_size(&self) -> usize {
-        self.config.hidden_size
-    }
-
-    fn n_labels(&self) -> usize {
-        self.n_labels
+    fn sizes(&self) -> &EncoderSizes {
+        &self.sizes
     }
 
     fn load(&self, vb: VarBuilder) -> candle_core::Result<RobertaClassifier> {
-        let h = self.config.hidden_size;
+        let h = self.sizes.hidden;
         Ok(RobertaClassifier {
             encoder: XLMRobertaModel::new(&self.config, vb.pp(ENCODER))?,
             dense: linear(h, h, vb.pp(HEAD_DENSE))?,
-            out_proj: linear(h, self.n_labels, vb.pp(HEAD_OUT))?,
+            out_proj: linear(h, self.sizes.labels, vb.pp(HEAD_OUT))?,
         })
     }
 
     fn permutation_spec(&self, params: &ParamSet) -> PermutationSpec {
-        let c = &self.config;
         let names = EncoderNames {
             prefix: "roberta.",
             head_dense: HEAD_DENSE,
             head_out: HEAD_OUT,
         };
-        permutations::encoder_classifier(params, &names, c.num_hidden_layers, c.hidden_size, c.intermediate_size)
+        permutations::encoder_classifier(params, &names, &self.sizes)
     }
 }
 

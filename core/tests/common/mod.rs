@@ -52,3 +52,65 @@ pub fn assert_close(what: &str, got: &[f64], want: &[f64], tolerance: f64) {
         assert!((g - w).abs() < tolerance, "{what}[{i}]: {g} vs reference {w}");
     }
 }
+
+/// Largest difference to PyTorch's float32 values accepted by the transformer fixture tests.
+pub const TORCH_TOLERANCE: f64 = 1e-4;
+
+/// Asserts that `evaluator` gives, for every checkpoint `"run/step"` of the reference object
+/// `checkpoints`, PyTorch's per-example losses (`loss`) and correctness (`correct`).
+pub fn assert_checkpoints_match(
+    evaluator: &dyn lineage_core::Evaluator,
+    checkpoints: &serde_json::Value,
+    load: impl Fn(&str, u64) -> ParamSet,
+) {
+    for (key, want) in checkpoints.as_object().unwrap() {
+        let (run, step) = key.split_once('/').unwrap();
+        let got = evaluator.evaluate(&load(run, step.parse().unwrap())).unwrap();
+        assert_close(
+            key,
+            &widen(&got.per_example_loss),
+            &floats(&want["loss"]),
+            TORCH_TOLERANCE,
+        );
+        assert_eq!(got.per_example_correct, bools(&want["correct"]), "{key}: correctness");
+    }
+}
+
+/// Evaluates the path from `a` to `b` at the reference `alphas` and asserts PyTorch's mean loss and
+/// error along it (`path.loss`, `path.error`); returns the results.
+pub fn assert_path_matches(
+    evaluator: &dyn lineage_core::Evaluator,
+    a: &ParamSet,
+    b: &ParamSet,
+    alphas: &[f64],
+    path: &serde_json::Value,
+) -> Vec<lineage_core::EvalResult> {
+    let results = evaluator.evaluate_path(a, b, alphas).unwrap();
+    let losses: Vec<f64> = results.iter().map(|r| r.loss).collect();
+    let errors: Vec<f64> = results.iter().map(|r| r.error).collect();
+    assert_close(
+        "mean loss along the path",
+        &losses,
+        &floats(&path["loss"]),
+        TORCH_TOLERANCE,
+    );
+    assert_close(
+        "error along the path",
+        &errors,
+        &floats(&path["error"]),
+        TORCH_TOLERANCE,
+    );
+    results
+}
+
+/// The endpoint loss barrier between `a` and `b` on an 11-point grid.
+pub fn barrier11(evaluator: &dyn lineage_core::Evaluator, a: &ParamSet, b: &ParamSet) -> f64 {
+    let alphas = lineage_core::interpolation::alpha_grid(11).unwrap();
+    let losses: Vec<f64> = evaluator
+        .evaluate_path(a, b, &alphas)
+        .unwrap()
+        .iter()
+        .map(|r| r.loss)
+        .collect();
+    lineage_core::interpolation::endpoint_barrier(&alphas, &losses)
+}
