@@ -265,7 +265,8 @@ fn mismatching_data_and_params_are_clear_errors() {
     std::fs::write(&config, r#"{"model_type": "t5"}"#).unwrap();
     let err = evaluator_for(Some(&config), &a, &data).err().unwrap().to_string();
     assert!(
-        err.contains("config.json") && err.contains("unsupported model_type `t5` (supported: bert, gpt2, gpt_neox"),
+        err.contains("config.json")
+            && err.contains("unsupported model_type `t5` (supported: bert, roberta, xlm-roberta, gpt2, gpt_neox"),
         "{err}"
     );
     std::fs::write(&config, r#"{"model_type": "bert"}"#).unwrap();
