@@ -1,13 +1,14 @@
 """PyTorch baseline for `cargo bench --bench transformer_path`: the same path evaluation in
 transformers, timed on this machine in the same run.
 
-Usage: python3 transformer_pytorch.py CONFIG_JSON SEQUENCES LENGTH ALPHAS THREADS REPEATS
+Usage: python3 transformer_pytorch.py FAMILY CONFIG_JSON SEQUENCES LENGTH ALPHAS THREADS REPEATS
 Prints one JSON line: {"best": seconds, "median": seconds, "torch": version}.
 
-The model is `BertForSequenceClassification` with the configuration given (random weights: the cost
-does not depend on them); two parameter sets A and B are blended at each interior alpha
+FAMILY `bert` is `BertForSequenceClassification` (cross-entropy per sequence), `gpt_neox`
+`GPTNeoXForCausalLM` (cross-entropy per next token), with the configuration given (random weights:
+the cost does not depend on them). Two parameter sets A and B are blended at each interior alpha
 (theta = (1-a) A + a B, as lineage does) and the blended model scores all sequences in one batch
-under `torch.no_grad()`, cross-entropy per example included.
+under `torch.no_grad()`.
 """
 
 import json
@@ -17,23 +18,34 @@ import time
 
 import torch
 import torch.nn.functional as F
-from transformers import BertConfig, BertForSequenceClassification
+from transformers import BertConfig, BertForSequenceClassification, GPTNeoXConfig, GPTNeoXForCausalLM
+
+FAMILIES = {
+    "bert": (BertConfig, BertForSequenceClassification),
+    "gpt_neox": (GPTNeoXConfig, GPTNeoXForCausalLM),
+}
 
 
 def main():
-    config_json, sequences, length, alphas, threads, repeats = sys.argv[1:7]
+    family, config_json, sequences, length, alphas, threads, repeats = sys.argv[1:8]
     sequences, length, alphas = int(sequences), int(length), int(alphas)
     threads, repeats = int(threads), int(repeats)
     torch.set_num_threads(threads)
-    config = BertConfig(**json.loads(config_json))
+    config_class, model_class = FAMILIES[family]
+    config = config_class(**json.loads(config_json))
     torch.manual_seed(0)
-    a = BertForSequenceClassification(config).eval()
-    b = BertForSequenceClassification(config).eval()
+    a = model_class(config).eval()
+    b = model_class(config).eval()
     sa, sb = a.state_dict(), b.state_dict()
-    model = BertForSequenceClassification(config).eval()
+    model = model_class(config).eval()
     ids = torch.randint(0, config.vocab_size, (sequences, length))
     mask = torch.ones_like(ids)
-    labels = torch.randint(0, config.num_labels, (sequences,))
+    labels = torch.randint(0, 4, (sequences,))
+
+    def losses(logits):
+        if family == "bert":
+            return F.cross_entropy(logits, labels, reduction="none")
+        return F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), ids[:, 1:].reshape(-1), reduction="none")
     interior = [i / (alphas - 1) for i in range(1, alphas - 1)]
 
     def path():
@@ -43,7 +55,7 @@ def main():
             model.load_state_dict({k: wa * sa[k] + wb * sb[k] if sa[k].is_floating_point() else sa[k] for k in sa})
             with torch.no_grad():
                 logits = model(input_ids=ids, attention_mask=mask).logits
-                total += float(F.cross_entropy(logits, labels, reduction="none").mean())
+                total += float(losses(logits).mean())
         return total
 
     path()

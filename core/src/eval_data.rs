@@ -67,7 +67,7 @@ impl EvalData {
 
     /// Builds eval data from tensors held in memory; checks it like a file (`<memory>` in errors).
     /// `inputs` may be numeric features (upcast to f32) or, if its dtype is an integer type and
-    /// `token_ids` is true, token ids.
+    /// `token_ids` is true, token ids (with no `labels`: language-model data).
     pub fn from_tensors(
         inputs: Tensor,
         labels: Vec<u32>,
@@ -77,9 +77,12 @@ impl EvalData {
         let path = Path::new("<memory>");
         let mut arrays = HashMap::new();
         arrays.insert(if token_ids { INPUT_IDS } else { INPUTS }.to_string(), inputs);
-        let labels = Tensor::from_vec(labels.clone(), labels.len(), &Device::Cpu)
-            .map_err(|e| CoreError::data(path, format!("labels: {e}")))?;
-        arrays.insert(LABELS.to_string(), labels);
+        // Token ids without labels are language-model data.
+        if !(token_ids && labels.is_empty()) {
+            let labels = Tensor::from_vec(labels.clone(), labels.len(), &Device::Cpu)
+                .map_err(|e| CoreError::data(path, format!("labels: {e}")))?;
+            arrays.insert(LABELS.to_string(), labels);
+        }
         if let Some(mask) = attention_mask {
             arrays.insert(ATTENTION_MASK.to_string(), mask);
         }
