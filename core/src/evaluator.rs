@@ -198,10 +198,9 @@ pub fn evaluator_for(config: Option<&Path>, reference: &ParamSet, data: &EvalDat
 /// An evaluator factory (as [`crate::batch::run_batch`] takes) whose candle-based families (the
 /// transformers) run on `device`. The evaluator is chosen by the model family named in `config` (a
 /// run's `config.json`): `{"arch": "mlp", ...}`, `{"arch": "external", "command": [...]}` (see
-/// [`crate::external`]), or an HF config whose `model_type` is `bert`, `gpt2` or `gpt_neox` (see
-/// [`crate::transformer`]);
-/// without a config, or without `arch` / `model_type`, an MLP is inferred from the tensors of
-/// `reference`. The factory checks that `reference` fits the model and the eval data.
+/// [`crate::external`]), or an HF config whose `model_type` is one of
+/// [`crate::transformer::MODEL_TYPES`] (see [`crate::transformer`]); without a config, or without
+/// `arch` / `model_type`, an MLP is inferred from the tensors of `reference`. The factory checks that `reference` fits the model and the eval data.
 pub fn evaluator_on(
     device: Device,
 ) -> impl Fn(Option<&Path>, &ParamSet, &EvalData) -> Result<Box<dyn Evaluator>> + Sync {

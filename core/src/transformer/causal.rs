@@ -328,6 +328,16 @@ mod tests {
     }
 
     #[test]
+    fn per_token_labels_choose_the_scored_tokens() {
+        let mut b = batch(vec![5, 6, 7, 8, 9, 0], vec![1, 1, 1, 1, 1, 0], 2);
+        // HF convention: labels[t] is the target of position t - 1; -100 is not scored.
+        b.labels = Some(vec![-100, -100, 7, -100, 3, -100]);
+        let (rows, targets) = predictions(&b);
+        assert_eq!(rows, vec![1, 3]);
+        assert_eq!(targets, vec![7, 3]);
+    }
+
+    #[test]
     fn activations_by_hf_name() {
         assert_eq!(Activation::from_name("gelu"), Some(Activation::Gelu));
         assert_eq!(Activation::from_name("gelu_new"), Some(Activation::GeluTanh));

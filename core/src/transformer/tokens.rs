@@ -33,6 +33,14 @@ pub struct TokenBatch {
     pub labels: Option<Vec<i64>>,
 }
 
+/// Rows `start..end` of a row-major `[N, width]` array, each cut to its first `len` values.
+fn rows<T: Copy>(values: &[T], (start, end, width, len): (usize, usize, usize, usize)) -> Vec<T> {
+    values[start * width..end * width]
+        .chunks_exact(width)
+        .flat_map(|row| row[..len].iter().copied())
+        .collect()
+}
+
 /// The eval set as forward-pass batches. Trailing columns that are padding in every example of a
 /// batch are cut off: with right padding this changes nothing (masked keys get zero attention and
 /// positions are absolute) and saves the work on padding.
@@ -81,12 +89,6 @@ impl TokenBatches {
         for start in (0..n).step_by(per_batch) {
             let end = (start + per_batch).min(n);
             let len = lengths[start..end].iter().copied().max().unwrap_or(0).max(1);
-            fn rows<T: Copy>(values: &[T], (start, end, width, len): (usize, usize, usize, usize)) -> Vec<T> {
-                values[start * width..end * width]
-                    .chunks_exact(width)
-                    .flat_map(|row| row[..len].iter().copied())
-                    .collect()
-            }
             let span = (start, end, width, len);
             let tensor = |values: &[u32]| Tensor::from_slice(values, (end - start, len), device).map_err(what);
             let (batch_ids, batch_mask) = (rows(&ids, span), rows(&mask, span));
