@@ -5,7 +5,7 @@ mod common;
 
 use std::path::Path;
 
-use common::{fixture, lineage, report, run_plan, table};
+use common::{emit_slurm, fixture, lineage, report, run_plan, table};
 use polars::prelude::DataFrame;
 
 fn aligned_flags(df: &DataFrame) -> Vec<bool> {
@@ -124,14 +124,7 @@ fn align_in_a_plan_and_in_the_slurm_script() {
     let flags = aligned_flags(&table(&out, "interpolation"));
     assert_eq!(flags.iter().filter(|a| **a).count(), 3 * 3);
 
-    let output = lineage()
-        .args(["batch", "--plan"])
-        .arg(&plan)
-        .args(["--emit-slurm", "2"])
-        .output()
-        .unwrap();
-    assert!(output.status.success());
-    let script = std::fs::read_to_string(out.join("slurm.sbatch")).unwrap();
+    let script = emit_slurm(&plan, &out, &[], 2);
     assert!(script.contains(" --align"), "{script}");
 }
 

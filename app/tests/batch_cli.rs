@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use candle_core::{Device, Tensor};
-use common::{batch, batch_with, fixture, lineage, report, run_plan};
+use common::{batch, batch_with, emit_slurm, fixture, lineage, report, run_plan};
 use lineage_core::tables::read_parquet;
 
 fn assert_same_tables(a: &Path, b: &Path) {
@@ -270,14 +270,7 @@ fn a_plan_file_holds_every_option_and_slurm_script_is_emitted() {
         7 * 5
     );
 
-    let output = lineage()
-        .args(["batch", "--plan"])
-        .arg(&plan)
-        .args(["--emit-slurm", "4"])
-        .output()
-        .unwrap();
-    assert!(output.status.success());
-    let script = std::fs::read_to_string(out.join("slurm.sbatch")).unwrap();
+    let script = emit_slurm(&plan, &out, &[], 4);
     assert!(script.contains("#SBATCH --array=1-4"), "{script}");
     assert!(script.contains("--shard \"$SLURM_ARRAY_TASK_ID\"/4"), "{script}");
     assert!(script.contains("merge "), "{script}");
@@ -286,14 +279,7 @@ fn a_plan_file_holds_every_option_and_slurm_script_is_emitted() {
     assert!(!script.contains("--no-views"), "the merge computes the views: {script}");
 
     // A GPU job array can be written from a machine without a GPU: the device passes through.
-    let output = lineage()
-        .args(["batch", "--plan"])
-        .arg(&plan)
-        .args(["--device", "cuda:1", "--emit-slurm", "4"])
-        .output()
-        .unwrap();
-    assert!(output.status.success());
-    let script = std::fs::read_to_string(out.join("slurm.sbatch")).unwrap();
+    let script = emit_slurm(&plan, &out, &["--device", "cuda:1"], 4);
     assert_eq!(
         script.matches("--device cuda:1").count(),
         2,

@@ -68,3 +68,16 @@ pub fn run_plan(dir: &Path, options: &str) -> (PathBuf, PathBuf) {
     assert!(status.success(), "lineage batch --plan failed");
     (plan, dir.join("results"))
 }
+
+/// Runs `lineage batch --plan PLAN EXTRA... --emit-slurm N` and returns `OUT/slurm.sbatch`.
+pub fn emit_slurm(plan: &Path, out: &Path, extra: &[&str], n: usize) -> String {
+    let output = lineage()
+        .args(["batch", "--plan"])
+        .arg(plan)
+        .args(extra)
+        .args(["--emit-slurm", &n.to_string()])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    std::fs::read_to_string(out.join("slurm.sbatch")).unwrap()
+}
