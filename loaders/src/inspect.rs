@@ -33,6 +33,8 @@ pub struct StepReport {
     pub bytes: u64,
     /// Number of files (shards).
     pub n_files: usize,
+    /// Training tokens seen, when the layout says (OLMo); `null` when unknown.
+    pub tokens: Option<u64>,
 }
 
 /// One run in the inspection report.
@@ -146,6 +148,7 @@ pub fn inspect_zoo(zoo: Zoo) -> Inspection {
                 n_params: scan.n_params(),
                 bytes: scan.bytes,
                 n_files: checkpoint.files.len(),
+                tokens: checkpoint.tokens,
             });
         }
         reports.push(RunReport {
