@@ -10,6 +10,7 @@ use serde::Serialize;
 
 use crate::checkpoint::scan_checkpoint;
 use crate::discover::discover;
+use crate::fingerprint::{CheckpointRef, Fingerprint, duplicate_content};
 use crate::params::describe_shape_difference;
 use crate::problem::{Problem, ProblemKind};
 use crate::zoo::{Layout, Zoo};
@@ -89,7 +90,8 @@ pub fn inspect(root: &Path) -> Inspection {
 
 /// Scans every checkpoint header of an already discovered zoo. Unreadable checkpoints are dropped
 /// from the grid and reported; checkpoints whose names or shapes differ from the reference (the first
-/// readable checkpoint) stay in the grid and are reported.
+/// readable checkpoint) stay in the grid and are reported, as are checkpoints holding the same content
+/// (equal [`Fingerprint`]s).
 pub fn inspect_zoo(zoo: Zoo) -> Inspection {
     let Zoo {
         root,
@@ -98,6 +100,7 @@ pub fn inspect_zoo(zoo: Zoo) -> Inspection {
     } = zoo;
     let mut reference: Option<(PathBuf, BTreeMap<String, Vec<usize>>)> = None;
     let mut reports = Vec::with_capacity(runs.len());
+    let mut fingerprints = Vec::new();
     for run in runs {
         let mut steps = Vec::with_capacity(run.checkpoints.len());
         for checkpoint in &run.checkpoints {
@@ -139,6 +142,17 @@ pub fn inspect_zoo(zoo: Zoo) -> Inspection {
                     ),
                 ));
             }
+            match Fingerprint::of(checkpoint, &scan) {
+                Ok(fingerprint) => fingerprints.push((
+                    fingerprint,
+                    CheckpointRef {
+                        run: run.name.clone(),
+                        step: checkpoint.step,
+                        path: path.clone(),
+                    },
+                )),
+                Err(err) => problems.push(Problem::from_error(&path, &err)),
+            }
             steps.push(StepReport {
                 step: checkpoint.step,
                 path,
@@ -159,6 +173,7 @@ pub fn inspect_zoo(zoo: Zoo) -> Inspection {
             parent: run.parent,
         });
     }
+    problems.extend(duplicate_content(fingerprints, "sampled content fingerprint"));
     let mut all_steps: Vec<u64> = reports.iter().flat_map(|r| r.steps.iter().map(|s| s.step)).collect();
     all_steps.sort_unstable();
     all_steps.dedup();

@@ -10,6 +10,7 @@
 pub mod checkpoint;
 pub mod discover;
 pub mod error;
+pub mod fingerprint;
 pub mod formats;
 pub mod inspect;
 pub mod layouts;

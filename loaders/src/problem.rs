@@ -26,6 +26,8 @@ pub enum ProblemKind {
     MissingSteps,
     /// The same (run, step) was found twice; one copy was kept.
     DuplicateStep,
+    /// Two checkpoints (same or different runs) hold the same content (see [`crate::fingerprint`]).
+    DuplicateContent,
     /// A folder or revision name that holds weights but whose step or run cannot be read unambiguously.
     AmbiguousName,
     /// A Hugging Face hub repository without any `stepN` revision: nothing to read in it.

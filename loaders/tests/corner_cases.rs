@@ -356,3 +356,43 @@ fn a_foreign_manifest_json_is_a_warning_and_the_layouts_are_discovered() {
     assert!(found.problems.is_empty(), "{:?}", found.problems);
     assert_eq!(grid_of(&found), [("toml".to_string(), vec![3])]);
 }
+
+#[test]
+fn identical_checkpoints_are_reported_as_duplicate_content() {
+    let dir = tempfile::tempdir().unwrap();
+    let zoo = dir.path();
+    copy_fixture_zoo(zoo);
+    let original = zoo.join("init0_order0/step1500");
+    // A step served with the final checkpoint's weights, in another run.
+    std::fs::copy(
+        original.join("model.safetensors"),
+        zoo.join("init1_order0/step100/model.safetensors"),
+    )
+    .unwrap();
+    let ins = inspect(zoo);
+    assert_eq!(ins.summary.n_checkpoints, 6, "duplicates stay in the grid");
+    let duplicates: Vec<_> = ins
+        .problems
+        .iter()
+        .filter(|p| p.kind == ProblemKind::DuplicateContent)
+        .collect();
+    assert_eq!(duplicates.len(), 1, "{:?}", ins.problems);
+    assert_eq!(duplicates[0].path, zoo.join("init1_order0/step100"));
+    let message = &duplicates[0].message;
+    assert!(
+        message.contains("run `init1_order0` step 100 holds the same weights as run `init0_order0` step 1500")
+            && message.contains(&original.display().to_string()),
+        "{message}"
+    );
+    assert_eq!(ins.problems.len(), 1, "{:?}", ins.problems);
+
+    // The fingerprint samples the tensor data, not only the header: one byte changed in the last sampled
+    // block (tensor data) makes the checkpoints different again.
+    let copy = zoo.join("init1_order0/step100/model.safetensors");
+    let mut bytes = std::fs::read(&copy).unwrap();
+    let last_block = bytes.len() - 4096;
+    bytes[last_block + 100] ^= 0x40;
+    std::fs::write(&copy, bytes).unwrap();
+    let ins = inspect(zoo);
+    assert!(ins.problems.is_empty(), "{:?}", ins.problems);
+}

@@ -515,6 +515,13 @@ fn hub_cache_problems_name_the_revision_and_nothing_outside_is_read() {
         (ProblemKind::Empty, "revision `step300` holds no weights file".into()),
         (ProblemKind::Empty, "revision `step400` holds no weights file".into()),
         (ProblemKind::Empty, "revision `step500` holds no weights file".into()),
+        (
+            ProblemKind::DuplicateContent,
+            format!(
+                "run `model` step 200 holds the same weights as run `model` step 0 ({})",
+                repo.join(format!("snapshots/{:040x}", 0)).display()
+            ),
+        ),
     ];
     for (kind, needle) in &expected {
         assert_eq!(count(*kind, needle), 1, "{kind:?} {needle}: {:#?}", ins.problems);
