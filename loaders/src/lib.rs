@@ -18,6 +18,7 @@ pub mod logs;
 pub mod manifest;
 pub mod params;
 pub mod problem;
+pub mod selection;
 pub mod zoo;
 
 pub use checkpoint::{load_params, scan_checkpoint};
