@@ -204,8 +204,11 @@ impl Walker {
                 },
             });
         }
-        let (repos, subdirs): (Vec<PathBuf>, Vec<PathBuf>) = listing.dirs.into_iter().partition(|d| hf_hub::is_repo(d));
+        let (repos, mut subdirs): (Vec<PathBuf>, Vec<PathBuf>) =
+            listing.dirs.into_iter().partition(|d| hf_hub::is_repo(d));
         self.add_hub_repos(&repos);
+        // Real folders first, so that an alias (OLMo's `latest-unsharded` link) is the copy skipped.
+        subdirs.sort_by_key(|d| d.is_symlink());
         for sub in &subdirs {
             self.walk(sub, depth + 1);
         }
