@@ -541,3 +541,28 @@ fn hub_cache_problems_name_the_revision_and_nothing_outside_is_read() {
         .collect();
     assert_eq!(others.len(), expected.len(), "{others:#?}");
 }
+
+#[cfg(unix)]
+#[test]
+fn hub_repositories_of_two_organisations_with_one_name_are_two_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    for (org, run) in [("a", "init0_order0"), ("b", "init1_order0"), ("c", "init0_order0")] {
+        let weights = fixture_checkpoint(run, 100);
+        let name = if org == "c" { "other" } else { "model" };
+        hub_repo(
+            dir.path(),
+            &format!("{org}/{name}"),
+            &[("step100", &[("model.safetensors", &weights)])],
+        );
+    }
+    let zoo = discover(dir.path());
+    assert!(zoo.problems.is_empty(), "{:?}", zoo.problems);
+    assert_eq!(
+        run_steps(&zoo),
+        [
+            ("a/model".into(), vec![100]),
+            ("b/model".into(), vec![100]),
+            ("other".into(), vec![100])
+        ]
+    );
+}

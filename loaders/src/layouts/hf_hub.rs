@@ -85,6 +85,8 @@ fn repo_id(folder: &str) -> (Option<&str>, &str) {
     }
 }
 
+/// Adds the step revisions of one repository, read as run `run` (and `run/PART` for a revision whose name
+/// carries a run part, such as OLMo-2's stages).
 fn read_repo(repo: &Path, run: &str, list: &mut dyn FnMut(&Path) -> Option<Listing>, findings: &mut HubFindings) {
     let refs = repo.join("refs");
     let canonical = match canonical(repo) {
