@@ -1,13 +1,15 @@
 //! Benchmark: inspecting a zoo of 1,000 checkpoints reads headers only.
 //!
 //! `cargo bench -p lineage-loaders --bench inspect_zoo`. Builds 20 runs x 50 steps of 4 MiB checkpoints
-//! (4 GiB on disk, written as sparse files), then times discovery, the header-only inspection, and, as the
-//! baseline measured in the same run, fully loading a sample of the same checkpoints.
+//! (4 GiB on disk, written as sparse files), then times discovery, the header-only inspection (and within
+//! it the content fingerprints' sampled reads), and, as the baseline measured in the same run, fully
+//! loading a sample of the same checkpoints.
 
 use std::io::Write;
 use std::time::Instant;
 
-use lineage_loaders::checkpoint::load_checkpoint;
+use lineage_loaders::checkpoint::{load_checkpoint, scan_checkpoint};
+use lineage_loaders::fingerprint::Fingerprint;
 use lineage_loaders::{discover, inspect::inspect};
 
 const RUNS: usize = 20;
@@ -43,6 +45,18 @@ fn main() {
     let inspect_s = t.elapsed().as_secs_f64();
     assert_eq!(ins.summary.n_checkpoints, n);
 
+    let scans: Vec<_> = zoo
+        .runs
+        .iter()
+        .flat_map(|r| r.checkpoints.iter())
+        .map(|c| (c, scan_checkpoint(c).expect("scan")))
+        .collect();
+    let t = Instant::now();
+    for (checkpoint, scan) in &scans {
+        Fingerprint::of(checkpoint, scan).expect("fingerprint");
+    }
+    let fingerprint_s = t.elapsed().as_secs_f64();
+
     let sample: Vec<_> = zoo
         .runs
         .iter()
@@ -69,6 +83,11 @@ fn main() {
         "  inspect (header only)   {:>9.3} ms  ({:.1} us/checkpoint)",
         inspect_s * 1e3,
         inspect_s * 1e6 / n as f64
+    );
+    println!(
+        "  of which fingerprints   {:>9.3} ms  ({:.1} us/checkpoint)",
+        fingerprint_s * 1e3,
+        fingerprint_s * 1e6 / n as f64
     );
     println!(
         "  baseline: full load     {:>9.3} ms per checkpoint (sample of {})",

@@ -7,7 +7,8 @@ use std::sync::LazyLock;
 use regex::Regex;
 
 use crate::formats::FileFormat;
-use crate::manifest;
+use crate::layouts::{self, hf_hub};
+use crate::manifest::{self, JsonManifest};
 use crate::problem::{Problem, ProblemKind};
 use crate::zoo::{Checkpoint, Layout, Run, Zoo};
 
@@ -40,18 +41,26 @@ const NOT_WEIGHTS: [&str; 6] = [
 ];
 
 /// Discovers the zoo under `root`. Never fails: problems are collected in [`Zoo::problems`].
+/// `lineage.toml` is authoritative; a `manifest.json` only when it is lineage's (see
+/// [`manifest::read_json`]), else it is reported and the layouts are discovered.
 pub fn discover(root: &Path) -> Zoo {
-    for name in ["lineage.toml", "manifest.json"] {
-        let path = root.join(name);
-        if path.is_file() {
-            return manifest::read(root, &path);
+    let toml = root.join("lineage.toml");
+    if toml.is_file() {
+        return manifest::read(root, &toml);
+    }
+    let json = root.join("manifest.json");
+    let mut problems = Vec::new();
+    if json.is_file() {
+        match manifest::read_json(root, &json) {
+            JsonManifest::Lineage(zoo) => return zoo,
+            JsonManifest::Foreign(problem) => problems.push(problem),
         }
     }
     let mut walker = Walker {
         root: root.to_path_buf(),
         found: Vec::new(),
         side_files: Vec::new(),
-        problems: Vec::new(),
+        problems,
         visited: HashSet::new(),
     };
     match std::fs::metadata(root) {
@@ -71,10 +80,13 @@ pub fn discover(root: &Path) -> Zoo {
 }
 
 /// A checkpoint found during the walk, before grouping into runs.
-struct Found {
-    run: String,
-    run_dir: PathBuf,
-    checkpoint: Checkpoint,
+pub(crate) struct Found {
+    /// Run name.
+    pub run: String,
+    /// The run's folder.
+    pub run_dir: PathBuf,
+    /// The checkpoint.
+    pub checkpoint: Checkpoint,
 }
 
 struct Walker {
@@ -88,9 +100,11 @@ struct Walker {
 
 /// The entries of one folder, split by kind; names already checked to be UTF-8.
 #[derive(Default)]
-struct Listing {
-    files: Vec<PathBuf>,
-    dirs: Vec<PathBuf>,
+pub(crate) struct Listing {
+    /// Files (symbolic links followed), sorted.
+    pub files: Vec<PathBuf>,
+    /// Folders (symbolic links followed), sorted.
+    pub dirs: Vec<PathBuf>,
 }
 
 impl Walker {
@@ -122,6 +136,10 @@ impl Walker {
                 return;
             }
         }
+        if depth == 0 && hf_hub::is_repo(dir) {
+            self.add_hub_repos(&[dir.to_path_buf()]);
+            return;
+        }
         let Some(listing) = self.list(dir) else { return };
         for file in &listing.files {
             let name = file_name(file);
@@ -130,31 +148,34 @@ impl Walker {
             }
         }
         if depth > 0
-            && let Some(step) = step_of_dir(dir)
+            && let Some(step_folder) = layouts::step_folder(dir, &listing.files, &listing.dirs).transpose()
         {
-            let is_hf = file_name(dir).to_ascii_lowercase().starts_with("checkpoint");
-            match model_files(dir, &listing.files) {
-                Ok(Some((files, format))) => {
+            match (step_folder, model_files(dir, &listing.files)) {
+                (Ok(folder), Ok(Some((files, format)))) => {
                     let run_dir = dir.parent().unwrap_or(dir).to_path_buf();
-                    let layout = if is_hf {
-                        Layout::HfTrainer
-                    } else {
-                        Layout::FolderPerStep
-                    };
                     self.found.push(Found {
-                        run: self.run_name(&run_dir, None),
+                        run: self.run_name(&run_dir, folder.run.as_deref()),
                         run_dir,
                         checkpoint: Checkpoint {
-                            step,
+                            step: folder.step,
                             files,
                             format,
-                            layout,
+                            layout: folder.layout,
+                            tokens: folder.tokens,
                         },
                     });
                     return;
                 }
-                Ok(None) => {}
-                Err(problem) => {
+                (Err(reason), Ok(Some(_))) => {
+                    self.problems.push(Problem::new(
+                        dir,
+                        ProblemKind::AmbiguousName,
+                        format!("{}: skipped: holds weights but {reason}", dir.display()),
+                    ));
+                    return;
+                }
+                (_, Ok(None)) => {}
+                (_, Err(problem)) => {
                     self.problems.push(problem);
                     return;
                 }
@@ -179,12 +200,29 @@ impl Walker {
                     files: vec![file.clone()],
                     format,
                     layout: Layout::FilePerStep,
+                    tokens: None,
                 },
             });
         }
-        for sub in &listing.dirs {
+        let (repos, mut subdirs): (Vec<PathBuf>, Vec<PathBuf>) =
+            listing.dirs.into_iter().partition(|d| hf_hub::is_repo(d));
+        self.add_hub_repos(&repos);
+        // Real folders first, so that an alias (OLMo's `latest-unsharded` link) is the copy skipped.
+        subdirs.sort_by_key(|d| d.is_symlink());
+        for sub in &subdirs {
             self.walk(sub, depth + 1);
         }
+    }
+
+    /// Adds the checkpoints of Hugging Face hub repositories (see [`hf_hub`]).
+    fn add_hub_repos(&mut self, repos: &[PathBuf]) {
+        if repos.is_empty() {
+            return;
+        }
+        let found = hf_hub::discover_repos(repos, &mut |dir| self.list(dir));
+        self.found.extend(found.checkpoints);
+        self.side_files.extend(found.side_files);
+        self.problems.extend(found.problems);
     }
 
     /// Lists a folder; unreadable entries and non-UTF-8 names become problems.
@@ -303,8 +341,8 @@ impl Walker {
                 &self.root,
                 ProblemKind::NoCheckpoints,
                 format!(
-                    "{}: no checkpoints found (looked for step folders, checkpoint-N folders, files with a step \
-                     in their name, and lineage.toml / manifest.json)",
+                    "{}: no checkpoints found (looked for step folders, checkpoint-N folders, folders and files \
+                     with a step in their name, Hugging Face hub caches, and lineage.toml / manifest.json)",
                     self.root.display()
                 ),
             ));
@@ -326,7 +364,7 @@ fn preference(c: &Checkpoint) -> (u8, u8) {
     };
     let layout = match c.layout {
         Layout::Manifest => 0,
-        Layout::FolderPerStep | Layout::HfTrainer => 1,
+        Layout::FolderPerStep | Layout::HfTrainer | Layout::Olmo | Layout::SiblingFolders | Layout::HfHubCache => 1,
         Layout::FilePerStep => 2,
     };
     (format, layout)
@@ -344,7 +382,7 @@ fn attach_side_files(run: &mut Run, side_files: &[PathBuf]) {
     let checkpoint_dirs: Vec<PathBuf> = run
         .checkpoints
         .iter()
-        .filter(|c| matches!(c.layout, Layout::FolderPerStep | Layout::HfTrainer))
+        .filter(|c| c.layout.is_folder())
         .map(Checkpoint::display_path)
         .collect();
     run.config =
@@ -421,6 +459,9 @@ fn layout_name(layout: Layout) -> &'static str {
         Layout::HfTrainer => "HF Trainer",
         Layout::FilePerStep => "file per step",
         Layout::Manifest => "manifest",
+        Layout::Olmo => "OLMo",
+        Layout::SiblingFolders => "sibling folders",
+        Layout::HfHubCache => "HF hub cache",
     }
 }
 

@@ -10,6 +10,7 @@ use serde::Serialize;
 
 use crate::checkpoint::scan_checkpoint;
 use crate::discover::discover;
+use crate::fingerprint::{CheckpointRef, Fingerprint, duplicate_content};
 use crate::params::describe_shape_difference;
 use crate::problem::{Problem, ProblemKind};
 use crate::zoo::{Layout, Zoo};
@@ -33,6 +34,8 @@ pub struct StepReport {
     pub bytes: u64,
     /// Number of files (shards).
     pub n_files: usize,
+    /// Training tokens seen, when the layout says (OLMo); `null` when unknown.
+    pub tokens: Option<u64>,
 }
 
 /// One run in the inspection report.
@@ -87,7 +90,8 @@ pub fn inspect(root: &Path) -> Inspection {
 
 /// Scans every checkpoint header of an already discovered zoo. Unreadable checkpoints are dropped
 /// from the grid and reported; checkpoints whose names or shapes differ from the reference (the first
-/// readable checkpoint) stay in the grid and are reported.
+/// readable checkpoint) stay in the grid and are reported, as are checkpoints holding the same content
+/// (equal [`Fingerprint`]s).
 pub fn inspect_zoo(zoo: Zoo) -> Inspection {
     let Zoo {
         root,
@@ -96,6 +100,7 @@ pub fn inspect_zoo(zoo: Zoo) -> Inspection {
     } = zoo;
     let mut reference: Option<(PathBuf, BTreeMap<String, Vec<usize>>)> = None;
     let mut reports = Vec::with_capacity(runs.len());
+    let mut fingerprints = Vec::new();
     for run in runs {
         let mut steps = Vec::with_capacity(run.checkpoints.len());
         for checkpoint in &run.checkpoints {
@@ -137,6 +142,17 @@ pub fn inspect_zoo(zoo: Zoo) -> Inspection {
                     ),
                 ));
             }
+            match Fingerprint::of(checkpoint, &scan) {
+                Ok(fingerprint) => fingerprints.push((
+                    fingerprint,
+                    CheckpointRef {
+                        run: run.name.clone(),
+                        step: checkpoint.step,
+                        path: path.clone(),
+                    },
+                )),
+                Err(err) => problems.push(Problem::from_error(&path, &err)),
+            }
             steps.push(StepReport {
                 step: checkpoint.step,
                 path,
@@ -146,6 +162,7 @@ pub fn inspect_zoo(zoo: Zoo) -> Inspection {
                 n_params: scan.n_params(),
                 bytes: scan.bytes,
                 n_files: checkpoint.files.len(),
+                tokens: checkpoint.tokens,
             });
         }
         reports.push(RunReport {
@@ -156,6 +173,7 @@ pub fn inspect_zoo(zoo: Zoo) -> Inspection {
             parent: run.parent,
         });
     }
+    problems.extend(duplicate_content(fingerprints, "sampled content fingerprint"));
     let mut all_steps: Vec<u64> = reports.iter().flat_map(|r| r.steps.iter().map(|s| s.step)).collect();
     all_steps.sort_unstable();
     all_steps.dedup();

@@ -1,7 +1,8 @@
 //! Discover and read checkpoint zoos for lineage.
 //!
 //! A *zoo* is a folder of training runs; each run holds checkpoints at several steps, in one of the
-//! layouts described in `DESIGN.md` (folder per step, HF Trainer, file per step, manifest). This crate
+//! layouts described in `DESIGN.md` (folder per step, HF Trainer, file per step, manifest) or in [`layouts`]
+//! (OLMo, MultiBERTs-style sibling folders, the Hugging Face hub cache). This crate
 //! finds them ([`discover`]), reads their headers without touching tensor data ([`inspect`]), loads
 //! normalised parameter sets ([`load_params`]) and reads training logs ([`logs`]).
 //! It never panics on bad input: every problem becomes a [`Problem`] naming the file.
@@ -9,12 +10,15 @@
 pub mod checkpoint;
 pub mod discover;
 pub mod error;
+pub mod fingerprint;
 pub mod formats;
 pub mod inspect;
+pub mod layouts;
 pub mod logs;
 pub mod manifest;
 pub mod params;
 pub mod problem;
+pub mod selection;
 pub mod zoo;
 
 pub use checkpoint::{load_params, scan_checkpoint};

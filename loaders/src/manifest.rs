@@ -13,6 +13,11 @@
 //! checkpoints = [ { step = 200, path = "child_k100_a/step200" } ]
 //! ```
 //! Paths are relative to the manifest's folder; a path may name a file or a checkpoint folder.
+//!
+//! `lineage.toml` is always lineage's. Many tools write a `manifest.json`, so one is read as lineage's only
+//! when it declares itself: a top-level `"lineage": 1` key (the manifest format version; the rest as above),
+//! or, without that key, when it has exactly the schema above. Any other `manifest.json` is reported
+//! ([`ProblemKind::ForeignManifest`]) and the zoo's layouts are discovered instead ([`read_json`]).
 
 use std::path::{Path, PathBuf};
 
@@ -86,27 +91,90 @@ impl Manifest {
     }
 }
 
+/// The manifest format version a `manifest.json` declares with its `"lineage"` key.
+pub const JSON_MANIFEST_VERSION: u64 = 1;
+
+/// What a `manifest.json` turned out to be.
+#[derive(Debug)]
+pub enum JsonManifest {
+    /// Lineage's manifest: the zoo it describes (with its problems, an invalid manifest among them).
+    Lineage(Zoo),
+    /// Not lineage's (or unreadable): the warning to report before discovering the layouts.
+    Foreign(Problem),
+}
+
+/// Reads a `manifest.json` if it declares itself lineage's (see the module documentation).
+pub fn read_json(root: &Path, path: &Path) -> JsonManifest {
+    let foreign = |kind, reason: String| {
+        JsonManifest::Foreign(Problem::new(
+            path,
+            kind,
+            format!(
+                "{}: ignored, the layouts were discovered instead: {reason}",
+                path.display()
+            ),
+        ))
+    };
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) => return foreign(ProblemKind::Unreadable, format!("cannot read: {e}")),
+    };
+    let mut json: serde_json::Value = match serde_json::from_str(&text) {
+        Ok(json) => json,
+        Err(e) => return foreign(ProblemKind::ForeignManifest, format!("not JSON ({e})")),
+    };
+    let declared = json.as_object_mut().and_then(|o| o.remove("lineage"));
+    let parsed = serde_json::from_value::<Manifest>(json).map_err(|e| e.to_string());
+    match (declared, parsed) {
+        (None, Ok(manifest)) => JsonManifest::Lineage(build(root, path, manifest)),
+        (None, Err(reason)) => foreign(
+            ProblemKind::ForeignManifest,
+            format!(
+                "not a lineage manifest (no `\"lineage\": {JSON_MANIFEST_VERSION}` key, and not lineage's schema: \
+                 {reason})"
+            ),
+        ),
+        (Some(version), _) if version.as_u64() != Some(JSON_MANIFEST_VERSION) => JsonManifest::Lineage(invalid(
+            root,
+            path,
+            format!("unsupported `lineage` version {version} (this lineage reads {JSON_MANIFEST_VERSION})"),
+        )),
+        (Some(_), Ok(manifest)) => JsonManifest::Lineage(build(root, path, manifest)),
+        (Some(_), Err(reason)) => JsonManifest::Lineage(invalid(root, path, reason)),
+    }
+}
+
 /// Reads the zoo a manifest describes; problems (missing files, bad entries) are collected.
 pub fn read(root: &Path, path: &Path) -> Zoo {
+    let is_toml = path.extension().is_some_and(|e| e == "toml");
+    match std::fs::read_to_string(path)
+        .map_err(|e| e.to_string())
+        .and_then(|text| Manifest::parse(&text, is_toml))
+    {
+        Ok(manifest) => build(root, path, manifest),
+        Err(reason) => invalid(root, path, reason),
+    }
+}
+
+/// The empty zoo of a manifest that cannot be read, with the reason.
+fn invalid(root: &Path, path: &Path, reason: String) -> Zoo {
+    Zoo {
+        root: root.to_path_buf(),
+        runs: Vec::new(),
+        problems: vec![Problem::new(
+            path,
+            ProblemKind::InvalidManifest,
+            format!("{}: invalid manifest: {reason}", path.display()),
+        )],
+    }
+}
+
+/// The zoo a parsed manifest describes.
+fn build(root: &Path, path: &Path, manifest: Manifest) -> Zoo {
     let mut zoo = Zoo {
         root: root.to_path_buf(),
         runs: Vec::new(),
         problems: Vec::new(),
-    };
-    let is_toml = path.extension().is_some_and(|e| e == "toml");
-    let manifest = match std::fs::read_to_string(path)
-        .map_err(|e| e.to_string())
-        .and_then(|text| Manifest::parse(&text, is_toml))
-    {
-        Ok(m) => m,
-        Err(reason) => {
-            zoo.problems.push(Problem::new(
-                path,
-                ProblemKind::InvalidManifest,
-                format!("{}: invalid manifest: {reason}", path.display()),
-            ));
-            return zoo;
-        }
     };
     let base = path.parent().unwrap_or(root);
     for entry in manifest.runs {
@@ -144,6 +212,7 @@ pub fn read(root: &Path, path: &Path) -> Zoo {
                         files,
                         format,
                         layout: Layout::Manifest,
+                        tokens: None,
                     });
                 }
                 Err(problem) => zoo.problems.push(problem),

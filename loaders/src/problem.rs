@@ -26,6 +26,12 @@ pub enum ProblemKind {
     MissingSteps,
     /// The same (run, step) was found twice; one copy was kept.
     DuplicateStep,
+    /// Two checkpoints (same or different runs) hold the same content (see [`crate::fingerprint`]).
+    DuplicateContent,
+    /// A folder or revision name that holds weights but whose step or run cannot be read unambiguously.
+    AmbiguousName,
+    /// A Hugging Face hub repository without any `stepN` revision: nothing to read in it.
+    NoStepRevisions,
     /// A symbolic link leads back to a folder already visited.
     SymlinkLoop,
     /// A file or folder name is not valid UTF-8.
@@ -36,6 +42,8 @@ pub enum ProblemKind {
     NoCheckpoints,
     /// A manifest or index file is invalid.
     InvalidManifest,
+    /// A `manifest.json` that does not declare itself lineage's: ignored, the layouts were discovered (warning).
+    ForeignManifest,
     /// A training log could not be parsed.
     BadLog,
 }

@@ -19,6 +19,19 @@ pub enum Layout {
     FilePerStep,
     /// Listed in `lineage.toml` / `manifest.json`.
     Manifest,
+    /// OLMo folders: `step1000-tokens4B`, `step1000-unsharded`, `stage2-ingredient2-step1000-tokens10B`.
+    Olmo,
+    /// Sibling folders named by run and step: `multiberts-seed_0-step_20k` (see [`crate::layouts::step_name`]).
+    SiblingFolders,
+    /// A Hugging Face hub cache: `models--ORG--NAME/snapshots/HASH/` named by a `refs/stepN` revision.
+    HfHubCache,
+}
+
+impl Layout {
+    /// True for layouts that store a checkpoint as a folder (its files inside), false for one file per step.
+    pub fn is_folder(self) -> bool {
+        !matches!(self, Self::FilePerStep | Self::Manifest)
+    }
 }
 
 /// One checkpoint: a (run, step) cell of the grid, stored in one file or several shards.
@@ -32,15 +45,15 @@ pub struct Checkpoint {
     pub format: FileFormat,
     /// How it was found.
     pub layout: Layout,
+    /// Training tokens seen, when the name says (OLMo `tokens4B` = 4e9); `None` when unknown.
+    pub tokens: Option<u64>,
 }
 
 impl Checkpoint {
     /// The path shown to users: the step folder for folder layouts, else the file.
     pub fn display_path(&self) -> PathBuf {
         match (self.layout, self.files.first()) {
-            (Layout::FolderPerStep | Layout::HfTrainer, Some(f)) => {
-                f.parent().map(PathBuf::from).unwrap_or_else(|| f.clone())
-            }
+            (layout, Some(f)) if layout.is_folder() => f.parent().map(PathBuf::from).unwrap_or_else(|| f.clone()),
             (_, Some(f)) => f.clone(),
             (_, None) => PathBuf::new(),
         }

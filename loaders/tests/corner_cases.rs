@@ -6,6 +6,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use candle_core::{Device, Tensor};
+use lineage_loaders::discover;
 use lineage_loaders::inspect::{Inspection, inspect};
 use lineage_loaders::problem::ProblemKind;
 
@@ -282,4 +283,116 @@ checkpoints = [ { step = 1500, path = "init1_order0/step1500" }, { step = 2000, 
         "{:?}",
         ins.problems
     );
+}
+
+/// The runs x steps grid of a zoo, by name.
+fn grid_of(zoo: &lineage_loaders::Zoo) -> Vec<(String, Vec<u64>)> {
+    zoo.runs.iter().map(|r| (r.name.clone(), r.steps())).collect()
+}
+
+#[test]
+fn a_foreign_manifest_json_is_a_warning_and_the_layouts_are_discovered() {
+    let dir = tempfile::tempdir().unwrap();
+    let zoo = dir.path();
+    copy_fixture_zoo(zoo);
+    let plain = vec![
+        ("init0_order0".to_string(), vec![0, 100, 1500]),
+        ("init1_order0".to_string(), vec![0, 100, 1500]),
+    ];
+    let manifest = zoo.join("manifest.json");
+    for (text, reason) in [
+        (
+            r#"{"description": "weights export", "files": ["a.bin"]}"#,
+            "unknown field `description`",
+        ),
+        ("[1, 2]", "not lineage's schema"),
+        ("not json", "not JSON"),
+    ] {
+        std::fs::write(&manifest, text).unwrap();
+        let found = discover(zoo);
+        assert_eq!(grid_of(&found), plain, "{text}");
+        assert_eq!(found.problems.len(), 1, "{:?}", found.problems);
+        let problem = &found.problems[0];
+        assert_eq!((problem.kind, &problem.path), (ProblemKind::ForeignManifest, &manifest));
+        assert!(
+            problem.message.contains("ignored, the layouts were discovered instead")
+                && problem.message.contains(reason),
+            "{}",
+            problem.message
+        );
+    }
+
+    // A manifest that is lineage's: declared by its `lineage` key, or exactly lineage's schema.
+    let one_run = r#""runs": [{"name": "only", "checkpoints": [{"step": 7, "path": "init0_order0/step100"}]}]"#;
+    for text in [format!(r#"{{"lineage": 1, {one_run}}}"#), format!("{{{one_run}}}")] {
+        std::fs::write(&manifest, &text).unwrap();
+        let found = discover(zoo);
+        assert!(found.problems.is_empty(), "{text}: {:?}", found.problems);
+        assert_eq!(grid_of(&found), [("only".to_string(), vec![7])], "{text}");
+    }
+    // Declared, so its errors are errors: no fallback.
+    for (text, reason) in [
+        (r#"{"lineage": 1, "runs": 3}"#.to_string(), "invalid type"),
+        (
+            format!(r#"{{"lineage": 2, {one_run}}}"#),
+            "unsupported `lineage` version 2 (this lineage reads 1)",
+        ),
+    ] {
+        std::fs::write(&manifest, &text).unwrap();
+        let found = discover(zoo);
+        assert!(found.runs.is_empty(), "{text}");
+        assert_eq!(found.problems.len(), 1);
+        assert_eq!(found.problems[0].kind, ProblemKind::InvalidManifest);
+        assert!(found.problems[0].message.contains(reason), "{}", found.problems[0]);
+    }
+    // `lineage.toml` is authoritative, whatever manifest.json holds.
+    std::fs::write(&manifest, r#"{"description": "weights export"}"#).unwrap();
+    std::fs::write(
+        zoo.join("lineage.toml"),
+        "[[runs]]\nname = \"toml\"\ncheckpoints = [{ step = 3, path = \"init1_order0/step0\" }]\n",
+    )
+    .unwrap();
+    let found = discover(zoo);
+    assert!(found.problems.is_empty(), "{:?}", found.problems);
+    assert_eq!(grid_of(&found), [("toml".to_string(), vec![3])]);
+}
+
+#[test]
+fn identical_checkpoints_are_reported_as_duplicate_content() {
+    let dir = tempfile::tempdir().unwrap();
+    let zoo = dir.path();
+    copy_fixture_zoo(zoo);
+    let original = zoo.join("init0_order0/step1500");
+    // A step served with the final checkpoint's weights, in another run.
+    std::fs::copy(
+        original.join("model.safetensors"),
+        zoo.join("init1_order0/step100/model.safetensors"),
+    )
+    .unwrap();
+    let ins = inspect(zoo);
+    assert_eq!(ins.summary.n_checkpoints, 6, "duplicates stay in the grid");
+    let duplicates: Vec<_> = ins
+        .problems
+        .iter()
+        .filter(|p| p.kind == ProblemKind::DuplicateContent)
+        .collect();
+    assert_eq!(duplicates.len(), 1, "{:?}", ins.problems);
+    assert_eq!(duplicates[0].path, zoo.join("init1_order0/step100"));
+    let message = &duplicates[0].message;
+    assert!(
+        message.contains("run `init1_order0` step 100 holds the same weights as run `init0_order0` step 1500")
+            && message.contains(&original.display().to_string()),
+        "{message}"
+    );
+    assert_eq!(ins.problems.len(), 1, "{:?}", ins.problems);
+
+    // The fingerprint samples the tensor data, not only the header: one byte changed in the last sampled
+    // block (tensor data) makes the checkpoints different again.
+    let copy = zoo.join("init1_order0/step100/model.safetensors");
+    let mut bytes = std::fs::read(&copy).unwrap();
+    let last_block = bytes.len() - 4096;
+    bytes[last_block + 100] ^= 0x40;
+    std::fs::write(&copy, bytes).unwrap();
+    let ins = inspect(zoo);
+    assert!(ins.problems.is_empty(), "{:?}", ins.problems);
 }
