@@ -151,6 +151,7 @@ mod tests {
                     files: vec![],
                     format: FileFormat::Safetensors,
                     layout: Layout::Manifest,
+                    tokens: None,
                 })
                 .collect(),
             config: None,
