@@ -4,11 +4,11 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use lineage_core::basin_analysis::BasinAnalysis;
-use lineage_core::batch::BatchResult;
-use lineage_core::figures::{FigureInputs, FigureOptions, write_all_figures};
-use lineage_core::report::Report;
-use lineage_core::tables;
+use lineage_core::output::figures::{FigureInputs, FigureOptions, write_all_figures};
+use lineage_core::output::report::Report;
+use lineage_core::output::tables;
+use lineage_core::pipeline::basins_over_time::BasinAnalysis;
+use lineage_core::pipeline::sweep::BatchResult;
 
 /// Writes the tables and `report.json` into `out` and, when the basins are known (not for a shard),
 /// the standard figures into `out/figures`. Returns every file written.

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use candle_core::{Device, Tensor};
 use common::{batch, batch_with, emit_slurm, fixture, lineage, report, run_plan};
-use lineage_core::tables::read_parquet;
+use lineage_core::output::tables::read_parquet;
 
 fn assert_same_tables(a: &Path, b: &Path) {
     for table in ["checkpoints", "evals", "interpolation", "barriers"] {

@@ -9,7 +9,7 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use common::{batch, batch_with, report, table};
-use lineage_core::interpolation::endpoint_barrier;
+use lineage_core::methods::interpolation::endpoint_barrier;
 
 fn core_fixture(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

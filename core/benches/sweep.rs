@@ -13,9 +13,9 @@ use std::path::Path;
 use candle_core::{Device, Tensor};
 use common::time;
 use lineage_core::EvalData;
-use lineage_core::evaluator::{Evaluator, Prepared};
-use lineage_core::interpolation::{alpha_grid, endpoint_barrier, segment_barrier};
-use lineage_core::mlp::{Activation, MlpEvaluator, MlpSpec};
+use lineage_core::methods::interpolation::{alpha_grid, endpoint_barrier, segment_barrier};
+use lineage_core::models::evaluator::{Evaluator, Prepared};
+use lineage_core::models::mlp::{Activation, MlpEvaluator, MlpSpec};
 use lineage_loaders::ParamSet;
 use rayon::prelude::*;
 

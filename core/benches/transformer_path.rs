@@ -22,9 +22,9 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use common::time;
 use lineage_core::EvalData;
-use lineage_core::evaluator::Evaluator;
-use lineage_core::interpolation::alpha_grid;
-use lineage_core::transformer::{
+use lineage_core::methods::interpolation::alpha_grid;
+use lineage_core::models::evaluator::Evaluator;
+use lineage_core::models::transformer::{
     Architecture, BertSpec, CausalLm, GptNeoxSpec, SequenceClassifier, TransformerEvaluator,
 };
 use lineage_loaders::ParamSet;

@@ -45,7 +45,7 @@ pub enum CoreError {
     /// There is nothing to compute (e.g. no readable checkpoint).
     #[error("nothing to do: {0}")]
     NothingToDo(String),
-    /// An external evaluator command failed or broke the protocol (see [`crate::external`]).
+    /// An external evaluator command failed or broke the protocol (see [`crate::models::external`]).
     #[error("external evaluator `{command}`: {problem}")]
     External {
         /// The command, as configured.
@@ -58,7 +58,7 @@ pub enum CoreError {
     Align(String),
     /// Basin clustering or tracking failed.
     #[error("basins: {0}")]
-    Basins(#[from] crate::basins::BasinError),
+    Basins(#[from] crate::methods::basins::BasinError),
     /// The model family does not support the requested view (e.g. hidden activations).
     #[error("unsupported: {0}")]
     Unsupported(String),

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use lineage_core::basins::{
+use lineage_core::methods::basins::{
     BarrierMatrix, BasinEvent, BasinHistory, ClusterMethod, average_linkage, basin_history, basin_tree, cluster_rows,
     cluster_step, commitment_step, default_eps, matrices_from_rows, timeline_rows, track, tree_edge_rows,
 };

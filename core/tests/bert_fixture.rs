@@ -9,8 +9,8 @@ use std::path::PathBuf;
 use common::{
     TORCH_TOLERANCE, assert_checkpoints_match, assert_close, assert_path_matches, floats, own_fixture, read_json, widen,
 };
-use lineage_core::evaluator::{Evaluator, evaluator_for};
-use lineage_core::interpolation::endpoint_barrier;
+use lineage_core::methods::interpolation::endpoint_barrier;
+use lineage_core::models::evaluator::{Evaluator, evaluator_for};
 use lineage_core::{CoreError, EvalData};
 use lineage_loaders::{ParamSet, load_params};
 use serde_json::Value;
@@ -88,7 +88,7 @@ fn pooled_representation_matches_pytorch() {
     let evaluator = evaluator(&a);
     assert_eq!(evaluator.n_hidden_layers(), 1);
     // The midpoint blended as PyTorch does, through the shared blend.
-    let mid = lineage_core::interpolation::blend(a.iter(), |n| b.get(n), 0.5).unwrap();
+    let mid = lineage_core::methods::interpolation::blend(a.iter(), |n| b.get(n), 0.5).unwrap();
     let mid = ParamSet::from_raw(mid.into_iter().collect()).unwrap();
     let features = evaluator
         .hidden_activations(&evaluator.prepare(&mid).unwrap(), 0)

@@ -11,8 +11,8 @@ use common::{
     read_json, widen,
 };
 use lineage_core::EvalData;
-use lineage_core::evaluator::{Evaluator, evaluator_for};
-use lineage_core::interpolation::{blend, endpoint_barrier};
+use lineage_core::methods::interpolation::{blend, endpoint_barrier};
+use lineage_core::models::evaluator::{Evaluator, evaluator_for};
 use lineage_loaders::{ParamSet, load_params};
 use serde_json::Value;
 

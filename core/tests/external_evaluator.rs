@@ -6,8 +6,8 @@ mod common;
 use common::{fixture, load};
 use std::path::{Path, PathBuf};
 
-use lineage_core::evaluator::{Evaluator, evaluator_for};
-use lineage_core::interpolation::{alpha_grid, endpoint_barrier, segment_barrier};
+use lineage_core::methods::interpolation::{alpha_grid, endpoint_barrier, segment_barrier};
+use lineage_core::models::evaluator::{Evaluator, evaluator_for};
 use lineage_core::{CoreError, EvalData};
 use lineage_loaders::ParamSet;
 

@@ -5,12 +5,12 @@ use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use lineage_core::basins::{
+use lineage_core::methods::basins::{
     BarrierMatrix, BasinHistory, BasinTree, ClusterMethod, average_linkage, basin_history, basin_tree,
     matrices_from_rows,
 };
-use lineage_core::figures::{self, FigureError, FigureInputs, FigureOptions};
-use lineage_core::tables::{BarrierRow, EvalRow, InterpolationRow};
+use lineage_core::output::figures::{self, FigureError, FigureInputs, FigureOptions};
+use lineage_core::output::tables::{BarrierRow, EvalRow, InterpolationRow};
 
 const STEPS: [u64; 4] = [0, 10, 100, 1000];
 

@@ -9,8 +9,8 @@ use common::fixture;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use lineage_core::evaluator::{EvalResult, Evaluator, evaluator_for};
-use lineage_core::interpolation::{alpha_grid, endpoint_barrier, segment_barrier};
+use lineage_core::methods::interpolation::{alpha_grid, endpoint_barrier, segment_barrier};
+use lineage_core::models::evaluator::{EvalResult, Evaluator, evaluator_for};
 use lineage_core::{EvalData, MlpEvaluator, MlpSpec};
 use lineage_loaders::{ParamSet, load_params};
 use serde::Deserialize;
@@ -250,14 +250,14 @@ fn path_endpoints_equal_prepared_endpoints_and_inference_equals_config() {
 fn mismatching_data_and_params_are_clear_errors() {
     let data = data();
     let a = load(Layout::Safetensors, "init0_order0", 0);
-    let wrong = MlpSpec::new(vec![64, 32, 10], lineage_core::mlp::Activation::Relu).unwrap();
+    let wrong = MlpSpec::new(vec![64, 32, 10], lineage_core::models::mlp::Activation::Relu).unwrap();
     let evaluator = MlpEvaluator::new(wrong, &data).unwrap();
     let err = evaluator.evaluate(&a).unwrap_err().to_string();
     assert!(
         err.contains("widths [64, 32, 10]") && err.contains("fc1.weight"),
         "{err}"
     );
-    let narrow = MlpSpec::new(vec![64, 5], lineage_core::mlp::Activation::Relu).unwrap();
+    let narrow = MlpSpec::new(vec![64, 5], lineage_core::models::mlp::Activation::Relu).unwrap();
     let err = MlpEvaluator::new(narrow, &data).unwrap_err().to_string();
     assert!(err.contains("out of range") && err.contains("5 classes"), "{err}");
     let dir = tempfile::tempdir().unwrap();

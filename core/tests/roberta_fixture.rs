@@ -10,8 +10,8 @@ use common::{
     TORCH_TOLERANCE, assert_checkpoints_match, assert_close, assert_path_matches, floats, own_fixture, read_json, widen,
 };
 use lineage_core::EvalData;
-use lineage_core::evaluator::{Evaluator, evaluator_for};
-use lineage_core::interpolation::blend;
+use lineage_core::methods::interpolation::blend;
+use lineage_core::models::evaluator::{Evaluator, evaluator_for};
 use lineage_loaders::{ParamSet, load_params};
 
 fn checkpoint_dir(run: &str, step: u64) -> PathBuf {

@@ -1,6 +1,6 @@
 //! The similarity measures against NumPy reference values (`fixtures/similarity/make_reference.py`).
 
-use lineage_core::similarity::{debiased_cka, linear_cka, mutual_knn};
+use lineage_core::methods::similarity::{debiased_cka, linear_cka, mutual_knn};
 use nalgebra::DMatrix;
 use serde_json::Value;
 

@@ -8,13 +8,13 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use candle_core::{Device, Tensor};
-use lineage_core::batch::{BatchOptions, run_batch};
+use lineage_core::data::features::Features;
 use lineage_core::evaluator_for;
-use lineage_core::features::Features;
-use lineage_core::pairs::PairSets;
+use lineage_core::methods::similarity::{linear_cka, to_matrix};
+use lineage_core::pipeline::plan::PairSets;
+use lineage_core::pipeline::representations::{ViewOptions, ViewsResult, run_views};
+use lineage_core::pipeline::sweep::{BatchOptions, run_batch};
 use lineage_core::progress::NoProgress;
-use lineage_core::similarity::{linear_cka, to_matrix};
-use lineage_core::views::{ViewOptions, ViewsResult, run_views};
 
 fn fixtures() -> PathBuf {
     common::fixture("")

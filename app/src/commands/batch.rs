@@ -4,13 +4,13 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
-use lineage_core::basin_analysis::{BarrierKind, BasinAnalysis, BasinOptions, analyse_basins};
-use lineage_core::basins::ClusterMethod;
-use lineage_core::batch::{BatchOptions, BatchResult, Shard, run_batch};
 use lineage_core::evaluator_on;
-use lineage_core::pairs::PairSets;
-use lineage_core::report::{BasinSummary, Report};
-use lineage_core::transformer::device;
+use lineage_core::methods::basins::ClusterMethod;
+use lineage_core::models::transformer::device;
+use lineage_core::output::report::{BasinSummary, Report};
+use lineage_core::pipeline::basins_over_time::{BarrierKind, BasinAnalysis, BasinOptions, analyse_basins};
+use lineage_core::pipeline::plan::PairSets;
+use lineage_core::pipeline::sweep::{BatchOptions, BatchResult, Shard, run_batch};
 use lineage_loaders::discover;
 
 use crate::outputs::write_outputs;
@@ -301,7 +301,7 @@ pub struct Analysis {
     /// Basin options.
     pub basins: BasinOptions,
     /// Representation and dynamics views (None: skipped; never computed for a shard).
-    pub views: Option<lineage_core::views::ViewOptions>,
+    pub views: Option<lineage_core::pipeline::representations::ViewOptions>,
     /// Device of the transformer families: `cpu`, `cuda` or `cuda:N`.
     pub device: String,
 }

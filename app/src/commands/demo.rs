@@ -4,11 +4,11 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
-use lineage_core::basin_analysis::BasinOptions;
-use lineage_core::batch::BatchOptions;
-use lineage_core::pairs::PairSets;
+use lineage_core::pipeline::basins_over_time::BasinOptions;
+use lineage_core::pipeline::plan::PairSets;
+use lineage_core::pipeline::representations::ViewOptions;
+use lineage_core::pipeline::sweep::BatchOptions;
 use lineage_core::train::{EVAL_FILE, Recipe, Task, TrainConfig, train_zoo};
-use lineage_core::views::ViewOptions;
 
 use super::batch::{Analysis, analyse, default_cache_dir};
 use crate::terminal_progress::TerminalProgress;

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use lineage_core::export::export_cluster_timeline;
+use lineage_core::output::export::export_cluster_timeline;
 
 /// Arguments of `lineage export`.
 #[derive(Debug, clap::Args)]

@@ -5,11 +5,12 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use lineage_core::basin_analysis::analyse_basins;
-use lineage_core::batch::BatchOptions;
-use lineage_core::merge::merge_shards;
-use lineage_core::report::{BasinSummary, Report};
-use lineage_core::{evaluator_on, transformer};
+use lineage_core::evaluator_on;
+use lineage_core::models::transformer;
+use lineage_core::output::report::{BasinSummary, Report};
+use lineage_core::pipeline::basins_over_time::analyse_basins;
+use lineage_core::pipeline::merge::merge_shards;
+use lineage_core::pipeline::sweep::BatchOptions;
 use lineage_loaders::discover;
 
 use super::batch::{BasinArgs, Plan, summary};

@@ -23,7 +23,7 @@ pub struct OpenArgs {
 pub fn run(args: &OpenArgs) -> anyhow::Result<ExitCode> {
     // An unusable device is an error here, before a window opens.
     let device = args.device.clone().unwrap_or_else(|| "cpu".into());
-    lineage_core::transformer::device(&device)?;
+    lineage_core::models::transformer::device(&device)?;
     crate::gui::run(args.dir.clone(), args.data.clone(), default_cache_dir(), device)?;
     Ok(ExitCode::SUCCESS)
 }

@@ -3,13 +3,13 @@
 use std::path::Path;
 
 use anyhow::Context;
-use lineage_core::batch::EvaluatorFactory;
-use lineage_core::pairs::PairSets;
+use lineage_core::output::report::{Report, ViewsSummary};
+use lineage_core::output::tables::{EvalRow, write_parquet};
+use lineage_core::output::tables_representations;
+use lineage_core::pipeline::plan::PairSets;
+use lineage_core::pipeline::representations::{ViewOptions, ViewsResult, run_views};
+use lineage_core::pipeline::sweep::EvaluatorFactory;
 use lineage_core::progress::Progress;
-use lineage_core::report::{Report, ViewsSummary};
-use lineage_core::tables::{EvalRow, write_parquet};
-use lineage_core::tables_views;
-use lineage_core::views::{ViewOptions, ViewsResult, run_views};
 use lineage_loaders::Zoo;
 
 /// Flags of the views (flattened into `lineage batch`).
@@ -106,15 +106,30 @@ pub fn summary(views: &ViewsResult) -> String {
 pub fn write_tables(out: &Path, views: &ViewsResult) -> anyhow::Result<()> {
     std::fs::create_dir_all(out).with_context(|| format!("{}: cannot create output folder", out.display()))?;
     let frames = [
-        ("similarity", tables_views::similarity_frame(&views.similarity)?),
-        ("probes", tables_views::probes_frame(&views.probes)?),
-        ("trajectories", tables_views::trajectories_frame(&views.trajectories)?),
-        ("weight_norms", tables_views::weight_norms_frame(&views.weight_norms)?),
-        ("code_length", tables_views::code_length_frame(&views.code_length)?),
-        ("training_map", tables_views::training_map_frame(&views.training_map)?),
+        (
+            "similarity",
+            tables_representations::similarity_frame(&views.similarity)?,
+        ),
+        ("probes", tables_representations::probes_frame(&views.probes)?),
+        (
+            "trajectories",
+            tables_representations::trajectories_frame(&views.trajectories)?,
+        ),
+        (
+            "weight_norms",
+            tables_representations::weight_norms_frame(&views.weight_norms)?,
+        ),
+        (
+            "code_length",
+            tables_representations::code_length_frame(&views.code_length)?,
+        ),
+        (
+            "training_map",
+            tables_representations::training_map_frame(&views.training_map)?,
+        ),
         (
             "training_map_transitions",
-            tables_views::map_transitions_frame(&views.map_transitions)?,
+            tables_representations::map_transitions_frame(&views.map_transitions)?,
         ),
     ];
     for (name, mut frame) in frames {

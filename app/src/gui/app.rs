@@ -10,7 +10,7 @@ use super::recent::RecentFolders;
 use super::session::{Analysed, Session};
 use super::views::{self, Selection};
 use crate::outputs;
-use lineage_core::tables;
+use lineage_core::output::tables;
 
 /// Tabs below the basin tree.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -161,7 +161,7 @@ impl LineageApp {
         self.export(move |_, analysed| {
             let clusters = tables::clusters_frame(&analysed.basins.clusters)?;
             let timeline = tables::timeline_frame(&analysed.basins.timeline)?;
-            let mut frame = lineage_core::export::cluster_timeline(&clusters, &timeline)?;
+            let mut frame = lineage_core::output::export::cluster_timeline(&clusters, &timeline)?;
             tables::write_parquet(&file, &mut frame)?;
             Ok(vec![file])
         });
@@ -461,7 +461,7 @@ impl eframe::App for LineageApp {
 fn install_fallback_font(ctx: &egui::Context) {
     ctx.add_font(egui::epaint::text::FontInsert::new(
         "DejaVuSans",
-        egui::FontData::from_static(lineage_core::figures::DEJAVU_SANS),
+        egui::FontData::from_static(lineage_core::output::figures::DEJAVU_SANS),
         [egui::FontFamily::Proportional, egui::FontFamily::Monospace]
             .into_iter()
             .map(|family| egui::epaint::text::InsertFontFamily {

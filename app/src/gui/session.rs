@@ -3,14 +3,15 @@
 
 use std::path::{Path, PathBuf};
 
-use lineage_core::basin_analysis::{BasinAnalysis, BasinOptions, analyse_basins};
-use lineage_core::basins::TreeLayout;
-use lineage_core::batch::{BatchOptions, BatchResult, run_batch};
-use lineage_core::pairs::PairSets;
+use lineage_core::methods::basins::TreeLayout;
+use lineage_core::models::transformer;
+use lineage_core::output::report::{BasinSummary, Report};
+use lineage_core::pipeline::basins_over_time::{BasinAnalysis, BasinOptions, analyse_basins};
+use lineage_core::pipeline::plan::PairSets;
+use lineage_core::pipeline::representations::{ViewOptions, ViewsResult, run_views};
+use lineage_core::pipeline::sweep::{BatchOptions, BatchResult, run_batch};
 use lineage_core::progress::Progress;
-use lineage_core::report::{BasinSummary, Report};
-use lineage_core::views::{ViewOptions, ViewsResult, run_views};
-use lineage_core::{CoreError, evaluator_on, transformer};
+use lineage_core::{CoreError, evaluator_on};
 use lineage_loaders::logs::{TrainingLog, read_log};
 use lineage_loaders::{Zoo, discover};
 

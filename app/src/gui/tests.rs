@@ -184,7 +184,7 @@ fn export_writes_tables_figures_report_and_timeline() {
     let timeline = out.path().join("timeline.parquet");
     harness.state_mut().export_timeline(timeline.clone());
     step_until(&mut harness, "the timeline export", |app| !app.is_busy());
-    let frame = lineage_core::tables::read_parquet(&timeline).unwrap();
+    let frame = lineage_core::output::tables::read_parquet(&timeline).unwrap();
     let analysis = analysis_of(&harness);
     assert_eq!(frame.height(), analysis.basins.clusters.len());
     let columns: Vec<&str> = frame.get_column_names().iter().map(|c| c.as_str()).collect();

@@ -105,12 +105,12 @@ pub fn assert_path_matches(
 
 /// The endpoint loss barrier between `a` and `b` on an 11-point grid.
 pub fn barrier11(evaluator: &dyn lineage_core::Evaluator, a: &ParamSet, b: &ParamSet) -> f64 {
-    let alphas = lineage_core::interpolation::alpha_grid(11).unwrap();
+    let alphas = lineage_core::methods::interpolation::alpha_grid(11).unwrap();
     let losses: Vec<f64> = evaluator
         .evaluate_path(a, b, &alphas)
         .unwrap()
         .iter()
         .map(|r| r.loss)
         .collect();
-    lineage_core::interpolation::endpoint_barrier(&alphas, &losses)
+    lineage_core::methods::interpolation::endpoint_barrier(&alphas, &losses)
 }

@@ -3,7 +3,7 @@
 
 use egui::Ui;
 use egui_plot::{Legend, Line, LineStyle, Plot, PlotPoints};
-use lineage_core::tables::InterpolationRow;
+use lineage_core::output::tables::InterpolationRow;
 
 use super::Selection;
 use crate::gui::session::Analysed;

@@ -2,7 +2,7 @@
 //! linkage) order, one colour scale for all steps. Click a cell to select that pair.
 
 use egui::{Align2, Color32, FontId, Rect, Sense, Stroke, StrokeKind, Ui, pos2, vec2};
-use lineage_core::basins::average_linkage;
+use lineage_core::methods::basins::average_linkage;
 
 use super::{Selection, heat_color, shorten};
 use crate::gui::session::Analysed;

@@ -12,7 +12,7 @@ pub mod training;
 pub mod tree;
 
 use egui::Color32;
-use lineage_core::figures::{seed_style, viridis};
+use lineage_core::output::figures::{seed_style, viridis};
 
 /// What the user has picked: a step (from the basin tree or the slider) and a seed pair (from the
 /// heatmap or the table).

@@ -3,7 +3,7 @@
 
 use egui::epaint::CubicBezierShape;
 use egui::{Align2, Color32, FontId, Pos2, Rect, Sense, Stroke, Ui, Vec2, pos2, vec2};
-use lineage_core::basins::{BarrierMatrix, BasinHistory, ThreadPoint};
+use lineage_core::methods::basins::{BarrierMatrix, BasinHistory, ThreadPoint};
 
 use super::{Selection, run_color, shorten, step_coordinate};
 use crate::gui::session::Analysed;

@@ -1,0 +1,12 @@
+//! The methods of the analysis, each pure computation on numbers already evaluated or loaded:
+//! interpolation and barriers, permutation alignment, representation similarity, linear probes,
+//! weight-space trajectories, code lengths, training maps and basins over time.
+
+pub mod align;
+pub mod basins;
+pub mod code_length;
+pub mod interpolation;
+pub mod probe;
+pub mod similarity;
+pub mod training_map;
+pub mod trajectory;

@@ -1,0 +1,260 @@
+//! One [`Evaluator`] for every transformer architecture: checkpoints become candle models on the
+//! device, the eval set runs in token batches, theta(a) is blended tensor by tensor.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::VarBuilder;
+use lineage_loaders::ParamSet;
+
+use crate::data::eval_data::EvalData;
+use crate::data::features::Features;
+use crate::error::{CoreError, Result};
+use crate::methods::align::PermutationSpec;
+use crate::methods::interpolation::blend;
+use crate::models::evaluator::{EvalResult, Evaluator, Prepared, check_shapes};
+use crate::models::transformer::tokens::{TokenBatch, TokenBatches};
+
+/// What a forward pass over some examples gives, example by example.
+#[derive(Debug, Default)]
+pub struct Scores {
+    /// Cross-entropy of each example.
+    pub loss: Vec<f32>,
+    /// Whether each example is predicted correctly.
+    pub correct: Vec<bool>,
+    /// The representation of each example at the layer asked for, rows of
+    /// [`Architecture::representation_width`] values (empty when none was asked for).
+    pub features: Vec<f32>,
+}
+
+/// A transformer architecture lineage can evaluate: how to build it from checkpoint tensors and
+/// how to score a batch of token sequences.
+pub trait Architecture: Send + Sync + 'static {
+    /// The model built on one parameter set.
+    type Model: Send + Sync + 'static;
+
+    /// One line (family and sizes), part of result cache keys.
+    fn describe(&self) -> String;
+
+    /// Token ids must be below this.
+    fn vocab_size(&self) -> usize;
+
+    /// Longest sequence the model takes (learned position embeddings), if limited.
+    fn max_positions(&self) -> Option<usize>;
+
+    /// Checks what else the eval data must satisfy (e.g. labels below the number of classes) and
+    /// returns how many examples it gives (sequences, or predicted tokens for a language model).
+    fn examples(&self, data: &EvalData, tokens: &TokenBatches) -> Result<usize>;
+
+    /// Width of the representation rows that [`Architecture::score`] appends.
+    fn representation_width(&self) -> usize;
+
+    /// Number of layers whose representation [`Architecture::score`] can return; the last one is
+    /// the state the output head reads.
+    fn representation_layers(&self) -> usize;
+
+    /// Builds the model from tensors named as in the Hugging Face checkpoint.
+    fn load(&self, vb: VarBuilder) -> candle_core::Result<Self::Model>;
+
+    /// The permutation symmetries searched by weight matching ([`crate::models::transformer::permutations`]).
+    fn permutation_spec(&self, params: &ParamSet) -> PermutationSpec;
+
+    /// Runs `model` on one batch and appends, for each of its examples in order, the loss, the
+    /// correctness and, when `layer` is given, the representation row at that layer. `labels` are
+    /// the eval set's class labels (all of them; empty for language-model data).
+    fn score(
+        &self,
+        model: &Self::Model,
+        batch: &TokenBatch,
+        labels: &[u32],
+        layer: Option<usize>,
+        out: &mut Scores,
+    ) -> candle_core::Result<()>;
+}
+
+/// Evaluates checkpoints of architecture `A` on tokenised eval data: one model per forward pass over
+/// batches of examples, one pass after the other (each uses every core).
+pub struct TransformerEvaluator<A: Architecture> {
+    /// Identifies this evaluator, so checkpoints prepared by another one are refused.
+    id: u64,
+    architecture: A,
+    device: Device,
+    tokens: TokenBatches,
+    labels: Vec<u32>,
+    n_examples: usize,
+    /// Names and shapes every parameter set must have (those of the reference checkpoint).
+    shapes: BTreeMap<String, Vec<usize>>,
+    description: String,
+}
+
+/// A checkpoint prepared by a [`TransformerEvaluator`]: its tensors on the device and the model.
+struct Point<M> {
+    evaluator: u64,
+    tensors: HashMap<String, Tensor>,
+    model: M,
+}
+
+impl<A: Architecture> TransformerEvaluator<A> {
+    /// An evaluator of `architecture` on `data` (token ids) on `device`. Checks that `reference`
+    /// builds the model and that the data fits it (token ids below the vocabulary size, sequences
+    /// within the positions, and what the architecture adds).
+    pub fn new(architecture: A, reference: &ParamSet, data: &EvalData, device: &Device) -> Result<Self> {
+        let tokens = TokenBatches::new(data, device)?;
+        let max_id = TokenBatches::max_id(data)?;
+        if max_id as usize >= architecture.vocab_size() {
+            return Err(CoreError::Model(format!(
+                "eval data has token id {max_id}, beyond the model's vocabulary of {}",
+                architecture.vocab_size()
+            )));
+        }
+        if let Some(positions) = architecture.max_positions().filter(|&p| tokens.max_len() > p) {
+            return Err(CoreError::Model(format!(
+                "eval sequences have up to {} tokens, more than the model's {positions} positions",
+                tokens.max_len()
+            )));
+        }
+        let n_examples = architecture.examples(data, &tokens)?;
+        let mut description = format!("{} on {n_examples} examples", architecture.describe());
+        if !device.is_cpu() {
+            description.push_str(&format!(" ({device:?})"));
+        }
+        static NEXT_ID: AtomicU64 = AtomicU64::new(0);
+        let evaluator = Self {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            architecture,
+            device: device.clone(),
+            tokens,
+            labels: data.labels.clone(),
+            n_examples,
+            shapes: reference.shapes(),
+            description,
+        };
+        evaluator.build(evaluator.on_device(reference.iter())?)?;
+        Ok(evaluator)
+    }
+
+    /// Copies named tensors to the device.
+    fn on_device<'a>(&self, tensors: impl Iterator<Item = (&'a str, &'a Tensor)>) -> Result<HashMap<String, Tensor>> {
+        tensors
+            .map(|(name, t)| {
+                let t = t
+                    .to_device(&self.device)
+                    .map_err(|e| CoreError::Model(format!("`{name}`: {e}")))?;
+                Ok((name.to_string(), t))
+            })
+            .collect()
+    }
+
+    /// The model on `tensors`; a missing or misshapen tensor is an error naming it.
+    fn build(&self, tensors: HashMap<String, Tensor>) -> Result<A::Model> {
+        let vb = VarBuilder::from_tensors(tensors, DType::F32, &self.device);
+        self.architecture.load(vb).map_err(|e| {
+            CoreError::Model(format!(
+                "{}: the checkpoint does not fit: {e}",
+                self.architecture.describe()
+            ))
+        })
+    }
+
+    fn point<'a>(&self, prepared: &'a Prepared) -> Result<&'a Point<A::Model>> {
+        prepared
+            .downcast_ref::<Point<A::Model>>()
+            .filter(|p| p.evaluator == self.id)
+            .ok_or_else(|| CoreError::InvalidArgument("checkpoint was prepared by a different evaluator".into()))
+    }
+
+    /// Runs `model` over the eval set, keeping the representation at `layer` if given.
+    fn run(&self, model: &A::Model, layer: Option<usize>) -> Result<Scores> {
+        let mut scores = Scores::default();
+        for batch in self.tokens.iter() {
+            self.architecture
+                .score(model, batch, &self.labels, layer, &mut scores)
+                .map_err(|e| CoreError::Model(format!("{} forward pass: {e}", self.architecture.describe())))?;
+        }
+        if scores.loss.len() != self.n_examples || scores.correct.len() != self.n_examples {
+            return Err(CoreError::Model(format!(
+                "{}: scored {} examples, expected {}",
+                self.architecture.describe(),
+                scores.loss.len(),
+                self.n_examples
+            )));
+        }
+        Ok(scores)
+    }
+}
+
+impl<A: Architecture> Evaluator for TransformerEvaluator<A> {
+    fn describe(&self) -> String {
+        self.description.clone()
+    }
+
+    fn n_examples(&self) -> usize {
+        self.n_examples
+    }
+
+    fn prepare(&self, params: &ParamSet) -> Result<Prepared> {
+        check_shapes(&self.shapes, params, &self.architecture.describe())?;
+        let tensors = self.on_device(params.iter())?;
+        let model = self.build(tensors.clone())?;
+        Ok(Prepared::new(Point {
+            evaluator: self.id,
+            tensors,
+            model,
+        }))
+    }
+
+    fn evaluate_prepared(&self, point: &Prepared) -> Result<EvalResult> {
+        let scores = self.run(&self.point(point)?.model, None)?;
+        Ok(EvalResult::from_examples(scores.loss, scores.correct))
+    }
+
+    fn evaluate_path_prepared(&self, a: &Prepared, b: &Prepared, alphas: &[f64]) -> Result<Vec<EvalResult>> {
+        let (a, b) = (&self.point(a)?.tensors, &self.point(b)?.tensors);
+        alphas
+            .iter()
+            .map(|&alpha| {
+                let blended = blend(a.iter().map(|(n, t)| (n.as_str(), t)), |name| b.get(name), alpha)?;
+                let scores = self.run(&self.build(blended)?, None)?;
+                Ok(EvalResult::from_examples(scores.loss, scores.correct))
+            })
+            .collect()
+    }
+
+    fn permutation_spec(&self, params: &ParamSet) -> Result<PermutationSpec> {
+        check_shapes(&self.shapes, params, &self.architecture.describe())?;
+        let spec = self.architecture.permutation_spec(params);
+        spec.check(params)?;
+        Ok(spec)
+    }
+
+    /// No: each forward pass already uses every core (candle's matmuls and element-wise kernels are
+    /// multi-threaded, and its CPU thread pool serves one caller at a time, so passes run at once
+    /// only queue for it).
+    fn parallel_evaluations(&self) -> bool {
+        false
+    }
+
+    /// The layers of [`Architecture::representation_layers`]; the last is the state the output
+    /// head reads.
+    fn n_hidden_layers(&self) -> usize {
+        self.architecture.representation_layers()
+    }
+
+    fn hidden_activations(&self, point: &Prepared, layer: usize) -> Result<Features> {
+        let layers = self.architecture.representation_layers();
+        if layer >= layers {
+            return Err(CoreError::InvalidArgument(format!(
+                "{} has representations at layers 0..{}, not {layer}",
+                self.architecture.describe(),
+                layers - 1
+            )));
+        }
+        let scores = self.run(&self.point(point)?.model, Some(layer))?;
+        Features::new(
+            self.n_examples,
+            self.architecture.representation_width(),
+            scores.features,
+        )
+    }
+}

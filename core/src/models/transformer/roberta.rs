@@ -1,0 +1,141 @@
+//! The `roberta` family: Hugging Face `RobertaForSequenceClassification` and
+//! `XLMRobertaForSequenceClassification` (candle-transformers' XLM-RoBERTa encoder, which computes
+//! RoBERTa's position ids from the padding token, then the HF classification head: dense, tanh,
+//! output projection on the first token).
+
+use std::path::Path;
+
+use candle_core::{Module, Tensor};
+use candle_nn::{Linear, VarBuilder, linear};
+use candle_transformers::models::xlm_roberta::{Config, XLMRobertaModel};
+use lineage_loaders::ParamSet;
+
+use crate::error::{CoreError, Result};
+use crate::methods::align::PermutationSpec;
+use crate::models::transformer::classifier::{Encoder, EncoderSizes, EncoderSpec, check_and_count_labels};
+use crate::models::transformer::permutations::{self, EncoderNames};
+
+/// Prefix of the encoder's tensors.
+const ENCODER: &str = "roberta";
+/// The head's dense layer on the first token's state.
+const HEAD_DENSE: &str = "classifier.dense";
+/// The head's output projection.
+const HEAD_OUT: &str = "classifier.out_proj";
+
+/// A RoBERTa sequence classifier's architecture, from an HF `config.json`.
+#[derive(Debug, Clone)]
+pub struct RobertaSpec {
+    /// The encoder's configuration as candle-transformers reads it.
+    pub config: Config,
+    /// The sizes (number of classes from `classifier.out_proj.weight`).
+    pub sizes: EncoderSizes,
+}
+
+impl RobertaSpec {
+    /// Reads the architecture from a parsed HF `config.json` at `path` (`model_type: "roberta"` or
+    /// `"xlm-roberta"`); the number of labels comes from the shape of the checkpoint's
+    /// `classifier.out_proj.weight`.
+    pub fn from_config_json(
+        value: &serde_json::Value,
+        path: &Path,
+        classifier_shape: Option<&[usize]>,
+    ) -> Result<Self> {
+        let mut value = value.clone();
+        // transformers writes no `position_embedding_type` when it is the default.
+        if value.get("position_embedding_type").is_none_or(|v| v.is_null()) {
+            value["position_embedding_type"] = "absolute".into();
+        }
+        let config: Config =
+            serde_json::from_value(value).map_err(|e| CoreError::config(path, format!("not a RoBERTa config: {e}")))?;
+        if config.position_embedding_type != "absolute" {
+            return Err(CoreError::config(
+                path,
+                format!(
+                    "position_embedding_type `{}` is not supported (only absolute)",
+                    config.position_embedding_type
+                ),
+            ));
+        }
+        let labels = check_and_count_labels(
+            path,
+            (config.hidden_size, config.num_attention_heads),
+            &Self::classifier_weight(),
+            classifier_shape,
+            "RobertaForSequenceClassification",
+        )?;
+        let sizes = EncoderSizes {
+            family: "roberta",
+            layers: config.num_hidden_layers,
+            hidden: config.hidden_size,
+            heads: config.num_attention_heads,
+            intermediate: config.intermediate_size,
+            activation: format!("{:?}", config.hidden_act),
+            vocab: config.vocab_size,
+            token_types: config.type_vocab_size,
+            // Positions start after the padding id.
+            max_positions: config
+                .max_position_embeddings
+                .saturating_sub(config.pad_token_id as usize + 1),
+            labels,
+        };
+        Ok(Self { config, sizes })
+    }
+
+    /// Name of the output weight, whose shape gives the number of labels.
+    pub fn classifier_weight() -> String {
+        format!("{HEAD_OUT}.weight")
+    }
+}
+
+impl EncoderSpec for RobertaSpec {
+    type Model = RobertaClassifier;
+
+    fn sizes(&self) -> &EncoderSizes {
+        &self.sizes
+    }
+
+    fn load(&self, vb: VarBuilder) -> candle_core::Result<RobertaClassifier> {
+        let h = self.sizes.hidden;
+        Ok(RobertaClassifier {
+            encoder: XLMRobertaModel::new(&self.config, vb.pp(ENCODER))?,
+            dense: linear(h, h, vb.pp(HEAD_DENSE))?,
+            out_proj: linear(h, self.sizes.labels, vb.pp(HEAD_OUT))?,
+        })
+    }
+
+    fn permutation_spec(&self, params: &ParamSet) -> PermutationSpec {
+        let names = EncoderNames {
+            prefix: "roberta.",
+            head_dense: HEAD_DENSE,
+            head_out: HEAD_OUT,
+        };
+        permutations::encoder_classifier(params, &names, &self.sizes)
+    }
+}
+
+/// `RobertaForSequenceClassification` in eval mode.
+pub struct RobertaClassifier {
+    encoder: XLMRobertaModel,
+    dense: Linear,
+    out_proj: Linear,
+}
+
+impl Encoder for RobertaClassifier {
+    /// Logits and `tanh(dense(first token's state))`, the output projection's input.
+    fn forward(
+        &self,
+        input_ids: &Tensor,
+        token_type_ids: Option<&Tensor>,
+        attention_mask: &Tensor,
+    ) -> candle_core::Result<(Tensor, Tensor)> {
+        let zeros = input_ids.zeros_like()?;
+        let types = token_type_ids.unwrap_or(&zeros);
+        let hidden = self
+            .encoder
+            .forward(input_ids, attention_mask, types, None, None, None)?;
+        let first = hidden.narrow(1, 0, 1)?.squeeze(1)?;
+        let head_input = self.dense.forward(&first)?.tanh()?;
+        let logits = self.out_proj.forward(&head_input)?;
+        Ok((logits, head_input))
+    }
+}

@@ -1,0 +1,8 @@
+//! What an analysis writes: the Parquet tables ([`tables`]), `report.json` ([`report`]), the
+//! figures ([`figures`]) and the cluster-timeline export ([`export`]).
+
+pub mod export;
+pub mod figures;
+pub mod report;
+pub mod tables;
+pub mod tables_representations;
