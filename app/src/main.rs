@@ -4,7 +4,8 @@
 
 mod commands;
 mod gui;
-mod outputs;
+mod options;
+mod summary;
 mod terminal_progress;
 
 use clap::{Parser, Subcommand};

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use candle_core::{Device, Tensor};
 use common::{batch, batch_with, emit_slurm, fixture, lineage, report, run_plan};
-use lineage_core::output::tables::read_parquet;
+use lineage_core::output::schema::read_parquet;
 
 fn assert_same_tables(a: &Path, b: &Path) {
     for table in ["checkpoints", "evals", "interpolation", "barriers"] {
@@ -166,6 +166,91 @@ fn a_batch_killed_at_any_moment_resumes_to_identical_tables() {
     }
     let interp = read_parquet(&resumed.join("interpolation.parquet")).unwrap();
     assert_eq!(interp.height() as u64, (45 * 6 + 10 * 5) * 11);
+}
+
+/// Rewrites the safetensors file `path` with `edit` applied to its tensors.
+fn edit_checkpoint(path: &Path, edit: impl FnOnce(&mut HashMap<String, Tensor>)) {
+    let mut tensors = candle_core::safetensors::load(path, &Device::Cpu).unwrap();
+    edit(&mut tensors);
+    candle_core::safetensors::save(&tensors, path).unwrap();
+}
+
+#[test]
+fn broken_and_diverged_checkpoints_never_stop_the_batch() {
+    let tmp = tempfile::tempdir().unwrap();
+    let zoo = tmp.path().join("zoo");
+    random_zoo(&zoo, 4, &[0, 10, 100]);
+    let file = |run: usize, step: u64| zoo.join(format!("seed{run}/step{step}/model.safetensors"));
+    // The zoo's first checkpoint has a renamed tensor.
+    edit_checkpoint(&file(0, 0), |t| {
+        let w = t.remove("fc2.weight").unwrap();
+        t.insert("fc2.geight".into(), w);
+    });
+    // A file cut short by a full disk.
+    let bytes = std::fs::read(file(1, 10)).unwrap();
+    std::fs::write(file(1, 10), &bytes[..bytes.len() / 2]).unwrap();
+    // One NaN; and finite weights so large that the forward pass overflows.
+    edit_checkpoint(&file(2, 100), |t| {
+        let w = t["fc1.weight"].flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let mut w = w;
+        w[5] = f32::NAN;
+        t.insert(
+            "fc1.weight".into(),
+            Tensor::from_vec(w, (128, 64), &Device::Cpu).unwrap(),
+        );
+    });
+    edit_checkpoint(&file(3, 100), |t| {
+        for v in t.values_mut() {
+            *v = v.affine(3e37, 0.0).unwrap();
+        }
+    });
+
+    let out = tmp.path().join("out");
+    let output = batch(&zoo, &out, &tmp.path().join("cache")).output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    // Each bad checkpoint is named (by its folder) in exactly one warning.
+    let bad = [
+        (0, 0, "fc2.geight"),
+        (1, 10, "truncated"),
+        (2, 100, "diverged"),
+        (3, 100, "diverged"),
+    ];
+    for (run, step, problem) in bad {
+        let name = format!("seed{run}/step{step}");
+        let lines: Vec<&str> = stderr.lines().filter(|l| l.contains(&name)).collect();
+        assert_eq!(lines.len(), 1, "one warning for {name}:\n{stderr}");
+        assert!(lines[0].contains(problem), "{}", lines[0]);
+    }
+    assert!(
+        !stderr.contains("trajectory"),
+        "the refused checkpoint does not spoil its run's trajectory:\n{stderr}"
+    );
+
+    use lineage_core::output::schema::read_table;
+    use lineage_core::output::tables::{ClusterRow, EvalRow};
+    let evals: Vec<EvalRow> = read_table(&out).unwrap();
+    let diverged: Vec<(String, u64)> = evals
+        .iter()
+        .filter(|e| e.diverged)
+        .map(|e| (e.run.clone(), e.step))
+        .collect();
+    assert_eq!(diverged, [("seed2".to_string(), 100), ("seed3".to_string(), 100)]);
+    assert!(evals.iter().filter(|e| !e.diverged).all(|e| e.loss.is_finite()));
+    assert_eq!(evals.len(), 12 - 2, "every readable checkpoint evaluated");
+    let clusters: Vec<ClusterRow> = read_table(&out).unwrap();
+    let outside: Vec<(u64, &str)> = clusters
+        .iter()
+        .filter(|c| c.basin.is_none())
+        .map(|c| (c.step, c.run.as_str()))
+        .collect();
+    assert_eq!(outside, [(100, "seed2"), (100, "seed3")]);
+    assert!(clusters.iter().all(|c| c.diverged == c.basin.is_none()));
+    assert_eq!(
+        clusters.iter().filter(|c| c.step == 100 && c.basin.is_some()).count(),
+        2,
+        "the two sound runs are clustered at step 100"
+    );
 }
 
 #[test]

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::process::Command;
 
-use lineage_core::output::tables::read_parquet;
+use lineage_core::output::schema::read_parquet;
 
 fn demo(out: &Path, cache: &Path) -> std::process::Output {
     let output = Command::new(env!("CARGO_BIN_EXE_lineage"))

@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use common::{batch, fixture};
-use lineage_core::output::tables::read_parquet;
+use lineage_core::output::schema::read_parquet;
 use polars::prelude::{AnyValue, DataFrame};
 use serde_json::{Value, json};
 

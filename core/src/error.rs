@@ -59,7 +59,10 @@ pub enum CoreError {
     /// Basin clustering or tracking failed.
     #[error("basins: {0}")]
     Basins(#[from] crate::methods::basins::BasinError),
-    /// The model family does not support the requested view (e.g. hidden activations).
+    /// A figure could not be drawn or written.
+    #[error("figure: {0}")]
+    Figure(#[from] crate::output::figures::FigureError),
+    /// The model family does not support the requested analysis (e.g. hidden activations).
     #[error("unsupported: {0}")]
     Unsupported(String),
     /// The user cancelled the computation.

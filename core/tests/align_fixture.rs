@@ -8,7 +8,7 @@ use common::{barrier11, fixture, load};
 
 use lineage_core::EvalData;
 use lineage_core::methods::align::{align_to, weight_matching};
-use lineage_core::models::evaluator::evaluator_for;
+use lineage_core::models::registry::evaluator_for;
 
 fn reference_raw_barrier(step: u64) -> f64 {
     let text = std::fs::read_to_string(fixture("reference_barriers.json")).unwrap();

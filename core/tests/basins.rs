@@ -3,9 +3,11 @@
 use std::collections::BTreeMap;
 
 use lineage_core::methods::basins::{
-    BarrierMatrix, BasinEvent, BasinHistory, ClusterMethod, average_linkage, basin_history, basin_tree, cluster_rows,
-    cluster_step, commitment_step, default_eps, matrices_from_rows, timeline_rows, track, tree_edge_rows,
+    BarrierMatrix, BasinEvent, BasinHistory, ClusterMethod, average_linkage, basin_history, basin_tree, cluster_step,
+    commitment_step, default_eps, matrices_from_rows, track,
 };
+use lineage_core::pipeline::basins_over_time::{cluster_rows, timeline_rows, tree_edge_rows};
+use lineage_core::pipeline::clusterable::Diverged;
 
 /// Nine seeds in three families interleaved in name order: family of `seed{i}` is `i % 3`.
 fn family(run: &str) -> usize {
@@ -197,20 +199,20 @@ fn one_basin_splits_into_three_with_stable_ids() {
         assert_eq!(tree.lane_order(), [0, 1, 2]);
 
         // Table rows.
-        assert_eq!(cluster_rows(&h).len(), 27);
-        let timeline: Vec<(u64, u32, u64, String, Option<u32>)> = timeline_rows(&h)
+        assert_eq!(cluster_rows(&h, &Diverged::new()).len(), 27);
+        let timeline: Vec<(u64, u32, u64, BasinEvent, Option<u32>)> = timeline_rows(&h, &Diverged::new())
             .into_iter()
             .map(|r| (r.step, r.basin, r.size, r.event, r.parent_basin))
             .collect();
         assert_eq!(
             timeline,
             [
-                (0, 0, 9, "birth".to_string(), None),
-                (100, 0, 6, "split".to_string(), Some(0)),
-                (100, 1, 3, "split".to_string(), Some(0)),
-                (1000, 0, 3, "split".to_string(), Some(0)),
-                (1000, 1, 3, "continue".to_string(), Some(1)),
-                (1000, 2, 3, "split".to_string(), Some(0)),
+                (0, 0, 9, BasinEvent::Birth, None),
+                (100, 0, 6, BasinEvent::Split, Some(0)),
+                (100, 1, 3, BasinEvent::Split, Some(0)),
+                (1000, 0, 3, BasinEvent::Split, Some(0)),
+                (1000, 1, 3, BasinEvent::Continue, Some(1)),
+                (1000, 2, 3, BasinEvent::Split, Some(0)),
             ]
         );
         let edges: Vec<(u64, u32, u64, u32, u64)> = tree_edge_rows(&h)
@@ -319,9 +321,9 @@ fn ragged_steps_forks_deaths_and_returns() {
     assert_eq!(h.thread("b"), [(1, 0), (3, 0)]);
     assert_eq!(h.basin_of(2, "b"), None);
 
-    let deaths: Vec<(u64, u32, u64, Option<u32>)> = timeline_rows(&h)
+    let deaths: Vec<(u64, u32, u64, Option<u32>)> = timeline_rows(&h, &Diverged::new())
         .into_iter()
-        .filter(|r| r.event == "death")
+        .filter(|r| r.event == BasinEvent::Death)
         .map(|r| (r.step, r.basin, r.size, r.parent_basin))
         .collect();
     assert_eq!(deaths, [(2, 1, 0, Some(1)), (3, 2, 0, Some(2))]);
@@ -347,7 +349,10 @@ fn results_do_not_depend_on_input_order() {
         let h = history(rows.clone(), &method);
         assert_eq!(h, history(permuted.clone(), &method), "{method:?}");
         assert_eq!(h, history(shuffled.clone(), &method), "{method:?}");
-        assert_eq!(cluster_rows(&h), cluster_rows(&history(shuffled.clone(), &method)));
+        assert_eq!(
+            cluster_rows(&h, &Diverged::new()),
+            cluster_rows(&history(shuffled.clone(), &method), &Diverged::new())
+        );
     }
 }
 
@@ -409,7 +414,7 @@ fn commitment_examples() {
 #[test]
 fn rows_serialize() {
     let h = history(zoo_rows(), &ClusterMethod::Threshold { eps: Some(0.1) });
-    let json = serde_json::to_string(&timeline_rows(&h)).unwrap();
+    let json = serde_json::to_string(&timeline_rows(&h, &Diverged::new())).unwrap();
     assert!(json.contains(r#""event":"birth""#));
     assert!(json.contains(r#""parent_basin":null"#));
     assert!(serde_json::to_string(&h).unwrap().contains(r#""method":"threshold""#));
@@ -419,6 +424,6 @@ fn rows_serialize() {
 fn tracking_an_empty_history() {
     let h = track(&[]).unwrap();
     assert!(h.steps.is_empty());
-    assert!(timeline_rows(&h).is_empty());
+    assert!(timeline_rows(&h, &Diverged::new()).is_empty());
     assert_eq!(basin_tree(&h).graph.node_count(), 0);
 }

@@ -10,7 +10,8 @@ use common::{
     TORCH_TOLERANCE, assert_checkpoints_match, assert_close, assert_path_matches, floats, own_fixture, read_json, widen,
 };
 use lineage_core::methods::interpolation::endpoint_barrier;
-use lineage_core::models::evaluator::{Evaluator, evaluator_for};
+use lineage_core::models::evaluator::Evaluator;
+use lineage_core::models::registry::evaluator_for;
 use lineage_core::{CoreError, EvalData};
 use lineage_loaders::{ParamSet, load_params};
 use serde_json::Value;

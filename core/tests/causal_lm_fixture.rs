@@ -12,7 +12,8 @@ use common::{
 };
 use lineage_core::EvalData;
 use lineage_core::methods::interpolation::{blend, endpoint_barrier};
-use lineage_core::models::evaluator::{Evaluator, evaluator_for};
+use lineage_core::models::evaluator::Evaluator;
+use lineage_core::models::registry::evaluator_for;
 use lineage_loaders::{ParamSet, load_params};
 use serde_json::Value;
 

@@ -7,7 +7,8 @@ use common::{fixture, load};
 use std::path::{Path, PathBuf};
 
 use lineage_core::methods::interpolation::{alpha_grid, endpoint_barrier, segment_barrier};
-use lineage_core::models::evaluator::{Evaluator, evaluator_for};
+use lineage_core::models::evaluator::Evaluator;
+use lineage_core::models::registry::evaluator_for;
 use lineage_core::{CoreError, EvalData};
 use lineage_loaders::ParamSet;
 

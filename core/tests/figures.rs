@@ -5,12 +5,18 @@ use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
+use lineage_core::Named;
 use lineage_core::methods::basins::{
     BarrierMatrix, BasinHistory, BasinTree, ClusterMethod, average_linkage, basin_history, basin_tree,
     matrices_from_rows,
 };
+use lineage_core::methods::interpolation::BarrierKind;
 use lineage_core::output::figures::{self, FigureError, FigureInputs, FigureOptions};
 use lineage_core::output::tables::{BarrierRow, EvalRow, InterpolationRow};
+use lineage_core::pipeline::basins_over_time::basins_over_time;
+use lineage_core::pipeline::options::BasinOptions;
+use lineage_core::pipeline::plan::PairKind;
+use lineage_core::pipeline::sweep::Sweep;
 
 const STEPS: [u64; 4] = [0, 10, 100, 1000];
 
@@ -228,7 +234,7 @@ fn basin_tree_on_a_log_axis_with_step_zero() {
     let (h, t) = history(9);
     let o = out("tree");
     let stem = o.dir.join("basin_tree");
-    let paths = figures::basin_tree(&t, &h, &seeds(9), true, &stem).unwrap();
+    let paths = figures::basin_tree(&t, &h, &seeds(9), &Default::default(), true, &stem).unwrap();
     let (svg, png) = check_figure(&paths, &stem);
     let names = seeds(9);
     assert_contains(&svg, &names.iter().map(String::as_str).collect::<Vec<_>>());
@@ -257,10 +263,30 @@ fn basin_tree_on_a_linear_axis() {
     let (h, t) = history(5);
     let o = out("tree_linear");
     let stem = o.dir.join("tree.v2");
-    let paths = figures::basin_tree(&t, &h, &seeds(5), false, &stem).unwrap();
+    let paths = figures::basin_tree(&t, &h, &seeds(5), &Default::default(), false, &stem).unwrap();
     let (svg, _) = check_figure(&paths, &stem);
     assert!(svg.contains("training step") && !svg.contains("log scale"));
     assert!(o.dir.join("tree.v2.svg").exists());
+}
+
+#[test]
+fn a_diverged_checkpoint_ends_its_thread_in_a_cross() {
+    let (h, t) = history(5);
+    let o = out("tree_diverged");
+    let stem = o.dir.join("basin_tree");
+    let plain = figures::basin_tree(&t, &h, &seeds(5), &Default::default(), false, &stem).unwrap();
+    let (_, before) = check_figure(&plain, &stem);
+    let diverged = [(1000, "seed3".to_string())].into_iter().collect();
+    let paths = figures::basin_tree(&t, &h, &seeds(5), &diverged, false, &stem).unwrap();
+    let (svg, png) = check_figure(&paths, &stem);
+    assert_contains(&svg, &["× 1 diverged checkpoint"]);
+    const VERMILLION: [u8; 3] = [0xD5, 0x5E, 0x00];
+    assert!(
+        png.count(VERMILLION) > before.count(VERMILLION) + 20,
+        "a cross drawn: {} vermillion pixels, {} without",
+        png.count(VERMILLION),
+        before.count(VERMILLION)
+    );
 }
 
 #[test]
@@ -269,7 +295,7 @@ fn empty_history_gives_a_no_data_tree() {
     let t = basin_tree(&h);
     let o = out("tree_empty");
     let stem = o.dir.join("basin_tree");
-    let paths = figures::basin_tree(&t, &h, &[], true, &stem).unwrap();
+    let paths = figures::basin_tree(&t, &h, &[], &Default::default(), true, &stem).unwrap();
     let svg = std::fs::read_to_string(&paths[0]).unwrap();
     assert_contains(&svg, &["Basins over training", "no data"]);
     let (w, hh, _) = decode_png(&paths[1]);
@@ -361,7 +387,7 @@ fn interpolation_rows(n: usize) -> Vec<InterpolationRow> {
                         run_a: runs[i].clone(),
                         run_b: runs[j].clone(),
                         step_b: step,
-                        pair: "seeds".into(),
+                        pair: PairKind::Seeds,
                         alpha,
                         loss: l,
                         error: e,
@@ -378,7 +404,7 @@ fn interpolation_rows(n: usize) -> Vec<InterpolationRow> {
 fn interpolation_curves_few_pairs_coloured() {
     let o = out("interpolation");
     let stem = o.dir.join("interpolation_step100");
-    let paths = figures::interpolation_curves(&interpolation_rows(4), 100, "seeds", &stem).unwrap();
+    let paths = figures::interpolation_curves(&interpolation_rows(4), 100, PairKind::Seeds, &stem).unwrap();
     let (svg, png) = check_figure(&paths, &stem);
     assert_contains(
         &svg,
@@ -400,7 +426,7 @@ fn interpolation_curves_few_pairs_coloured() {
 fn interpolation_curves_many_pairs_highlight_extremes() {
     let o = out("interpolation_many");
     let stem = o.dir.join("interpolation_step1000");
-    let paths = figures::interpolation_curves(&interpolation_rows(9), 1000, "seeds", &stem).unwrap();
+    let paths = figures::interpolation_curves(&interpolation_rows(9), 1000, PairKind::Seeds, &stem).unwrap();
     let (svg, png) = check_figure(&paths, &stem);
     assert_contains(
         &svg,
@@ -414,9 +440,9 @@ fn interpolation_curves_many_pairs_highlight_extremes() {
     );
     assert!(png.count(VERMILLION) > 200);
     // Another step or pair kind: "no data", not an error.
-    let paths = figures::interpolation_curves(&interpolation_rows(3), 5, "seeds", &o.dir.join("none")).unwrap();
+    let paths = figures::interpolation_curves(&interpolation_rows(3), 5, PairKind::Seeds, &o.dir.join("none")).unwrap();
     assert_contains(&std::fs::read_to_string(&paths[0]).unwrap(), &["no data", "step 5"]);
-    let paths = figures::interpolation_curves(&[], 0, "fork", &o.dir.join("none_fork")).unwrap();
+    let paths = figures::interpolation_curves(&[], 0, PairKind::Fork, &o.dir.join("none_fork")).unwrap();
     assert_contains(&std::fs::read_to_string(&paths[0]).unwrap(), &["no data", "fork"]);
 }
 
@@ -424,18 +450,18 @@ fn barrier_rows(n: usize) -> Vec<BarrierRow> {
     let runs = seeds(n);
     let last = *STEPS.last().unwrap();
     let mut rows = Vec::new();
-    for kind in ["endpoint", "segment"] {
+    for &kind in BarrierKind::ALL {
         for step in STEPS {
             for i in 0..n {
                 for j in i + 1..n {
-                    let b = barrier(step, i, j) * if kind == "segment" { 1.1 } else { 1.0 };
+                    let b = barrier(step, i, j) * if kind == BarrierKind::Segment { 1.1 } else { 1.0 };
                     rows.push(BarrierRow {
                         step,
                         run_a: runs[i].clone(),
                         run_b: runs[j].clone(),
                         step_b: step,
-                        pair: "seeds".into(),
-                        kind: kind.into(),
+                        pair: PairKind::Seeds,
+                        kind,
                         loss_barrier: b,
                         error_barrier: 0.1 * b,
                         aligned: false,
@@ -448,8 +474,8 @@ fn barrier_rows(n: usize) -> Vec<BarrierRow> {
                         run_a: runs[i].clone(),
                         run_b: runs[i].clone(),
                         step_b: last,
-                        pair: "to_final".into(),
-                        kind: kind.into(),
+                        pair: PairKind::ToFinal,
+                        kind,
                         loss_barrier: b,
                         error_barrier: 0.08 * b,
                         aligned: false,
@@ -464,8 +490,8 @@ fn barrier_rows(n: usize) -> Vec<BarrierRow> {
 #[test]
 fn barrier_vs_step_mean_and_band() {
     let o = out("barrier_vs_step");
-    for (kind, log_x) in [("segment", true), ("endpoint", false)] {
-        let stem = o.dir.join(format!("barrier_vs_step_{kind}"));
+    for (kind, log_x) in [(BarrierKind::Segment, true), (BarrierKind::Endpoint, false)] {
+        let stem = o.dir.join(format!("barrier_vs_step_{}", kind.name()));
         let paths = figures::barrier_vs_step(&barrier_rows(9), kind, log_x, &stem).unwrap();
         let (svg, png) = check_figure(&paths, &stem);
         assert_contains(
@@ -475,7 +501,7 @@ fn barrier_vs_step_mean_and_band() {
                 "error barrier (percentage points)",
                 "seed pairs",
                 "checkpoint-vs-final pairs",
-                &format!("{kind} barrier"),
+                &format!("{} barrier", kind.name()),
                 if log_x {
                     "training step (log scale)"
                 } else {
@@ -486,12 +512,7 @@ fn barrier_vs_step_mean_and_band() {
         assert!(png.count([0x00, 0x72, 0xB2]) > 200, "mean line (blue) missing");
         assert!(png.count(VERMILLION) > 100, "to_final line missing");
     }
-    let err = figures::barrier_vs_step(&barrier_rows(3), "middle", false, &o.dir.join("bad")).unwrap_err();
-    assert!(
-        matches!(err, FigureError::InvalidInput { .. }) && err.to_string().contains("middle"),
-        "{err}"
-    );
-    let paths = figures::barrier_vs_step(&[], "endpoint", true, &o.dir.join("empty")).unwrap();
+    let paths = figures::barrier_vs_step(&[], BarrierKind::Endpoint, true, &o.dir.join("empty")).unwrap();
     assert_contains(&std::fs::read_to_string(&paths[0]).unwrap(), &["no data"]);
 }
 
@@ -506,6 +527,7 @@ fn eval_rows(n: usize) -> Vec<EvalRow> {
                 loss: l,
                 error: 0.9 * l / 2.6,
                 bits_per_example: l / 2f64.ln(),
+                diverged: false,
             });
         }
     }
@@ -535,19 +557,16 @@ fn training_curves_per_run() {
 
 #[test]
 fn write_all_figures_writes_the_standard_set() {
-    let (h, t) = history(6);
-    let (evals, interpolation, barriers) = (eval_rows(6), interpolation_rows(6), barrier_rows(6));
-    let matrices: Vec<BarrierMatrix> = STEPS.iter().map(|&s| matrix(s, 6)).collect();
-    let runs = seeds(6);
-    let inputs = FigureInputs {
-        runs: &runs,
-        evals: &evals,
-        interpolation: &interpolation,
-        barriers: &barriers,
-        matrices: &matrices,
-        history: &h,
-        tree: &t,
+    let sweep = Sweep {
+        evals: eval_rows(6),
+        interpolation: interpolation_rows(6),
+        barriers: barrier_rows(6),
+        ..Sweep::default()
     };
+    let runs = seeds(6);
+    let basins = basins_over_time(&sweep, &BasinOptions::default(), &runs).unwrap();
+    assert_eq!(basins.steps(), STEPS);
+    let inputs = FigureInputs::new(&sweep, &basins, &runs);
     let o = out("all");
     let dir = o.dir.join("figures");
     let written = figures::write_all_figures(&dir, &inputs, &FigureOptions::default()).unwrap();
@@ -588,17 +607,9 @@ fn write_all_figures_writes_the_standard_set() {
 
 #[test]
 fn write_all_figures_with_nothing() {
-    let h = basin_history(&[], &ClusterMethod::Threshold { eps: Some(0.1) }, &BTreeMap::new()).unwrap();
-    let t = basin_tree(&h);
-    let inputs = FigureInputs {
-        runs: &[],
-        evals: &[],
-        interpolation: &[],
-        barriers: &[],
-        matrices: &[],
-        history: &h,
-        tree: &t,
-    };
+    let sweep = Sweep::default();
+    let basins = basins_over_time(&sweep, &BasinOptions::default(), &[]).unwrap();
+    let inputs = FigureInputs::new(&sweep, &basins, &[]);
     let o = out("nothing");
     let written = figures::write_all_figures(&o.dir, &inputs, &FigureOptions::default()).unwrap();
     let names: Vec<String> = written
@@ -627,7 +638,15 @@ fn unwritable_folder_is_an_io_error_naming_the_path() {
     let file = o.dir.join("a_file");
     std::fs::write(&file, b"x").unwrap();
     let (h, t) = history(3);
-    let err = figures::basin_tree(&t, &h, &seeds(3), false, &file.join("sub/basin_tree")).unwrap_err();
+    let err = figures::basin_tree(
+        &t,
+        &h,
+        &seeds(3),
+        &Default::default(),
+        false,
+        &file.join("sub/basin_tree"),
+    )
+    .unwrap_err();
     assert!(matches!(err, FigureError::Io { .. }), "{err}");
     assert!(err.to_string().contains("a_file"), "{err}");
 }
@@ -665,7 +684,7 @@ fn a_large_zoo_stays_readable() {
     let t = basin_tree(&h);
     let o = out("large");
     let stem = o.dir.join("basin_tree");
-    let paths = figures::basin_tree(&t, &h, &runs, true, &stem).unwrap();
+    let paths = figures::basin_tree(&t, &h, &runs, &Default::default(), true, &stem).unwrap();
     let (svg, _) = check_figure(&paths, &stem);
     // Too many runs to tell apart by colour: threads are coloured by the basin they end in.
     assert_contains(

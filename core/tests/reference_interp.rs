@@ -10,7 +10,8 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use lineage_core::methods::interpolation::{alpha_grid, endpoint_barrier, segment_barrier};
-use lineage_core::models::evaluator::{EvalResult, Evaluator, evaluator_for};
+use lineage_core::models::evaluator::{EvalResult, Evaluator};
+use lineage_core::models::registry::evaluator_for;
 use lineage_core::{EvalData, MlpEvaluator, MlpSpec};
 use lineage_loaders::{ParamSet, load_params};
 use serde::Deserialize;

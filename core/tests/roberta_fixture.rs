@@ -11,7 +11,8 @@ use common::{
 };
 use lineage_core::EvalData;
 use lineage_core::methods::interpolation::blend;
-use lineage_core::models::evaluator::{Evaluator, evaluator_for};
+use lineage_core::models::evaluator::Evaluator;
+use lineage_core::models::registry::evaluator_for;
 use lineage_loaders::{ParamSet, load_params};
 
 fn checkpoint_dir(run: &str, step: u64) -> PathBuf {

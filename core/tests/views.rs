@@ -9,11 +9,10 @@ use std::path::{Path, PathBuf};
 
 use candle_core::{Device, Tensor};
 use lineage_core::data::features::Features;
-use lineage_core::evaluator_for;
 use lineage_core::methods::similarity::{linear_cka, to_matrix};
-use lineage_core::pipeline::plan::PairSets;
-use lineage_core::pipeline::representations::{ViewOptions, ViewsResult, run_views};
-use lineage_core::pipeline::sweep::{BatchOptions, run_batch};
+use lineage_core::pipeline::options::{AnalysisOptions, RepresentationOptions, SweepOptions};
+use lineage_core::pipeline::plan::PairKind;
+use lineage_core::pipeline::representations::Representations;
 use lineage_core::progress::NoProgress;
 
 fn fixtures() -> PathBuf {
@@ -54,21 +53,24 @@ fn flat(params: &HashMap<String, Tensor>, name: &str) -> Vec<f64> {
         .collect()
 }
 
-fn analyse(cache: &Path, layer: Option<usize>) -> Result<ViewsResult, lineage_core::CoreError> {
+fn analyse(cache: &Path, layer: Option<usize>) -> Result<Representations, lineage_core::CoreError> {
     let zoo = lineage_loaders::discover(&fixtures().join("zoo_safetensors"));
     let data = fixtures().join("digits_eval.safetensors");
-    let options = BatchOptions {
-        alphas: 3,
-        pairs: PairSets::default(),
-        cache_dir: cache.to_path_buf(),
-        shard: None,
-        align: false,
+    let options = AnalysisOptions {
+        sweep: SweepOptions {
+            alphas: 3,
+            cache_dir: cache.to_path_buf(),
+            ..SweepOptions::default()
+        },
+        representations: Some(RepresentationOptions {
+            layer,
+            trajectory_block: 2,
+            ..RepresentationOptions::default()
+        }),
+        ..AnalysisOptions::default()
     };
-    let batch = run_batch(&zoo, &data, &options, &evaluator_for, &NoProgress).unwrap();
-    let mut views = ViewOptions::all(PairSets::default(), cache.to_path_buf());
-    views.layer = layer;
-    views.trajectory_block = 2;
-    run_views(&zoo, &data, &views, &evaluator_for, &batch.evals, &NoProgress)
+    let analysis = lineage_core::analyse(&zoo, &data, &options, &NoProgress)?;
+    Ok(analysis.representations.expect("representations of an MLP zoo"))
 }
 
 #[test]
@@ -89,7 +91,7 @@ fn views_of_the_fixture_zoo() {
     let row = views
         .similarity
         .iter()
-        .find(|r| r.pair == "seeds" && r.step == 1500)
+        .find(|r| r.pair == PairKind::Seeds && r.step == 1500)
         .unwrap();
     assert_eq!((row.run_a.as_str(), row.run_b.as_str(), row.layer), (a, b, 1));
     assert!(
@@ -107,7 +109,7 @@ fn views_of_the_fixture_zoo() {
             views
                 .similarity
                 .iter()
-                .find(|r| r.pair == "to_final" && r.run_a == run && r.step == step)
+                .find(|r| r.pair == PairKind::ToFinal && r.run_a == run && r.step == step)
                 .unwrap()
                 .clone()
         };
@@ -184,8 +186,8 @@ fn views_of_the_fixture_zoo() {
 
     // A rerun computes nothing and gives the same tables.
     let again = analyse(cache.path(), None).unwrap();
-    assert_eq!(again.computed, 0);
-    assert_eq!(again.cached, views.computed + views.cached);
+    assert_eq!(again.counts.computed, 0);
+    assert_eq!(again.counts.cached, views.counts.computed + views.counts.cached);
     assert_eq!(again.similarity, views.similarity);
     assert_eq!(again.probes, views.probes);
     assert_eq!(again.trajectories, views.trajectories);
@@ -195,7 +197,7 @@ fn views_of_the_fixture_zoo() {
     // Another layer is another unit; a layer beyond the model is an error.
     let first = analyse(cache.path(), Some(0)).unwrap();
     assert!(first.similarity.iter().all(|r| r.layer == 0));
-    assert!(first.computed > 0);
+    assert!(first.counts.computed > 0);
     let err = analyse(cache.path(), Some(2)).unwrap_err().to_string();
     assert!(err.contains("hidden layers 0..1"), "{err}");
 }

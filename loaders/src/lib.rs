@@ -1,7 +1,7 @@
 //! Discover and read checkpoint zoos for lineage.
 //!
 //! A *zoo* is a folder of training runs; each run holds checkpoints at several steps, in one of the
-//! layouts described in `DESIGN.md` (folder per step, HF Trainer, file per step, manifest) or in [`layouts`]
+//! layouts described in `ARCHITECTURE.md` ("Layouts to discover") (folder per step, HF Trainer, file per step, manifest) or in [`layouts`]
 //! (OLMo, MultiBERTs-style sibling folders, the Hugging Face hub cache). This crate
 //! finds them ([`discover`]), reads their headers without touching tensor data ([`inspect`]), loads
 //! normalised parameter sets ([`load_params`]) and reads training logs ([`logs`]).

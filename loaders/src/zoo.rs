@@ -7,7 +7,7 @@ use serde::Serialize;
 use crate::formats::FileFormat;
 use crate::problem::Problem;
 
-/// How a checkpoint was found (see `DESIGN.md`, "Layouts to discover").
+/// How a checkpoint was found (see `ARCHITECTURE.md`, "Layouts to discover").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Layout {

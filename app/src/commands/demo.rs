@@ -4,13 +4,11 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
-use lineage_core::pipeline::basins_over_time::BasinOptions;
-use lineage_core::pipeline::plan::PairSets;
-use lineage_core::pipeline::representations::ViewOptions;
-use lineage_core::pipeline::sweep::BatchOptions;
 use lineage_core::train::{EVAL_FILE, Recipe, Task, TrainConfig, train_zoo};
+use lineage_core::{AnalysisOptions, analyse};
+use lineage_loaders::discover;
 
-use super::batch::{Analysis, analyse, default_cache_dir};
+use crate::summary::{print_warnings, print_zoo_problems, summary};
 use crate::terminal_progress::TerminalProgress;
 
 /// Arguments of `lineage demo`.
@@ -87,34 +85,22 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
             zoo_dir.display()
         );
     }
-    let job = Analysis {
-        data: zoo_dir.join(EVAL_FILE),
-        zoo: zoo_dir.clone(),
-        out: args.out.join(format!("results-{}{suffix}", args.recipe)),
-        options: BatchOptions {
-            alphas: 11,
-            pairs: PairSets::default(),
-            cache_dir: default_cache_dir(),
-            align: false,
-            shard: None,
-        },
-        basins: BasinOptions::default(),
-        views: Some(ViewOptions::all(PairSets::default(), default_cache_dir())),
-        device: "cpu".into(),
-    };
-    print!("{}", analyse(&job)?);
+    let data = zoo_dir.join(EVAL_FILE);
+    let out = args.out.join(format!("results-{}{suffix}", args.recipe));
+    let options = AnalysisOptions::default();
+    let zoo = discover(&zoo_dir);
+    print_zoo_problems(&zoo);
+    let analysis = analyse(&zoo, &data, &options, &TerminalProgress::new())?;
+    analysis.write(&out)?;
+    print_warnings(&analysis, Some(&zoo));
+    print!("{}", summary(&analysis, &out));
     if !args.no_gui && !crate::gui::display_available() {
         eprintln!(
             "demo: no display (DISPLAY is not set): tables and figures are written, the desktop app is not opened"
         );
     } else if !args.no_gui {
         eprintln!("demo: opening the desktop app on {}", zoo_dir.display());
-        crate::gui::run(
-            Some(zoo_dir.clone()),
-            Some(job.data.clone()),
-            job.options.cache_dir.clone(),
-            job.device.clone(),
-        )?;
+        crate::gui::run(Some(zoo_dir.clone()), Some(data), options)?;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -5,17 +5,8 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use lineage_core::evaluator_on;
-use lineage_core::models::transformer;
-use lineage_core::output::report::{BasinSummary, Report};
-use lineage_core::pipeline::basins_over_time::analyse_basins;
-use lineage_core::pipeline::merge::merge_shards;
-use lineage_core::pipeline::sweep::BatchOptions;
-use lineage_loaders::discover;
-
-use super::batch::{BasinArgs, Plan, summary};
-use super::views::ViewArgs;
-use crate::outputs::write_outputs;
+use crate::options::{BasinArgs, Plan, RepresentationArgs, analysis_options};
+use crate::summary::{print_warnings, summary};
 use crate::terminal_progress::TerminalProgress;
 
 /// Arguments of `lineage merge`.
@@ -30,7 +21,7 @@ pub struct MergeArgs {
     #[command(flatten)]
     pub basins: BasinArgs,
     #[command(flatten)]
-    pub views: ViewArgs,
+    pub views: RepresentationArgs,
     /// Where the transformer families run for the views: cpu, cuda or cuda:N [default: cpu].
     #[arg(long)]
     pub device: Option<String>,
@@ -38,61 +29,10 @@ pub struct MergeArgs {
 
 /// Runs the command.
 pub fn run(args: &MergeArgs) -> anyhow::Result<ExitCode> {
-    let started = std::time::Instant::now();
-    let result = merge_shards(&args.shards)?;
-    let basin_options = args.basins.options(&Plan::default())?;
-    let basins = analyse_basins(&result, &basin_options)?;
-    let first = read_report(&args.shards[0])?;
-    let options: BatchOptions = serde_json::from_value(first["options"].clone())?;
-    let options = BatchOptions { shard: None, ..options };
-    let zoo = PathBuf::from(first["zoo"].as_str().unwrap_or_default());
-    let data = PathBuf::from(first["data"].as_str().unwrap_or_default());
-    let elapsed = started.elapsed();
-    let mut report = Report::new(
-        &zoo,
-        &data,
-        &options,
-        &result,
-        Some(BasinSummary::new(&basin_options, &basins)),
-        elapsed,
-    );
-    let views = match args.views.options(None, None, options.pairs, &options.cache_dir) {
-        Some(view_options) => {
-            let listing = discover(&zoo);
-            if listing.runs.is_empty() || !data.is_file() {
-                eprintln!(
-                    "warning: views skipped: the zoo {} or the eval data {} that the shards read is not readable here",
-                    zoo.display(),
-                    data.display()
-                );
-                None
-            } else {
-                let device = transformer::device(args.device.as_deref().unwrap_or("cpu"))?;
-                Some(super::views::compute_into_report(
-                    &listing,
-                    &data,
-                    &view_options,
-                    &evaluator_on(device),
-                    &result.evals,
-                    &TerminalProgress::new(),
-                    &mut report,
-                )?)
-            }
-        }
-        None => None,
-    };
-    write_outputs(&args.out, &result, Some(&basins), &report)?;
-    let mut text = summary(&result, Some(&basins), &args.out, elapsed);
-    if let Some(views) = &views {
-        text += &super::views::write(&args.out, views)?;
-    }
-    print!("{text}");
+    let options = analysis_options(&args.basins, &args.views, args.device.as_deref(), &Plan::default())?;
+    let analysis = lineage_core::merge(&args.shards, &options, &TerminalProgress::new())?;
+    analysis.write(&args.out)?;
+    print_warnings(&analysis, None);
+    print!("{}", summary(&analysis, &args.out));
     Ok(ExitCode::SUCCESS)
-}
-
-fn read_report(dir: &std::path::Path) -> anyhow::Result<serde_json::Value> {
-    use anyhow::Context;
-    let path = dir.join("report.json");
-    let text = std::fs::read_to_string(&path).with_context(|| format!("{}: cannot read", path.display()))?;
-    serde_json::from_str(&text).with_context(|| format!("{}: invalid JSON", path.display()))
 }

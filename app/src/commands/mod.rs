@@ -6,4 +6,3 @@ pub mod export;
 pub mod inspect;
 pub mod merge;
 pub mod open;
-pub mod views;

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use super::batch::default_cache_dir;
+use lineage_core::AnalysisOptions;
 
 /// Arguments of `lineage open`.
 #[derive(Debug, Default, clap::Args)]
@@ -22,8 +22,11 @@ pub struct OpenArgs {
 /// Runs the command.
 pub fn run(args: &OpenArgs) -> anyhow::Result<ExitCode> {
     // An unusable device is an error here, before a window opens.
-    let device = args.device.clone().unwrap_or_else(|| "cpu".into());
-    lineage_core::models::transformer::device(&device)?;
-    crate::gui::run(args.dir.clone(), args.data.clone(), default_cache_dir(), device)?;
+    let mut options = AnalysisOptions::default();
+    if let Some(device) = &args.device {
+        options.device = device.clone();
+    }
+    lineage_core::models::transformer::device(&options.device)?;
+    crate::gui::run(args.dir.clone(), args.data.clone(), options)?;
     Ok(ExitCode::SUCCESS)
 }

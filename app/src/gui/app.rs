@@ -9,8 +9,10 @@ use super::job::Job;
 use super::recent::RecentFolders;
 use super::session::{Analysed, Session};
 use super::views::{self, Selection};
-use crate::outputs;
-use lineage_core::output::tables;
+use lineage_core::AnalysisOptions;
+use lineage_core::output::export::cluster_timeline;
+use lineage_core::output::schema::{Table, write_parquet};
+use lineage_core::output::tables::ClusterTimelineRow;
 
 /// Tabs below the basin tree.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,14 +51,11 @@ pub struct LineageApp {
     pub recent: RecentFolders,
     /// Last message for the status bar (errors included).
     pub status: String,
-    /// Result cache shared with `lineage batch`.
-    cache_dir: PathBuf,
     /// Analyse as soon as a folder is opened (with eval data).
     pub auto_analyse: bool,
-    /// Also evaluate permutation-aligned paths (Git Re-Basin weight matching).
-    pub align: bool,
-    /// Device of the transformer families (`cpu`, `cuda`, `cuda:N`), as `lineage batch --device`.
-    device: String,
+    /// Options of the analysis, as `lineage batch` takes them (result store shared with it, device;
+    /// the align toggle sets `sweep.align`).
+    pub options: AnalysisOptions,
     job: Option<Job<Output>>,
     /// Used by jobs to ask for a repaint when they finish (the context of the latest frame).
     ctx: egui::Context,
@@ -65,8 +64,8 @@ pub struct LineageApp {
 }
 
 impl LineageApp {
-    /// A new app using the result cache in `cache_dir`; `recent` from the previous session.
-    pub fn new(ctx: egui::Context, cache_dir: PathBuf, recent: RecentFolders) -> Self {
+    /// A new app analysing with `options`; `recent` from the previous session.
+    pub fn new(ctx: egui::Context, options: AnalysisOptions, recent: RecentFolders) -> Self {
         Self {
             session: None,
             selection: Selection::default(),
@@ -75,19 +74,12 @@ impl LineageApp {
             metric: "loss".into(),
             recent,
             status: "Open a folder of checkpoints: File > Open folder…, or drop it here.".into(),
-            cache_dir,
             auto_analyse: true,
-            align: false,
-            device: "cpu".into(),
+            options,
             job: None,
             ctx,
             fonts_installed: false,
         }
-    }
-
-    /// Runs the transformer families on `device` (`cpu`, `cuda`, `cuda:N`; checked when analysing).
-    pub fn with_device(self, device: String) -> Self {
-        Self { device, ..self }
     }
 
     /// Whether a background job is running.
@@ -130,12 +122,10 @@ impl LineageApp {
             return;
         };
         let zoo = session.zoo.clone();
-        let cache = self.cache_dir.clone();
-        let align = self.align;
-        let device = self.device.clone();
+        let options = self.options.clone();
         self.spawn("analysing", move |progress| {
             Output::Analysed(
-                Analysed::compute(&zoo, &data, cache, align, &device, progress)
+                Analysed::compute(&zoo, &data, &options, progress)
                     .map(Box::new)
                     .map_err(|e| e.to_string()),
             )
@@ -144,30 +134,19 @@ impl LineageApp {
 
     /// Writes the tables, report.json and figures of the analysis into `dir`, in the background.
     pub fn export_all(&mut self, dir: PathBuf) {
-        self.export(move |session, analysed| {
-            let data = session.data.clone().unwrap_or_default();
-            let report = analysed.report(&session.zoo.root, &data);
-            let mut written = outputs::write_outputs(&dir, &analysed.result, Some(&analysed.basins), &report)?;
-            if let Ok(views) = &analysed.views {
-                crate::commands::views::write_tables(&dir, views)?;
-                written.push(dir.join("similarity.parquet"));
-            }
-            Ok(written)
-        });
+        self.export(move |analysed| Ok(analysed.write(&dir)?));
     }
 
     /// Writes the cluster timeline (the `lineage export` table) to `file`.
     pub fn export_timeline(&mut self, file: PathBuf) {
-        self.export(move |_, analysed| {
-            let clusters = tables::clusters_frame(&analysed.basins.clusters)?;
-            let timeline = tables::timeline_frame(&analysed.basins.timeline)?;
-            let mut frame = lineage_core::output::export::cluster_timeline(&clusters, &timeline)?;
-            tables::write_parquet(&file, &mut frame)?;
+        self.export(move |analysed| {
+            let rows = cluster_timeline(&analysed.basins.clusters, &analysed.basins.timeline)?;
+            write_parquet(&file, &mut ClusterTimelineRow::frame(&rows)?)?;
             Ok(vec![file])
         });
     }
 
-    fn export(&mut self, write: impl FnOnce(&Session, &Analysed) -> anyhow::Result<Vec<PathBuf>> + Send + 'static) {
+    fn export(&mut self, write: impl FnOnce(&Analysed) -> anyhow::Result<Vec<PathBuf>> + Send + 'static) {
         if self.is_busy() {
             return;
         }
@@ -176,17 +155,10 @@ impl LineageApp {
             self.status = "Nothing to export yet: analyse the folder first.".into();
             return;
         };
-        // The job owns copies of what it writes, so the window stays live meanwhile.
-        let snapshot = Session {
-            zoo: session.zoo.clone(),
-            data: session.data.clone(),
-            logs: Vec::new(),
-            log_problems: Vec::new(),
-            analysis: None,
-        };
+        // The job owns a copy of what it writes, so the window stays live meanwhile.
         let analysed = analysed.clone();
         self.spawn("exporting", move |_| {
-            Output::Exported(write(&snapshot, &analysed).map_err(|e| format!("{e:#}")))
+            Output::Exported(write(&analysed).map_err(|e| format!("{e:#}")))
         });
     }
 
@@ -224,9 +196,9 @@ impl LineageApp {
             Ok(Output::Analysed(Ok(analysed))) => {
                 self.status = format!(
                     "Analysed in {:.1} s: {} units computed, {} from the cache",
-                    analysed.elapsed.as_secs_f64(),
-                    analysed.result.computed,
-                    analysed.result.cached
+                    analysed.analysis.elapsed.as_secs_f64(),
+                    analysed.analysis.sweep.counts.computed,
+                    analysed.analysis.sweep.counts.cached
                 );
                 self.selection.step = analysed.steps().last().copied();
                 self.selection.pair = self.selection.step.and_then(|s| analysed.highest_barrier_pair(s));
@@ -387,7 +359,7 @@ impl LineageApp {
             }
             ui.checkbox(&mut self.auto_analyse, "Analyse when a folder opens");
             if ui
-                .checkbox(&mut self.align, "Permutation-align pairs (Git Re-Basin)")
+                .checkbox(&mut self.options.sweep.align, "Permutation-align pairs (Git Re-Basin)")
                 .on_hover_text(
                     "Also interpolate after matching B's hidden units to A's; shown dashed beside the raw curves",
                 )

@@ -14,6 +14,8 @@ mod tests;
 
 use std::path::PathBuf;
 
+use lineage_core::AnalysisOptions;
+
 pub use app::LineageApp;
 
 /// Window size on first start.
@@ -25,9 +27,9 @@ pub fn display_available() -> bool {
     !cfg!(target_os = "linux") || std::env::var_os("DISPLAY").is_some_and(|d| !d.is_empty())
 }
 
-/// Opens the app; with `dir`, that folder is opened (and analysed when eval data is found or given).
-/// The transformer families run on `device` (`cpu`, `cuda`, `cuda:N`).
-pub fn run(dir: Option<PathBuf>, data: Option<PathBuf>, cache_dir: PathBuf, device: String) -> anyhow::Result<()> {
+/// Opens the app; with `dir`, that folder is opened (and analysed when eval data is found or given)
+/// with `analysis` options (result store, device; the app's toggles change them).
+pub fn run(dir: Option<PathBuf>, data: Option<PathBuf>, analysis: AnalysisOptions) -> anyhow::Result<()> {
     let options = eframe::NativeOptions {
         viewport: egui::ViewportBuilder::default()
             .with_title("lineage")
@@ -40,7 +42,7 @@ pub fn run(dir: Option<PathBuf>, data: Option<PathBuf>, cache_dir: PathBuf, devi
         options,
         Box::new(move |cc| {
             let recent = recent::RecentFolders::load(cc.storage);
-            let mut app = LineageApp::new(cc.egui_ctx.clone(), cache_dir, recent).with_device(device);
+            let mut app = LineageApp::new(cc.egui_ctx.clone(), analysis, recent);
             if let Some(dir) = dir {
                 app.open_folder(&dir, data);
             }

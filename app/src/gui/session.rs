@@ -3,15 +3,9 @@
 
 use std::path::{Path, PathBuf};
 
-use lineage_core::methods::basins::TreeLayout;
-use lineage_core::models::transformer;
-use lineage_core::output::report::{BasinSummary, Report};
-use lineage_core::pipeline::basins_over_time::{BasinAnalysis, BasinOptions, analyse_basins};
-use lineage_core::pipeline::plan::PairSets;
-use lineage_core::pipeline::representations::{ViewOptions, ViewsResult, run_views};
-use lineage_core::pipeline::sweep::{BatchOptions, BatchResult, run_batch};
+use lineage_core::pipeline::basins_over_time::BasinsOverTime;
 use lineage_core::progress::Progress;
-use lineage_core::{CoreError, evaluator_on};
+use lineage_core::{Analysis, AnalysisOptions, CoreError, analyse};
 use lineage_loaders::logs::{TrainingLog, read_log};
 use lineage_loaders::{Zoo, discover};
 
@@ -78,86 +72,46 @@ pub fn find_eval_data(dir: &Path) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-/// The analysis of a session, as `lineage batch` computes it with default options (views
-/// included).
+/// The analysis of a session, as `lineage batch` computes it (core's [`Analysis`]), with its basins
+/// at hand: the app analyses whole zoos, never shards, so basins are always there.
 #[derive(Clone)]
 pub struct Analysed {
-    /// Options of the interpolation sweep.
-    pub options: BatchOptions,
-    /// Options of the basin analysis.
-    pub basin_options: BasinOptions,
-    /// Rows of every table.
-    pub result: BatchResult,
+    /// The analysis; its `basins` are moved to [`Analysed::basins`].
+    pub analysis: Analysis,
     /// Basins over time.
-    pub basins: BasinAnalysis,
-    /// The basin tree laid out for drawing.
-    pub layout: TreeLayout,
-    /// Representation and dynamics views (similarity, probes, trajectories, ...), or why they are
-    /// missing (e.g. a model family without hidden activations).
-    pub views: Result<ViewsResult, String>,
-    /// How long the analysis took (near zero when every unit came from the cache).
-    pub elapsed: std::time::Duration,
+    pub basins: BasinsOverTime,
 }
 
 impl Analysed {
-    /// Runs (or reuses from the cache shared with `lineage batch`) the analysis of `zoo` on `data`:
-    /// the default pair sets and alpha grid of `lineage batch`, default basin options; with `align`,
-    /// permutation-aligned paths too (`lineage batch --align`); the transformer families run on
-    /// `device` (`lineage batch --device`).
+    /// Runs (or reuses from the result store shared with `lineage batch`) the analysis of `zoo` on
+    /// `data` with `options`.
     pub fn compute(
         zoo: &Zoo,
         data: &Path,
-        cache_dir: PathBuf,
-        align: bool,
-        device: &str,
+        options: &AnalysisOptions,
         progress: &dyn Progress,
     ) -> Result<Self, CoreError> {
-        let started = std::time::Instant::now();
-        let evaluators = evaluator_on(transformer::device(device)?);
-        let options = BatchOptions {
-            alphas: 11,
-            pairs: PairSets::default(),
-            cache_dir,
-            shard: None,
-            align,
-        };
-        let basin_options = BasinOptions::default();
-        let result = run_batch(zoo, data, &options, &evaluators, progress)?;
-        let basins = analyse_basins(&result, &basin_options)?;
-        let runs: Vec<String> = zoo.runs.iter().map(|r| r.name.clone()).collect();
-        let layout = TreeLayout::new(&basins.tree, &basins.history, &runs);
-        let view_options = ViewOptions::all(PairSets::default(), options.cache_dir.clone());
-        let views = match run_views(zoo, data, &view_options, &evaluators, &result.evals, progress) {
-            Err(CoreError::Cancelled) => return Err(CoreError::Cancelled),
-            other => other.map_err(|e| e.to_string()),
-        };
-        Ok(Self {
-            options,
-            basin_options,
-            result,
-            basins,
-            layout,
-            views,
-            elapsed: started.elapsed(),
-        })
+        let mut options = options.clone();
+        options.sweep.shard = None;
+        let mut analysis = analyse(zoo, data, &options, progress)?;
+        let basins = analysis
+            .basins
+            .take()
+            .ok_or_else(|| CoreError::NothingToDo("no basins: the analysis is a shard".into()))?;
+        Ok(Self { analysis, basins })
     }
 
-    /// The `report.json` of this analysis.
-    pub fn report(&self, zoo: &Path, data: &Path) -> Report {
-        Report::new(
-            zoo,
-            data,
-            &self.options,
-            &self.result,
-            Some(BasinSummary::new(&self.basin_options, &self.basins)),
-            self.elapsed,
-        )
+    /// Writes every table, figure and `report.json` into `dir`, exactly as `lineage batch` does.
+    pub fn write(&self, dir: &Path) -> Result<Vec<PathBuf>, CoreError> {
+        let mut analysis = self.analysis.clone();
+        analysis.basins = Some(self.basins.clone());
+        analysis.write(dir)
     }
 
     /// The seed pair with the highest barrier at `step` (run names in table order), the most telling
     /// path to show first.
     pub fn highest_barrier_pair(&self, step: u64) -> Option<(String, String)> {
-        let matrix = self.basins.matrices.iter().find(|m| m.step == step)?;
+        let (matrix, _) = self.basins.at(step)?;
         let n = matrix.len();
         (0..n)
             .flat_map(|i| (i + 1..n).map(move |j| (i, j)))
@@ -167,6 +121,6 @@ impl Analysed {
 
     /// Steps that have a seed-pair barrier matrix, in order.
     pub fn steps(&self) -> Vec<u64> {
-        self.basins.matrices.iter().map(|m| m.step).collect()
+        self.basins.steps()
     }
 }

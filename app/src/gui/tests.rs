@@ -7,6 +7,14 @@ use std::time::{Duration, Instant};
 use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable;
 
+use lineage_core::AnalysisOptions;
+use lineage_core::methods::interpolation::BarrierKind;
+use lineage_core::output::report::Report;
+use lineage_core::output::schema::{Table, read_table};
+use lineage_core::output::tables::{BarrierRow, CheckpointRow, ClusterRow, EvalRow, SimilarityRow, TimelineRow};
+use lineage_core::pipeline::options::SweepOptions;
+use lineage_core::pipeline::plan::PairKind;
+
 use super::LineageApp;
 use super::recent::RecentFolders;
 use super::session::Analysed;
@@ -17,8 +25,19 @@ fn example_zoo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../assets/example-zoo")
 }
 
+/// Default analysis options with the result store in `cache`.
+fn options(cache: &Path) -> AnalysisOptions {
+    AnalysisOptions {
+        sweep: SweepOptions {
+            cache_dir: cache.to_path_buf(),
+            ..SweepOptions::default()
+        },
+        ..AnalysisOptions::default()
+    }
+}
+
 fn harness(cache: &Path) -> Harness<'static, LineageApp> {
-    let app = LineageApp::new(egui::Context::default(), cache.to_path_buf(), RecentFolders::default());
+    let app = LineageApp::new(egui::Context::default(), options(cache), RecentFolders::default());
     Harness::builder()
         .with_size(egui::vec2(1400.0, 900.0))
         .build_ui_state(|ui, app: &mut LineageApp| app.show(ui), app)
@@ -63,10 +82,9 @@ fn open_analyse_click_heatmap_cell_shows_that_pair() {
         "eval data found next to the zoo"
     );
     let analysis = session.analysis.as_ref().unwrap();
-    assert_eq!(
-        analysis.result.computed + analysis.result.cached,
-        analysis.result.computed
-    );
+    let counts = analysis.analysis.sweep.counts;
+    assert!(counts.computed > 0, "a first analysis computes");
+    assert_eq!(counts.cached, 0, "nothing cached on a first analysis");
     assert_eq!(
         app.selection.step,
         Some(1500),
@@ -107,10 +125,11 @@ fn open_analyse_click_heatmap_cell_shows_that_pair() {
     let endpoint = {
         let analysis = analysis_of(&harness);
         analysis
-            .result
+            .analysis
+            .sweep
             .barriers
             .iter()
-            .find(|b| b.step == 1500 && b.pair == "seeds" && b.kind == "endpoint")
+            .find(|b| b.step == 1500 && b.pair == PairKind::Seeds && b.kind == BarrierKind::Endpoint)
             .unwrap()
             .loss_barrier
     };
@@ -126,9 +145,18 @@ fn open_analyse_click_heatmap_cell_shows_that_pair() {
     harness.get_by_label_contains("paths at step 1500");
 
     // The representation views were computed with the analysis and are shown in their tab.
-    let views = analysis_of(&harness).views.as_ref().expect("views of an MLP zoo");
+    let views = analysis_of(&harness)
+        .analysis
+        .representations
+        .as_ref()
+        .expect("views of an MLP zoo");
     assert_eq!(views.trajectories.len(), 6, "2 runs x 3 steps");
-    assert!(views.similarity.iter().any(|r| r.pair == "seeds" && r.step == 1500));
+    assert!(
+        views
+            .similarity
+            .iter()
+            .any(|r| r.pair == PairKind::Seeds && r.step == 1500)
+    );
     harness.get_by_label("Representations").click();
     harness.run_ok();
     harness.get_by_label_contains("hidden layer 1: linear CKA");
@@ -140,15 +168,15 @@ fn reopening_an_analysed_folder_reads_the_shared_cache() {
     let mut first = harness(cache.path());
     first.state_mut().open_folder(&example_zoo(), None);
     step_until(&mut first, "the first analysis", analysed);
-    let computed = analysis_of(&first).result.computed;
+    let computed = analysis_of(&first).analysis.sweep.counts.computed;
     assert!(computed > 0);
 
     let mut second = harness(cache.path());
     second.state_mut().open_folder(&example_zoo(), None);
     step_until(&mut second, "the second analysis", analysed);
-    let result = &analysis_of(&second).result;
-    assert_eq!(result.computed, 0, "nothing recomputed");
-    assert_eq!(result.cached, computed);
+    let counts = analysis_of(&second).analysis.sweep.counts;
+    assert_eq!(counts.computed, 0, "nothing recomputed");
+    assert_eq!(counts.cached, computed);
 }
 
 #[test]
@@ -181,10 +209,12 @@ fn export_writes_tables_figures_report_and_timeline() {
         assert!(out.path().join("results").join(file).is_file(), "{file} missing");
     }
 
+    same_outputs_as_batch(&out.path().join("results"), cache.path());
+
     let timeline = out.path().join("timeline.parquet");
     harness.state_mut().export_timeline(timeline.clone());
     step_until(&mut harness, "the timeline export", |app| !app.is_busy());
-    let frame = lineage_core::output::tables::read_parquet(&timeline).unwrap();
+    let frame = lineage_core::output::schema::read_parquet(&timeline).unwrap();
     let analysis = analysis_of(&harness);
     assert_eq!(frame.height(), analysis.basins.clusters.len());
     let columns: Vec<&str> = frame.get_column_names().iter().map(|c| c.as_str()).collect();
@@ -210,7 +240,7 @@ fn recent_folders_reopen_from_the_welcome_screen() {
     let cache = tempfile::tempdir().unwrap();
     let mut recent = RecentFolders::default();
     recent.push(&example_zoo());
-    let mut app = LineageApp::new(egui::Context::default(), cache.path().to_path_buf(), recent);
+    let mut app = LineageApp::new(egui::Context::default(), options(cache.path()), recent);
     app.auto_analyse = false;
     let mut harness = Harness::builder()
         .with_size(egui::vec2(1200.0, 800.0))
@@ -230,16 +260,19 @@ fn recent_folders_reopen_from_the_welcome_screen() {
 fn the_align_toggle_adds_aligned_paths_with_a_lower_barrier() {
     let cache = tempfile::tempdir().unwrap();
     let mut harness = harness(cache.path());
-    harness.state_mut().align = true;
+    harness.state_mut().options.sweep.align = true;
     harness.state_mut().open_folder(&example_zoo(), None);
     step_until(&mut harness, "the analysis", analysed);
     let barrier = |aligned: bool| {
         let analysis = analysis_of(&harness);
         analysis
-            .result
+            .analysis
+            .sweep
             .barriers
             .iter()
-            .find(|b| b.step == 1500 && b.pair == "seeds" && b.kind == "endpoint" && b.aligned == aligned)
+            .find(|b| {
+                b.step == 1500 && b.pair == PairKind::Seeds && b.kind == BarrierKind::Endpoint && b.aligned == aligned
+            })
             .unwrap()
             .loss_barrier
     };
@@ -263,17 +296,148 @@ fn a_pythia_style_language_model_zoo_opens_and_is_analysed() {
     );
     let analysis = analysis_of(&harness);
     assert!(
-        analysis.result.evaluator.starts_with("gpt_neox"),
+        analysis.analysis.sweep.evaluator.starts_with("gpt_neox"),
         "{}",
-        analysis.result.evaluator
+        analysis.analysis.sweep.evaluator
     );
     // The two inits are one basin at step 0 and two after training, as the barrier says.
     assert_eq!(analysis.basins.history.step(0).unwrap().basins.len(), 1);
     assert_eq!(analysis.basins.history.step(150).unwrap().basins.len(), 2);
-    let views = analysis.views.as_ref().expect("views of a language-model zoo");
-    assert!(views.similarity.iter().any(|r| r.pair == "seeds" && r.step == 150));
+    let views = analysis
+        .analysis
+        .representations
+        .as_ref()
+        .expect("views of a language-model zoo");
+    assert!(
+        views
+            .similarity
+            .iter()
+            .any(|r| r.pair == PairKind::Seeds && r.step == 150)
+    );
     assert!(views.probes.is_empty(), "no probes without class labels");
     harness.get_by_label("seed1 × seed0 at step 150").click();
     harness.run_ok();
     harness.get_by_label("Interpolation seed0 → seed1 at step 150");
+}
+
+/// Runs `lineage batch` (its real code path, from parsed arguments) on the example zoo with the
+/// result store `cache`, and checks that `exported` (the app's export) holds the same files with the
+/// same rows, and the same `report.json` but for timing and store use.
+fn same_outputs_as_batch(exported: &Path, cache: &Path) {
+    use clap::Parser;
+    let batch_out = tempfile::tempdir().unwrap();
+    let data = example_zoo().parent().unwrap().join("digits_eval.safetensors");
+    let cli = crate::Cli::try_parse_from([
+        "lineage".as_ref(),
+        "batch".as_ref(),
+        example_zoo().as_os_str(),
+        "--data".as_ref(),
+        data.as_os_str(),
+        "--out".as_ref(),
+        batch_out.path().as_os_str(),
+        "--cache".as_ref(),
+        cache.as_os_str(),
+    ])
+    .unwrap();
+    let Some(crate::Command::Batch(args)) = cli.command else {
+        panic!("not a batch command")
+    };
+    crate::commands::batch::run(&args).unwrap();
+
+    let files = |dir: &Path| -> Vec<String> {
+        let mut names: Vec<String> = walk(dir)
+            .into_iter()
+            .map(|p| p.strip_prefix(dir).unwrap().display().to_string())
+            .collect();
+        names.sort();
+        names
+    };
+    assert_eq!(files(exported), files(batch_out.path()), "the same files");
+    // Fourteen tables, report.json and the figures.
+    assert!(files(exported).len() > 15, "{:?}", files(exported));
+    fn same_rows<T: Table + PartialEq + std::fmt::Debug>(a: &Path, b: &Path) {
+        assert_eq!(read_table::<T>(a).unwrap(), read_table::<T>(b).unwrap(), "{}", T::NAME);
+    }
+    same_rows::<CheckpointRow>(exported, batch_out.path());
+    same_rows::<EvalRow>(exported, batch_out.path());
+    same_rows::<BarrierRow>(exported, batch_out.path());
+    same_rows::<ClusterRow>(exported, batch_out.path());
+    same_rows::<TimelineRow>(exported, batch_out.path());
+    same_rows::<SimilarityRow>(exported, batch_out.path());
+    let normalised = |dir: &Path| {
+        let mut report = Report::read(dir).unwrap();
+        report.seconds = 0.0;
+        (report.computed, report.cached) = (0, report.computed + report.cached);
+        if let Some(views) = &mut report.views {
+            (views.computed, views.cached) = (0, views.computed + views.cached);
+        }
+        report
+    };
+    let (gui, batch) = (normalised(exported), normalised(batch_out.path()));
+    assert!(gui.views.is_some(), "the export's report has the representations");
+    assert_eq!(gui, batch);
+}
+
+/// Every file under `dir`.
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            files.extend(walk(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
+}
+
+/// Copies the folder `from` into `to`, recursively.
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let path = entry.unwrap().path();
+        let target = to.join(path.file_name().unwrap());
+        if path.is_dir() {
+            copy_dir(&path, &target);
+        } else {
+            std::fs::copy(&path, &target).unwrap();
+        }
+    }
+}
+
+#[test]
+fn a_diverged_checkpoint_is_marked_in_the_basin_tree() {
+    let tmp = tempfile::tempdir().unwrap();
+    let zoo = tmp.path().join("zoo");
+    copy_dir(&example_zoo(), &zoo);
+    let last = zoo.join("init1_order0/step1500/model.safetensors");
+    let device = candle_core::Device::Cpu;
+    let tensors: std::collections::HashMap<String, candle_core::Tensor> =
+        candle_core::safetensors::load(&last, &device)
+            .unwrap()
+            .into_iter()
+            .map(|(name, t)| (name, (t * f64::NAN).unwrap()))
+            .collect();
+    candle_core::safetensors::save(&tensors, &last).unwrap();
+
+    let mut harness = harness(&tmp.path().join("cache"));
+    let data = example_zoo().parent().unwrap().join("digits_eval.safetensors");
+    harness.state_mut().open_folder(&zoo, Some(data));
+    step_until(&mut harness, "the analysis", analysed);
+    let analysis = analysis_of(&harness);
+    assert_eq!(
+        analysis.basins.diverged.iter().collect::<Vec<_>>(),
+        [&(1500, "init1_order0".to_string())]
+    );
+    let warning = format!(
+        "{}: run init1_order0 has diverged at step 1500",
+        last.parent().unwrap().display()
+    );
+    assert!(
+        analysis.analysis.warnings.iter().any(|w| w.starts_with(&warning)),
+        "{:?}",
+        analysis.analysis.warnings
+    );
+    harness.get_by_label("init1_order0 diverged at step 1500");
 }

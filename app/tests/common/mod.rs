@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use lineage_core::output::tables::read_parquet;
+use lineage_core::output::schema::read_parquet;
 use polars::prelude::DataFrame;
 
 /// A file of the PyTorch fixture (`../shared/fixtures/digits-mlp`).

@@ -1,6 +1,6 @@
 //! Linear mode connectivity on a curve f(theta(a)), a in an alpha grid: the grid, the points
-//! theta(a) themselves ([`blend`]), the endpoint and segment barriers (DESIGN.md, "Linear mode
-//! connectivity") and golden-section peak refinement.
+//! theta(a) themselves ([`blend`]), the endpoint and segment barriers (ARCHITECTURE.md, "Interpolation
+//! and alphas" and "Loss barriers") and golden-section peak refinement.
 //!
 //! Barriers take the alphas and the values (mean loss or error rate) at them. Both are `>= 0`, and
 //! `NaN` when a value is `NaN`.
@@ -9,7 +9,43 @@ use std::collections::HashMap;
 
 use candle_core::Tensor;
 
+use serde::{Deserialize, Serialize};
+
 use crate::error::{CoreError, Result};
+use crate::names::Named;
+
+/// A loss-barrier definition along an interpolation path (ARCHITECTURE.md, "Barriers").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum BarrierKind {
+    /// Bump above the chord between the endpoints (Frankle et al. 2020): [`endpoint_barrier`].
+    Endpoint,
+    /// Largest bump above the chord of any sub-segment (Juneja et al. 2023, who cluster with it):
+    /// [`segment_barrier`].
+    #[default]
+    Segment,
+}
+
+impl Named for BarrierKind {
+    const ALL: &'static [Self] = &[Self::Endpoint, Self::Segment];
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::Segment => "segment",
+            Self::Endpoint => "endpoint",
+        }
+    }
+}
+
+impl BarrierKind {
+    /// The barrier of `values` (loss or error) sampled at `alphas`.
+    pub fn barrier(self, alphas: &[f64], values: &[f64]) -> f64 {
+        match self {
+            Self::Endpoint => endpoint_barrier(alphas, values),
+            Self::Segment => segment_barrier(alphas, values),
+        }
+    }
+}
 
 /// theta(alpha) = (1-alpha)·A + alpha·B, tensor by tensor: every tensor of `a`, with its namesake
 /// found by `b`. The blend weights are rounded to f32 and the arithmetic is f32, as in PyTorch.
@@ -67,7 +103,7 @@ pub fn endpoint_barrier(alphas: &[f64], values: &[f64]) -> f64 {
 
 /// Segment barrier (Juneja et al. 2023): the largest bump above the chord of any contiguous
 /// sub-segment, `max_{i<k<j} [ f_k - ((a_j-a_k)·f_i + (a_k-a_i)·f_j) / (a_j-a_i) ]`, clipped at 0.
-/// On an evenly spaced grid this is DESIGN.md's index formula
+/// On an evenly spaced grid this is the index formula of ARCHITECTURE.md, "Loss barriers"
 /// `f_k - ((j-k)·f_i + (k-i)·f_j)/(j-i)`; alphas that are not strictly increasing are replaced by
 /// their indices. Always `>=` the endpoint barrier. O(n²): for each k, the lowest chord over a_k
 /// is the lower convex hull of the other points.
@@ -200,7 +236,7 @@ pub fn refine_peak(
 mod tests {
     use super::*;
 
-    /// DESIGN.md's definition, literally (indices, all triples).
+    /// The definition in ARCHITECTURE.md, "Loss barriers", literally (indices, all triples).
     fn segment_brute_force(values: &[f64]) -> f64 {
         let n = values.len();
         let mut best = 0.0f64;

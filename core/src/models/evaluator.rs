@@ -10,20 +10,14 @@
 
 use std::any::Any;
 use std::collections::BTreeMap;
-use std::path::Path;
 
-use candle_core::Device;
 use lineage_loaders::ParamSet;
 use lineage_loaders::params::describe_shape_difference;
 use rayon::prelude::*;
 
-use crate::data::eval_data::EvalData;
 use crate::data::features::Features;
 use crate::error::{CoreError, Result};
 use crate::methods::align::PermutationSpec;
-use crate::models::external::ExternalEvaluator;
-use crate::models::mlp::{MlpEvaluator, MlpSpec};
-use crate::models::transformer::{MODEL_TYPES, evaluator_for_model_type};
 
 /// Loss and correctness of one parameter set on the eval set.
 #[derive(Debug, Clone, PartialEq)]
@@ -188,71 +182,6 @@ pub trait Evaluator: Send + Sync {
         }
         Ok(out)
     }
-}
-
-/// Builds the evaluator for a zoo on the CPU: see [`evaluator_on`].
-pub fn evaluator_for(config: Option<&Path>, reference: &ParamSet, data: &EvalData) -> Result<Box<dyn Evaluator>> {
-    build_evaluator(config, reference, data, &Device::Cpu)
-}
-
-/// An evaluator factory (as [`crate::pipeline::sweep::run_batch`] takes) whose candle-based families (the
-/// transformers) run on `device`. The evaluator is chosen by the model family named in `config` (a
-/// run's `config.json`): `{"arch": "mlp", ...}`, `{"arch": "external", "command": [...]}` (see
-/// [`crate::models::external`]), or an HF config whose `model_type` is one of
-/// [`crate::models::transformer::MODEL_TYPES`] (see [`crate::models::transformer`]); without a config, or without
-/// `arch` / `model_type`, an MLP is inferred from the tensors of `reference`. The factory checks that `reference` fits the model and the eval data.
-pub fn evaluator_on(
-    device: Device,
-) -> impl Fn(Option<&Path>, &ParamSet, &EvalData) -> Result<Box<dyn Evaluator>> + Sync {
-    move |config, reference, data| build_evaluator(config, reference, data, &device)
-}
-
-fn build_evaluator(
-    config: Option<&Path>,
-    reference: &ParamSet,
-    data: &EvalData,
-    device: &Device,
-) -> Result<Box<dyn Evaluator>> {
-    let spec = match config {
-        Some(path) => {
-            let text = std::fs::read_to_string(path).map_err(|e| CoreError::io(path, e))?;
-            let value: serde_json::Value =
-                serde_json::from_str(&text).map_err(|e| CoreError::config(path, format!("invalid JSON: {e}")))?;
-            match value.get("arch").and_then(|a| a.as_str()) {
-                Some("mlp") => MlpSpec::from_config_json(&value, path)?,
-                Some("external") => {
-                    return Ok(Box::new(ExternalEvaluator::from_config_json(
-                        &value, path, reference, data,
-                    )?));
-                }
-                Some(other) => {
-                    return Err(CoreError::config(
-                        path,
-                        format!("unsupported arch `{other}` (supported: mlp, external)"),
-                    ));
-                }
-                None => match value.get("model_type").and_then(|m| m.as_str()) {
-                    Some(model_type) => {
-                        return evaluator_for_model_type(model_type, &value, path, reference, data, device)?
-                            .ok_or_else(|| {
-                                CoreError::config(
-                                    path,
-                                    format!(
-                                        "unsupported model_type `{model_type}` (supported: {}; or arch mlp, external)",
-                                        MODEL_TYPES.join(", ")
-                                    ),
-                                )
-                            });
-                    }
-                    None => MlpSpec::infer(reference)?,
-                },
-            }
-        }
-        None => MlpSpec::infer(reference)?,
-    };
-    let evaluator = MlpEvaluator::new(spec, data)?;
-    evaluator.check(reference)?;
-    Ok(Box::new(evaluator))
 }
 
 /// Checks that `params` has exactly the tensor names and shapes of `expected` (those of the first

@@ -1,10 +1,13 @@
-//! Model families: the [`Evaluator`] trait and its implementations, the `mlp` family ([`mlp`]),
+//! Model families: the [`Evaluator`] trait ([`evaluator`]), the registry that picks a family for a
+//! zoo ([`registry`]), and the families: the `mlp` family ([`mlp`]),
 //! the Hugging Face transformers ([`transformer`]) and any framework through a command protocol
 //! ([`external`]).
 
 pub mod evaluator;
 pub mod external;
 pub mod mlp;
+pub mod registry;
 pub mod transformer;
 
-pub use evaluator::{EvalResult, Evaluator, Prepared, evaluator_for, evaluator_on};
+pub use evaluator::{EvalResult, Evaluator, Prepared};
+pub use registry::{EvaluatorFactory, evaluator_for, evaluator_on};

@@ -1,20 +1,20 @@
-//! `report.json`: versions, inputs, parameters, counts and warnings of a batch run.
+//! `report.json`: versions, inputs, options, counts and warnings of an analysis; read back typed by
+//! `lineage merge`.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::path::Path;
-use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-use crate::pipeline::basins_over_time::{BasinAnalysis, BasinOptions};
-use crate::pipeline::representations::{ViewOptions, ViewsResult};
-use crate::pipeline::sweep::{BatchOptions, BatchResult};
+use crate::error::CoreError;
+use crate::pipeline::analysis::Analysis;
+use crate::pipeline::options::{BasinOptions, RepresentationOptions, SweepOptions};
 
 /// The contents of `report.json`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Report {
     /// `lineage` version that wrote the report.
-    pub lineage_version: &'static str,
+    pub lineage_version: String,
     /// Zoo folder analysed.
     pub zoo: String,
     /// Eval data file.
@@ -23,70 +23,56 @@ pub struct Report {
     pub data_sha256: String,
     /// Evaluator (model family and architecture).
     pub evaluator: String,
-    /// Options of the run.
-    pub options: BatchOptions,
+    /// Options of the interpolation sweep.
+    pub options: SweepOptions,
+    /// Where the transformer families ran.
+    #[serde(default = "cpu")]
+    pub device: String,
     /// Run names.
     pub runs: Vec<String>,
     /// All steps.
     pub steps: Vec<u64>,
-    /// Row counts per table.
+    /// Row counts per table of the sweep.
     pub rows: RowCounts,
     /// Units (checkpoint evaluations + interpolation paths) computed in this run.
     pub computed: usize,
-    /// Units taken from the cache.
+    /// Units taken from the result store.
     pub cached: usize,
     /// Wall-clock seconds.
     pub seconds: f64,
-    /// Problems met; the rest of the work went on.
+    /// Problems met, each once; the rest of the work went on.
     pub warnings: Vec<String>,
-    /// Basins over time, when they were computed.
+    /// Basins over time, when they were computed (not for a shard).
     pub basins: Option<BasinSummary>,
-    /// Representation and dynamics views, when they were computed.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub views: Option<ViewsSummary>,
+    /// Representation and dynamics analyses, when they were computed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub views: Option<RepresentationSummary>,
 }
 
-/// The views in the report: their options, the layer used, row counts and cache use.
-#[derive(Debug, Clone, Serialize)]
-pub struct ViewsSummary {
-    /// Options of the views.
-    pub options: ViewOptions,
+fn cpu() -> String {
+    "cpu".into()
+}
+
+/// The representation analyses in the report: their options, the layer used, row counts and store
+/// use.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RepresentationSummary {
+    /// Options of the analyses.
+    pub options: RepresentationOptions,
     /// Hidden layer the similarity and probes used (null when no model exposes one).
     pub layer: Option<usize>,
-    /// Rows per view table.
-    pub rows: BTreeMap<&'static str, usize>,
+    /// Rows per table.
+    pub rows: BTreeMap<String, usize>,
     /// Units computed in this run.
     pub computed: usize,
-    /// Units taken from the cache.
+    /// Units taken from the result store.
     pub cached: usize,
-    /// Problems met; the rest of the views were computed.
+    /// Problems met; the rest was computed.
     pub warnings: Vec<String>,
-}
-
-impl ViewsSummary {
-    /// Summarises computed views.
-    pub fn new(options: &ViewOptions, views: &ViewsResult) -> Self {
-        Self {
-            options: options.clone(),
-            layer: views.layer,
-            rows: BTreeMap::from([
-                ("similarity", views.similarity.len()),
-                ("probes", views.probes.len()),
-                ("trajectories", views.trajectories.len()),
-                ("weight_norms", views.weight_norms.len()),
-                ("code_length", views.code_length.len()),
-                ("training_map", views.training_map.len()),
-                ("training_map_transitions", views.map_transitions.len()),
-            ]),
-            computed: views.computed,
-            cached: views.cached,
-            warnings: views.warnings.clone(),
-        }
-    }
 }
 
 /// The basin analysis in the report: what was used and what came out.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BasinSummary {
     /// Options (clustering method, barrier definition).
     pub options: BasinOptions,
@@ -98,25 +84,8 @@ pub struct BasinSummary {
     pub commitment: BTreeMap<String, Option<u64>>,
 }
 
-impl BasinSummary {
-    /// Summarises an analysis.
-    pub fn new(options: &BasinOptions, analysis: &BasinAnalysis) -> Self {
-        Self {
-            options: options.clone(),
-            eps_by_step: analysis.eps_by_step.clone(),
-            basins_by_step: analysis
-                .history
-                .steps
-                .iter()
-                .map(|s| (s.step, s.basins.len()))
-                .collect(),
-            commitment: analysis.commitment.clone(),
-        }
-    }
-}
-
-/// Number of rows of each table.
-#[derive(Debug, Clone, Serialize)]
+/// Number of rows of each table of the sweep.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RowCounts {
     /// `checkpoints.parquet`.
     pub checkpoints: usize,
@@ -129,48 +98,72 @@ pub struct RowCounts {
 }
 
 impl Report {
-    /// Assembles the report of a finished batch run.
-    pub fn new(
-        zoo: &Path,
-        data: &Path,
-        options: &BatchOptions,
-        result: &BatchResult,
-        basins: Option<BasinSummary>,
-        elapsed: Duration,
-    ) -> Self {
+    /// The report of an analysis.
+    pub fn new(analysis: &Analysis) -> Self {
+        let sweep = &analysis.sweep;
+        let mut runs: Vec<String> = sweep.checkpoints.iter().map(|c| c.run.clone()).collect();
+        runs.sort();
+        runs.dedup();
+        let mut steps: Vec<u64> = sweep.checkpoints.iter().map(|c| c.step).collect();
+        steps.sort_unstable();
+        steps.dedup();
         Self {
-            lineage_version: env!("CARGO_PKG_VERSION"),
-            zoo: zoo.display().to_string(),
-            data: data.display().to_string(),
-            data_sha256: result.data_key.clone(),
-            evaluator: result.evaluator.clone(),
-            options: options.clone(),
-            runs: result
-                .checkpoints
-                .iter()
-                .map(|c| c.run.clone())
-                .collect::<BTreeSet<_>>()
-                .into_iter()
-                .collect(),
-            steps: result
-                .checkpoints
-                .iter()
-                .map(|c| c.step)
-                .collect::<BTreeSet<_>>()
-                .into_iter()
-                .collect(),
+            lineage_version: env!("CARGO_PKG_VERSION").into(),
+            zoo: analysis.zoo.display().to_string(),
+            data: analysis.data.display().to_string(),
+            data_sha256: sweep.data_key.clone(),
+            evaluator: sweep.evaluator.clone(),
+            options: analysis.options.sweep.clone(),
+            device: analysis.options.device.clone(),
+            runs,
+            steps,
             rows: RowCounts {
-                checkpoints: result.checkpoints.len(),
-                evals: result.evals.len(),
-                interpolation: result.interpolation.len(),
-                barriers: result.barriers.len(),
+                checkpoints: sweep.checkpoints.len(),
+                evals: sweep.evals.len(),
+                interpolation: sweep.interpolation.len(),
+                barriers: sweep.barriers.len(),
             },
-            computed: result.computed,
-            cached: result.cached,
-            seconds: elapsed.as_secs_f64(),
-            warnings: result.warnings.clone(),
-            basins,
-            views: None,
+            computed: sweep.counts.computed,
+            cached: sweep.counts.cached,
+            seconds: analysis.elapsed.as_secs_f64(),
+            warnings: analysis.warnings.clone(),
+            basins: analysis.basins.as_ref().map(|b| BasinSummary {
+                options: analysis.options.basins.clone(),
+                eps_by_step: b.eps_by_step.clone(),
+                basins_by_step: b.history.steps.iter().map(|s| (s.step, s.basins.len())).collect(),
+                commitment: b.commitment.clone(),
+            }),
+            views: analysis.representations.as_ref().map(|r| RepresentationSummary {
+                options: analysis.options.representations.clone().unwrap_or_default(),
+                layer: r.layer,
+                rows: BTreeMap::from([
+                    ("similarity".into(), r.similarity.len()),
+                    ("probes".into(), r.probes.len()),
+                    ("trajectories".into(), r.trajectories.len()),
+                    ("weight_norms".into(), r.weight_norms.len()),
+                    ("code_length".into(), r.code_length.len()),
+                    ("training_map".into(), r.training_map.len()),
+                    ("training_map_transitions".into(), r.map_transitions.len()),
+                ]),
+                computed: r.counts.computed,
+                cached: r.counts.cached,
+                warnings: r.warnings.clone(),
+            }),
         }
+    }
+
+    /// Reads `dir/report.json`.
+    pub fn read(dir: &Path) -> Result<Self, CoreError> {
+        let path = dir.join("report.json");
+        let text = std::fs::read_to_string(&path).map_err(|e| CoreError::io(&path, e))?;
+        serde_json::from_str(&text).map_err(|e| CoreError::Table(format!("{}: {e}", path.display())))
+    }
+
+    /// Writes `dir/report.json` and returns its path.
+    pub fn write(&self, dir: &Path) -> Result<std::path::PathBuf, CoreError> {
+        let path = dir.join("report.json");
+        let text = serde_json::to_string_pretty(self).map_err(|e| CoreError::Table(e.to_string()))?;
+        std::fs::write(&path, text).map_err(|e| CoreError::io(&path, e))?;
+        Ok(path)
     }
 }

@@ -1,66 +1,38 @@
-//! From a batch run's barrier rows to basins over time: per-step barrier matrices, clustering,
-//! tracking, the basin tree, commitment steps, and the `clusters` / `timeline` / `tree_edges` rows.
+//! From the sweep's barrier rows to basins over time: per-step barrier matrices, their leaf order and
+//! common colour scale, clustering, tracking, the basin tree and its layout, commitment steps, and the
+//! `clusters` / `timeline` / `tree_edges` rows. Figures and the desktop app read these; they never
+//! recompute them.
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Serialize};
-
 use crate::error::CoreError;
 use crate::methods::basins::{
-    BarrierMatrix, BasinHistory, BasinTree, ClusterMethod, ClusterRow, TimelineRow, TreeEdgeRow, basin_history,
-    basin_tree, cluster_rows, commitment_step, default_eps, matrices_from_rows, timeline_rows, tree_edge_rows,
+    BarrierMatrix, BasinEvent, BasinHistory, BasinTree, TrackedStep, TreeLayout, average_linkage, basin_history,
+    basin_tree, commitment_step, default_eps,
 };
+use crate::output::tables::{ClusterRow, TimelineRow, TreeEdgeRow};
+use crate::pipeline::clusterable::{Diverged, clusterable_matrices, diverged, mean_loss_by_step};
+use crate::pipeline::options::BasinOptions;
 use crate::pipeline::plan::PairKind;
-use crate::pipeline::sweep::BatchResult;
+use crate::pipeline::sweep::Sweep;
 
-/// Which barrier definition feeds the clustering.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum BarrierKind {
-    /// Largest bump above the chord of any sub-segment (Juneja et al. 2023, who cluster with it).
-    #[default]
-    Segment,
-    /// Bump above the chord between the endpoints (Frankle et al. 2020).
-    Endpoint,
-}
-
-impl BarrierKind {
-    /// Name used in the `kind` column of the barriers table.
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Segment => "segment",
-            Self::Endpoint => "endpoint",
-        }
-    }
-}
-
-/// Options of the basin analysis.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct BasinOptions {
-    /// Clustering method (eps `None` = per-step default, see [`default_eps`]).
-    pub method: ClusterMethod,
-    /// Loss barrier definition used as the distance between seeds.
-    pub barrier: BarrierKind,
-}
-
-impl Default for BasinOptions {
-    fn default() -> Self {
-        Self {
-            method: ClusterMethod::Threshold { eps: None },
-            barrier: BarrierKind::Segment,
-        }
-    }
-}
-
-/// The history of basins of one zoo.
+/// The history of basins of one zoo, with everything drawn from it.
 #[derive(Debug, Clone)]
-pub struct BasinAnalysis {
-    /// Seed-pair barrier matrix at each step.
+pub struct BasinsOverTime {
+    /// Seed-pair barrier matrix at each step, in step order.
     pub matrices: Vec<BarrierMatrix>,
+    /// Per step (as [`BasinsOverTime::matrices`]): the average-linkage leaf order of the matrix's
+    /// runs, the order heatmaps draw them in.
+    pub leaf_orders: Vec<Vec<usize>>,
+    /// The largest barrier of all steps (None when every barrier is 0): the top of one colour scale
+    /// shared by every heatmap, so steps compare by colour.
+    pub colour_max: Option<f64>,
     /// Clusters tracked over time.
     pub history: BasinHistory,
     /// The basin tree.
     pub tree: BasinTree,
+    /// The basin tree laid out for drawing (runs coloured in zoo order).
+    pub layout: TreeLayout,
     /// `clusters` table rows.
     pub clusters: Vec<ClusterRow>,
     /// `timeline` table rows.
@@ -71,41 +43,53 @@ pub struct BasinAnalysis {
     pub eps_by_step: BTreeMap<u64, Option<f64>>,
     /// Per run: the first step after which it stays connected to its own final checkpoint.
     pub commitment: BTreeMap<String, Option<u64>>,
+    /// (step, run) of every diverged checkpoint: in no basin at that step.
+    pub diverged: Diverged,
+    /// What was left out of the basins or capped, and why.
+    pub warnings: Vec<String>,
 }
 
-/// Clusters the seeds at every step of `result` and tracks the basins over time. Basins and
-/// commitment use the raw (unaligned) barriers: aligned rows, when present, are reported alongside.
-pub fn analyse_basins(result: &BatchResult, options: &BasinOptions) -> Result<BasinAnalysis, CoreError> {
-    let kind = options.barrier.name();
-    let seeds = PairKind::Seeds.name();
-    // Runs present at a step but in no seed pair (a step with one run) are declared by a zero self pair.
-    let self_pairs = result.evals.iter().map(|e| (e.step, e.run.clone(), e.run.clone(), 0.0));
-    let pairs = result
-        .barriers
-        .iter()
-        .filter(|b| b.pair == seeds && b.kind == kind && !b.aligned)
-        .map(|b| (b.step, b.run_a.clone(), b.run_b.clone(), b.loss_barrier));
-    let matrices = matrices_from_rows(self_pairs.chain(pairs))?;
-    let mut mean_loss: BTreeMap<u64, (f64, usize)> = BTreeMap::new();
-    for e in &result.evals {
-        let entry = mean_loss.entry(e.step).or_default();
-        entry.0 += e.loss;
-        entry.1 += 1;
+impl BasinsOverTime {
+    /// The matrix of `step` and its leaf order.
+    pub fn at(&self, step: u64) -> Option<(&BarrierMatrix, &[usize])> {
+        let i = self.matrices.iter().position(|m| m.step == step)?;
+        Some((&self.matrices[i], &self.leaf_orders[i]))
     }
-    let mean_loss: BTreeMap<u64, f64> = mean_loss.into_iter().map(|(s, (sum, n))| (s, sum / n as f64)).collect();
+
+    /// Steps that have a seed-pair barrier matrix, in order.
+    pub fn steps(&self) -> Vec<u64> {
+        self.matrices.iter().map(|m| m.step).collect()
+    }
+}
+
+/// Clusters the seeds at every step of `sweep` and tracks the basins over time; `runs` (zoo order)
+/// fixes the layout's colours. Basins and commitment use the raw (unaligned) barriers: aligned rows,
+/// when present, are reported alongside. Diverged runs are left out of the steps where they diverged
+/// (see [`crate::pipeline::clusterable`]).
+pub fn basins_over_time(sweep: &Sweep, options: &BasinOptions, runs: &[String]) -> Result<BasinsOverTime, CoreError> {
+    let diverged = diverged(sweep);
+    let (matrices, warnings) = clusterable_matrices(sweep, options.barrier, &diverged)?;
+    let mean_loss = mean_loss_by_step(sweep);
     let history = basin_history(&matrices, &options.method, &mean_loss)?;
     let tree = basin_tree(&history);
-    let eps_by_step = history.steps.iter().map(|s| (s.step, s.method.eps())).collect();
-    let commitment = commitment_steps(result, options, &mean_loss);
-    Ok(BasinAnalysis {
-        clusters: cluster_rows(&history),
-        timeline: timeline_rows(&history),
+    let top = matrices
+        .iter()
+        .flat_map(|m| m.values.iter().copied())
+        .fold(0.0, f64::max);
+    Ok(BasinsOverTime {
+        leaf_orders: matrices.iter().map(|m| average_linkage(m).leaf_order()).collect(),
+        colour_max: (top > 0.0).then_some(top),
+        layout: TreeLayout::new(&tree, &history, runs),
+        clusters: cluster_rows(&history, &diverged),
+        timeline: timeline_rows(&history, &diverged),
         tree_edges: tree_edge_rows(&history),
+        eps_by_step: history.steps.iter().map(|s| (s.step, s.method.eps())).collect(),
+        commitment: commitment_steps(sweep, options, &mean_loss),
         matrices,
         history,
         tree,
-        eps_by_step,
-        commitment,
+        diverged,
+        warnings,
     })
 }
 
@@ -115,16 +99,15 @@ type FinalRows = (u64, Vec<(u64, f64)>);
 /// Commitment step of every run with checkpoint-vs-final pairs. The threshold is the method's eps
 /// (or the default eps of the run's final step when the method has none or chooses per step).
 fn commitment_steps(
-    result: &BatchResult,
+    sweep: &Sweep,
     options: &BasinOptions,
     mean_loss: &BTreeMap<u64, f64>,
 ) -> BTreeMap<String, Option<u64>> {
-    // Per run: its final step and the (step, barrier to the final checkpoint) rows.
     let mut by_run: BTreeMap<&str, FinalRows> = BTreeMap::new();
-    for b in result
+    for b in sweep
         .barriers
         .iter()
-        .filter(|b| b.pair == PairKind::ToFinal.name() && b.kind == options.barrier.name() && !b.aligned)
+        .filter(|b| b.pair == PairKind::ToFinal && b.kind == options.barrier && !b.aligned)
     {
         let entry = by_run.entry(&b.run_a).or_insert((b.step_b, Vec::new()));
         entry.1.push((b.step, b.loss_barrier));
@@ -132,7 +115,7 @@ fn commitment_steps(
     by_run
         .into_iter()
         .map(|(run, (final_step, rows))| {
-            let final_loss = result
+            let final_loss = sweep
                 .evals
                 .iter()
                 .find(|e| e.run == run && e.step == final_step)
@@ -147,4 +130,90 @@ fn commitment_steps(
             (run.to_string(), commitment_step(&rows, final_step, eps))
         })
         .collect()
+}
+
+/// `clusters` rows, sorted by (step, run): one per basin member, and one without a basin for each
+/// diverged run.
+pub fn cluster_rows(history: &BasinHistory, diverged: &Diverged) -> Vec<ClusterRow> {
+    let members = history.steps.iter().flat_map(|s| {
+        s.basins.iter().flat_map(move |b| {
+            b.members.iter().map(move |run| ClusterRow {
+                step: s.step,
+                run: run.clone(),
+                basin: Some(b.id),
+                diverged: false,
+            })
+        })
+    });
+    let gone = diverged.iter().map(|(step, run)| ClusterRow {
+        step: *step,
+        run: run.clone(),
+        basin: None,
+        diverged: true,
+    });
+    let mut rows: Vec<ClusterRow> = members.chain(gone).collect();
+    rows.sort_by(|a, b| (a.step, &a.run).cmp(&(b.step, &b.run)));
+    rows
+}
+
+/// `timeline` rows, sorted by (step, basin); deaths are rows of size 0 at the step where the basin is
+/// gone. `diverged` counts the basin's runs of the previous step that have diverged at this step.
+pub fn timeline_rows(history: &BasinHistory, diverged: &Diverged) -> Vec<TimelineRow> {
+    let mut rows = Vec::new();
+    let mut previous: Option<&TrackedStep> = None;
+    for s in &history.steps {
+        let lost = |id| {
+            previous
+                .and_then(|p| p.basins.iter().find(|b| b.id == id))
+                .map_or(0, |b| {
+                    b.members
+                        .iter()
+                        .filter(|r| diverged.contains(&(s.step, r.to_string())))
+                        .count() as u64
+                })
+        };
+        for b in &s.basins {
+            rows.push(TimelineRow {
+                step: s.step,
+                basin: b.id,
+                size: b.members.len() as u64,
+                event: b.event,
+                parent_basin: b.parent,
+                diverged: lost(b.id),
+            });
+        }
+        for &id in &s.deaths {
+            rows.push(TimelineRow {
+                step: s.step,
+                basin: id,
+                size: 0,
+                event: BasinEvent::Death,
+                parent_basin: Some(id),
+                diverged: lost(id),
+            });
+        }
+        previous = Some(s);
+    }
+    rows.sort_by_key(|r| (r.step, r.basin));
+    rows
+}
+
+/// `tree_edges` rows, sorted by (step_from, basin_from, basin_to).
+pub fn tree_edge_rows(history: &BasinHistory) -> Vec<TreeEdgeRow> {
+    let mut rows = Vec::new();
+    for w in history.steps.windows(2) {
+        for b in &w[1].basins {
+            for c in &b.inflow {
+                rows.push(TreeEdgeRow {
+                    step_from: w[0].step,
+                    basin_from: c.from,
+                    step_to: w[1].step,
+                    basin_to: b.id,
+                    n_runs: c.runs.len() as u64,
+                });
+            }
+        }
+    }
+    rows.sort_by_key(|r| (r.step_from, r.basin_from, r.basin_to));
+    rows
 }

@@ -1,12 +1,17 @@
-//! The analysis pipeline, stage by stage: the plan of pairs and shards ([`plan`]), content keys
-//! ([`keys`]) and the result store ([`store`]), the interpolation sweep ([`sweep`]), basins over
-//! time ([`basins_over_time`]), the representation and dynamics analyses ([`representations`]), and
-//! the merge of shard outputs ([`merge`]).
+//! The analysis pipeline, stage by stage, behind one entry point ([`analysis::analyse`], options in
+//! [`options`]): the plan of pairs and shards ([`plan`]), content keys ([`keys`]) and the result store
+//! ([`store`]), what every stage of cached units shares ([`units`]), the interpolation sweep
+//! ([`sweep`]), basins over time ([`basins_over_time`]), the representation and dynamics analyses
+//! ([`representations`]), and the merge of shard outputs ([`merge`]).
 
+pub mod analysis;
 pub mod basins_over_time;
+pub mod clusterable;
 pub mod keys;
 pub mod merge;
+pub mod options;
 pub mod plan;
 pub mod representations;
 pub mod store;
 pub mod sweep;
+pub mod units;

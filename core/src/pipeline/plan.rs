@@ -1,8 +1,11 @@
-//! Which checkpoint pairs to interpolate (DESIGN.md, "Linear mode connectivity": Pairs).
+//! Which checkpoint pairs to interpolate (ARCHITECTURE.md, "Pairs").
 
 use serde::{Deserialize, Serialize};
 
 use lineage_loaders::Zoo;
+
+use crate::error::CoreError;
+use crate::names::Named;
 
 /// Why two checkpoints are compared.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -16,9 +19,10 @@ pub enum PairKind {
     Fork,
 }
 
-impl PairKind {
-    /// Lowercase name used in tables.
-    pub fn name(self) -> &'static str {
+impl Named for PairKind {
+    const ALL: &'static [Self] = &[Self::Seeds, Self::ToFinal, Self::Fork];
+
+    fn name(self) -> &'static str {
         match self {
             Self::Seeds => "seeds",
             Self::ToFinal => "to_final",
@@ -132,6 +136,37 @@ pub fn plan_pairs(zoo: &Zoo, sets: PairSets) -> Vec<Pair> {
     pairs.sort_by(|x, y| (x.step(), x.kind, &x.a, &x.b).cmp(&(y.step(), y.kind, &y.a, &y.b)));
     pairs.dedup();
     pairs
+}
+
+/// Share `index` (0-based) of `count`: pairs and checkpoints whose position in the deterministic
+/// plan is `index` modulo `count`. Shard outputs are combined by [`crate::pipeline::merge`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Shard {
+    /// 0-based shard index.
+    pub index: usize,
+    /// Number of shards.
+    pub count: usize,
+}
+
+impl Shard {
+    /// Parses `K/N` with 1 <= K <= N (1-based, as in SLURM array task ids).
+    pub fn parse(text: &str) -> Result<Self, CoreError> {
+        let bad = || CoreError::InvalidArgument(format!("shard `{text}`: expected K/N with 1 <= K <= N"));
+        let (k, n) = text.split_once('/').ok_or_else(bad)?;
+        let (k, n): (usize, usize) = (
+            k.trim().parse().map_err(|_| bad())?,
+            n.trim().parse().map_err(|_| bad())?,
+        );
+        if k == 0 || n == 0 || k > n {
+            return Err(bad());
+        }
+        Ok(Self { index: k - 1, count: n })
+    }
+
+    /// True when item number `position` of the plan belongs to this shard.
+    pub fn owns(&self, position: usize) -> bool {
+        position % self.count == self.index
+    }
 }
 
 #[cfg(test)]

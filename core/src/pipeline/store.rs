@@ -108,6 +108,42 @@ impl<T: Serialize + DeserializeOwned + Clone> JsonlStore<T> {
     }
 }
 
+/// Serde for an `f64` that may be NaN or infinite (a diverged model's loss): finite values are JSON
+/// numbers, the others the strings `"NaN"`, `"inf"` and `"-inf"`, so they survive the store (plain
+/// JSON would write `null` and the unit would be recomputed on every run).
+pub mod any_f64 {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    /// Writes `value` as a number, or as `"NaN"` / `"inf"` / `"-inf"`.
+    pub fn serialize<S: Serializer>(value: &f64, serializer: S) -> Result<S::Ok, S::Error> {
+        match *value {
+            v if v.is_finite() => serializer.serialize_f64(v),
+            v if v.is_nan() => serializer.serialize_str("NaN"),
+            v if v > 0.0 => serializer.serialize_str("inf"),
+            _ => serializer.serialize_str("-inf"),
+        }
+    }
+
+    /// Reads what [`serialize`] writes.
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<f64, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Repr {
+            Number(f64),
+            Text(String),
+        }
+        match Repr::deserialize(deserializer)? {
+            Repr::Number(v) => Ok(v),
+            Repr::Text(t) => match t.as_str() {
+                "NaN" => Ok(f64::NAN),
+                "inf" => Ok(f64::INFINITY),
+                "-inf" => Ok(f64::NEG_INFINITY),
+                other => Err(serde::de::Error::custom(format!("not a number: {other:?}"))),
+            },
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -137,5 +173,26 @@ mod tests {
         assert_eq!(store.len(), 3);
         let text = std::fs::read_to_string(&path).unwrap();
         assert_eq!(text.lines().count(), 3, "{text}");
+    }
+
+    #[test]
+    fn non_finite_values_survive_the_store() {
+        #[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+        struct Value(#[serde(with = "super::any_f64")] f64);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.jsonl");
+        let values = [f64::NAN, f64::INFINITY, f64::NEG_INFINITY, 3.5e38, -0.25];
+        {
+            let store = JsonlStore::<Value>::open(&path).unwrap();
+            for (i, v) in values.iter().enumerate() {
+                store.insert(&i.to_string(), &Value(*v)).unwrap();
+            }
+        }
+        let store = JsonlStore::<Value>::open(&path).unwrap();
+        assert_eq!(store.len(), values.len(), "every value read back");
+        for (i, v) in values.iter().enumerate() {
+            let back = store.get(&i.to_string()).unwrap().0;
+            assert!(back == *v || (back.is_nan() && v.is_nan()), "{v} came back as {back}");
+        }
     }
 }

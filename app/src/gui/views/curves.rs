@@ -3,7 +3,9 @@
 
 use egui::Ui;
 use egui_plot::{Legend, Line, LineStyle, Plot, PlotPoints};
+use lineage_core::Named;
 use lineage_core::output::tables::InterpolationRow;
+use lineage_core::pipeline::plan::PairKind;
 
 use super::Selection;
 use crate::gui::session::Analysed;
@@ -16,10 +18,13 @@ pub fn show(ui: &mut Ui, analysed: &Analysed, selection: &Selection, plot_height
     };
     let path = |aligned: bool| -> Vec<&InterpolationRow> {
         let mut rows: Vec<&InterpolationRow> = analysed
-            .result
+            .analysis
+            .sweep
             .interpolation
             .iter()
-            .filter(|r| r.step == step && r.pair == "seeds" && r.aligned == aligned && &r.run_a == a && &r.run_b == b)
+            .filter(|r| {
+                r.step == step && r.pair == PairKind::Seeds && r.aligned == aligned && &r.run_a == a && &r.run_b == b
+            })
             .collect();
         rows.sort_by(|x, y| x.alpha.total_cmp(&y.alpha));
         rows
@@ -31,15 +36,18 @@ pub fn show(ui: &mut Ui, analysed: &Analysed, selection: &Selection, plot_height
         return;
     }
     for r in analysed
-        .result
+        .analysis
+        .sweep
         .barriers
         .iter()
-        .filter(|r| r.step == step && r.pair == "seeds" && &r.run_a == a && &r.run_b == b)
+        .filter(|r| r.step == step && r.pair == PairKind::Seeds && &r.run_a == a && &r.run_b == b)
     {
         let which = if r.aligned { " (aligned)" } else { "" };
         ui.label(format!(
             "{} barrier{which}: loss {:.4}, error {:.4}",
-            r.kind, r.loss_barrier, r.error_barrier
+            r.kind.name(),
+            r.loss_barrier,
+            r.error_barrier
         ));
     }
     for (name, f) in [

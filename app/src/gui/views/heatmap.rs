@@ -2,7 +2,7 @@
 //! linkage) order, one colour scale for all steps. Click a cell to select that pair.
 
 use egui::{Align2, Color32, FontId, Rect, Sense, Stroke, StrokeKind, Ui, pos2, vec2};
-use lineage_core::methods::basins::average_linkage;
+use lineage_core::Named;
 
 use super::{Selection, heat_color, shorten};
 use crate::gui::session::Analysed;
@@ -18,22 +18,15 @@ pub fn show(ui: &mut Ui, analysed: &Analysed, selection: &mut Selection) {
         ui.label("Select a step in the basin tree.");
         return;
     };
-    let Some(matrix) = analysed.basins.matrices.iter().find(|m| m.step == step) else {
+    let Some((matrix, order)) = analysed.basins.at(step) else {
         ui.label(format!("No seed-pair barriers at step {step}."));
         return;
     };
-    let vmax = analysed
-        .basins
-        .matrices
-        .iter()
-        .flat_map(|m| m.values.iter().copied())
-        .fold(0.0, f64::max)
-        .max(1e-12);
-    let order = average_linkage(matrix).leaf_order();
+    let vmax = analysed.basins.colour_max.unwrap_or(0.0).max(1e-12);
     let n = order.len();
     ui.label(format!(
         "{} barrier (loss) at step {step}; colour scale 0 to {vmax:.3} over all steps",
-        analysed.basin_options.barrier.name()
+        analysed.analysis.options.basins.barrier.name()
     ));
     let cell = ((ui.available_width() - LABEL_WIDTH - 8.0) / n as f32).clamp(6.0, MAX_CELL);
     let size = vec2(LABEL_WIDTH + cell * n as f32 + 8.0, cell * n as f32 + 18.0);

@@ -7,18 +7,23 @@ use std::collections::BTreeMap;
 
 use egui::Ui;
 use egui_plot::{Legend, Line, Plot, PlotPoints, Points};
+use lineage_core::pipeline::plan::PairKind;
 
 use super::{run_color, step_coordinate};
 use crate::gui::session::{Analysed, Session};
 
 /// Draws the three plots side by side.
 pub fn show(ui: &mut Ui, session: &Session, analysed: &Analysed, log_x: bool, height: f32) {
-    let views = match &analysed.views {
-        Ok(views) => views,
-        Err(why) => {
-            ui.label(format!("No representation views: {why}"));
-            return;
-        }
+    let Some(views) = &analysed.analysis.representations else {
+        let why: Vec<&str> = analysed
+            .analysis
+            .warnings
+            .iter()
+            .filter(|w| w.starts_with("representations"))
+            .map(String::as_str)
+            .collect();
+        ui.label(format!("No representation views. {}", why.join("; ")));
+        return;
     };
     let runs = session.run_names();
     let x_formatter = move |mark: egui_plot::GridMark, _: &std::ops::RangeInclusive<f64>| {
@@ -42,13 +47,13 @@ pub fn show(ui: &mut Ui, session: &Session, analysed: &Analysed, log_x: bool, he
                     let points: PlotPoints = views
                         .similarity
                         .iter()
-                        .filter(|r| r.pair == "to_final" && &r.run_a == run)
+                        .filter(|r| r.pair == PairKind::ToFinal && &r.run_a == run)
                         .map(|r| [step_coordinate(r.step, log_x), r.linear_cka])
                         .collect();
                     plot.line(Line::new(run.as_str(), points).color(run_color(i)));
                 }
                 let mut by_step: BTreeMap<u64, (f64, usize)> = BTreeMap::new();
-                for r in views.similarity.iter().filter(|r| r.pair == "seeds") {
+                for r in views.similarity.iter().filter(|r| r.pair == PairKind::Seeds) {
                     let e = by_step.entry(r.step).or_default();
                     e.0 += r.linear_cka;
                     e.1 += 1;
@@ -81,7 +86,7 @@ pub fn show(ui: &mut Ui, session: &Session, analysed: &Analysed, log_x: bool, he
             });
         // Each run's path in its own PCA plane, coloured by the basin the run ends in.
         let final_step = analysed.basins.history.steps.last();
-        let lanes = &analysed.layout.lanes;
+        let lanes = &analysed.basins.layout.lanes;
         Plot::new("weight-trajectories")
             .height(height)
             .legend(Legend::default())

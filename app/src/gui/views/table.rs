@@ -4,6 +4,9 @@
 use std::collections::BTreeMap;
 
 use egui::{Grid, ScrollArea, Ui};
+use lineage_core::Named;
+use lineage_core::methods::interpolation::BarrierKind;
+use lineage_core::pipeline::plan::PairKind;
 
 use super::Selection;
 use crate::gui::session::Analysed;
@@ -18,12 +21,12 @@ pub fn show(ui: &mut Ui, analysed: &Analysed, selection: &mut Selection) {
         return;
     };
     // (pair kind, run A, run B, step B, aligned) -> barriers.
-    let mut rows: BTreeMap<(&str, &str, &str, u64, bool), PairBarriers> = BTreeMap::new();
-    for r in analysed.result.barriers.iter().filter(|r| r.step == step) {
+    let mut rows: BTreeMap<(PairKind, &str, &str, u64, bool), PairBarriers> = BTreeMap::new();
+    for r in analysed.analysis.sweep.barriers.iter().filter(|r| r.step == step) {
         let entry = rows
-            .entry((r.pair.as_str(), r.run_a.as_str(), r.run_b.as_str(), r.step_b, r.aligned))
+            .entry((r.pair, r.run_a.as_str(), r.run_b.as_str(), r.step_b, r.aligned))
             .or_default();
-        let offset = usize::from(r.kind == "segment");
+        let offset = usize::from(r.kind == BarrierKind::Segment);
         entry[offset] = Some(r.loss_barrier);
         entry[2 + offset] = Some(r.error_barrier);
     }
@@ -46,9 +49,9 @@ pub fn show(ui: &mut Ui, analysed: &Analysed, selection: &mut Selection) {
             }
             ui.end_row();
             for ((kind, a, b, step_b, aligned), values) in &rows {
-                let is_seed = *kind == "seeds";
+                let is_seed = *kind == PairKind::Seeds;
                 let selected = is_seed && selection.pair.as_ref().is_some_and(|(x, y)| x == a && y == b);
-                if ui.selectable_label(selected, *kind).clicked() && is_seed {
+                if ui.selectable_label(selected, kind.name()).clicked() && is_seed {
                     selection.pair = Some((a.to_string(), b.to_string()));
                 }
                 ui.label(*a);

@@ -57,7 +57,8 @@ pub fn show(ui: &mut Ui, session: &Session, metric: &mut String, log_x: bool, he
                 }
                 if let Some(analysis) = &session.analysis {
                     let evals: PlotPoints = analysis
-                        .result
+                        .analysis
+                        .sweep
                         .evals
                         .iter()
                         .filter(|e| &e.run == run)

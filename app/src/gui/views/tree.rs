@@ -3,6 +3,7 @@
 
 use egui::epaint::CubicBezierShape;
 use egui::{Align2, Color32, FontId, Pos2, Rect, Sense, Stroke, Ui, Vec2, pos2, vec2};
+use lineage_core::Named;
 use lineage_core::methods::basins::{BarrierMatrix, BasinHistory, ThreadPoint};
 
 use super::{Selection, run_color, shorten, step_coordinate};
@@ -15,7 +16,7 @@ const AXIS_HEIGHT: f32 = 22.0;
 
 /// Draws the tree in the space `ui` offers (height `height`) and updates `selection.step` on click.
 pub fn show(ui: &mut Ui, analysed: &Analysed, selection: &mut Selection, log_x: bool, height: f32) {
-    let layout = &analysed.layout;
+    let layout = &analysed.basins.layout;
     if layout.steps.is_empty() {
         ui.label("No basins: no step has two runs to compare.");
         return;
@@ -130,6 +131,8 @@ pub fn show(ui: &mut Ui, analysed: &Analysed, selection: &mut Selection, log_x: 
         }
     }
 
+    diverged_crosses(ui, response.id, &painter, analysed, &at, &x_of, &y_of);
+
     // Disks answer hover and clicks; a click elsewhere selects the nearest step.
     let mut clicked_node = false;
     for node in &layout.nodes {
@@ -163,6 +166,42 @@ pub fn show(ui: &mut Ui, analysed: &Analysed, selection: &mut Selection, log_x: 
             .iter()
             .copied()
             .min_by(|&a, &b| (x_of(a) - pointer.x).abs().total_cmp(&(x_of(b) - pointer.x).abs()));
+    }
+}
+
+/// A cross where a run diverged, on a dashed stretch from its last basin; hovering names it.
+fn diverged_crosses(
+    ui: &Ui,
+    base: egui::Id,
+    painter: &egui::Painter,
+    analysed: &Analysed,
+    at: &dyn Fn(&ThreadPoint) -> Pos2,
+    x_of: &dyn Fn(u64) -> f32,
+    y_of: &dyn Fn(usize) -> f32,
+) {
+    let threads = &analysed.basins.layout.threads;
+    for (step, run) in &analysed.basins.diverged {
+        let Some(i) = threads.iter().position(|t| &t.run == run) else {
+            continue;
+        };
+        let Some(last) = threads[i].points.iter().rev().find(|p| p.step < *step) else {
+            continue;
+        };
+        let c = pos2(x_of(*step), y_of(last.lane));
+        painter.add(egui::Shape::dashed_line(
+            &[at(last), c],
+            Stroke::new(1.5, run_color(i)),
+            4.0,
+            4.0,
+        ));
+        let red = Stroke::new(3.0, Color32::from_rgb(0xD5, 0x5E, 0x00));
+        painter.line_segment([c + vec2(-6.0, -6.0), c + vec2(6.0, 6.0)], red);
+        painter.line_segment([c + vec2(-6.0, 6.0), c + vec2(6.0, -6.0)], red);
+        let label = format!("{run} diverged at step {step}");
+        let id = base.with(("diverged", step, run));
+        let cross = ui.interact(Rect::from_center_size(c, Vec2::splat(14.0)), id, Sense::hover());
+        cross.widget_info(|| egui::WidgetInfo::labeled(egui::Role::Label, true, &label));
+        cross.on_hover_text(format!("{label}: its loss is not finite; it is in no basin from here"));
     }
 }
 

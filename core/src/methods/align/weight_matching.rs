@@ -6,7 +6,7 @@
 //! order, and each one is set to the linear assignment maximising the objective with the others
 //! fixed. A new assignment is kept only if it raises the objective by more than [`TOLERANCE`], so
 //! the objective never decreases; the search stops after a sweep without such a gain, or after
-//! [`MAX_SWEEPS`] sweeps (DESIGN.md, "Linear mode connectivity").
+//! [`MAX_SWEEPS`] sweeps (ARCHITECTURE.md, "Permutation alignment (weight matching)").
 
 use lineage_loaders::ParamSet;
 use rayon::prelude::*;

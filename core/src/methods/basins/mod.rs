@@ -1,4 +1,4 @@
-//! Basins over time (DESIGN.md, "Basins over time" and "Outputs").
+//! Basins over time (ARCHITECTURE.md, "Basins over time", "Commitment" and "Tables").
 //!
 //! From per-step barrier matrices to the history of basins:
 //!
@@ -10,10 +10,10 @@
 //! 3. [`track`]: match the clusters of consecutive steps by Jaccard overlap (Hungarian assignment) so
 //!    basin ids are stable over time, with birth / continue / split / merge / death events.
 //! 4. [`tree`]: the basin tree as a petgraph `DiGraph`; [`layout`]: its lanes and threads, for drawing.
-//! 5. [`rows`]: the `clusters`, `timeline` and `tree_edges` table rows.
-//! 6. [`commitment`]: the step after which a run stays connected to its own final checkpoint.
+//! 5. [`commitment`]: the step after which a run stays connected to its own final checkpoint.
 //!
-//! Everything here is pure and deterministic: results do not depend on the order of the input rows.
+//! The `clusters`, `timeline` and `tree_edges` table rows are made from the history by
+//! [`crate::pipeline::basins_over_time`]. Everything here is pure and deterministic: results do not depend on the order of the input rows.
 
 pub mod cluster;
 pub mod commitment;
@@ -22,7 +22,6 @@ pub mod kmeans;
 pub mod layout;
 pub mod linkage;
 pub mod matrix;
-pub mod rows;
 pub mod spectral;
 pub mod threshold;
 pub mod track;
@@ -37,7 +36,6 @@ pub use error::BasinError;
 pub use layout::{NodeLayout, ThreadLayout, ThreadPoint, TreeLayout};
 pub use linkage::{Dendrogram, Merge, average_linkage};
 pub use matrix::{BarrierMatrix, GroupStats, matrices_from_rows};
-pub use rows::{ClusterRow, TimelineRow, TreeEdgeRow, cluster_rows, timeline_rows, tree_edge_rows};
 pub use track::{BasinEvent, BasinHistory, BasinState, Carry, TrackedStep, basin_history, track};
 pub use tree::{BasinNode, BasinTree, TreeEdge, basin_tree};
 

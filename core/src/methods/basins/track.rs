@@ -29,6 +29,7 @@ use super::BasinId;
 use super::cluster::{ClusterMethod, StepClusters, cluster_steps};
 use super::error::BasinError;
 use super::matrix::BarrierMatrix;
+use crate::names::Named;
 
 /// Scale of Jaccard indices turned into integer assignment weights.
 const JACCARD_SCALE: f64 = 1e6;
@@ -49,9 +50,11 @@ pub enum BasinEvent {
     Death,
 }
 
-impl BasinEvent {
+impl Named for BasinEvent {
+    const ALL: &'static [Self] = &[Self::Birth, Self::Continue, Self::Split, Self::Merge, Self::Death];
+
     /// Lowercase name used in tables: `birth`, `continue`, `split`, `merge`, `death`.
-    pub fn name(self) -> &'static str {
+    fn name(self) -> &'static str {
         match self {
             Self::Birth => "birth",
             Self::Continue => "continue",

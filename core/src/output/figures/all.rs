@@ -11,12 +11,16 @@ use super::error::FigureError;
 use super::heatmap::barrier_heatmap_scaled;
 use super::interpolation::interpolation_curves;
 use super::training::training_curves;
-use crate::methods::basins::{BarrierMatrix, BasinHistory, BasinTree, average_linkage};
+use crate::methods::basins::BarrierMatrix;
+use crate::methods::interpolation::BarrierKind;
+use crate::names::Named;
 use crate::output::tables::{BarrierRow, EvalRow, InterpolationRow};
-use crate::pipeline::basins_over_time::BasinAnalysis;
-use crate::pipeline::sweep::BatchResult;
+use crate::pipeline::basins_over_time::BasinsOverTime;
+use crate::pipeline::plan::PairKind;
+use crate::pipeline::sweep::Sweep;
 
-/// What [`write_all_figures`] draws from: the rows and basins the caller already has.
+/// What [`write_all_figures`] draws from: the sweep's rows and the basins over time, as the
+/// analysis computed them (leaf orders and colour scale included).
 #[derive(Debug, Clone, Copy)]
 pub struct FigureInputs<'a> {
     /// Run names in the order that fixes their colours (empty: sorted names from the evals and the
@@ -28,25 +32,19 @@ pub struct FigureInputs<'a> {
     pub interpolation: &'a [InterpolationRow],
     /// `barriers` rows.
     pub barriers: &'a [BarrierRow],
-    /// Seed-pair barrier matrix per step, in step order (as in [`BasinAnalysis::matrices`]).
-    pub matrices: &'a [BarrierMatrix],
     /// Basins over time.
-    pub history: &'a BasinHistory,
-    /// The basin tree of `history`.
-    pub tree: &'a BasinTree,
+    pub basins: &'a BasinsOverTime,
 }
 
 impl<'a> FigureInputs<'a> {
-    /// The inputs of a batch run and its basin analysis; `runs` as in [`FigureInputs::runs`].
-    pub fn from_analysis(result: &'a BatchResult, analysis: &'a BasinAnalysis, runs: &'a [String]) -> Self {
+    /// The inputs of a sweep and its basins; `runs` as in [`FigureInputs::runs`].
+    pub fn new(sweep: &'a Sweep, basins: &'a BasinsOverTime, runs: &'a [String]) -> Self {
         Self {
             runs,
-            evals: &result.evals,
-            interpolation: &result.interpolation,
-            barriers: &result.barriers,
-            matrices: &analysis.matrices,
-            history: &analysis.history,
-            tree: &analysis.tree,
+            evals: &sweep.evals,
+            interpolation: &sweep.interpolation,
+            barriers: &sweep.barriers,
+            basins,
         }
     }
 }
@@ -60,11 +58,11 @@ pub struct FigureOptions {
     /// Steps of the heatmaps and interpolation figures; `None`: the first, middle and last step with
     /// a barrier matrix (or, without matrices, with interpolation rows).
     pub steps: Option<Vec<u64>>,
-    /// Barrier definition of the heatmap titles and the barrier-vs-step figure: `segment` (default,
-    /// the one the basins are clustered with by default) or `endpoint`.
-    pub barrier_kind: String,
-    /// Pair kind of the interpolation figures: `seeds` (default), `to_final` or `fork`.
-    pub pair_kind: String,
+    /// Barrier definition of the heatmap titles and the barrier-vs-step figure (default: segment,
+    /// the one the basins are clustered with by default).
+    pub barrier_kind: BarrierKind,
+    /// Pair kind of the interpolation figures (default: seed pairs).
+    pub pair_kind: PairKind,
 }
 
 impl Default for FigureOptions {
@@ -72,8 +70,8 @@ impl Default for FigureOptions {
         Self {
             log_x: None,
             steps: None,
-            barrier_kind: "segment".into(),
-            pair_kind: "seeds".into(),
+            barrier_kind: BarrierKind::Segment,
+            pair_kind: PairKind::Seeds,
         }
     }
 }
@@ -122,13 +120,13 @@ pub fn write_all_figures(
         .iter()
         .map(|e| e.step)
         .chain(inputs.barriers.iter().map(|b| b.step))
-        .chain(inputs.history.steps.iter().map(|s| s.step))
+        .chain(inputs.basins.history.steps.iter().map(|s| s.step))
         .collect();
     let log_x = options.log_x.unwrap_or_else(|| auto_log_x(all_steps.iter().copied()));
     let steps = match &options.steps {
         Some(s) => s.clone(),
         None => {
-            let matrix_steps: Vec<u64> = inputs.matrices.iter().map(|m| m.step).collect();
+            let matrix_steps = inputs.basins.steps();
             if matrix_steps.is_empty() {
                 let interp: Vec<u64> = inputs
                     .interpolation
@@ -143,44 +141,39 @@ pub fn write_all_figures(
         }
     };
 
-    let mut written = basin_tree(inputs.tree, inputs.history, &runs, log_x, &dir.join("basin_tree"))?;
-    let title = format!("Seed-pair loss barrier ({} barrier)", options.barrier_kind);
-    // One colour scale for all heatmaps, so steps compare by colour.
-    let top = inputs
-        .matrices
-        .iter()
-        .flat_map(|m| m.values.iter().copied())
-        .fold(0.0, f64::max);
-    let vmax = (top > 0.0).then_some(top);
+    let basins = inputs.basins;
+    let mut written = basin_tree(
+        &basins.tree,
+        &basins.history,
+        &runs,
+        &basins.diverged,
+        log_x,
+        &dir.join("basin_tree"),
+    )?;
+    let title = format!("Seed-pair loss barrier ({} barrier)", options.barrier_kind.name());
     for &step in &steps {
-        let empty;
-        let matrix = match inputs.matrices.iter().find(|m| m.step == step) {
-            Some(m) => m,
-            None => {
-                empty = BarrierMatrix {
-                    step,
-                    runs: Vec::new(),
-                    values: Vec::new(),
-                };
-                &empty
-            }
+        // A chosen step without a matrix gives a "no data" heatmap.
+        let empty = BarrierMatrix {
+            step,
+            runs: Vec::new(),
+            values: Vec::new(),
         };
-        let order = average_linkage(matrix).leaf_order();
+        let (matrix, order) = basins.at(step).unwrap_or((&empty, &[]));
         let stem = dir.join(format!("barrier_heatmap_step{step}"));
-        written.extend(barrier_heatmap_scaled(matrix, &order, &title, vmax, &stem)?);
+        written.extend(barrier_heatmap_scaled(matrix, order, &title, basins.colour_max, &stem)?);
     }
     for &step in &steps {
         let stem = dir.join(format!("interpolation_step{step}"));
         written.extend(interpolation_curves(
             inputs.interpolation,
             step,
-            &options.pair_kind,
+            options.pair_kind,
             &stem,
         )?);
     }
     written.extend(barrier_vs_step(
         inputs.barriers,
-        &options.barrier_kind,
+        options.barrier_kind,
         log_x,
         &dir.join("barrier_vs_step"),
     )?);
@@ -199,7 +192,7 @@ fn run_order(inputs: &FigureInputs) -> Vec<String> {
         return inputs.runs.to_vec();
     }
     let mut runs: BTreeSet<String> = inputs.evals.iter().map(|e| e.run.clone()).collect();
-    for s in &inputs.history.steps {
+    for s in &inputs.basins.history.steps {
         for b in &s.basins {
             runs.extend(b.members.iter().cloned());
         }

@@ -16,16 +16,16 @@ use super::layout::{NoData, header};
 use super::legend::{Legend, LegendEntry, Swatch};
 use super::palette::{BLUE, GREEN, ORANGE, PURPLE, SKY_BLUE, VERMILLION};
 use super::render::{DrawResult, Figure, write_figure};
+use crate::methods::interpolation::BarrierKind;
+use crate::names::Named;
 use crate::output::tables::BarrierRow;
+use crate::pipeline::plan::PairKind;
 
 /// Colours of the series, in order.
 const SERIES_COLOURS: [RGBColor; 6] = [BLUE, VERMILLION, GREEN, PURPLE, ORANGE, SKY_BLUE];
 
-/// Pair kinds in drawing order (others follow, sorted).
-const KIND_ORDER: [&str; 3] = ["seeds", "to_final", "fork"];
-
-/// A series: (rank of the pair kind, pair kind, aligned).
-type SeriesKey<'a> = (usize, &'a str, bool);
+/// A series: (pair kind, in drawing order: seeds, to_final, fork; aligned).
+type SeriesKey = (PairKind, bool);
 /// (loss barrier, error barrier in percentage points) of every pair, by step.
 type ByStep = BTreeMap<u64, Vec<(f64, f64)>>;
 
@@ -49,28 +49,23 @@ struct Series {
     stats: Vec<Stat>,
 }
 
-/// Draws the barrier of kind `kind` (`endpoint` or `segment`) against the training step into
+/// Draws the barrier of kind `kind` against the training step into
 /// `<path_stem>.svg` / `.png` and returns both paths.
 ///
 /// Left panel: loss barrier (nats); right panel: error barrier (percentage points). For each pair kind
 /// present (seed pairs first, then checkpoint-vs-final, then fork pairs; permutation-aligned rows as a
 /// separate dashed series) a line joins the mean over pairs at each step and a translucent band spans
 /// the minimum to the maximum. `log_x` puts the steps on a log scale (step 0 left of the first positive
-/// step, behind an axis break). No rows of that kind gives a "no data" figure; a `kind` other than
-/// `endpoint` / `segment` is [`FigureError::InvalidInput`].
+/// step, behind an axis break). No rows of that kind gives a "no data" figure.
 pub fn barrier_vs_step(
     rows: &[BarrierRow],
-    kind: &str,
+    kind: BarrierKind,
     log_x: bool,
     path_stem: &Path,
 ) -> Result<Vec<PathBuf>, FigureError> {
     let citation = match kind {
-        "endpoint" => "endpoint barrier (Frankle et al. 2020)",
-        "segment" => "segment barrier (Juneja et al. 2023)",
-        other => {
-            let problem = format!("unknown barrier kind {other:?} (expected \"endpoint\" or \"segment\")");
-            return Err(FigureError::invalid(path_stem, problem));
-        }
+        BarrierKind::Endpoint => "endpoint barrier (Frankle et al. 2020)",
+        BarrierKind::Segment => "segment barrier (Juneja et al. 2023)",
     };
     let title = "Linear-mode-connectivity barriers over training";
     let mut groups: BTreeMap<SeriesKey, ByStep> = BTreeMap::new();
@@ -78,21 +73,20 @@ pub fn barrier_vs_step(
         if !(r.loss_barrier.is_finite() && r.error_barrier.is_finite()) {
             continue;
         }
-        let rank = KIND_ORDER.iter().position(|k| *k == r.pair).unwrap_or(KIND_ORDER.len());
-        let by_step = groups.entry((rank, r.pair.as_str(), r.aligned)).or_default();
+        let by_step = groups.entry((r.pair, r.aligned)).or_default();
         by_step
             .entry(r.step)
             .or_default()
             .push((r.loss_barrier, 100.0 * r.error_barrier));
     }
     if groups.is_empty() {
-        let message = format!("no {kind} barrier rows");
+        let message = format!("no {} barrier rows", kind.name());
         return write_figure(&NoData { title, message }, path_stem);
     }
     let series: Vec<Series> = groups
         .into_iter()
         .enumerate()
-        .map(|(i, ((_, pair, aligned), by_step))| Series {
+        .map(|(i, ((pair, aligned), by_step))| Series {
             label: format!("{}{}", pair_kind_name(pair), if aligned { " (aligned)" } else { "" }),
             color: SERIES_COLOURS[i % SERIES_COLOURS.len()],
             dashed: aligned,

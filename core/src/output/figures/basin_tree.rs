@@ -18,6 +18,7 @@ use super::palette::{INK, OKABE_ITO, SeedStyle, seed_style};
 use super::render::{DrawResult, Figure, write_figure};
 use crate::methods::basins::layout::{ThreadPoint, TreeLayout};
 use crate::methods::basins::{BasinHistory, BasinTree};
+use crate::pipeline::clusterable::Diverged;
 
 /// Fill of the basin nodes.
 const NODE_FILL: RGBColor = RGBColor(0xDD, 0xDD, 0xDD);
@@ -25,6 +26,8 @@ const NODE_FILL: RGBColor = RGBColor(0xDD, 0xDD, 0xDD);
 const NODE_EDGE: RGBColor = RGBColor(0x70, 0x70, 0x70);
 /// Fill of every other lane.
 const LANE_FILL: RGBColor = RGBColor(0xF7, 0xF7, 0xF7);
+/// Colour of the cross that marks a diverged checkpoint (Okabe–Ito vermillion).
+const DIVERGED: RGBColor = RGBColor(0xD5, 0x5E, 0x00);
 /// Title of the figure.
 const TITLE: &str = "Basins over training";
 /// Samples per curved thread segment.
@@ -53,11 +56,13 @@ const MAX_ANNOTATED_STEPS: usize = 24;
 /// Up to 16 runs, each thread has its run's [`seed_style`] (colour, marker at every step, legend of
 /// runs), styled in the order of `runs` (runs of the history missing from `runs` are appended). With
 /// more runs, the threads are thin lines coloured by the basin they end in and the legend counts the
-/// runs of each final basin. An empty history gives a "no data" figure.
+/// runs of each final basin. A run that diverged at a step (`diverged`) ends there in a cross, on a
+/// dashed stretch from its last basin. An empty history gives a "no data" figure.
 pub fn basin_tree(
     tree: &BasinTree,
     history: &BasinHistory,
     runs: &[String],
+    diverged: &Diverged,
     log_x: bool,
     path_stem: &Path,
 ) -> Result<Vec<PathBuf>, FigureError> {
@@ -65,7 +70,7 @@ pub fn basin_tree(
         let message = "no basins (no step has a barrier matrix)".to_string();
         return write_figure(&NoData { title: TITLE, message }, path_stem);
     }
-    write_figure(&TreeFigure::new(tree, history, runs, log_x), path_stem)
+    write_figure(&TreeFigure::new(tree, history, runs, diverged, log_x), path_stem)
 }
 
 /// One run's thread.
@@ -83,21 +88,34 @@ struct TreeFigure {
     /// (step, lane, members) per node.
     nodes: Vec<(u64, usize, usize)>,
     threads: Vec<Thread>,
+    /// (thread, its last point before, step) of every diverged checkpoint of a drawn run.
+    crosses: Vec<(usize, ThreadPoint, u64)>,
     n_runs: usize,
     n_steps: usize,
     subtitle: String,
 }
 
 impl TreeFigure {
-    fn new(tree: &BasinTree, history: &BasinHistory, runs: &[String], log_x: bool) -> Self {
+    fn new(tree: &BasinTree, history: &BasinHistory, runs: &[String], diverged: &Diverged, log_x: bool) -> Self {
         let layout = TreeLayout::new(tree, history, runs);
         let n_runs = layout.threads.len();
         let method = history.steps[0].method.name();
-        let subtitle = format!(
+        let crosses: Vec<(usize, ThreadPoint, u64)> = diverged
+            .iter()
+            .filter_map(|(step, run)| {
+                let i = layout.threads.iter().position(|t| &t.run == run)?;
+                let before = layout.threads[i].points.iter().rev().find(|p| p.step < *step)?;
+                Some((i, *before, *step))
+            })
+            .collect();
+        let mut subtitle = format!(
             "{} · {} · {method} clustering · disk area ∝ runs in the basin",
             plural(n_runs, "run"),
             plural(layout.lanes.len(), "basin")
         );
+        if !diverged.is_empty() {
+            subtitle += &format!(" · × {}", plural(diverged.len(), "diverged checkpoint"));
+        }
         Self {
             axis: StepAxis::padded(&layout.steps, log_x, 0.07),
             lane_labels: layout.lanes.iter().map(|b| format!("basin {b}")).collect(),
@@ -112,6 +130,7 @@ impl TreeFigure {
                     points: t.points,
                 })
                 .collect(),
+            crosses,
             n_runs,
             n_steps: layout.steps.len(),
             subtitle,
@@ -266,6 +285,16 @@ impl Figure for TreeFigure {
                 } else {
                     root.draw(&PathElement::new(pts, style))?;
                 }
+            }
+        }
+        for &(i, last, step) in &self.crosses {
+            let from = at(&last);
+            let (x, y) = px(step as f64, last.lane as f64);
+            let color = self.color(&self.threads[i]);
+            root.draw(&DashedPathElement::new([from, (x, y)], 4, 4, color.stroke_width(2)))?;
+            for (dx, dy) in [(7, 7), (7, -7)] {
+                let arm = PathElement::new([(x - dx, y - dy), (x + dx, y + dy)], DIVERGED.stroke_width(3));
+                root.draw(&arm)?;
             }
         }
         let annotate = self.n_steps <= MAX_ANNOTATED_STEPS;

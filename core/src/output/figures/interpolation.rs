@@ -16,7 +16,9 @@ use super::layout::{NoData, anchored, header, text};
 use super::legend::{Legend, LegendEntry, Swatch};
 use super::palette::{BLUE, INK, MUTED, OKABE_ITO, VERMILLION};
 use super::render::{DrawResult, Figure, write_figure};
+use crate::names::Named;
 use crate::output::tables::InterpolationRow;
+use crate::pipeline::plan::PairKind;
 
 /// Relative size under which a bump above the chord is rounding noise.
 const NOISE: f64 = 1e-9;
@@ -77,17 +79,16 @@ fn pair_label(r: &InterpolationRow) -> String {
 }
 
 /// How a pair kind is described in titles.
-pub(crate) fn pair_kind_name(pair_kind: &str) -> String {
+pub(crate) fn pair_kind_name(pair_kind: PairKind) -> &'static str {
     match pair_kind {
-        "seeds" => "seed pairs".into(),
-        "to_final" => "checkpoint-vs-final pairs".into(),
-        "fork" => "parent-vs-fork pairs".into(),
-        other => format!("{other} pairs"),
+        PairKind::Seeds => "seed pairs",
+        PairKind::ToFinal => "checkpoint-vs-final pairs",
+        PairKind::Fork => "parent-vs-fork pairs",
     }
 }
 
-/// Draws loss (left panel) and error (right panel) against alpha for every `pair_kind` pair
-/// (`seeds`, `to_final` or `fork`) at `step`, into `<path_stem>.svg` / `.png`; returns both paths.
+/// Draws loss (left panel) and error (right panel) against alpha for every `pair_kind` pair at
+/// `step`, into `<path_stem>.svg` / `.png`; returns both paths.
 ///
 /// Up to eight pairs each get an Okabe–Ito colour and a legend entry; with more, every pair is a thin
 /// grey line and the figure highlights the mean over pairs (black), the pair with the largest endpoint
@@ -98,7 +99,7 @@ pub(crate) fn pair_kind_name(pair_kind: &str) -> String {
 pub fn interpolation_curves(
     rows: &[InterpolationRow],
     step: u64,
-    pair_kind: &str,
+    pair_kind: PairKind,
     path_stem: &Path,
 ) -> Result<Vec<PathBuf>, FigureError> {
     let title = format!("Linear interpolation at step {step}");
@@ -125,7 +126,7 @@ pub fn interpolation_curves(
         .filter(|p| !p.points.is_empty())
         .collect();
     if paths.is_empty() {
-        let message = format!("no {pair_kind} interpolation rows at step {step}");
+        let message = format!("no {} interpolation rows at step {step}", pair_kind.name());
         return write_figure(&NoData { title: &title, message }, path_stem);
     }
     paths.sort_by(|a, b| a.label.cmp(&b.label));

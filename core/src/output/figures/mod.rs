@@ -1,4 +1,4 @@
-//! Figures for papers, written by `lineage batch` (DESIGN.md, "Basins over time" and "Outputs").
+//! Figures for papers, written by `lineage batch` (ARCHITECTURE.md, "Figures" and "Basins over time").
 //!
 //! Every figure is written twice, as `<stem>.svg` (vector, text kept as text) and `<stem>.png`
 //! ([`SIZE`] = 1200 x 800 px), and its writer returns both paths. Text uses the bundled DejaVu Sans

@@ -1,89 +1,44 @@
-//! Representations and dynamics over time (issue 8), computed by `lineage batch` after the
-//! interpolation analysis and cached like it:
+//! Representations and dynamics over time, computed after the interpolation sweep and stored like
+//! it:
 //!
-//! - [`representations`]: hidden activations at one layer, compared between checkpoints
-//!   ([`crate::methods::similarity`]: seed pairs at each step, each checkpoint vs its run's final one) and
-//!   probed with a linear classifier ([`crate::methods::probe`]);
-//! - [`dynamics`]: weight-space trajectories ([`crate::methods::trajectory`]) and the compression view
-//!   ([`crate::methods::code_length`]);
-//! - [`maps`]: training maps ([`crate::methods::training_map`]) over per-checkpoint metrics.
+//! - [`activations`]: hidden activations at one layer, compared between checkpoints
+//!   ([`crate::methods::similarity`]: the sweep's pairs) and probed with a linear classifier
+//!   ([`crate::methods::probe`]);
+//! - [`trajectories`]: weight-space trajectories ([`crate::methods::trajectory`]) and the compression
+//!   view ([`crate::methods::code_length`]);
+//! - [`training_map`]: training maps ([`crate::methods::training_map`]) over per-checkpoint metrics.
 //!
-//! Units of work are cached under content keys (checkpoint SHA-256, eval data, evaluator, layer
-//! and options) in the result cache folder, so a rerun computes nothing and a killed run resumes.
+//! Units of work are stored under content keys (checkpoint SHA-256, eval data, evaluator, layer and
+//! options) in the result store folder, so a rerun computes nothing and a killed run resumes.
 
 pub mod activations;
 pub mod training_map;
 pub mod trajectories;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
-use lineage_loaders::checkpoint::load_checkpoint;
-use lineage_loaders::{Checkpoint, Zoo};
+use lineage_loaders::Zoo;
 
 use crate::data::eval_data::EvalData;
 use crate::error::CoreError;
-use crate::methods::probe::ProbeOptions;
-use crate::models::evaluator::Evaluator;
-use crate::output::tables::EvalRow;
-use crate::output::tables_representations::{
-    CodeLengthRow, MapStateRow, MapTransitionRow, ProbeRow, SimilarityRow, TrajectoryRow, WeightNormRow,
+use crate::models::registry::EvaluatorFactory;
+use crate::output::tables::{
+    CodeLengthRow, EvalRow, MapStateRow, MapTransitionRow, ProbeRow, SimilarityRow, TrajectoryRow, WeightNormRow,
 };
-use crate::pipeline::keys::{FileKeys, Key, hash_file};
-use crate::pipeline::plan::{CheckpointId, PairSets};
-use crate::pipeline::sweep::EvaluatorFactory;
+use crate::pipeline::keys::{FileKeys, hash_file};
+use crate::pipeline::options::RepresentationOptions;
+use crate::pipeline::plan::PairSets;
+use crate::pipeline::units::{UnitCounts, all_checkpoints, key_checkpoints, reference_evaluator};
 use crate::progress::Progress;
 
-/// Bumped whenever cached view results would change meaning.
-const VIEWS_CACHE_VERSION: &str = "lineage-views-v1";
+/// Bumped whenever stored representation results would change meaning.
+const CACHE_VERSION: &str = "lineage-views-v1";
 
-/// Which views to compute, and how.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ViewOptions {
-    /// Hidden layer for similarity and probes (0-based); `None` = the last hidden layer.
-    pub layer: Option<usize>,
-    /// Representation similarity between checkpoint pairs.
-    pub similarity: bool,
-    /// Linear probes per checkpoint.
-    pub probes: bool,
-    /// Weight-space trajectories and per-tensor norms.
-    pub trajectories: bool,
-    /// Prequential and eval code lengths.
-    pub code_length: bool,
-    /// Training map (needs the trajectories).
-    pub training_map: bool,
-    /// Pair sets compared by similarity (`seeds`, `to_final`, `forks`).
-    pub pairs: PairSets,
-    /// Probe options.
-    pub probe: ProbeOptions,
-    /// Checkpoints of one run held in memory at once while building a trajectory's Gram matrix.
-    pub trajectory_block: usize,
-    /// Result cache folder (the batch analysis's).
-    pub cache_dir: PathBuf,
-}
-
-impl ViewOptions {
-    /// Every view, last hidden layer, default probe, 16 checkpoints per trajectory block.
-    pub fn all(pairs: PairSets, cache_dir: PathBuf) -> Self {
-        Self {
-            layer: None,
-            similarity: true,
-            probes: true,
-            trajectories: true,
-            code_length: true,
-            training_map: true,
-            pairs,
-            probe: ProbeOptions::default(),
-            trajectory_block: 16,
-            cache_dir,
-        }
-    }
-}
-
-/// The rows of the view tables, plus bookkeeping.
+/// The rows of the representation tables, plus bookkeeping.
 #[derive(Debug, Clone, Default, Serialize)]
-pub struct ViewsResult {
+pub struct Representations {
     /// `similarity.parquet`.
     pub similarity: Vec<SimilarityRow>,
     /// `probes.parquet`.
@@ -98,64 +53,51 @@ pub struct ViewsResult {
     pub training_map: Vec<MapStateRow>,
     /// `training_map_transitions.parquet`.
     pub map_transitions: Vec<MapTransitionRow>,
-    /// The hidden layer used (None when the model has none or the views needing it were off).
+    /// The hidden layer used (None when the model has none or the analyses needing it were off).
     pub layer: Option<usize>,
-    /// Units computed in this run.
-    pub computed: usize,
-    /// Units found in the cache.
-    pub cached: usize,
+    /// Units computed in this run and taken from the store.
+    pub counts: UnitCounts,
     /// Problems met; the rest was computed.
     pub warnings: Vec<String>,
 }
 
-/// A readable checkpoint of the zoo with its content key.
-#[derive(Debug, Clone)]
-pub(crate) struct Keyed<'z> {
-    pub id: CheckpointId,
-    pub checkpoint: &'z Checkpoint,
-    pub key: Key,
-}
-
-/// Computes the views of `zoo` on the eval data at `data_path`. `evals` are the rows of the batch
-/// analysis's `evals` table (for the eval code length at each run's final step).
-pub fn run_views(
+/// Computes the representation analyses of `zoo` on the eval data at `data_path`: similarity of the
+/// `pairs`, probes, trajectories, code lengths, training map. `evals` are the rows of the sweep's
+/// `evals` table (for the eval code length at each run's final step and the training map).
+#[allow(clippy::too_many_arguments)]
+pub fn run_representations(
     zoo: &Zoo,
     data_path: &Path,
-    options: &ViewOptions,
-    make_evaluator: &EvaluatorFactory,
+    options: &RepresentationOptions,
+    pairs: PairSets,
+    cache_dir: &Path,
+    factory: &EvaluatorFactory,
     evals: &[EvalRow],
     progress: &dyn Progress,
-) -> Result<ViewsResult, CoreError> {
-    let mut result = ViewsResult::default();
-    let files = FileKeys::open(&options.cache_dir.join("file_keys.jsonl"))?;
-    let keyed = keyed_checkpoints(zoo, &files, &mut result.warnings);
-    // The evaluator, from the first loadable checkpoint (its run's config or its tensors).
-    let reference = (options.similarity || options.probes)
-        .then(|| {
-            keyed
-                .iter()
-                .find_map(|k| Some((k, load_checkpoint(k.checkpoint).ok()?)))
-        })
-        .flatten();
-    if let Some((first, reference)) = reference {
+) -> Result<Representations, CoreError> {
+    let mut result = Representations::default();
+    let files = FileKeys::open(&cache_dir.join("file_keys.jsonl"))?;
+    let mut keyed = key_checkpoints(zoo, &all_checkpoints(zoo), &files, progress, &mut result.warnings);
+    if options.similarity || options.probes {
         let data = EvalData::load(data_path)?;
         let data_key = hash_file(data_path)?;
-        let config = zoo.run(&first.id.run).and_then(|r| r.config.clone());
-        let evaluator: Box<dyn Evaluator> = make_evaluator(config.as_deref(), &reference, &data)?;
+        let (evaluator, reference, refused) = reference_evaluator(zoo, &keyed, &data, factory, &mut result.warnings)?;
         drop(reference);
-        activations::compute(
+        keyed.retain(|k| !refused.contains(&k.id));
+        let context = activations::Context {
             zoo,
-            &keyed,
-            evaluator.as_ref(),
-            &data,
-            &data_key,
-            options,
+            keyed: &keyed,
+            evaluator: evaluator.as_ref(),
+            data: &data,
+            data_key: &data_key,
+            pairs,
+            cache_dir,
             progress,
-            &mut result,
-        )?;
+        };
+        context.compute(options, &mut result)?;
     }
     if options.trajectories {
-        trajectories::trajectories(zoo, &keyed, options, progress, &mut result)?;
+        trajectories::trajectories(zoo, &keyed, options, cache_dir, progress, &mut result)?;
     }
     if options.code_length {
         result.code_length = trajectories::code_lengths(zoo, evals, &mut result.warnings);
@@ -172,37 +114,7 @@ pub fn run_views(
     Ok(result)
 }
 
-/// Every checkpoint whose files can be hashed, in (run, step) order; the others become warnings.
-fn keyed_checkpoints<'z>(zoo: &'z Zoo, files: &FileKeys, warnings: &mut Vec<String>) -> Vec<Keyed<'z>> {
-    let mut out = Vec::new();
-    for run in &zoo.runs {
-        for c in &run.checkpoints {
-            match files.checkpoint_key(&c.files) {
-                Ok(key) => out.push(Keyed {
-                    id: CheckpointId {
-                        run: run.name.clone(),
-                        step: c.step,
-                    },
-                    checkpoint: c,
-                    key,
-                }),
-                Err(e) => warnings.push(format!("{}@{}: {e}", run.name, c.step)),
-            }
-        }
-    }
-    out
-}
-
-/// `Some(v)` for a finite value; caches store NaN as null.
+/// `Some(v)` for a finite value; stores keep NaN as null.
 pub(crate) fn finite(v: f64) -> Option<f64> {
     v.is_finite().then_some(v)
-}
-
-/// Stops when the user cancelled.
-pub(crate) fn check_cancel(progress: &dyn Progress) -> Result<(), CoreError> {
-    if progress.is_cancelled() {
-        Err(CoreError::Cancelled)
-    } else {
-        Ok(())
-    }
 }

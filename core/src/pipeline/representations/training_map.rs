@@ -5,8 +5,7 @@
 use std::collections::BTreeMap;
 
 use crate::methods::training_map::{MapOptions, training_map};
-use crate::output::tables::EvalRow;
-use crate::output::tables_representations::{MapStateRow, MapTransitionRow, TrajectoryRow, WeightNormRow};
+use crate::output::tables::{EvalRow, MapStateRow, MapTransitionRow, TrajectoryRow, WeightNormRow};
 
 /// Names of the metrics, in vector order (documented in the README).
 pub const MAP_METRICS: [&str; 4] = ["loss", "error", "dist_from_init", "weight_norm"];

@@ -8,14 +8,18 @@ use serde::{Deserialize, Serialize};
 use lineage_loaders::Zoo;
 use lineage_loaders::checkpoint::load_checkpoint;
 
-use super::{Keyed, VIEWS_CACHE_VERSION, ViewOptions, ViewsResult, check_cancel, finite};
+use std::path::Path;
+
+use super::{CACHE_VERSION, Representations, finite};
 use crate::error::CoreError;
 use crate::methods::code_length::run_prequential_code;
 use crate::methods::trajectory::{FlatParams, run_trajectory};
 use crate::output::tables::EvalRow;
-use crate::output::tables_representations::{CodeLengthRow, TrajectoryRow, WeightNormRow};
+use crate::output::tables::{CodeLengthRow, TrajectoryRow, WeightNormRow};
 use crate::pipeline::keys::hash_parts;
+use crate::pipeline::options::RepresentationOptions;
 use crate::pipeline::store::JsonlStore;
+use crate::pipeline::units::{KeyedCheckpoint, check_cancel};
 use crate::progress::Progress;
 
 /// A run's trajectory as cached: per checkpoint (dist, pc1, pc2, tensor norms), and the explained
@@ -37,13 +41,14 @@ struct CachedPoint {
 /// keyed by the content keys of all its readable checkpoints, in step order.
 pub(crate) fn trajectories(
     zoo: &Zoo,
-    keyed: &[Keyed],
-    options: &ViewOptions,
+    keyed: &[KeyedCheckpoint],
+    options: &RepresentationOptions,
+    cache_dir: &Path,
     progress: &dyn Progress,
-    result: &mut ViewsResult,
+    result: &mut Representations,
 ) -> Result<(), CoreError> {
-    let store = JsonlStore::<CachedTrajectory>::open(&options.cache_dir.join("views_trajectories.jsonl"))?;
-    let runs: Vec<(&str, Vec<&Keyed>)> = zoo
+    let store = JsonlStore::<CachedTrajectory>::open(&cache_dir.join("views_trajectories.jsonl"))?;
+    let runs: Vec<(&str, Vec<&KeyedCheckpoint>)> = zoo
         .runs
         .iter()
         .map(|r| {
@@ -54,14 +59,15 @@ pub(crate) fn trajectories(
         })
         .filter(|(_, members)| !members.is_empty())
         .collect();
-    let key_of = |members: &[&Keyed]| {
-        let mut parts = vec![VIEWS_CACHE_VERSION.to_string(), "trajectory".into()];
+    let key_of = |members: &[&KeyedCheckpoint]| {
+        let mut parts = vec![CACHE_VERSION.to_string(), "trajectory".into()];
         parts.extend(members.iter().map(|k| format!("{}:{}", k.id.step, k.key)));
         hash_parts(&parts)
     };
-    let pending: Vec<&(&str, Vec<&Keyed>)> = runs.iter().filter(|(_, m)| !store.contains(&key_of(m))).collect();
-    result.computed += pending.len();
-    result.cached += runs.len() - pending.len();
+    let pending: Vec<&(&str, Vec<&KeyedCheckpoint>)> =
+        runs.iter().filter(|(_, m)| !store.contains(&key_of(m))).collect();
+    result.counts.computed += pending.len();
+    result.counts.cached += runs.len() - pending.len();
     progress.start("trajectories", pending.len() as u64);
     for (run, members) in pending {
         check_cancel(progress)?;

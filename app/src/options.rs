@@ -1,0 +1,165 @@
+//! The analysis flags shared by `lineage batch` and `lineage merge`, the `--plan` file, and their
+//! translation into core's [`AnalysisOptions`]: flags win over the plan, the plan over core's
+//! defaults (defined once, in `lineage_core::pipeline::options`).
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use lineage_core::AnalysisOptions;
+use lineage_core::methods::basins::ClusterMethod;
+use lineage_core::methods::interpolation::BarrierKind;
+use lineage_core::pipeline::options::{BasinOptions, RepresentationOptions};
+use lineage_core::pipeline::plan::PairSets;
+
+/// Basin clustering flags.
+#[derive(Debug, Clone, clap::Args)]
+pub struct BasinArgs {
+    /// Clustering method for basins: threshold, average-linkage or spectral [default: threshold].
+    #[arg(long)]
+    pub cluster: Option<String>,
+    /// Barrier below which two seeds share a basin [default: 0.1 x mean endpoint loss of the step].
+    #[arg(long)]
+    pub eps: Option<f64>,
+    /// Number of basins for spectral clustering [default: 2].
+    #[arg(long)]
+    pub k: Option<usize>,
+    /// Loss barrier used as the distance between seeds [default: segment].
+    #[arg(long, value_enum)]
+    pub barrier: Option<BarrierArg>,
+}
+
+/// `--barrier` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BarrierArg {
+    /// Largest bump above the chord of any sub-segment (Juneja et al. 2023).
+    Segment,
+    /// Bump above the chord between the endpoints (Frankle et al. 2020).
+    Endpoint,
+}
+
+impl From<BarrierArg> for BarrierKind {
+    fn from(arg: BarrierArg) -> Self {
+        match arg {
+            BarrierArg::Segment => Self::Segment,
+            BarrierArg::Endpoint => Self::Endpoint,
+        }
+    }
+}
+
+/// Flags of the representation and dynamics analyses (kept as `views` on the command line and in
+/// `report.json`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct RepresentationArgs {
+    /// Hidden layer (0-based) for representation similarity and probes [default: the last hidden layer].
+    #[arg(long, value_name = "N")]
+    pub layer: Option<usize>,
+    /// Skip the representation and dynamics views (similarity, probes, trajectories, code length, training map).
+    #[arg(long)]
+    pub no_views: bool,
+    /// Skip the linear probes (one logistic regression per checkpoint).
+    #[arg(long)]
+    pub no_probes: bool,
+}
+
+/// The `--plan` file: the same options as the command line.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Plan {
+    /// Zoo folder.
+    pub zoo: Option<PathBuf>,
+    /// Eval data file.
+    pub data: Option<PathBuf>,
+    /// Output folder.
+    pub out: Option<PathBuf>,
+    /// Number of alphas.
+    pub alphas: Option<usize>,
+    /// Result store folder.
+    pub cache: Option<PathBuf>,
+    /// Pair sets.
+    pub pairs: Option<PairSets>,
+    /// Permutation-aligned paths too.
+    pub align: Option<bool>,
+    /// Clustering method.
+    pub cluster: Option<String>,
+    /// Clustering threshold.
+    pub eps: Option<f64>,
+    /// Spectral clusters.
+    pub k: Option<usize>,
+    /// Barrier definition of the basins.
+    pub barrier: Option<BarrierArg>,
+    /// Hidden layer of the representations.
+    pub layer: Option<usize>,
+    /// Whether to compute the representations.
+    pub views: Option<bool>,
+    /// Device of the transformer families.
+    pub device: Option<String>,
+}
+
+impl Plan {
+    /// Reads a plan; relative paths in it are relative to the plan file.
+    pub fn read(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("{}: cannot read plan", path.display()))?;
+        let mut plan: Plan = toml::from_str(&text).with_context(|| format!("{}: invalid plan", path.display()))?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        for p in [&mut plan.zoo, &mut plan.data, &mut plan.out, &mut plan.cache]
+            .into_iter()
+            .flatten()
+        {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        }
+        Ok(plan)
+    }
+}
+
+impl BasinArgs {
+    /// The basin options: flags, then the plan, then defaults.
+    pub fn options(&self, plan: &Plan) -> anyhow::Result<BasinOptions> {
+        let defaults = BasinOptions::default();
+        let name = self.cluster.as_deref().or(plan.cluster.as_deref());
+        let name = name.unwrap_or(defaults.method.name());
+        Ok(BasinOptions {
+            method: ClusterMethod::from_name(name, self.eps.or(plan.eps), self.k.or(plan.k), None)?,
+            barrier: self
+                .barrier
+                .or(plan.barrier)
+                .map_or(defaults.barrier, BarrierKind::from),
+        })
+    }
+}
+
+impl RepresentationArgs {
+    /// The representation options, or None when skipped.
+    pub fn options(&self, plan: &Plan) -> Option<RepresentationOptions> {
+        if self.no_views || plan.views == Some(false) {
+            return None;
+        }
+        let defaults = RepresentationOptions::default();
+        Some(RepresentationOptions {
+            layer: self.layer.or(plan.layer),
+            probes: defaults.probes && !self.no_probes,
+            ..defaults
+        })
+    }
+}
+
+/// Core's options from the basin and representation flags, the plan, and a device flag.
+pub fn analysis_options(
+    basins: &BasinArgs,
+    representations: &RepresentationArgs,
+    device: Option<&str>,
+    plan: &Plan,
+) -> anyhow::Result<AnalysisOptions> {
+    let defaults = AnalysisOptions::default();
+    Ok(AnalysisOptions {
+        basins: basins.options(plan)?,
+        representations: representations.options(plan),
+        device: device
+            .map(str::to_string)
+            .or(plan.device.clone())
+            .unwrap_or(defaults.device),
+        sweep: defaults.sweep,
+    })
+}

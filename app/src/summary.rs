@@ -1,0 +1,137 @@
+//! What the headless commands print after an analysis: warnings (stderr) and the summary (stdout):
+//! per step, the seed-pair barriers and the basins found; commitment per run; the representations.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use lineage_core::Analysis;
+use lineage_core::methods::interpolation::BarrierKind;
+use lineage_core::pipeline::plan::PairKind;
+use lineage_loaders::Zoo;
+
+/// Prints every warning of `analysis` to stderr, except the zoo's own problems (printed when the zoo
+/// was discovered, see [`print_zoo_problems`]).
+pub fn print_warnings(analysis: &Analysis, zoo: Option<&Zoo>) {
+    let already: Vec<&str> = zoo
+        .map(|z| z.problems.iter().map(|p| p.message.as_str()).collect())
+        .unwrap_or_default();
+    for warning in analysis.warnings.iter().filter(|w| !already.contains(&w.as_str())) {
+        eprintln!("warning: {warning}");
+    }
+}
+
+/// Prints the problems found while discovering `zoo` to stderr.
+pub fn print_zoo_problems(zoo: &Zoo) {
+    for problem in &zoo.problems {
+        eprintln!("warning: {problem}");
+    }
+}
+
+/// The summary of `analysis`, written to `out`.
+pub fn summary(analysis: &Analysis, out: &Path) -> String {
+    let sweep = &analysis.sweep;
+    let mut text = String::new();
+    let _ = writeln!(
+        text,
+        "{} checkpoints, {} interpolation paths ({} units computed, {} from cache) in {:.2} s with {}",
+        sweep.checkpoints.len(),
+        sweep.barriers.iter().filter(|b| !b.aligned).count() / 2,
+        sweep.counts.computed,
+        sweep.counts.cached,
+        analysis.elapsed.as_secs_f64(),
+        sweep.evaluator
+    );
+    let Some(basins) = &analysis.basins else {
+        let _ = writeln!(
+            text,
+            "shard tables and report.json written to {}; combine shards with `lineage merge`",
+            out.display()
+        );
+        return text;
+    };
+    let _ = writeln!(
+        text,
+        "\n{:>8}  {:>7}  {:>9}  {:>9}  {:>9}  {:>6}  {:>7}  basins: members",
+        "step", "seed", "mean loss", "max loss", "max error", "basins", "eps"
+    );
+    let _ = writeln!(
+        text,
+        "{:>8}  {:>7}  {:>9}  {:>9}  {:>9}",
+        "", "pairs", "barrier", "barrier", "barrier"
+    );
+    // Endpoint barriers of the seed pairs at `step`, raw or aligned.
+    let seed_barriers = |step: u64, aligned: bool| {
+        sweep
+            .barriers
+            .iter()
+            .filter(move |b| b.pair == PairKind::Seeds && b.kind == BarrierKind::Endpoint)
+            .filter(move |b| b.step == step && b.aligned == aligned)
+    };
+    for tracked in &basins.history.steps {
+        let rows: Vec<_> = seed_barriers(tracked.step, false).collect();
+        let mean = rows.iter().map(|b| b.loss_barrier).sum::<f64>() / rows.len().max(1) as f64;
+        let max_loss = rows.iter().map(|b| b.loss_barrier).fold(0.0, f64::max);
+        let max_err = rows.iter().map(|b| b.error_barrier).fold(0.0, f64::max);
+        let eps = tracked.method.eps().map_or("-".to_string(), |e| format!("{e:.4}"));
+        let members: Vec<String> = tracked
+            .basins
+            .iter()
+            .map(|b| format!("#{} {}", b.id, b.members.join(" ")))
+            .collect();
+        let _ = writeln!(
+            text,
+            "{:>8}  {:>7}  {mean:>9.4}  {max_loss:>9.4}  {max_err:>9.4}  {:>6}  {eps:>7}  {}",
+            tracked.step,
+            rows.len(),
+            tracked.basins.len(),
+            members.join(" | ")
+        );
+    }
+    let aligned: Vec<String> = basins
+        .history
+        .steps
+        .iter()
+        .filter_map(|tracked| {
+            let rows: Vec<f64> = seed_barriers(tracked.step, true).map(|b| b.loss_barrier).collect();
+            (!rows.is_empty()).then(|| {
+                let mean = rows.iter().sum::<f64>() / rows.len() as f64;
+                format!("{} {mean:.4}", tracked.step)
+            })
+        })
+        .collect();
+    if !aligned.is_empty() {
+        let _ = writeln!(
+            text,
+            "\nmean seed-pair loss barrier after permutation alignment (step barrier): {}",
+            aligned.join(", ")
+        );
+    }
+    let committed: Vec<String> = basins
+        .commitment
+        .iter()
+        .map(|(run, step)| format!("{run} {}", step.map_or("never".to_string(), |s| s.to_string())))
+        .collect();
+    if !committed.is_empty() {
+        let _ = writeln!(
+            text,
+            "\ncommitment step (from then on connected to its own final checkpoint): {}",
+            committed.join(", ")
+        );
+    }
+    let _ = writeln!(text, "\ntables, figures and report.json written to {}", out.display());
+    if let Some(r) = &analysis.representations {
+        let layer = r.layer.map_or("-".to_string(), |l| l.to_string());
+        let _ = writeln!(
+            text,
+            "views (layer {layer}): {} similarity rows, {} probes, {} trajectory points, {} runs with code lengths \
+             ({} units computed, {} from cache)",
+            r.similarity.len(),
+            r.probes.len(),
+            r.trajectories.len(),
+            r.code_length.iter().filter(|c| c.prequential_bits.is_some()).count(),
+            r.counts.computed,
+            r.counts.cached
+        );
+    }
+    text
+}

@@ -1,0 +1,84 @@
+//! The registry of model families: builds the [`Evaluator`] of a zoo from a run's `config.json` or,
+//! without one, from the tensors of a reference checkpoint. Adding a family edits this file and the
+//! family's own module, never the trait's.
+
+use std::path::Path;
+
+use candle_core::Device;
+use lineage_loaders::ParamSet;
+
+use crate::data::eval_data::EvalData;
+use crate::error::{CoreError, Result};
+use crate::models::evaluator::Evaluator;
+use crate::models::external::ExternalEvaluator;
+use crate::models::mlp::{MlpEvaluator, MlpSpec};
+use crate::models::transformer::{MODEL_TYPES, evaluator_for_model_type};
+
+/// Builds an evaluator for a zoo from a run's `config.json` (if any), a reference param set and the
+/// eval data.
+pub type EvaluatorFactory<'a> = dyn Fn(Option<&Path>, &ParamSet, &EvalData) -> Result<Box<dyn Evaluator>> + Sync + 'a;
+
+/// Builds the evaluator for a zoo on the CPU: see [`evaluator_on`].
+pub fn evaluator_for(config: Option<&Path>, reference: &ParamSet, data: &EvalData) -> Result<Box<dyn Evaluator>> {
+    build_evaluator(config, reference, data, &Device::Cpu)
+}
+
+/// An evaluator factory ([`EvaluatorFactory`]) whose candle-based families (the
+/// transformers) run on `device`. The evaluator is chosen by the model family named in `config` (a
+/// run's `config.json`): `{"arch": "mlp", ...}`, `{"arch": "external", "command": [...]}` (see
+/// [`crate::models::external`]), or an HF config whose `model_type` is one of
+/// [`crate::models::transformer::MODEL_TYPES`] (see [`crate::models::transformer`]); without a config, or without
+/// `arch` / `model_type`, an MLP is inferred from the tensors of `reference`. The factory checks that `reference` fits the model and the eval data.
+pub fn evaluator_on(
+    device: Device,
+) -> impl Fn(Option<&Path>, &ParamSet, &EvalData) -> Result<Box<dyn Evaluator>> + Sync {
+    move |config, reference, data| build_evaluator(config, reference, data, &device)
+}
+
+fn build_evaluator(
+    config: Option<&Path>,
+    reference: &ParamSet,
+    data: &EvalData,
+    device: &Device,
+) -> Result<Box<dyn Evaluator>> {
+    let spec = match config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|e| CoreError::io(path, e))?;
+            let value: serde_json::Value =
+                serde_json::from_str(&text).map_err(|e| CoreError::config(path, format!("invalid JSON: {e}")))?;
+            match value.get("arch").and_then(|a| a.as_str()) {
+                Some("mlp") => MlpSpec::from_config_json(&value, path)?,
+                Some("external") => {
+                    return Ok(Box::new(ExternalEvaluator::from_config_json(
+                        &value, path, reference, data,
+                    )?));
+                }
+                Some(other) => {
+                    return Err(CoreError::config(
+                        path,
+                        format!("unsupported arch `{other}` (supported: mlp, external)"),
+                    ));
+                }
+                None => match value.get("model_type").and_then(|m| m.as_str()) {
+                    Some(model_type) => {
+                        return evaluator_for_model_type(model_type, &value, path, reference, data, device)?
+                            .ok_or_else(|| {
+                                CoreError::config(
+                                    path,
+                                    format!(
+                                        "unsupported model_type `{model_type}` (supported: {}; or arch mlp, external)",
+                                        MODEL_TYPES.join(", ")
+                                    ),
+                                )
+                            });
+                    }
+                    None => MlpSpec::infer(reference)?,
+                },
+            }
+        }
+        None => MlpSpec::infer(reference)?,
+    };
+    let evaluator = MlpEvaluator::new(spec, data)?;
+    evaluator.check(reference)?;
+    Ok(Box::new(evaluator))
+}

@@ -1,0 +1,134 @@
+//! The options of an analysis, each default defined here once. `lineage batch`, `lineage merge`,
+//! `lineage demo` and the desktop app only translate flags, plan keys and clicks into these.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::methods::basins::ClusterMethod;
+use crate::methods::interpolation::BarrierKind;
+use crate::methods::probe::ProbeOptions;
+use crate::pipeline::plan::{PairSets, Shard};
+
+/// Everything that decides what an analysis computes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AnalysisOptions {
+    /// The interpolation sweep.
+    pub sweep: SweepOptions,
+    /// Basins over time.
+    pub basins: BasinOptions,
+    /// The representation and dynamics analyses (None: skipped). Never computed for a shard.
+    pub representations: Option<RepresentationOptions>,
+    /// Where the transformer families run: `cpu`, `cuda` or `cuda:N` (the mlp family always runs on
+    /// the CPU).
+    pub device: String,
+}
+
+impl Default for AnalysisOptions {
+    fn default() -> Self {
+        Self {
+            sweep: SweepOptions::default(),
+            basins: BasinOptions::default(),
+            representations: Some(RepresentationOptions::default()),
+            device: "cpu".into(),
+        }
+    }
+}
+
+/// Options of the interpolation sweep.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SweepOptions {
+    /// Number of alpha grid points, endpoints included (>= 3).
+    pub alphas: usize,
+    /// Which pair sets to compute (also the pairs compared by representation similarity).
+    pub pairs: PairSets,
+    /// Folder of the result store (shared by every analysis and the desktop app).
+    pub cache_dir: PathBuf,
+    /// Also interpolate each pair with B permutation-aligned to A (weight matching), giving
+    /// `aligned = true` rows next to the raw ones.
+    #[serde(default)]
+    pub align: bool,
+    /// Compute only one deterministic share of the work (see [`Shard`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<Shard>,
+}
+
+impl Default for SweepOptions {
+    fn default() -> Self {
+        Self {
+            alphas: 11,
+            pairs: PairSets::default(),
+            cache_dir: default_cache_dir(),
+            align: false,
+            shard: None,
+        }
+    }
+}
+
+/// Options of the basin analysis.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BasinOptions {
+    /// Clustering method (eps `None` = per-step default, see [`crate::methods::basins::default_eps`]).
+    pub method: ClusterMethod,
+    /// Loss barrier definition used as the distance between seeds.
+    pub barrier: BarrierKind,
+}
+
+impl Default for BasinOptions {
+    fn default() -> Self {
+        Self {
+            method: ClusterMethod::Threshold { eps: None },
+            barrier: BarrierKind::Segment,
+        }
+    }
+}
+
+/// Which representation and dynamics analyses to compute, and how.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RepresentationOptions {
+    /// Hidden layer for similarity and probes (0-based); `None` = the last hidden layer.
+    pub layer: Option<usize>,
+    /// Representation similarity between checkpoint pairs (the sweep's pair sets).
+    pub similarity: bool,
+    /// Linear probes per checkpoint.
+    pub probes: bool,
+    /// Weight-space trajectories and per-tensor norms.
+    pub trajectories: bool,
+    /// Prequential and eval code lengths.
+    pub code_length: bool,
+    /// Training map (needs the trajectories).
+    pub training_map: bool,
+    /// Probe options.
+    pub probe: ProbeOptions,
+    /// Checkpoints of one run held in memory at once while building a trajectory's Gram matrix.
+    pub trajectory_block: usize,
+}
+
+impl Default for RepresentationOptions {
+    /// Every analysis, last hidden layer, default probe, 16 checkpoints per trajectory block.
+    fn default() -> Self {
+        Self {
+            layer: None,
+            similarity: true,
+            probes: true,
+            trajectories: true,
+            code_length: true,
+            training_map: true,
+            probe: ProbeOptions::default(),
+            trajectory_block: 16,
+        }
+    }
+}
+
+/// The default result store folder: `$LINEAGE_CACHE`, else `$XDG_CACHE_HOME/lineage/results`, else
+/// `~/.cache/lineage/results` (the system's temporary folder without a home).
+pub fn default_cache_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("LINEAGE_CACHE") {
+        return PathBuf::from(dir);
+    }
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache")))
+        .unwrap_or_else(std::env::temp_dir);
+    base.join("lineage").join("results")
+}

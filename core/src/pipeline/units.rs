@@ -1,0 +1,210 @@
+//! What every stage that computes cached units of work (checkpoint evaluations, interpolation paths,
+//! similarities, probes) shares: content-keyed checkpoints, the evaluator from a reference
+//! checkpoint, pending-unit bookkeeping, loading with failures as warnings, cancellation and
+//! per-unit error collection.
+
+use std::collections::HashSet;
+use std::hash::Hash;
+
+use rayon::prelude::*;
+use serde::Serialize;
+
+use lineage_loaders::checkpoint::{CheckpointScan, load_checkpoint, scan_checkpoint};
+use lineage_loaders::{Checkpoint, ParamSet, Zoo};
+
+use crate::data::eval_data::EvalData;
+use crate::error::CoreError;
+use crate::models::evaluator::Evaluator;
+use crate::models::registry::EvaluatorFactory;
+use crate::pipeline::keys::{FileKeys, Key};
+use crate::pipeline::plan::CheckpointId;
+use crate::progress::Progress;
+
+/// A readable checkpoint of the zoo: its id, files, header scan and content key.
+#[derive(Debug, Clone)]
+pub struct KeyedCheckpoint<'z> {
+    /// Run and step.
+    pub id: CheckpointId,
+    /// Where it is.
+    pub checkpoint: &'z Checkpoint,
+    /// Its tensors' names, shapes and dtypes.
+    pub scan: CheckpointScan,
+    /// SHA-256 of its files.
+    pub key: Key,
+}
+
+/// Every checkpoint of `zoo` in (run, step) order, as ids.
+pub fn all_checkpoints(zoo: &Zoo) -> Vec<CheckpointId> {
+    zoo.runs
+        .iter()
+        .flat_map(|r| {
+            r.checkpoints.iter().map(move |c| CheckpointId {
+                run: r.name.clone(),
+                step: c.step,
+            })
+        })
+        .collect()
+}
+
+/// The checkpoint `id` of `zoo`.
+pub fn checkpoint_of<'z>(zoo: &'z Zoo, id: &CheckpointId) -> Option<&'z Checkpoint> {
+    zoo.run(&id.run).and_then(|r| r.at(id.step))
+}
+
+/// How messages name the checkpoint `id`: its file or folder (`run@step` when not in the zoo).
+pub fn checkpoint_label(zoo: &Zoo, id: &CheckpointId) -> String {
+    checkpoint_of(zoo, id).map_or_else(
+        || format!("{}@{}", id.run, id.step),
+        |c| c.display_path().display().to_string(),
+    )
+}
+
+/// Scans and keys the checkpoints `ids` (in parallel, with progress); a checkpoint that cannot be
+/// read becomes a warning naming it.
+pub fn key_checkpoints<'z>(
+    zoo: &'z Zoo,
+    ids: &[CheckpointId],
+    files: &FileKeys,
+    progress: &dyn Progress,
+    warnings: &mut Vec<String>,
+) -> Vec<KeyedCheckpoint<'z>> {
+    progress.start("hashing checkpoints", ids.len() as u64);
+    let keyed: Vec<Result<KeyedCheckpoint, String>> = ids
+        .par_iter()
+        .map(|id| {
+            let checkpoint = checkpoint_of(zoo, id).ok_or_else(|| format!("{}@{}: not in the zoo", id.run, id.step))?;
+            let scan = scan_checkpoint(checkpoint).map_err(|e| e.to_string())?;
+            let key = files.checkpoint_key(&checkpoint.files).map_err(|e| e.to_string())?;
+            progress.advance(1);
+            Ok(KeyedCheckpoint {
+                id: id.clone(),
+                checkpoint,
+                scan,
+                key,
+            })
+        })
+        .collect();
+    progress.finish();
+    keyed
+        .into_iter()
+        .filter_map(|k| k.map_err(|e| warnings.push(e)).ok())
+        .collect()
+}
+
+/// The evaluator, the parameters it was built from, and the checkpoints refused before it.
+pub type ReferenceModel = (Box<dyn Evaluator>, ParamSet, Vec<CheckpointId>);
+
+/// The zoo's evaluator, built from the first of `keyed` that loads and makes a model (its run's
+/// `config.json` or its tensors), and that checkpoint's parameters; then the checkpoints refused on
+/// the way. Checkpoints that fail to load or to make a model (a renamed tensor) are warnings that
+/// name the file; the same refusal from two checkpoints (the data does not fit the family) is the
+/// error.
+pub fn reference_evaluator(
+    zoo: &Zoo,
+    keyed: &[KeyedCheckpoint],
+    data: &EvalData,
+    factory: &EvaluatorFactory,
+    warnings: &mut Vec<String>,
+) -> Result<ReferenceModel, CoreError> {
+    let mut refused = Vec::new();
+    let mut last_refusal = None;
+    for k in keyed {
+        let path = k.checkpoint.display_path().display().to_string();
+        match load_checkpoint(k.checkpoint) {
+            Ok(reference) => {
+                let config = zoo.run(&k.id.run).and_then(|r| r.config.clone());
+                match factory(config.as_deref(), &reference, data) {
+                    Ok(evaluator) => return Ok((evaluator, reference, refused)),
+                    Err(e) if last_refusal.as_ref() == Some(&e.to_string()) => return Err(e),
+                    Err(e) => {
+                        warnings.push(format!("{path}: no model can be built from it: {e}"));
+                        last_refusal = Some(e.to_string());
+                    }
+                }
+            }
+            Err(e) => warnings.push(e.to_string()),
+        }
+        refused.push(k.id.clone());
+    }
+    Err(CoreError::NothingToDo(format!(
+        "{}: no readable checkpoint",
+        zoo.root.display()
+    )))
+}
+
+/// Loads `ids` in parallel; a failure becomes a warning naming the checkpoint.
+pub fn load_params<'a>(
+    zoo: &Zoo,
+    ids: &[&'a CheckpointId],
+    warnings: &mut Vec<String>,
+) -> Vec<(&'a CheckpointId, ParamSet)> {
+    let loaded: Vec<_> = ids.par_iter().map(|id| (*id, load_one(zoo, id))).collect();
+    loaded
+        .into_iter()
+        .filter_map(|(id, r)| r.map(|p| (id, p)).map_err(|e| warnings.push(e.to_string())).ok())
+        .collect()
+}
+
+/// Loads the checkpoint `id` of `zoo`.
+pub fn load_one(zoo: &Zoo, id: &CheckpointId) -> Result<ParamSet, CoreError> {
+    let checkpoint =
+        checkpoint_of(zoo, id).ok_or_else(|| CoreError::Load(format!("{}@{}: not in the zoo", id.run, id.step)))?;
+    load_checkpoint(checkpoint).map_err(|e| CoreError::Load(e.to_string()))
+}
+
+/// Units computed in this run and units found in the result store.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct UnitCounts {
+    /// Computed in this run.
+    pub computed: usize,
+    /// Taken from the result store.
+    pub cached: usize,
+}
+
+impl std::ops::Add for UnitCounts {
+    type Output = Self;
+
+    fn add(self, other: Self) -> Self {
+        Self {
+            computed: self.computed + other.computed,
+            cached: self.cached + other.cached,
+        }
+    }
+}
+
+impl std::ops::AddAssign for UnitCounts {
+    fn add_assign(&mut self, other: Self) {
+        *self = *self + other;
+    }
+}
+
+/// The units of `all` not yet in the store, and the counts.
+pub fn pending<U: Eq + Hash + Clone>(all: &[U], stored: impl Fn(&U) -> bool) -> (HashSet<U>, UnitCounts) {
+    let pending: HashSet<U> = all.iter().filter(|u| !stored(u)).cloned().collect();
+    let counts = UnitCounts {
+        computed: pending.len(),
+        cached: all.len() - pending.len(),
+    };
+    (pending, counts)
+}
+
+/// Stops when the user cancelled.
+pub fn check_cancel(progress: &dyn Progress) -> Result<(), CoreError> {
+    if progress.is_cancelled() {
+        Err(CoreError::Cancelled)
+    } else {
+        Ok(())
+    }
+}
+
+/// Keeps going past per-unit failures (kept as warnings) but stops on cancellation.
+pub fn collect_errors(results: Vec<Result<(), CoreError>>, warnings: &mut Vec<String>) -> Result<(), CoreError> {
+    for r in results {
+        match r {
+            Ok(()) => {}
+            Err(CoreError::Cancelled) => return Err(CoreError::Cancelled),
+            Err(e) => warnings.push(e.to_string()),
+        }
+    }
+    Ok(())
+}
