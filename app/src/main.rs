@@ -54,8 +54,24 @@ fn main() -> std::process::ExitCode {
     match result {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("lineage: error: {err:#}");
+            eprintln!("lineage: error: {}", describe(&err));
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// An error and its causes, each said once: a cause the message above it already spells out (core's
+/// errors name their source) is not repeated.
+fn describe(err: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in err.chain() {
+        let cause = cause.to_string();
+        if !text.contains(&cause) {
+            if !text.is_empty() {
+                text.push_str(": ");
+            }
+            text.push_str(&cause);
+        }
+    }
+    text
 }

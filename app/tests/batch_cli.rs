@@ -254,6 +254,39 @@ fn broken_and_diverged_checkpoints_never_stop_the_batch() {
 }
 
 #[test]
+fn an_output_folder_in_use_or_unwritable_fails_before_any_work() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let cache = tmp.path().join("cache");
+    let held = lineage_core::output::lock::OutputLock::claim(&out).unwrap();
+    let output = batch(&fixture("zoo_safetensors"), &out, &cache).output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(
+        stderr.contains("another lineage run is writing here")
+            && stderr.contains(&format!("pid {}", std::process::id())),
+        "{stderr}"
+    );
+    assert!(!cache.exists(), "no work was done");
+    drop(held);
+
+    let file = tmp.path().join("a-file");
+    std::fs::write(&file, "in the way").unwrap();
+    let output = batch(&fixture("zoo_safetensors"), &file, &cache).output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(stderr.contains("a-file"), "{stderr}");
+    assert!(!cache.exists(), "no work was done");
+
+    assert!(
+        batch(&fixture("zoo_safetensors"), &out, &cache)
+            .status()
+            .unwrap()
+            .success()
+    );
+}
+
+#[test]
 fn bad_data_file_is_a_clear_error() {
     let tmp = tempfile::tempdir().unwrap();
     let missing = tmp.path().join("nope.safetensors");
@@ -268,6 +301,11 @@ fn bad_data_file_is_a_clear_error() {
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("nope.safetensors"), "{stderr}");
+    assert_eq!(
+        stderr.matches("os error").count(),
+        1,
+        "the OS error said once: {stderr}"
+    );
 }
 
 const TABLES: [&str; 7] = [

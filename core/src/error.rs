@@ -65,6 +65,14 @@ pub enum CoreError {
     /// The model family does not support the requested analysis (e.g. hidden activations).
     #[error("unsupported: {0}")]
     Unsupported(String),
+    /// An output folder is being written by another live lineage process.
+    #[error("{}: another lineage run is writing here ({holder}); wait for it to finish or choose another output folder", path.display())]
+    OutputInUse {
+        /// The output folder.
+        path: PathBuf,
+        /// Who holds it, as its lock file says.
+        holder: String,
+    },
     /// The user cancelled the computation.
     #[error("cancelled")]
     Cancelled,

@@ -21,6 +21,7 @@ pub struct StepReport {
     /// Training step.
     pub step: u64,
     /// Step folder or file.
+    #[serde(serialize_with = "crate::lossy_path::path")]
     pub path: PathBuf,
     /// File format (`safetensors`, `torch_pickle`, `npz`).
     pub format: String,
@@ -46,8 +47,10 @@ pub struct RunReport {
     /// Readable checkpoints, by step.
     pub steps: Vec<StepReport>,
     /// `config.json`, if found.
+    #[serde(serialize_with = "crate::lossy_path::option")]
     pub config: Option<PathBuf>,
     /// Training logs found.
+    #[serde(serialize_with = "crate::lossy_path::list")]
     pub logs: Vec<PathBuf>,
     /// Fork parent `{run, step}`, if any.
     pub parent: Option<crate::zoo::ForkParent>,
@@ -74,6 +77,7 @@ pub struct Summary {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Inspection {
     /// The folder inspected.
+    #[serde(serialize_with = "crate::lossy_path::path")]
     pub root: PathBuf,
     /// Runs with their readable checkpoints.
     pub runs: Vec<RunReport>,

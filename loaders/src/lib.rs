@@ -15,6 +15,7 @@ pub mod formats;
 pub mod inspect;
 pub mod layouts;
 pub mod logs;
+pub mod lossy_path;
 pub mod manifest;
 pub mod params;
 pub mod problem;

@@ -52,6 +52,7 @@ pub enum ProblemKind {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Problem {
     /// File or folder concerned (lossy UTF-8 in JSON).
+    #[serde(serialize_with = "crate::lossy_path::path")]
     pub path: PathBuf,
     /// Problem category.
     pub kind: ProblemKind,

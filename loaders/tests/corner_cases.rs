@@ -181,6 +181,12 @@ fn non_utf8_names_are_skipped_with_a_problem() {
         ins.problems
     );
     assert_eq!(ins.summary.n_checkpoints, 6);
+    // The JSON report is still written, naming the file lossily.
+    let json = serde_json::to_string(&ins).expect("inspect --json with a non-UTF-8 name");
+    assert!(
+        json.contains("non_utf8_name") && json.contains("seed\u{fffd}_step5"),
+        "{json}"
+    );
 }
 
 #[test]

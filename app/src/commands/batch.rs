@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
+use lineage_core::output::lock::OutputLock;
 use lineage_core::pipeline::plan::Shard;
 use lineage_core::{AnalysisOptions, Named, analyse};
 use lineage_loaders::discover;
@@ -84,6 +85,9 @@ pub fn run(args: &BatchArgs) -> anyhow::Result<ExitCode> {
         println!("wrote {} (submit with `sbatch {}`)", path.display(), path.display());
         return Ok(ExitCode::SUCCESS);
     }
+    // Claimed before any work: a folder that cannot be written, or that another run is writing,
+    // fails now rather than after the computation.
+    let _claim = OutputLock::claim(&job.out)?;
     let zoo = discover(&job.zoo);
     print_zoo_problems(&zoo);
     let analysis = analyse(&zoo, &job.data, &job.options, &TerminalProgress::new())?;

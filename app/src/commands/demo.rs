@@ -88,6 +88,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     let data = zoo_dir.join(EVAL_FILE);
     let out = args.out.join(format!("results-{}{suffix}", args.recipe));
     let options = AnalysisOptions::default();
+    let _claim = lineage_core::output::lock::OutputLock::claim(&out)?;
     let zoo = discover(&zoo_dir);
     print_zoo_problems(&zoo);
     let analysis = analyse(&zoo, &data, &options, &TerminalProgress::new())?;

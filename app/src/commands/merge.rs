@@ -30,6 +30,7 @@ pub struct MergeArgs {
 /// Runs the command.
 pub fn run(args: &MergeArgs) -> anyhow::Result<ExitCode> {
     let options = analysis_options(&args.basins, &args.views, args.device.as_deref(), &Plan::default())?;
+    let _claim = lineage_core::output::lock::OutputLock::claim(&args.out)?;
     let analysis = lineage_core::merge(&args.shards, &options, &TerminalProgress::new())?;
     analysis.write(&args.out)?;
     print_warnings(&analysis, None);

@@ -101,8 +101,10 @@ impl Analysed {
         Ok(Self { analysis, basins })
     }
 
-    /// Writes every table, figure and `report.json` into `dir`, exactly as `lineage batch` does.
+    /// Writes every table, figure and `report.json` into `dir`, exactly as `lineage batch` does
+    /// (claiming the folder first, as it does).
     pub fn write(&self, dir: &Path) -> Result<Vec<PathBuf>, CoreError> {
+        let _claim = lineage_core::output::lock::OutputLock::claim(dir)?;
         let mut analysis = self.analysis.clone();
         analysis.basins = Some(self.basins.clone());
         analysis.write(dir)

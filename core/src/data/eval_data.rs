@@ -11,7 +11,7 @@
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
 use polars::prelude::{DataFrame, DataType, ParquetReader, SerReader, Series};
@@ -45,6 +45,8 @@ pub struct EvalData {
     /// Optional `[N, D]` i64 per-token targets of language-model data ([`IGNORE_INDEX`] = not
     /// scored), same shape as `inputs`; `labels` is then empty.
     pub token_labels: Option<Tensor>,
+    /// The file the data was read from (`<memory>` for data built in memory), for messages.
+    pub source: PathBuf,
 }
 
 /// The per-token label of positions that are not scored (PyTorch's `ignore_index`).
@@ -186,6 +188,7 @@ impl EvalData {
             attention_mask,
             token_type_ids,
             token_labels,
+            source: path.to_path_buf(),
         })
     }
 

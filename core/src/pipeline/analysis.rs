@@ -127,7 +127,7 @@ impl Analysis {
                 self.warnings.extend(basins.warnings.iter().cloned());
                 self.basins = Some(basins);
             }
-            Err(e) => self.warnings.push(format!("basins: {e}")),
+            Err(e) => self.warnings.push(e.to_string()),
         }
         let (Some(zoo), Some(options)) = (zoo, &self.options.representations) else {
             return Ok(());

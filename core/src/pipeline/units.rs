@@ -115,6 +115,8 @@ pub fn reference_evaluator(
                 let config = zoo.run(&k.id.run).and_then(|r| r.config.clone());
                 match factory(config.as_deref(), &reference, data) {
                     Ok(evaluator) => return Ok((evaluator, reference, refused)),
+                    // The eval data does not fit the zoo's model: no other checkpoint will do better.
+                    Err(e @ CoreError::Data { .. }) => return Err(e),
                     Err(e) if last_refusal.as_ref() == Some(&e.to_string()) => return Err(e),
                     Err(e) => {
                         warnings.push(format!("{path}: no model can be built from it: {e}"));

@@ -50,12 +50,15 @@ impl MlpEvaluator {
             )));
         }
         if data.width() != spec.n_inputs() {
-            return Err(CoreError::Model(format!(
-                "{} takes {} input features, the eval data has {} per example",
-                spec.describe(),
-                spec.n_inputs(),
-                data.width()
-            )));
+            return Err(CoreError::data(
+                &data.source,
+                format!(
+                    "{} per example, but the zoo's {} takes {} input features",
+                    data.width(),
+                    spec.describe(),
+                    spec.n_inputs()
+                ),
+            ));
         }
         if let Some((i, &label)) = data
             .labels
@@ -63,11 +66,14 @@ impl MlpEvaluator {
             .enumerate()
             .find(|(_, l)| **l as usize >= spec.n_classes())
         {
-            return Err(CoreError::Model(format!(
-                "label {label} of example {i} is out of range for {} ({} classes)",
-                spec.describe(),
-                spec.n_classes()
-            )));
+            return Err(CoreError::data(
+                &data.source,
+                format!(
+                    "label {label} of example {i} is out of range for the zoo's {} ({} classes)",
+                    spec.describe(),
+                    spec.n_classes()
+                ),
+            ));
         }
         let inputs = data
             .inputs
@@ -416,6 +422,17 @@ mod tests {
         let data = EvalData::from_tensors(x, vec![0, 1], None, false).unwrap();
         let spec = MlpSpec::new(vec![2, 2], Activation::Relu).unwrap();
         let err = MlpEvaluator::new(spec, &data).unwrap_err().to_string();
-        assert!(err.contains("takes 2 input features, the eval data has 3"), "{err}");
+        assert!(
+            err.starts_with("eval data <memory>: 3 per example") && err.contains("takes 2 input features"),
+            "{err}"
+        );
+        let x = Tensor::zeros((2, 2), candle_core::DType::F32, &Device::Cpu).unwrap();
+        let data = EvalData::from_tensors(x, vec![0, 7], None, false).unwrap();
+        let spec = MlpSpec::new(vec![2, 3], Activation::Relu).unwrap();
+        let err = MlpEvaluator::new(spec, &data).unwrap_err().to_string();
+        assert!(
+            err.starts_with("eval data <memory>: label 7 of example 1 is out of range"),
+            "{err}"
+        );
     }
 }
