@@ -67,7 +67,7 @@ pub struct Summary {
     pub steps: Vec<u64>,
     /// Total bytes of readable checkpoints.
     pub total_bytes: u64,
-    /// Parameter count of the reference checkpoint (the first readable one).
+    /// Parameter count of the reference schema (the one most readable checkpoints share).
     pub n_params: Option<usize>,
     /// Number of runs with at least one training log.
     pub runs_with_logs: usize,
@@ -93,16 +93,16 @@ pub fn inspect(root: &Path) -> Inspection {
 }
 
 /// Scans every checkpoint header of an already discovered zoo. Unreadable checkpoints are dropped
-/// from the grid and reported; checkpoints whose names or shapes differ from the reference (the first
-/// readable checkpoint) stay in the grid and are reported, as are checkpoints holding the same content
-/// (equal [`Fingerprint`]s).
+/// from the grid and reported; checkpoints whose names or shapes differ from the reference (the
+/// schema most checkpoints share; ties go to the one seen first) stay in the grid and are reported, as
+/// are checkpoints holding the same content (equal [`Fingerprint`]s).
 pub fn inspect_zoo(zoo: Zoo) -> Inspection {
     let Zoo {
         root,
         runs,
         mut problems,
     } = zoo;
-    let mut reference: Option<(PathBuf, BTreeMap<String, Vec<usize>>)> = None;
+    let mut schemas = Schemas::default();
     let mut reports = Vec::with_capacity(runs.len());
     let mut fingerprints = Vec::new();
     for run in runs {
@@ -116,25 +116,7 @@ pub fn inspect_zoo(zoo: Zoo) -> Inspection {
                     continue;
                 }
             };
-            let shapes = scan.normalised_shapes();
-            match &reference {
-                None => reference = Some((path.clone(), shapes)),
-                Some((ref_path, ref_shapes)) => {
-                    if let Some(diff) = describe_shape_difference(ref_shapes, &shapes) {
-                        problems.push(Problem::new(
-                            &path,
-                            ProblemKind::ShapeMismatch,
-                            format!(
-                                "{}: parameters differ from {} (run `{}` step {}): {diff}",
-                                path.display(),
-                                ref_path.display(),
-                                run.name,
-                                checkpoint.step
-                            ),
-                        ));
-                    }
-                }
-            }
+            schemas.add(scan.normalised_shapes(), &path, &run.name, checkpoint.step);
             if let Some(recorded) = scan.global_step.filter(|s| *s != checkpoint.step) {
                 problems.push(Problem::new(
                     &path,
@@ -177,6 +159,7 @@ pub fn inspect_zoo(zoo: Zoo) -> Inspection {
             parent: run.parent,
         });
     }
+    problems.extend(schemas.mismatches());
     problems.extend(duplicate_content(fingerprints, "sampled content fingerprint"));
     let mut all_steps: Vec<u64> = reports.iter().flat_map(|r| r.steps.iter().map(|s| s.step)).collect();
     all_steps.sort_unstable();
@@ -186,9 +169,9 @@ pub fn inspect_zoo(zoo: Zoo) -> Inspection {
         n_checkpoints: reports.iter().map(|r| r.steps.len()).sum(),
         steps: all_steps,
         total_bytes: reports.iter().flat_map(|r| r.steps.iter().map(|s| s.bytes)).sum(),
-        n_params: reference
-            .as_ref()
-            .map(|(_, shapes)| shapes.values().map(|s| s.iter().product::<usize>()).sum()),
+        n_params: schemas
+            .reference()
+            .map(|(shapes, _)| shapes.values().map(|s| s.iter().product::<usize>()).sum()),
         runs_with_logs: reports.iter().filter(|r| !r.logs.is_empty()).count(),
     };
     Inspection {
@@ -196,5 +179,70 @@ pub fn inspect_zoo(zoo: Zoo) -> Inspection {
         runs: reports,
         summary,
         problems,
+    }
+}
+
+/// Normalised tensor names and shapes of a checkpoint.
+type Shapes = BTreeMap<String, Vec<usize>>;
+
+/// The distinct schemas (names and shapes) of a zoo's readable checkpoints, and which checkpoint has
+/// which.
+#[derive(Default)]
+struct Schemas {
+    /// Each distinct schema with the first checkpoint that has it and how many have it.
+    distinct: Vec<(Shapes, PathBuf, usize)>,
+    /// Per checkpoint in zoo order: (its schema's index, path, run, step).
+    checkpoints: Vec<(usize, PathBuf, String, u64)>,
+}
+
+impl Schemas {
+    /// Records the schema of the checkpoint at `path`.
+    fn add(&mut self, shapes: Shapes, path: &Path, run: &str, step: u64) {
+        let index = match self.distinct.iter().position(|(s, _, _)| *s == shapes) {
+            Some(i) => i,
+            None => {
+                self.distinct.push((shapes, path.to_path_buf(), 0));
+                self.distinct.len() - 1
+            }
+        };
+        self.distinct[index].2 += 1;
+        self.checkpoints
+            .push((index, path.to_path_buf(), run.to_string(), step));
+    }
+
+    /// Index of the zoo's reference schema: the one most checkpoints share (ties: the one seen
+    /// first), so one odd checkpoint is reported whatever its position, never the good ones.
+    fn reference_index(&self) -> Option<usize> {
+        (0..self.distinct.len()).rev().max_by_key(|&i| self.distinct[i].2)
+    }
+
+    /// The reference schema and the first checkpoint that has it.
+    fn reference(&self) -> Option<(&Shapes, &Path)> {
+        self.reference_index()
+            .map(|i| (&self.distinct[i].0, self.distinct[i].1.as_path()))
+    }
+
+    /// A `shape_mismatch` problem for every checkpoint whose schema is not the reference.
+    fn mismatches(&self) -> Vec<Problem> {
+        let Some(reference) = self.reference_index() else {
+            return Vec::new();
+        };
+        let (ref_shapes, ref_path, n_ref) = &self.distinct[reference];
+        self.checkpoints
+            .iter()
+            .filter(|(i, ..)| *i != reference)
+            .filter_map(|(i, path, run, step)| {
+                let diff = describe_shape_difference(ref_shapes, &self.distinct[*i].0)?;
+                Some(Problem::new(
+                    path,
+                    ProblemKind::ShapeMismatch,
+                    format!(
+                        "{}: parameters differ from the zoo's ({n_ref} checkpoints, e.g. {}) (run `{run}` step {step}): {diff}",
+                        path.display(),
+                        ref_path.display(),
+                    ),
+                ))
+            })
+            .collect()
     }
 }

@@ -190,6 +190,28 @@ fn non_utf8_names_are_skipped_with_a_problem() {
 }
 
 #[test]
+fn a_renamed_tensor_in_the_first_checkpoint_flags_that_one_only() {
+    let dir = tempfile::tempdir().unwrap();
+    copy_fixture_zoo(dir.path());
+    let first = dir.path().join("init0_order0/step0/model.safetensors");
+    let mut tensors = candle_core::safetensors::load(&first, &Device::Cpu).unwrap();
+    let names: Vec<String> = tensors.keys().filter(|n| n.ends_with(".weight")).cloned().collect();
+    let renamed = names.last().unwrap().replace(".weight", ".geight");
+    let w = tensors.remove(names.last().unwrap()).unwrap();
+    tensors.insert(renamed.clone(), w);
+    candle_core::safetensors::save(&tensors, &first).unwrap();
+
+    let ins = inspect(dir.path());
+    let mismatch = problems_of(&ins, ProblemKind::ShapeMismatch);
+    assert_eq!(mismatch.len(), 1, "only the odd one out: {:?}", ins.problems);
+    assert!(
+        mismatch[0].contains("init0_order0/step0") && mismatch[0].contains(&renamed),
+        "{mismatch:?}"
+    );
+    assert!(mismatch[0].contains("5 checkpoints"), "{mismatch:?}");
+}
+
+#[test]
 fn shape_mismatch_and_missing_steps_are_reported() {
     let dir = tempfile::tempdir().unwrap();
     copy_fixture_zoo(dir.path());
