@@ -11,6 +11,7 @@ use serde::Serialize;
 use crate::checkpoint::scan_checkpoint;
 use crate::discover::discover;
 use crate::fingerprint::{CheckpointRef, Fingerprint, duplicate_content};
+use crate::non_finite::scan_non_finite;
 use crate::params::describe_shape_difference;
 use crate::problem::{Problem, ProblemKind};
 use crate::zoo::{Layout, Zoo};
@@ -92,11 +93,22 @@ pub fn inspect(root: &Path) -> Inspection {
     inspect_zoo(discover(root))
 }
 
+/// [`inspect`], then reads every readable checkpoint's values: a `non_finite` problem for each one
+/// holding NaN or infinite values ([`scan_non_finite`]). Reads the whole zoo, one checkpoint at a time.
+pub fn inspect_values(root: &Path) -> Inspection {
+    inspect_zoo_with(discover(root), true)
+}
+
 /// Scans every checkpoint header of an already discovered zoo. Unreadable checkpoints are dropped
 /// from the grid and reported; checkpoints whose names or shapes differ from the reference (the
 /// schema most checkpoints share; ties go to the one seen first) stay in the grid and are reported, as
 /// are checkpoints holding the same content (equal [`Fingerprint`]s).
 pub fn inspect_zoo(zoo: Zoo) -> Inspection {
+    inspect_zoo_with(zoo, false)
+}
+
+/// [`inspect_zoo`], with the value scan when `values` is true.
+fn inspect_zoo_with(zoo: Zoo, values: bool) -> Inspection {
     let Zoo {
         root,
         runs,
@@ -117,6 +129,9 @@ pub fn inspect_zoo(zoo: Zoo) -> Inspection {
                 }
             };
             schemas.add(scan.normalised_shapes(), &path, &run.name, checkpoint.step);
+            if values {
+                problems.extend(scan_non_finite(checkpoint, &path));
+            }
             if let Some(recorded) = scan.global_step.filter(|s| *s != checkpoint.step) {
                 problems.push(Problem::new(
                     &path,

@@ -17,6 +17,7 @@ pub mod layouts;
 pub mod logs;
 pub mod lossy_path;
 pub mod manifest;
+pub mod non_finite;
 pub mod params;
 pub mod problem;
 pub mod selection;

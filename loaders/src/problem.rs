@@ -46,6 +46,8 @@ pub enum ProblemKind {
     ForeignManifest,
     /// A training log could not be parsed.
     BadLog,
+    /// A tensor holds NaN or infinite values (found by the opt-in value scan, `inspect --scan`).
+    NonFinite,
 }
 
 /// One problem, with the file it concerns and a readable message.

@@ -212,6 +212,53 @@ fn a_renamed_tensor_in_the_first_checkpoint_flags_that_one_only() {
 }
 
 #[test]
+fn the_value_scan_flags_non_finite_tensors_only() {
+    let dir = tempfile::tempdir().unwrap();
+    copy_fixture_zoo(dir.path());
+    let edit = |rel: &str, f: &dyn Fn(f32) -> f32, first_only: bool| {
+        let path = dir.path().join(rel);
+        let tensors: HashMap<String, Tensor> = candle_core::safetensors::load(&path, &Device::Cpu)
+            .unwrap()
+            .into_iter()
+            .map(|(name, t)| {
+                let shape = t.dims().to_vec();
+                let mut v = t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+                let n = if first_only && name.starts_with("fc1.weight") {
+                    1
+                } else {
+                    v.len()
+                };
+                if !first_only || name.starts_with("fc1.weight") {
+                    v[..n].iter_mut().for_each(|x| *x = f(*x));
+                }
+                (name, Tensor::from_vec(v, shape, &Device::Cpu).unwrap())
+            })
+            .collect();
+        candle_core::safetensors::save(&tensors, &path).unwrap();
+    };
+    edit("init1_order0/step1500/model.safetensors", &|_| f32::NAN, true);
+    // Huge but finite: not flagged (the sweep finds its loss overflowing instead).
+    edit(
+        "init0_order0/step100/model.safetensors",
+        &|x| x.signum() * 3.0e38,
+        false,
+    );
+
+    assert!(
+        problems_of(&inspect(dir.path()), ProblemKind::NonFinite).is_empty(),
+        "headers only by default"
+    );
+    let ins = lineage_loaders::inspect::inspect_values(dir.path());
+    let flagged = problems_of(&ins, ProblemKind::NonFinite);
+    assert_eq!(flagged.len(), 1, "{:?}", ins.problems);
+    assert!(
+        flagged[0].contains("init1_order0/step1500") && flagged[0].contains("`fc1.weight` (1 NaN, 0 infinite of"),
+        "{flagged:?}"
+    );
+    assert!(serde_json::to_string(&ins).unwrap().contains(r#""kind":"non_finite""#));
+}
+
+#[test]
 fn shape_mismatch_and_missing_steps_are_reported() {
     let dir = tempfile::tempdir().unwrap();
     copy_fixture_zoo(dir.path());

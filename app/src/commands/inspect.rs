@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use lineage_loaders::inspect::{Inspection, inspect};
+use lineage_loaders::inspect::{Inspection, inspect, inspect_values};
 
 /// Arguments of `lineage inspect`.
 #[derive(Debug, clap::Args)]
@@ -14,11 +14,19 @@ pub struct InspectArgs {
     /// Print the stable JSON report instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// Also read every tensor's values and report NaN or infinite ones (`non_finite`); reads the
+    /// whole zoo, where the default reads headers only.
+    #[arg(long)]
+    pub scan: bool,
 }
 
 /// Runs the command. Exit code 1 when no readable checkpoint was found.
 pub fn run(args: &InspectArgs) -> anyhow::Result<ExitCode> {
-    let inspection = inspect(&args.dir);
+    let inspection = if args.scan {
+        inspect_values(&args.dir)
+    } else {
+        inspect(&args.dir)
+    };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&inspection)?);
     } else {
