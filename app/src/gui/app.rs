@@ -140,7 +140,7 @@ impl LineageApp {
     /// Writes the cluster timeline (the `lineage export` table) to `file`.
     pub fn export_timeline(&mut self, file: PathBuf) {
         self.export(move |analysed| {
-            let rows = cluster_timeline(&analysed.basins.clusters, &analysed.basins.timeline)?;
+            let rows = cluster_timeline(&analysed.basins().clusters, &analysed.basins().timeline)?;
             write_parquet(&file, &mut ClusterTimelineRow::frame(&rows)?)?;
             Ok(vec![file])
         });
@@ -196,9 +196,9 @@ impl LineageApp {
             Ok(Output::Analysed(Ok(analysed))) => {
                 self.status = format!(
                     "Analysed in {:.1} s: {} units computed, {} from the cache",
-                    analysed.analysis.elapsed.as_secs_f64(),
-                    analysed.analysis.sweep.counts.computed,
-                    analysed.analysis.sweep.counts.cached
+                    analysed.analysis().elapsed.as_secs_f64(),
+                    analysed.analysis().sweep.counts.computed,
+                    analysed.analysis().sweep.counts.cached
                 );
                 self.selection.step = analysed.steps().last().copied();
                 self.selection.pair = self.selection.step.and_then(|s| analysed.highest_barrier_pair(s));

@@ -72,19 +72,17 @@ pub fn find_eval_data(dir: &Path) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-/// The analysis of a session, as `lineage batch` computes it (core's [`Analysis`]), with its basins
-/// at hand: the app analyses whole zoos, never shards, so basins are always there.
+/// The analysis of a session, as `lineage batch` computes it (core's [`Analysis`]). The app analyses
+/// whole zoos, never shards, so its basins are always there ([`Analysed::compute`] checks).
 #[derive(Clone)]
 pub struct Analysed {
-    /// The analysis; its `basins` are moved to [`Analysed::basins`].
-    pub analysis: Analysis,
-    /// Basins over time.
-    pub basins: BasinsOverTime,
+    analysis: Analysis,
 }
 
 impl Analysed {
     /// Runs (or reuses from the result store shared with `lineage batch`) the analysis of `zoo` on
-    /// `data` with `options`.
+    /// `data` with `options`; an analysis without basins (they could not be computed) is an error
+    /// saying why.
     pub fn compute(
         zoo: &Zoo,
         data: &Path,
@@ -93,27 +91,39 @@ impl Analysed {
     ) -> Result<Self, CoreError> {
         let mut options = options.clone();
         options.sweep.shard = None;
-        let mut analysis = analyse(zoo, data, &options, progress)?;
-        let basins = analysis
+        let analysis = analyse(zoo, data, &options, progress)?;
+        if analysis.basins.is_none() {
+            let why = analysis.warnings.iter().filter(|w| w.starts_with("basins:")).cloned();
+            let why: Vec<String> = why.collect();
+            return Err(CoreError::NothingToDo(format!("no basins: {}", why.join("; "))));
+        }
+        Ok(Self { analysis })
+    }
+
+    /// The analysis.
+    pub fn analysis(&self) -> &Analysis {
+        &self.analysis
+    }
+
+    /// Basins over time.
+    pub fn basins(&self) -> &BasinsOverTime {
+        self.analysis
             .basins
-            .take()
-            .ok_or_else(|| CoreError::NothingToDo("no basins: the analysis is a shard".into()))?;
-        Ok(Self { analysis, basins })
+            .as_ref()
+            .expect("Analysed::compute keeps only analyses with basins")
     }
 
     /// Writes every table, figure and `report.json` into `dir`, exactly as `lineage batch` does
     /// (claiming the folder first, as it does).
     pub fn write(&self, dir: &Path) -> Result<Vec<PathBuf>, CoreError> {
         let _claim = lineage_core::output::lock::OutputLock::claim(dir)?;
-        let mut analysis = self.analysis.clone();
-        analysis.basins = Some(self.basins.clone());
-        analysis.write(dir)
+        self.analysis.write(dir)
     }
 
     /// The seed pair with the highest barrier at `step` (run names in table order), the most telling
     /// path to show first.
     pub fn highest_barrier_pair(&self, step: u64) -> Option<(String, String)> {
-        let (matrix, _) = self.basins.at(step)?;
+        let (matrix, _) = self.basins().at(step)?;
         let n = matrix.len();
         (0..n)
             .flat_map(|i| (i + 1..n).map(move |j| (i, j)))
@@ -123,6 +133,6 @@ impl Analysed {
 
     /// Steps that have a seed-pair barrier matrix, in order.
     pub fn steps(&self) -> Vec<u64> {
-        self.basins.steps()
+        self.basins().steps()
     }
 }

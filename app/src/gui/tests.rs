@@ -82,7 +82,7 @@ fn open_analyse_click_heatmap_cell_shows_that_pair() {
         "eval data found next to the zoo"
     );
     let analysis = session.analysis.as_ref().unwrap();
-    let counts = analysis.analysis.sweep.counts;
+    let counts = analysis.analysis().sweep.counts;
     assert!(counts.computed > 0, "a first analysis computes");
     assert_eq!(counts.cached, 0, "nothing cached on a first analysis");
     assert_eq!(
@@ -98,7 +98,7 @@ fn open_analyse_click_heatmap_cell_shows_that_pair() {
     assert!(app.status.starts_with("Analysed"), "{}", app.status);
 
     // The basin tree has a disk per basin and step; clicking one selects its step.
-    let basin_at_100 = analysis.basins.history.step(100).unwrap().basins[0].id;
+    let basin_at_100 = analysis.basins().history.step(100).unwrap().basins[0].id;
     harness
         .get_by_label(&format!("basin {basin_at_100} at step 100"))
         .click();
@@ -106,7 +106,7 @@ fn open_analyse_click_heatmap_cell_shows_that_pair() {
     assert_eq!(harness.state().selection.step, Some(100));
 
     // Back to step 1500 through its disk, then click the heatmap cell of the two runs.
-    let basin_at_1500 = analysis_of(&harness).basins.history.step(1500).unwrap().basins[0].id;
+    let basin_at_1500 = analysis_of(&harness).basins().history.step(1500).unwrap().basins[0].id;
     harness
         .get_by_label(&format!("basin {basin_at_1500} at step 1500"))
         .click();
@@ -125,7 +125,7 @@ fn open_analyse_click_heatmap_cell_shows_that_pair() {
     let endpoint = {
         let analysis = analysis_of(&harness);
         analysis
-            .analysis
+            .analysis()
             .sweep
             .barriers
             .iter()
@@ -146,7 +146,7 @@ fn open_analyse_click_heatmap_cell_shows_that_pair() {
 
     // The representation views were computed with the analysis and are shown in their tab.
     let views = analysis_of(&harness)
-        .analysis
+        .analysis()
         .representations
         .as_ref()
         .expect("views of an MLP zoo");
@@ -168,13 +168,13 @@ fn reopening_an_analysed_folder_reads_the_shared_cache() {
     let mut first = harness(cache.path());
     first.state_mut().open_folder(&example_zoo(), None);
     step_until(&mut first, "the first analysis", analysed);
-    let computed = analysis_of(&first).analysis.sweep.counts.computed;
+    let computed = analysis_of(&first).analysis().sweep.counts.computed;
     assert!(computed > 0);
 
     let mut second = harness(cache.path());
     second.state_mut().open_folder(&example_zoo(), None);
     step_until(&mut second, "the second analysis", analysed);
-    let counts = analysis_of(&second).analysis.sweep.counts;
+    let counts = analysis_of(&second).analysis().sweep.counts;
     assert_eq!(counts.computed, 0, "nothing recomputed");
     assert_eq!(counts.cached, computed);
 }
@@ -216,7 +216,7 @@ fn export_writes_tables_figures_report_and_timeline() {
     step_until(&mut harness, "the timeline export", |app| !app.is_busy());
     let frame = lineage_core::output::schema::read_parquet(&timeline).unwrap();
     let analysis = analysis_of(&harness);
-    assert_eq!(frame.height(), analysis.basins.clusters.len());
+    assert_eq!(frame.height(), analysis.basins().clusters.len());
     let columns: Vec<&str> = frame.get_column_names().iter().map(|c| c.as_str()).collect();
     assert_eq!(columns, ["step", "run", "basin", "basin_size", "event", "parent_basin"]);
 }
@@ -266,7 +266,7 @@ fn the_align_toggle_adds_aligned_paths_with_a_lower_barrier() {
     let barrier = |aligned: bool| {
         let analysis = analysis_of(&harness);
         analysis
-            .analysis
+            .analysis()
             .sweep
             .barriers
             .iter()
@@ -296,15 +296,15 @@ fn a_pythia_style_language_model_zoo_opens_and_is_analysed() {
     );
     let analysis = analysis_of(&harness);
     assert!(
-        analysis.analysis.sweep.evaluator.starts_with("gpt_neox"),
+        analysis.analysis().sweep.evaluator.starts_with("gpt_neox"),
         "{}",
-        analysis.analysis.sweep.evaluator
+        analysis.analysis().sweep.evaluator
     );
     // The two inits are one basin at step 0 and two after training, as the barrier says.
-    assert_eq!(analysis.basins.history.step(0).unwrap().basins.len(), 1);
-    assert_eq!(analysis.basins.history.step(150).unwrap().basins.len(), 2);
+    assert_eq!(analysis.basins().history.step(0).unwrap().basins.len(), 1);
+    assert_eq!(analysis.basins().history.step(150).unwrap().basins.len(), 2);
     let views = analysis
-        .analysis
+        .analysis()
         .representations
         .as_ref()
         .expect("views of a language-model zoo");
@@ -427,7 +427,7 @@ fn a_diverged_checkpoint_is_marked_in_the_basin_tree() {
     step_until(&mut harness, "the analysis", analysed);
     let analysis = analysis_of(&harness);
     assert_eq!(
-        analysis.basins.diverged.iter().collect::<Vec<_>>(),
+        analysis.basins().diverged.iter().collect::<Vec<_>>(),
         [&(1500, "init1_order0".to_string())]
     );
     let warning = format!(
@@ -435,9 +435,9 @@ fn a_diverged_checkpoint_is_marked_in_the_basin_tree() {
         last.parent().unwrap().display()
     );
     assert!(
-        analysis.analysis.warnings.iter().any(|w| w.starts_with(&warning)),
+        analysis.analysis().warnings.iter().any(|w| w.starts_with(&warning)),
         "{:?}",
-        analysis.analysis.warnings
+        analysis.analysis().warnings
     );
     harness.get_by_label("init1_order0 diverged at step 1500");
 }

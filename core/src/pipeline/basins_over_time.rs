@@ -68,8 +68,8 @@ impl BasinsOverTime {
 /// (see [`crate::pipeline::clusterable`]).
 pub fn basins_over_time(sweep: &Sweep, options: &BasinOptions, runs: &[String]) -> Result<BasinsOverTime, CoreError> {
     let diverged = diverged(sweep);
-    let (matrices, warnings) = clusterable_matrices(sweep, options.barrier, &diverged)?;
     let mean_loss = mean_loss_by_step(sweep);
+    let (matrices, warnings) = clusterable_matrices(sweep, options.barrier, &diverged, &mean_loss)?;
     let history = basin_history(&matrices, &options.method, &mean_loss)?;
     let tree = basin_tree(&history);
     let top = matrices

@@ -49,11 +49,12 @@ struct StepPairs {
 }
 
 /// The raw seed-pair matrices of `kind` at every step, with the warnings that explain what was left
-/// out or capped.
+/// out or capped; `mean_loss` is [`mean_loss_by_step`] of `sweep`.
 pub fn clusterable_matrices(
     sweep: &Sweep,
     kind: BarrierKind,
     diverged: &Diverged,
+    mean_loss: &BTreeMap<u64, f64>,
 ) -> Result<(Vec<BarrierMatrix>, Vec<String>), CoreError> {
     let live = |step: u64, run: &str| !diverged.contains(&(step, run.to_string()));
     let rows: Vec<_> = sweep
@@ -62,10 +63,7 @@ pub fn clusterable_matrices(
         .filter(|b| b.pair == PairKind::Seeds && b.kind == kind && !b.aligned)
         .filter(|b| live(b.step, &b.run_a) && live(b.step, &b.run_b))
         .collect();
-    let ceiling = ceiling(
-        rows.iter().map(|b| b.loss_barrier),
-        mean_loss_by_step(sweep).into_values(),
-    );
+    let ceiling = ceiling(rows.iter().map(|b| b.loss_barrier), mean_loss.values().copied());
     let mut warnings = Vec::new();
     let mut steps: BTreeMap<u64, StepPairs> = BTreeMap::new();
     for e in sweep.evals.iter().filter(|e| !e.diverged) {
@@ -192,7 +190,8 @@ mod tests {
         };
         let diverged = diverged(&sweep);
         assert_eq!(diverged, BTreeSet::from([(1, "b".to_string())]));
-        let (matrices, warnings) = clusterable_matrices(&sweep, BarrierKind::Segment, &diverged).unwrap();
+        let mean_loss = mean_loss_by_step(&sweep);
+        let (matrices, warnings) = clusterable_matrices(&sweep, BarrierKind::Segment, &diverged, &mean_loss).unwrap();
         assert_eq!(matrices[0].runs, ["a", "c", "d"]);
         // The ceiling is the largest of the finite barriers and the mean loss of live runs (1.5), at least 1.
         assert_eq!(matrices[0].barrier("a", "d"), Some(1.5));
@@ -207,7 +206,9 @@ mod tests {
             barriers: vec![barrier("a", "b", 3, 0.5)],
             ..Sweep::default()
         };
-        let (matrices, warnings) = clusterable_matrices(&sweep, BarrierKind::Segment, &Diverged::new()).unwrap();
+        let mean_loss = mean_loss_by_step(&sweep);
+        let (matrices, warnings) =
+            clusterable_matrices(&sweep, BarrierKind::Segment, &Diverged::new(), &mean_loss).unwrap();
         assert_eq!(matrices[0].runs, ["a", "b"]);
         assert_eq!(
             warnings,

@@ -18,7 +18,7 @@ pub fn show(ui: &mut Ui, analysed: &Analysed, selection: &Selection, plot_height
     };
     let path = |aligned: bool| -> Vec<&InterpolationRow> {
         let mut rows: Vec<&InterpolationRow> = analysed
-            .analysis
+            .analysis()
             .sweep
             .interpolation
             .iter()
@@ -36,7 +36,7 @@ pub fn show(ui: &mut Ui, analysed: &Analysed, selection: &Selection, plot_height
         return;
     }
     for r in analysed
-        .analysis
+        .analysis()
         .sweep
         .barriers
         .iter()

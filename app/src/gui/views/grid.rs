@@ -79,7 +79,7 @@ pub fn show(ui: &mut Ui, session: &Session) {
         });
     if let Some(analysis) = &session.analysis {
         let from_zoo = |w: &String| zoo.problems.iter().any(|p| &p.message == w);
-        for w in analysis.analysis.warnings.iter().filter(|w| !from_zoo(w)) {
+        for w in analysis.analysis().warnings.iter().filter(|w| !from_zoo(w)) {
             ui.colored_label(ui.visuals().warn_fg_color, w);
         }
     }

@@ -18,15 +18,15 @@ pub fn show(ui: &mut Ui, analysed: &Analysed, selection: &mut Selection) {
         ui.label("Select a step in the basin tree.");
         return;
     };
-    let Some((matrix, order)) = analysed.basins.at(step) else {
+    let Some((matrix, order)) = analysed.basins().at(step) else {
         ui.label(format!("No seed-pair barriers at step {step}."));
         return;
     };
-    let vmax = analysed.basins.colour_max.unwrap_or(0.0).max(1e-12);
+    let vmax = analysed.basins().colour_max.unwrap_or(0.0).max(1e-12);
     let n = order.len();
     ui.label(format!(
         "{} barrier (loss) at step {step}; colour scale 0 to {vmax:.3} over all steps",
-        analysed.analysis.options.basins.barrier.name()
+        analysed.analysis().options.basins.barrier.name()
     ));
     let cell = ((ui.available_width() - LABEL_WIDTH - 8.0) / n as f32).clamp(6.0, MAX_CELL);
     let size = vec2(LABEL_WIDTH + cell * n as f32 + 8.0, cell * n as f32 + 18.0);

@@ -14,9 +14,9 @@ use crate::gui::session::{Analysed, Session};
 
 /// Draws the three plots side by side.
 pub fn show(ui: &mut Ui, session: &Session, analysed: &Analysed, log_x: bool, height: f32) {
-    let Some(views) = &analysed.analysis.representations else {
+    let Some(views) = &analysed.analysis().representations else {
         let why: Vec<&str> = analysed
-            .analysis
+            .analysis()
             .warnings
             .iter()
             .filter(|w| w.starts_with("representations"))
@@ -85,8 +85,8 @@ pub fn show(ui: &mut Ui, session: &Session, analysed: &Analysed, log_x: bool, he
                 }
             });
         // Each run's path in its own PCA plane, coloured by the basin the run ends in.
-        let final_step = analysed.basins.history.steps.last();
-        let lanes = &analysed.basins.layout.lanes;
+        let final_step = analysed.basins().history.steps.last();
+        let lanes = &analysed.basins().layout.lanes;
         Plot::new("weight-trajectories")
             .height(height)
             .legend(Legend::default())

@@ -22,7 +22,7 @@ pub fn show(ui: &mut Ui, analysed: &Analysed, selection: &mut Selection) {
     };
     // (pair kind, run A, run B, step B, aligned) -> barriers.
     let mut rows: BTreeMap<(PairKind, &str, &str, u64, bool), PairBarriers> = BTreeMap::new();
-    for r in analysed.analysis.sweep.barriers.iter().filter(|r| r.step == step) {
+    for r in analysed.analysis().sweep.barriers.iter().filter(|r| r.step == step) {
         let entry = rows
             .entry((r.pair, r.run_a.as_str(), r.run_b.as_str(), r.step_b, r.aligned))
             .or_default();

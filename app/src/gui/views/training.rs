@@ -57,7 +57,7 @@ pub fn show(ui: &mut Ui, session: &Session, metric: &mut String, log_x: bool, he
                 }
                 if let Some(analysis) = &session.analysis {
                     let evals: PlotPoints = analysis
-                        .analysis
+                        .analysis()
                         .sweep
                         .evals
                         .iter()

@@ -16,7 +16,7 @@ const AXIS_HEIGHT: f32 = 22.0;
 
 /// Draws the tree in the space `ui` offers (height `height`) and updates `selection.step` on click.
 pub fn show(ui: &mut Ui, analysed: &Analysed, selection: &mut Selection, log_x: bool, height: f32) {
-    let layout = &analysed.basins.layout;
+    let layout = &analysed.basins().layout;
     if layout.steps.is_empty() {
         ui.label("No basins: no step has two runs to compare.");
         return;
@@ -149,8 +149,8 @@ pub fn show(ui: &mut Ui, analysed: &Analysed, selection: &mut Selection, log_x: 
         disk.on_hover_ui(|ui| {
             ui.strong(&label);
             ui.label(node_details(
-                &analysed.basins.history,
-                &analysed.basins.matrices,
+                &analysed.basins().history,
+                &analysed.basins().matrices,
                 node.step,
                 node.basin,
                 &node.members,
@@ -179,18 +179,13 @@ fn diverged_crosses(
     x_of: &dyn Fn(u64) -> f32,
     y_of: &dyn Fn(usize) -> f32,
 ) {
-    let threads = &analysed.basins.layout.threads;
-    for (step, run) in &analysed.basins.diverged {
-        let Some(i) = threads.iter().position(|t| &t.run == run) else {
-            continue;
-        };
-        let Some(last) = threads[i].points.iter().rev().find(|p| p.step < *step) else {
-            continue;
-        };
-        let c = pos2(x_of(*step), y_of(last.lane));
+    let layout = &analysed.basins().layout;
+    for mark in layout.diverged_marks(&analysed.basins().diverged) {
+        let (run, step) = (&layout.threads[mark.thread].run, mark.step);
+        let c = pos2(x_of(step), y_of(mark.last.lane));
         painter.add(egui::Shape::dashed_line(
-            &[at(last), c],
-            Stroke::new(1.5, run_color(i)),
+            &[at(&mark.last), c],
+            Stroke::new(1.5, run_color(mark.thread)),
             4.0,
             4.0,
         ));

@@ -44,6 +44,17 @@ pub struct NodeLayout {
     pub members: Vec<String>,
 }
 
+/// Where a diverged checkpoint is drawn: at its step, on the lane of the run's last point before it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DivergedMark {
+    /// Index of the run's thread in [`TreeLayout::threads`].
+    pub thread: usize,
+    /// The run's last point before the step it diverged at.
+    pub last: ThreadPoint,
+    /// The step it diverged at.
+    pub step: u64,
+}
+
 /// The basin tree laid out in lanes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TreeLayout {
@@ -59,6 +70,23 @@ pub struct TreeLayout {
 }
 
 impl TreeLayout {
+    /// Marks for the diverged `(step, run)` checkpoints of runs that have a point before their step
+    /// (a run that diverged at its first step has no thread to end).
+    pub fn diverged_marks<'a>(&self, diverged: impl IntoIterator<Item = &'a (u64, String)>) -> Vec<DivergedMark> {
+        diverged
+            .into_iter()
+            .filter_map(|(step, run)| {
+                let thread = self.threads.iter().position(|t| &t.run == run)?;
+                let last = *self.threads[thread].points.iter().rev().find(|p| p.step < *step)?;
+                Some(DivergedMark {
+                    thread,
+                    last,
+                    step: *step,
+                })
+            })
+            .collect()
+    }
+
     /// Lays out `history` (whose tree is `tree`); `runs` fixes the order of the threads (and so their
     /// colours). Within a node, runs coming from (then going to) upper lanes are placed higher, so
     /// threads cross as little as possible and runs bound for the same basin travel as one bundle;

@@ -33,7 +33,7 @@ pub use cluster::{
 };
 pub use commitment::commitment_step;
 pub use error::BasinError;
-pub use layout::{NodeLayout, ThreadLayout, ThreadPoint, TreeLayout};
+pub use layout::{DivergedMark, NodeLayout, ThreadLayout, ThreadPoint, TreeLayout};
 pub use linkage::{Dendrogram, Merge, average_linkage};
 pub use matrix::{BarrierMatrix, GroupStats, matrices_from_rows};
 pub use track::{BasinEvent, BasinHistory, BasinState, Carry, TrackedStep, basin_history, track};

@@ -16,7 +16,7 @@ use super::layout::{NoData, anchored, draw_marker, header, plural, text};
 use super::legend::{Legend, LegendEntry, Swatch};
 use super::palette::{INK, OKABE_ITO, SeedStyle, seed_style};
 use super::render::{DrawResult, Figure, write_figure};
-use crate::methods::basins::layout::{ThreadPoint, TreeLayout};
+use crate::methods::basins::layout::{DivergedMark, ThreadPoint, TreeLayout};
 use crate::methods::basins::{BasinHistory, BasinTree};
 use crate::pipeline::clusterable::Diverged;
 
@@ -88,8 +88,8 @@ struct TreeFigure {
     /// (step, lane, members) per node.
     nodes: Vec<(u64, usize, usize)>,
     threads: Vec<Thread>,
-    /// (thread, its last point before, step) of every diverged checkpoint of a drawn run.
-    crosses: Vec<(usize, ThreadPoint, u64)>,
+    /// Where diverged checkpoints end their threads.
+    crosses: Vec<DivergedMark>,
     n_runs: usize,
     n_steps: usize,
     subtitle: String,
@@ -100,14 +100,7 @@ impl TreeFigure {
         let layout = TreeLayout::new(tree, history, runs);
         let n_runs = layout.threads.len();
         let method = history.steps[0].method.name();
-        let crosses: Vec<(usize, ThreadPoint, u64)> = diverged
-            .iter()
-            .filter_map(|(step, run)| {
-                let i = layout.threads.iter().position(|t| &t.run == run)?;
-                let before = layout.threads[i].points.iter().rev().find(|p| p.step < *step)?;
-                Some((i, *before, *step))
-            })
-            .collect();
+        let crosses = layout.diverged_marks(diverged);
         let mut subtitle = format!(
             "{} · {} · {method} clustering · disk area ∝ runs in the basin",
             plural(n_runs, "run"),
@@ -287,10 +280,10 @@ impl Figure for TreeFigure {
                 }
             }
         }
-        for &(i, last, step) in &self.crosses {
-            let from = at(&last);
-            let (x, y) = px(step as f64, last.lane as f64);
-            let color = self.color(&self.threads[i]);
+        for mark in &self.crosses {
+            let from = at(&mark.last);
+            let (x, y) = px(mark.step as f64, mark.last.lane as f64);
+            let color = self.color(&self.threads[mark.thread]);
             root.draw(&DashedPathElement::new([from, (x, y)], 4, 4, color.stroke_width(2)))?;
             for (dx, dy) in [(7, 7), (7, -7)] {
                 let arm = PathElement::new([(x - dx, y - dy), (x + dx, y + dy)], DIVERGED.stroke_width(3));
