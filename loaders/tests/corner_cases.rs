@@ -696,3 +696,17 @@ fn npz_arrays_load_against_a_schema() {
         "{err}"
     );
 }
+
+#[test]
+fn a_zoo_under_a_non_utf8_folder_still_serializes() {
+    use std::os::unix::ffi::OsStrExt;
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join(std::ffi::OsStr::from_bytes(b"zoo\xff"));
+    copy_fixture_zoo(&root);
+    let zoo = discover(&root);
+    assert_eq!(zoo.n_checkpoints(), 6);
+    let json = serde_json::to_string(&zoo).expect("zoo JSON");
+    assert!(json.contains("zoo\u{fffd}"), "{json}");
+    let json = serde_json::to_string(&lineage_loaders::inspect::inspect_zoo(zoo)).expect("inspect JSON");
+    assert!(json.contains("zoo\u{fffd}"));
+}
