@@ -1,6 +1,6 @@
 //! Reading one checkpoint (one or several files): header-only scans and full loads.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 use candle_core::Tensor;
@@ -9,6 +9,7 @@ use crate::discover::model_files;
 use crate::error::{LoadError, Result};
 use crate::formats::{self, FileFormat, FileScan, TensorHeader};
 use crate::params::{ParamSet, shared_prefix_len};
+use crate::schema::Schema;
 use crate::zoo::Checkpoint;
 
 /// What a header-only scan of a whole checkpoint tells.
@@ -92,7 +93,37 @@ pub fn load_checkpoint(checkpoint: &Checkpoint) -> Result<ParamSet> {
 
 /// Loads and normalises the parameters stored at `path`: a weights file, or a checkpoint folder
 /// (`step1500/`, `checkpoint-500/`, sharded or not).
+///
+/// Every tensor the files declare is read (each one's byte range checked against the file first);
+/// when the zoo's schema is known, [`load_params_matching`] reads only the tensors it names.
 pub fn load_params(path: &Path) -> Result<ParamSet> {
+    let (files, format) = files_at(path)?;
+    load_files(&files, format)
+}
+
+/// Loads the parameters stored at `path` (a weights file or a checkpoint folder, as
+/// [`load_params`]) that the zoo's reference `schema` names, and nothing else.
+///
+/// Headers are checked first, before any tensor is read or allocated: every declared byte range
+/// against the file, then the schema. A schema tensor that is missing or has another shape is a
+/// [`LoadError::Mismatch`] naming it; one stored with a dtype that is not floating point is a
+/// [`LoadError::UnsupportedDtype`] naming it and its dtype. Tensors outside the schema are never
+/// read, so memory is bounded by the schema whatever a header declares. Floating-point storage
+/// dtypes other than the schema's (`f16` for `f32`) are accepted and upcast to f32, as in
+/// [`ParamSet`].
+pub fn load_params_matching(path: &Path, schema: &Schema) -> Result<ParamSet> {
+    let (files, format) = files_at(path)?;
+    load_files_matching(path, &files, format, schema)
+}
+
+/// [`load_params_matching`] for a discovered checkpoint (all shards): only the tensors `schema`
+/// names are read, after every header was checked against the files and the schema.
+pub fn load_checkpoint_matching(checkpoint: &Checkpoint, schema: &Schema) -> Result<ParamSet> {
+    load_files_matching(&checkpoint.display_path(), &checkpoint.files, checkpoint.format, schema)
+}
+
+/// The weights files at `path` (the file itself, or a checkpoint folder's model files) and their format.
+fn files_at(path: &Path) -> Result<(Vec<PathBuf>, FileFormat)> {
     if path.is_dir() {
         let mut files: Vec<PathBuf> = std::fs::read_dir(path)
             .map_err(|e| LoadError::io(path, e))?
@@ -100,7 +131,7 @@ pub fn load_params(path: &Path) -> Result<ParamSet> {
             .filter(|p| p.is_file())
             .collect();
         files.sort();
-        let (files, format) = model_files(path, &files)
+        return model_files(path, &files)
             .map_err(|p| LoadError::Invalid {
                 path: path.to_path_buf(),
                 what: "checkpoint folder",
@@ -108,28 +139,63 @@ pub fn load_params(path: &Path) -> Result<ParamSet> {
             })?
             .ok_or_else(|| LoadError::Empty {
                 path: path.to_path_buf(),
-            })?;
-        return load_files(&files, format);
+            });
     }
     let format = FileFormat::from_path(path).ok_or_else(|| LoadError::UnknownFormat {
         path: path.to_path_buf(),
     })?;
-    load_files(&[path.to_path_buf()], format)
+    Ok((vec![path.to_path_buf()], format))
 }
 
 fn load_files(files: &[PathBuf], format: FileFormat) -> Result<ParamSet> {
     let mut raw: Vec<(String, Tensor)> = Vec::new();
     for file in files {
-        raw.extend(match format {
-            FileFormat::Safetensors => formats::safetensors::load(file)?,
-            FileFormat::TorchPickle => formats::torch_pickle::load(file)?,
-            FileFormat::Npz => formats::npz::load(file)?,
-        });
+        raw.extend(load_file(file, format, &|_| true)?);
     }
     let first = files.first().cloned().unwrap_or_default();
     let params = ParamSet::from_raw(raw).map_err(|e| LoadError::malformed(&first, format.name(), e))?;
     if params.is_empty() {
         return Err(LoadError::Empty { path: first });
+    }
+    Ok(params)
+}
+
+/// Reads the tensors of one file whose stored names `wanted` accepts, after checking every
+/// declared tensor's byte range against the file.
+fn load_file(file: &Path, format: FileFormat, wanted: &dyn Fn(&str) -> bool) -> Result<Vec<(String, Tensor)>> {
+    match format {
+        FileFormat::Safetensors => formats::safetensors::load_selected(file, wanted),
+        FileFormat::TorchPickle => formats::torch_pickle::load_selected(file, wanted),
+        FileFormat::Npz => formats::npz::load_selected(file, wanted),
+    }
+}
+
+/// Scans every file's header, checks the checkpoint against `schema` (errors name `shown`), then
+/// reads the schema's tensors only.
+fn load_files_matching(shown: &Path, files: &[PathBuf], format: FileFormat, schema: &Schema) -> Result<ParamSet> {
+    let mut headers = Vec::new();
+    for file in files {
+        headers.extend(scan_file(file, format)?.tensors);
+    }
+    let selected: HashMap<String, String> = schema.select(shown, &headers)?.into_iter().collect();
+    let mut named = Vec::with_capacity(selected.len());
+    for file in files {
+        for (stored, tensor) in load_file(file, format, &|name| selected.contains_key(name))? {
+            if let Some(name) = selected.get(&stored) {
+                named.push((name.clone(), tensor));
+            }
+        }
+    }
+    let params = ParamSet::from_named(named).map_err(|e| LoadError::malformed(shown, format.name(), e))?;
+    if params.len() != schema.len() {
+        return Err(LoadError::Mismatch {
+            path: shown.to_path_buf(),
+            reason: format!(
+                "{} of the schema's {} tensors could be read",
+                params.len(),
+                schema.len()
+            ),
+        });
     }
     Ok(params)
 }

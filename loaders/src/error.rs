@@ -68,8 +68,8 @@ pub enum LoadError {
         /// What is wrong.
         reason: String,
     },
-    /// Two param sets that must be compared have different names or shapes.
-    #[error("{path}: parameters do not match the reference checkpoint: {reason}")]
+    /// A checkpoint lacks tensors of the zoo's reference schema or stores them with other shapes.
+    #[error("{path}: parameters do not match the zoo's reference schema: {reason}")]
     Mismatch {
         /// File concerned.
         path: PathBuf,

@@ -3,18 +3,18 @@
 //! Reads file headers only (safetensors headers, pickle `data.pkl`, npy headers), never tensor data,
 //! so inspecting a zoo of thousands of checkpoints is quick. The JSON form ([`Inspection`]) is stable.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::checkpoint::scan_checkpoint;
+use crate::checkpoint::{CheckpointScan, scan_checkpoint};
 use crate::discover::discover;
 use crate::fingerprint::{CheckpointRef, Fingerprint, duplicate_content};
-use crate::non_finite::scan_non_finite;
-use crate::params::describe_shape_difference;
+use crate::formats::TensorHeader;
+use crate::non_finite::scan_non_finite_matching;
 use crate::problem::{Problem, ProblemKind};
-use crate::zoo::{Layout, Zoo};
+use crate::schema::{Schema, Tally};
+use crate::zoo::{Checkpoint, Layout, Zoo};
 
 /// One readable checkpoint in the inspection report.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -94,7 +94,9 @@ pub fn inspect(root: &Path) -> Inspection {
 }
 
 /// [`inspect`], then reads every readable checkpoint's values: a `non_finite` problem for each one
-/// holding NaN or infinite values ([`scan_non_finite`]). Reads the whole zoo, one checkpoint at a time.
+/// holding NaN or infinite values ([`crate::non_finite::scan_non_finite`]). Reads the reference
+/// schema's tensors of every checkpoint that has its layout, one checkpoint at a time; checkpoints
+/// reported as `shape_mismatch` are not read.
 pub fn inspect_values(root: &Path) -> Inspection {
     inspect_zoo_with(discover(root), true)
 }
@@ -107,8 +109,9 @@ pub fn inspect_zoo(zoo: Zoo) -> Inspection {
     inspect_zoo_with(zoo, false)
 }
 
-/// [`inspect_zoo`], with the value scan when `values` is true.
-fn inspect_zoo_with(zoo: Zoo, values: bool) -> Inspection {
+/// [`inspect_zoo`], with the opt-in value scan of [`inspect_values`] when `scan` is true.
+pub fn inspect_zoo_with(zoo: Zoo, scan: bool) -> Inspection {
+    let values = scan;
     let Zoo {
         root,
         runs,
@@ -117,6 +120,7 @@ fn inspect_zoo_with(zoo: Zoo, values: bool) -> Inspection {
     let mut schemas = Schemas::default();
     let mut reports = Vec::with_capacity(runs.len());
     let mut fingerprints = Vec::new();
+    let mut to_scan = Vec::new();
     for run in runs {
         let mut steps = Vec::with_capacity(run.checkpoints.len());
         for checkpoint in &run.checkpoints {
@@ -128,9 +132,9 @@ fn inspect_zoo_with(zoo: Zoo, values: bool) -> Inspection {
                     continue;
                 }
             };
-            schemas.add(scan.normalised_shapes(), &path, &run.name, checkpoint.step);
+            let group = schemas.add(&scan, &path, &run.name, checkpoint.step);
             if values {
-                problems.extend(scan_non_finite(checkpoint, &path));
+                to_scan.push((group, checkpoint.clone(), path.clone()));
             }
             if let Some(recorded) = scan.global_step.filter(|s| *s != checkpoint.step) {
                 problems.push(Problem::new(
@@ -175,6 +179,7 @@ fn inspect_zoo_with(zoo: Zoo, values: bool) -> Inspection {
         });
     }
     problems.extend(schemas.mismatches());
+    problems.extend(scan_values(&schemas, to_scan));
     problems.extend(duplicate_content(fingerprints, "sampled content fingerprint"));
     let mut all_steps: Vec<u64> = reports.iter().flat_map(|r| r.steps.iter().map(|s| s.step)).collect();
     all_steps.sort_unstable();
@@ -184,9 +189,7 @@ fn inspect_zoo_with(zoo: Zoo, values: bool) -> Inspection {
         n_checkpoints: reports.iter().map(|r| r.steps.len()).sum(),
         steps: all_steps,
         total_bytes: reports.iter().flat_map(|r| r.steps.iter().map(|s| s.bytes)).sum(),
-        n_params: schemas
-            .reference()
-            .map(|(shapes, _)| shapes.values().map(|s| s.iter().product::<usize>()).sum()),
+        n_params: schemas.reference().map(Schema::n_params),
         runs_with_logs: reports.iter().filter(|r| !r.logs.is_empty()).count(),
     };
     Inspection {
@@ -197,57 +200,50 @@ fn inspect_zoo_with(zoo: Zoo, values: bool) -> Inspection {
     }
 }
 
-/// Normalised tensor names and shapes of a checkpoint.
-type Shapes = BTreeMap<String, Vec<usize>>;
-
-/// The distinct schemas (names and shapes) of a zoo's readable checkpoints, and which checkpoint has
-/// which.
+/// The schemas of a zoo's readable checkpoints, counted by layout, and which checkpoint has which.
 #[derive(Default)]
 struct Schemas {
-    /// Each distinct schema with the first checkpoint that has it and how many have it.
-    distinct: Vec<(Shapes, PathBuf, usize)>,
-    /// Per checkpoint in zoo order: (its schema's index, path, run, step).
-    checkpoints: Vec<(usize, PathBuf, String, u64)>,
+    tally: Tally,
+    /// Per checkpoint in zoo order: its layout group, non-float tensors (to name a float parameter
+    /// stored as an integer), path, run and step.
+    checkpoints: Vec<(usize, Vec<TensorHeader>, PathBuf, String, u64)>,
 }
 
 impl Schemas {
-    /// Records the schema of the checkpoint at `path`.
-    fn add(&mut self, shapes: Shapes, path: &Path, run: &str, step: u64) {
-        let index = match self.distinct.iter().position(|(s, _, _)| *s == shapes) {
-            Some(i) => i,
-            None => {
-                self.distinct.push((shapes, path.to_path_buf(), 0));
-                self.distinct.len() - 1
-            }
-        };
-        self.distinct[index].2 += 1;
+    /// Records the schema of the checkpoint at `path`; returns its layout group.
+    fn add(&mut self, scan: &CheckpointScan, path: &Path, run: &str, step: u64) -> usize {
+        let group = self.tally.add(Schema::of(scan));
+        let others = scan.tensors.iter().filter(|t| !t.is_float()).cloned().collect();
         self.checkpoints
-            .push((index, path.to_path_buf(), run.to_string(), step));
+            .push((group, others, path.to_path_buf(), run.to_string(), step));
+        group
     }
 
-    /// Index of the zoo's reference schema: the one most checkpoints share (ties: the one seen
-    /// first), so one odd checkpoint is reported whatever its position, never the good ones.
-    fn reference_index(&self) -> Option<usize> {
-        (0..self.distinct.len()).rev().max_by_key(|&i| self.distinct[i].2)
+    /// The reference schema: the layout most checkpoints share (ties: the one seen first), so one
+    /// odd checkpoint is reported whatever its position, never the good ones.
+    fn reference(&self) -> Option<&Schema> {
+        self.tally.reference().map(|(schema, _)| schema)
     }
 
-    /// The reference schema and the first checkpoint that has it.
-    fn reference(&self) -> Option<(&Shapes, &Path)> {
-        self.reference_index()
-            .map(|i| (&self.distinct[i].0, self.distinct[i].1.as_path()))
-    }
-
-    /// A `shape_mismatch` problem for every checkpoint whose schema is not the reference.
+    /// A `shape_mismatch` problem for every checkpoint whose layout is not the reference's.
     fn mismatches(&self) -> Vec<Problem> {
-        let Some(reference) = self.reference_index() else {
+        let Some(reference) = self.tally.reference_index() else {
             return Vec::new();
         };
-        let (ref_shapes, ref_path, n_ref) = &self.distinct[reference];
+        let Some((ref_schema, n_ref)) = self.tally.group(reference) else {
+            return Vec::new();
+        };
+        let Some(ref_path) = self.checkpoints.iter().find(|c| c.0 == reference).map(|c| &c.2) else {
+            return Vec::new();
+        };
         self.checkpoints
             .iter()
-            .filter(|(i, ..)| *i != reference)
-            .filter_map(|(i, path, run, step)| {
-                let diff = describe_shape_difference(ref_shapes, &self.distinct[*i].0)?;
+            .filter(|c| c.0 != reference)
+            .filter_map(|(group, others, path, run, step)| {
+                let (schema, _) = self.tally.group(*group)?;
+                let mut headers = headers_of(schema);
+                headers.extend(others.iter().cloned());
+                let diff = ref_schema.difference(&headers)?;
                 Some(Problem::new(
                     path,
                     ProblemKind::ShapeMismatch,
@@ -260,4 +256,29 @@ impl Schemas {
             })
             .collect()
     }
+}
+
+/// The value scan of the checkpoints whose layout is the reference's (the others are reported as
+/// `shape_mismatch`): only the reference schema's tensors are read, one checkpoint at a time.
+fn scan_values(schemas: &Schemas, to_scan: Vec<(usize, Checkpoint, PathBuf)>) -> Vec<Problem> {
+    let (Some(reference), Some(schema)) = (schemas.tally.reference_index(), schemas.reference()) else {
+        return Vec::new();
+    };
+    to_scan
+        .into_iter()
+        .filter(|(group, ..)| *group == reference)
+        .filter_map(|(_, checkpoint, path)| scan_non_finite_matching(&checkpoint, &path, schema))
+        .collect()
+}
+
+/// Headers standing for a schema's (normalised) parameters.
+fn headers_of(schema: &Schema) -> Vec<TensorHeader> {
+    schema
+        .iter()
+        .map(|(name, spec)| TensorHeader {
+            name: name.to_string(),
+            dtype: spec.dtype.clone(),
+            shape: spec.shape.clone(),
+        })
+        .collect()
 }

@@ -4,7 +4,8 @@
 //! layouts described in `ARCHITECTURE.md` ("Layouts to discover") (folder per step, HF Trainer, file per step, manifest) or in [`layouts`]
 //! (OLMo, MultiBERTs-style sibling folders, the Hugging Face hub cache). This crate
 //! finds them ([`discover`]), reads their headers without touching tensor data ([`inspect`]), loads
-//! normalised parameter sets ([`load_params`]) and reads training logs ([`logs`]).
+//! normalised parameter sets ([`load_params`]; [`load_params_matching`] reads only the tensors of the
+//! zoo's reference [`Schema`], the one most checkpoints share) and reads training logs ([`logs`]).
 //! It never panics on bad input: every problem becomes a [`Problem`] naming the file.
 
 pub mod checkpoint;
@@ -20,12 +21,14 @@ pub mod manifest;
 pub mod non_finite;
 pub mod params;
 pub mod problem;
+pub mod schema;
 pub mod selection;
 pub mod zoo;
 
-pub use checkpoint::{load_params, scan_checkpoint};
+pub use checkpoint::{load_checkpoint, load_checkpoint_matching, load_params, load_params_matching, scan_checkpoint};
 pub use discover::discover;
 pub use error::LoadError;
 pub use params::ParamSet;
 pub use problem::Problem;
+pub use schema::{Schema, reference_schema};
 pub use zoo::{Checkpoint, Run, Zoo};

@@ -1,6 +1,6 @@
-//! Paths in JSON: written as UTF-8 strings, with bytes that are not UTF-8 replaced by U+FFFD, so a
-//! zoo holding a non-UTF-8 file name still gets its JSON report (serde's own `Path` impl refuses
-//! such names). The `non_utf8_name` problem names the file.
+//! Paths in JSON (every `PathBuf` this crate serializes, manifests aside): written as UTF-8 strings,
+//! with bytes that are not UTF-8 replaced by U+FFFD, so a zoo holding a non-UTF-8 file name still
+//! gets its JSON report (serde's own `Path` impl refuses such names). The `non_utf8_name` problem names the file.
 
 use std::path::{Path, PathBuf};
 

@@ -24,12 +24,8 @@ impl ParamSet {
     pub fn from_raw(raw: Vec<(String, Tensor)>) -> candle_core::Result<Self> {
         let mut floats = Vec::with_capacity(raw.len());
         for (name, tensor) in raw {
-            match tensor.dtype() {
-                DType::F32 => floats.push((name, tensor.contiguous()?)),
-                DType::F16 | DType::BF16 | DType::F64 => {
-                    floats.push((name, tensor.to_dtype(DType::F32)?.contiguous()?))
-                }
-                _ => {}
+            if let Some(tensor) = as_f32(tensor)? {
+                floats.push((name, tensor));
             }
         }
         let names: Vec<&str> = floats.iter().map(|(n, _)| n.as_str()).collect();
@@ -38,6 +34,18 @@ impl ParamSet {
             .into_iter()
             .map(|(name, tensor)| (name[strip..].to_string(), tensor))
             .collect();
+        Ok(Self { tensors })
+    }
+
+    /// A parameter set from tensors already named as they should be (no prefix stripping): upcasts
+    /// f16/bf16/f64 to f32 and drops integer and boolean tensors, as [`ParamSet::from_raw`].
+    pub(crate) fn from_named(named: Vec<(String, Tensor)>) -> candle_core::Result<Self> {
+        let mut tensors = BTreeMap::new();
+        for (name, tensor) in named {
+            if let Some(tensor) = as_f32(tensor)? {
+                tensors.insert(name, tensor);
+            }
+        }
         Ok(Self { tensors })
     }
 
@@ -97,6 +105,15 @@ impl ParamSet {
             None => Ok(()),
             Some(diff) => Err(diff),
         }
+    }
+}
+
+/// A floating-point tensor as contiguous f32; `None` for integer and boolean tensors.
+fn as_f32(tensor: Tensor) -> candle_core::Result<Option<Tensor>> {
+    match tensor.dtype() {
+        DType::F32 => tensor.contiguous().map(Some),
+        DType::F16 | DType::BF16 | DType::F64 => tensor.to_dtype(DType::F32)?.contiguous().map(Some),
+        _ => Ok(None),
     }
 }
 

@@ -40,6 +40,7 @@ pub struct Checkpoint {
     /// Training step.
     pub step: u64,
     /// The file(s) holding the tensors (several for a sharded checkpoint), in shard order.
+    #[serde(serialize_with = "crate::lossy_path::list")]
     pub files: Vec<PathBuf>,
     /// File format.
     pub format: FileFormat,
@@ -75,12 +76,15 @@ pub struct Run {
     /// Run name, unique in the zoo (folder path relative to the zoo root, or a manifest name).
     pub name: String,
     /// The run's folder.
+    #[serde(serialize_with = "crate::lossy_path::path")]
     pub dir: PathBuf,
     /// Checkpoints sorted by step, at most one per step.
     pub checkpoints: Vec<Checkpoint>,
     /// `config.json` describing the architecture, if found.
+    #[serde(serialize_with = "crate::lossy_path::option")]
     pub config: Option<PathBuf>,
     /// Training logs found (`metrics.jsonl`, `trainer_state.json`, `*.csv`).
+    #[serde(serialize_with = "crate::lossy_path::list")]
     pub logs: Vec<PathBuf>,
     /// Fork parent, when a manifest names one.
     pub parent: Option<ForkParent>,
@@ -107,6 +111,7 @@ impl Run {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Zoo {
     /// Folder the zoo was discovered from.
+    #[serde(serialize_with = "crate::lossy_path::path")]
     pub root: PathBuf,
     /// Runs sorted by name.
     pub runs: Vec<Run>,

@@ -6,9 +6,9 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use candle_core::{Device, Tensor};
-use lineage_loaders::discover;
 use lineage_loaders::inspect::{Inspection, inspect};
 use lineage_loaders::problem::ProblemKind;
+use lineage_loaders::{Schema, discover, load_params_matching, reference_schema, scan_checkpoint};
 
 fn fixture(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -470,4 +470,243 @@ fn identical_checkpoints_are_reported_as_duplicate_content() {
     std::fs::write(&copy, bytes).unwrap();
     let ins = inspect(zoo);
     assert!(ins.problems.is_empty(), "{:?}", ins.problems);
+}
+
+/// Writes a safetensors file: `tensors` as (name, dtype, shape, data), then `extra` header entries
+/// (name, dtype, shape, byte length) declared after the data without their bytes; the file is
+/// extended (sparsely) to `len` when given.
+fn write_safetensors(
+    path: &Path,
+    tensors: &[(&str, &str, Vec<usize>, Vec<u8>)],
+    extra: &[(&str, &str, Vec<usize>, u64)],
+    len: Option<u64>,
+) {
+    let mut header = serde_json::Map::new();
+    let mut offset = 0u64;
+    for (name, dtype, shape, data) in tensors {
+        let end = offset + data.len() as u64;
+        header.insert(
+            name.to_string(),
+            serde_json::json!({"dtype": dtype, "shape": shape, "data_offsets": [offset, end]}),
+        );
+        offset = end;
+    }
+    for (name, dtype, shape, bytes) in extra {
+        header.insert(
+            name.to_string(),
+            serde_json::json!({"dtype": dtype, "shape": shape, "data_offsets": [offset, offset + bytes]}),
+        );
+        offset += bytes;
+    }
+    let text = serde_json::to_vec(&header).unwrap();
+    let mut f = std::fs::File::create(path).unwrap();
+    f.write_all(&(text.len() as u64).to_le_bytes()).unwrap();
+    f.write_all(&text).unwrap();
+    for (_, _, _, data) in tensors {
+        f.write_all(data).unwrap();
+    }
+    if let Some(len) = len {
+        f.set_len(len).unwrap();
+    }
+}
+
+/// The fixture's tensors as (name, "F32", shape, little-endian bytes).
+fn fixture_tensors() -> Vec<(String, Vec<usize>, Vec<u8>)> {
+    let mut tensors: Vec<(String, Tensor)> = candle_core::safetensors::load(
+        fixture("zoo_safetensors/init0_order0/step100/model.safetensors"),
+        &Device::Cpu,
+    )
+    .unwrap()
+    .into_iter()
+    .collect();
+    tensors.sort_by(|a, b| a.0.cmp(&b.0));
+    tensors
+        .into_iter()
+        .map(|(name, t)| {
+            let v: Vec<f32> = t.flatten_all().unwrap().to_vec1().unwrap();
+            (
+                name,
+                t.dims().to_vec(),
+                v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+            )
+        })
+        .collect()
+}
+
+fn fixture_schema() -> Schema {
+    let scan = lineage_loaders::checkpoint::scan_file(
+        &fixture("zoo_safetensors/init0_order0/step100/model.safetensors"),
+        lineage_loaders::formats::FileFormat::Safetensors,
+    )
+    .unwrap();
+    Schema::from_headers(&scan.tensors)
+}
+
+#[test]
+fn the_reference_schema_is_the_majority_and_loads_every_format() {
+    let zoo = discover(&fixture("zoo_safetensors"));
+    let scans: Vec<_> = zoo
+        .runs
+        .iter()
+        .flat_map(|r| &r.checkpoints)
+        .map(|c| scan_checkpoint(c).unwrap())
+        .collect();
+    let schema = reference_schema(&scans).unwrap();
+    assert_eq!(schema, fixture_schema());
+    assert_eq!(schema.n_params(), 26_122);
+    assert_eq!(schema.get("fc1.weight").unwrap().shape, vec![128, 64]);
+    // The same schema reads the pickled, Lightning (`model.` prefix) and f16 copies.
+    for rel in [
+        "zoo_hf_trainer/run_i0_o0/checkpoint-100/pytorch_model.bin",
+        "zoo_lightning/init0_order0/epoch=4-step=100.ckpt",
+        "zoo_fp16/init0_order0/step1500/model.safetensors",
+        "zoo_safetensors/init0_order0/step100",
+    ] {
+        let params = load_params_matching(&fixture(rel), &schema).unwrap_or_else(|e| panic!("{rel}: {e}"));
+        assert_eq!(params.shapes(), schema.shapes(), "{rel}");
+        let all = lineage_loaders::load_params(&fixture(rel)).unwrap();
+        assert_eq!(
+            params.get("fc2.bias").unwrap().to_vec1::<f32>().unwrap(),
+            all.get("fc2.bias").unwrap().to_vec1::<f32>().unwrap()
+        );
+    }
+}
+
+#[test]
+fn tensors_outside_the_schema_are_never_read_and_must_fit_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let good: Vec<_> = fixture_tensors();
+    let tensors: Vec<(&str, &str, Vec<usize>, Vec<u8>)> = good
+        .iter()
+        .map(|(n, s, d)| (n.as_str(), "F32", s.clone(), d.clone()))
+        .collect();
+    let data: u64 = good.iter().map(|t| t.2.len() as u64).sum();
+    let schema = fixture_schema();
+
+    // Sparse: the file really is 8 GiB long, but only the schema's ~100 KB are read.
+    let sparse = dir.path().join("sparse.safetensors");
+    let huge = 8u64 << 30;
+    write_safetensors(&sparse, &tensors, &[("extra.weight", "F32", vec![1 << 31], huge)], None);
+    let header_end = std::fs::metadata(&sparse).unwrap().len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&sparse)
+        .unwrap()
+        .set_len(header_end + huge)
+        .unwrap();
+    let params = load_params_matching(&sparse, &schema).unwrap();
+    assert_eq!(params.shapes(), schema.shapes());
+    assert!(data < header_end);
+
+    // Tiny: a declared 1 GiB tensor past the end of a 100 KB file is refused from the header.
+    let tiny = dir.path().join("tiny.safetensors");
+    write_safetensors(
+        &tiny,
+        &tensors,
+        &[("extra.weight", "F32", vec![1 << 28], 1 << 30)],
+        None,
+    );
+    for err in [
+        load_params_matching(&tiny, &schema).unwrap_err().to_string(),
+        lineage_loaders::load_params(&tiny).unwrap_err().to_string(),
+    ] {
+        assert!(
+            err.contains("tiny.safetensors") && err.contains("`extra.weight`") && err.contains("past the end"),
+            "{err}"
+        );
+    }
+}
+
+#[test]
+fn schema_errors_name_the_file_the_tensor_and_the_dtype() {
+    let dir = tempfile::tempdir().unwrap();
+    let schema = fixture_schema();
+    let good = fixture_tensors();
+    let write = |name: &str, edit: &dyn Fn(&str, &mut &str, &mut Vec<usize>) -> bool| {
+        let tensors: Vec<(&str, &str, Vec<usize>, Vec<u8>)> = good
+            .iter()
+            .filter_map(|(n, s, d)| {
+                let mut dtype = "F32";
+                let mut shape = s.clone();
+                edit(n, &mut dtype, &mut shape).then(|| {
+                    let len = shape.iter().product::<usize>() * 4;
+                    (n.as_str(), dtype, shape, d[..len.min(d.len())].to_vec())
+                })
+            })
+            .collect();
+        let path = dir.path().join(name);
+        write_safetensors(&path, &tensors, &[], None);
+        path
+    };
+    let ints = write("ints.safetensors", &|n, dtype, _| {
+        if n == "fc1.weight" {
+            *dtype = "I32";
+        }
+        true
+    });
+    let err = load_params_matching(&ints, &schema).unwrap_err().to_string();
+    assert!(
+        err.contains("ints.safetensors")
+            && err.contains("`fc1.weight`")
+            && err.contains("i32")
+            && !err.contains("missing"),
+        "{err}"
+    );
+    let missing = write("missing.safetensors", &|n, _, _| n != "fc2.weight");
+    let err = load_params_matching(&missing, &schema).unwrap_err().to_string();
+    assert!(
+        err.contains("missing.safetensors") && err.contains("`fc2.weight` missing"),
+        "{err}"
+    );
+    let narrow = write("narrow.safetensors", &|n, _, shape| {
+        if n == "fc3.bias" {
+            *shape = vec![5];
+        }
+        true
+    });
+    let err = load_params_matching(&narrow, &schema).unwrap_err().to_string();
+    assert!(
+        err.contains("narrow.safetensors") && err.contains("`fc3.bias` has shape [5], expected [10]"),
+        "{err}"
+    );
+    // Each message says its file once.
+    assert_eq!(err.matches("narrow.safetensors").count(), 1, "{err}");
+
+    // inspect says the dtype too, rather than "missing".
+    let zoo = tempfile::tempdir().unwrap();
+    copy_fixture_zoo(zoo.path());
+    std::fs::copy(&ints, zoo.path().join("init0_order0/step0/model.safetensors")).unwrap();
+    let mismatch = problems_of(&inspect(zoo.path()), ProblemKind::ShapeMismatch);
+    assert_eq!(mismatch.len(), 1, "{mismatch:?}");
+    assert!(mismatch[0].contains("`fc1.weight` is stored as i32"), "{mismatch:?}");
+}
+
+#[test]
+fn npz_arrays_load_against_a_schema() {
+    let path = fixture("digits_eval.npz");
+    let scan = lineage_loaders::checkpoint::scan_file(&path, lineage_loaders::formats::FileFormat::Npz).unwrap();
+    let schema = Schema::from_headers(&scan.tensors);
+    assert_eq!(schema.len(), 1, "the f32 inputs; the i64 labels are not parameters");
+    let params = load_params_matching(&path, &schema).unwrap();
+    assert_eq!(params.get("inputs").unwrap().dims(), [500, 64]);
+    let wrong = fixture_schema();
+    let err = load_params_matching(&path, &wrong).unwrap_err().to_string();
+    assert!(
+        err.contains("digits_eval.npz") && err.contains("`fc1.weight` missing"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_zoo_under_a_non_utf8_folder_still_serializes() {
+    use std::os::unix::ffi::OsStrExt;
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join(std::ffi::OsStr::from_bytes(b"zoo\xff"));
+    copy_fixture_zoo(&root);
+    let zoo = discover(&root);
+    assert_eq!(zoo.n_checkpoints(), 6);
+    let json = serde_json::to_string(&zoo).expect("zoo JSON");
+    assert!(json.contains("zoo\u{fffd}"), "{json}");
+    let json = serde_json::to_string(&lineage_loaders::inspect::inspect_zoo(zoo)).expect("inspect JSON");
+    assert!(json.contains("zoo\u{fffd}"));
 }

@@ -49,31 +49,43 @@ pub fn scan(path: &Path) -> Result<FileScan, LoadError> {
 /// Fortran order; `bool` arrays come back as `u8` and `int8` ones widened to `i16`. Arrays of other
 /// dtypes (strings, objects, complex, ...) are skipped.
 pub fn load(path: &Path) -> Result<Vec<(String, Tensor)>, LoadError> {
+    load_selected(path, &|_| true)
+}
+
+/// [`load`] restricted to the arrays whose names `wanted` accepts. Every `.npy` header is read and
+/// checked against its zip entry first (no element read); only then are the wanted arrays read.
+pub fn load_selected(path: &Path, wanted: &dyn Fn(&str) -> bool) -> Result<Vec<(String, Tensor)>, LoadError> {
     guarded(path, FORMAT, || {
         let (mut zip, file_len) = open(path)?;
-        let mut out = Vec::new();
+        let mut arrays = Vec::new();
         for index in 0..zip.len() {
             let Some(array) = read_header(&mut zip, path, index, file_len)? else {
                 continue;
             };
-            let (Some(nbytes), true) = (array.nbytes, array.elem.is_loadable()) else {
-                continue;
-            };
-            let fail = |reason: String| array.malformed(path, reason);
-            let mut bytes = read_entry_span(&mut zip, path, index, array.data_start, nbytes, &fail)?;
-            let size = array.elem.size();
-            if array.swap && size > 1 {
-                bytes.chunks_exact_mut(size).for_each(<[u8]>::reverse);
+            if let (Some(nbytes), true, true) = (array.nbytes, array.elem.is_loadable(), wanted(&array.name)) {
+                arrays.push((index, nbytes, array));
             }
-            let stride = strides(&array.shape, array.fortran);
-            let tensor = build_tensor(&bytes, &array.elem, &array.shape, &stride)
-                .map_err(|e| fail(format!("cannot build tensor: {e}")))?;
-            if let Some(tensor) = tensor {
+        }
+        let mut out = Vec::with_capacity(arrays.len());
+        for (index, nbytes, array) in arrays {
+            if let Some(tensor) = read_array(&mut zip, path, index, nbytes, &array)? {
                 out.push((array.name, tensor));
             }
         }
         Ok(out)
     })
+}
+
+/// Reads the elements of a checked array (`nbytes` of them after its header) and builds the tensor.
+fn read_array(zip: &mut Zip, path: &Path, index: usize, nbytes: u64, array: &NpyArray) -> Result<Option<Tensor>> {
+    let fail = |reason: String| array.malformed(path, reason);
+    let mut bytes = read_entry_span(zip, path, index, array.data_start, nbytes, &fail)?;
+    let size = array.elem.size();
+    if array.swap && size > 1 {
+        bytes.chunks_exact_mut(size).for_each(<[u8]>::reverse);
+    }
+    let stride = strides(&array.shape, array.fortran);
+    build_tensor(&bytes, &array.elem, &array.shape, &stride).map_err(|e| fail(format!("cannot build tensor: {e}")))
 }
 
 /// Opens the archive and returns it with the file size.

@@ -76,27 +76,26 @@ pub fn scan(path: &Path) -> Result<FileScan, LoadError> {
 /// and `int8` ones widened to `i16` (candle has neither dtype); complex and quantized tensors are
 /// skipped. Names are as stored (Lightning's `model.` prefix is kept).
 pub fn load(path: &Path) -> Result<Vec<(String, Tensor)>, LoadError> {
+    load_selected(path, &|_| true)
+}
+
+/// [`load`] restricted to the tensors whose stored names `wanted` accepts. Every tensor of the state
+/// dict is first checked against its storage entry in the zip directory (no data read); only then
+/// are the wanted ones read, so a storage declared larger than the file costs nothing.
+pub fn load_selected(path: &Path, wanted: &dyn Fn(&str) -> bool) -> Result<Vec<(String, Tensor)>, LoadError> {
     guarded(path, FORMAT, || {
         let mut archive = Archive::open(path)?;
         let parsed = archive.parse()?;
-        let mut out = Vec::with_capacity(parsed.tensors.len());
+        let mut located = Vec::with_capacity(parsed.tensors.len());
         for t in &parsed.tensors {
             let loc = archive.locate(t)?;
-            if !t.elem.is_loadable() {
-                continue;
+            if t.elem.is_loadable() && wanted(&t.name) {
+                located.push((t, loc));
             }
-            let fail = |reason: String| {
-                LoadError::malformed(
-                    path,
-                    FORMAT,
-                    format!("tensor `{}`: storage `{}`: {reason}", t.name, loc.entry),
-                )
-            };
-            let bytes = read_entry_span(&mut archive.zip, path, loc.index, loc.start, loc.len, &fail)?;
-            let tensor = build_tensor(&bytes, &t.elem, &t.shape, &t.stride).map_err(|e| {
-                LoadError::malformed(path, FORMAT, format!("tensor `{}`: cannot build tensor: {e}", t.name))
-            })?;
-            if let Some(tensor) = tensor {
+        }
+        let mut out = Vec::with_capacity(located.len());
+        for (t, loc) in located {
+            if let Some(tensor) = archive.read_tensor(t, &loc)? {
                 out.push((t.name.clone(), tensor));
             }
         }
@@ -223,6 +222,21 @@ impl<'p> Archive<'p> {
             .finalize()
             .map_err(|e| self.malformed(format!("`{pkl_name}`: cannot unpickle: {e}")))?;
         interpret(root, &checked.first_pos).map_err(|reason| self.malformed(reason))
+    }
+
+    /// Reads the bytes of a located tensor and builds it (`None` for element types loads skip).
+    fn read_tensor(&mut self, t: &TensorRef, loc: &Location) -> Result<Option<Tensor>> {
+        let path = self.path;
+        let fail = |reason: String| {
+            LoadError::malformed(
+                path,
+                FORMAT,
+                format!("tensor `{}`: storage `{}`: {reason}", t.name, loc.entry),
+            )
+        };
+        let bytes = read_entry_span(&mut self.zip, path, loc.index, loc.start, loc.len, &fail)?;
+        build_tensor(&bytes, &t.elem, &t.shape, &t.stride)
+            .map_err(|e| LoadError::malformed(path, FORMAT, format!("tensor `{}`: cannot build tensor: {e}", t.name)))
     }
 
     /// Finds a tensor's storage entry and checks that the storage holds the tensor; reads no data.
