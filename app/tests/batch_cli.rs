@@ -175,11 +175,66 @@ fn edit_checkpoint(path: &Path, edit: impl FnOnce(&mut HashMap<String, Tensor>))
     candle_core::safetensors::save(&tensors, path).unwrap();
 }
 
+/// Adds to the safetensors file at `path` a declared f32 tensor `name` of `bytes` bytes, after the
+/// real data; the file is extended sparsely, so the declaration is honest about the file's size but
+/// costs no disk.
+fn declare_extra_tensor(path: &Path, name: &str, bytes: u64) {
+    let file = std::fs::read(path).unwrap();
+    let header_len = u64::from_le_bytes(file[..8].try_into().unwrap()) as usize;
+    let mut header: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(&file[8..8 + header_len]).unwrap();
+    let data = &file[8 + header_len..];
+    let end = data.len() as u64;
+    header.insert(
+        name.into(),
+        serde_json::json!({"dtype": "F32", "shape": [bytes / 4], "data_offsets": [end, end + bytes]}),
+    );
+    let mut text = serde_json::to_vec(&header).unwrap();
+    text.resize(text.len().div_ceil(8) * 8, b' ');
+    let mut out = (text.len() as u64).to_le_bytes().to_vec();
+    out.extend_from_slice(&text);
+    out.extend_from_slice(data);
+    let total = out.len() as u64 + bytes;
+    std::fs::write(path, out).unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_len(total)
+        .unwrap();
+}
+
+/// Runs `cmd` (stdout discarded) to the end; its exit status, stderr and peak resident memory in bytes.
+#[expect(clippy::zombie_processes, reason = "the child is reaped by wait4, which std cannot see")]
+fn run_measured(mut cmd: std::process::Command) -> (bool, String, u64) {
+    use std::io::Read;
+    let mut child = cmd
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+    let mut status = 0;
+    // SAFETY: `rusage` is plain data that `wait4` fills; the child is ours and not yet reaped.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let pid = unsafe { libc::wait4(child.id() as libc::pid_t, &mut status, 0, &mut usage) };
+    assert_eq!(pid, child.id() as libc::pid_t, "wait4 failed");
+    let exited_ok = libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0;
+    (exited_ok, stderr, usage.ru_maxrss as u64 * 1024)
+}
+
 #[test]
 fn broken_and_diverged_checkpoints_never_stop_the_batch() {
     let tmp = tempfile::tempdir().unwrap();
     let zoo = tmp.path().join("zoo");
-    random_zoo(&zoo, 4, &[0, 10, 100]);
+    random_zoo(&zoo, 5, &[0, 10, 100]);
+    // A run whose folder name is not UTF-8: skipped with a warning naming it (lossily).
+    {
+        use std::os::unix::ffi::OsStrExt;
+        let odd = std::ffi::OsStr::from_bytes(b"seed4-\xff");
+        std::fs::rename(zoo.join("seed4"), zoo.join(odd)).unwrap();
+    }
     let file = |run: usize, step: u64| zoo.join(format!("seed{run}/step{step}/model.safetensors"));
     // The zoo's first checkpoint has a renamed tensor.
     edit_checkpoint(&file(0, 0), |t| {
@@ -205,10 +260,18 @@ fn broken_and_diverged_checkpoints_never_stop_the_batch() {
         }
     });
 
+    // A header declaring an extra 1 GiB tensor that the (sparse) file really spans: never read.
+    const HUGE: u64 = 1 << 30;
+    declare_extra_tensor(&file(1, 100), "huge.weight", HUGE);
+
     let out = tmp.path().join("out");
-    let output = batch(&zoo, &out, &tmp.path().join("cache")).output().unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "{stderr}");
+    let (success, stderr, peak) = run_measured(batch(&zoo, &out, &tmp.path().join("cache")));
+    assert!(success, "{stderr}");
+    assert!(
+        peak < HUGE / 2,
+        "peak memory {} MiB: the declared tensor was read",
+        peak >> 20
+    );
     // Each bad checkpoint is named (by its folder) in exactly one warning.
     let bad = [
         (0, 0, "fc2.geight"),
@@ -222,6 +285,25 @@ fn broken_and_diverged_checkpoints_never_stop_the_batch() {
         assert_eq!(lines.len(), 1, "one warning for {name}:\n{stderr}");
         assert!(lines[0].contains(problem), "{}", lines[0]);
     }
+    let warnings = report(&out)["warnings"].to_string();
+    for name in [
+        "seed0/step0",
+        "seed1/step10",
+        "seed2/step100",
+        "seed3/step100",
+        "seed4-\u{FFFD}",
+    ] {
+        assert!(warnings.contains(name), "report.json names {name}: {warnings}");
+    }
+    let odd: Vec<&str> = stderr.lines().filter(|l| l.contains("seed4-\u{FFFD}")).collect();
+    assert!(
+        odd.len() == 1 && odd[0].contains("not valid UTF-8"),
+        "one warning for the non-UTF-8 run:\n{stderr}"
+    );
+    assert!(
+        !stderr.lines().any(|l| l.contains("seed1/step100")),
+        "the checkpoint declaring an extra tensor loads quietly:\n{stderr}"
+    );
     assert!(
         !stderr.contains("trajectory"),
         "the refused checkpoint does not spoil its run's trajectory:\n{stderr}"
@@ -238,6 +320,10 @@ fn broken_and_diverged_checkpoints_never_stop_the_batch() {
     assert_eq!(diverged, [("seed2".to_string(), 100), ("seed3".to_string(), 100)]);
     assert!(evals.iter().filter(|e| !e.diverged).all(|e| e.loss.is_finite()));
     assert_eq!(evals.len(), 12 - 2, "every readable checkpoint evaluated");
+    assert!(
+        evals.iter().any(|e| e.run == "seed1" && e.step == 100),
+        "the checkpoint declaring an extra tensor is evaluated on the schema's tensors"
+    );
     let clusters: Vec<ClusterRow> = read_table(&out).unwrap();
     let outside: Vec<(u64, &str)> = clusters
         .iter()

@@ -154,6 +154,13 @@ impl Schema {
         diffs
     }
 
+    /// Checks from headers alone that the checkpoint at `path` declaring `headers` (all shards) can be
+    /// loaded against this schema: the error [`crate::checkpoint::load_checkpoint_matching`] would give
+    /// before reading anything. Tensors outside the schema are not an error.
+    pub fn check(&self, path: &Path, headers: &[TensorHeader]) -> Result<(), LoadError> {
+        self.select(path, headers).map(|_| ())
+    }
+
     /// Checks the tensors `headers` declare against the schema, from headers alone, and returns the
     /// stored names of the tensors to read, with their normalised names. Tensors outside the schema
     /// are left out (never an error: they are simply not read). `path` names the checkpoint in errors: a tensor stored with a non-float dtype is
@@ -170,7 +177,8 @@ impl Schema {
                 });
             }
         }
-        if let Some(reason) = summarise(self.unmet(&found)) {
+        // Extra tensors are no error, but worth naming next to a missing one (a renamed tensor).
+        if let Some(reason) = summarise(self.unmet(&found)).and_then(|_| self.difference(headers)) {
             return Err(LoadError::Mismatch {
                 path: path.to_path_buf(),
                 reason,

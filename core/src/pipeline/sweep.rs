@@ -18,7 +18,7 @@ use std::path::Path;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use lineage_loaders::{ParamSet, Zoo};
+use lineage_loaders::{ParamSet, Schema, Zoo};
 
 use crate::data::eval_data::EvalData;
 use crate::error::CoreError;
@@ -119,8 +119,8 @@ pub fn run_sweep(
     let mut warnings: Vec<String> = zoo.problems.iter().map(|p| p.message.clone()).collect();
 
     let share = Share::plan(zoo, options);
-    let mut keyed = key_checkpoints(zoo, &share.needed, &store.files, progress, &mut warnings);
-    let (evaluator, reference, refused) = reference_evaluator(zoo, &keyed, &data, factory, &mut warnings)?;
+    let (mut keyed, schema) = key_checkpoints(zoo, &share.needed, &store.files, progress, &mut warnings);
+    let (evaluator, reference, refused) = reference_evaluator(zoo, &schema, &keyed, &data, factory, &mut warnings)?;
     keyed.retain(|k| !refused.contains(&k.id));
     if options.align {
         // Fail once, up front, for a family without permutation symmetries (rather than per pair).
@@ -144,6 +144,7 @@ pub fn run_sweep(
     progress.start("evaluating", counts.computed as u64);
     let work = Work {
         zoo,
+        schema: &schema,
         evaluator: evaluator.as_ref(),
         store: &store,
         keys: &keys,
@@ -249,6 +250,8 @@ impl SweepKeys {
 /// What evaluating units needs.
 struct Work<'a> {
     zoo: &'a Zoo,
+    /// The zoo's reference schema: the only tensors loaded.
+    schema: &'a Schema,
     evaluator: &'a dyn Evaluator,
     store: &'a ResultStore,
     keys: &'a SweepKeys,
@@ -282,7 +285,7 @@ impl Work<'_> {
                 continue;
             }
             check_cancel(self.progress)?;
-            let loaded = load_params(self.zoo, &needed, warnings);
+            let loaded = load_params(self.zoo, self.schema, &needed, warnings);
             let points = self.prepare_all(&loaded, warnings);
             // Alignment needs the raw parameters; otherwise they are dropped right away.
             let params: HashMap<&CheckpointId, ParamSet> = if step_paths.iter().any(|(_, aligned)| *aligned) {
@@ -332,7 +335,10 @@ impl Work<'_> {
         finals.dedup();
         for final_id in finals {
             check_cancel(self.progress)?;
-            let Some((_, final_params)) = load_params(self.zoo, &[final_id], warnings).into_iter().next() else {
+            let Some((_, final_params)) = load_params(self.zoo, self.schema, &[final_id], warnings)
+                .into_iter()
+                .next()
+            else {
                 continue;
             };
             let final_point = match self.evaluator.prepare(&final_params) {
@@ -347,8 +353,8 @@ impl Work<'_> {
                 .par_iter()
                 .with_min_len(self.min_len)
                 .flat_map_iter(|&(pair, variants)| {
-                    let a =
-                        load_one(self.zoo, &pair.a).and_then(|params| Ok((self.evaluator.prepare(&params)?, params)));
+                    let a = load_one(self.zoo, self.schema, &pair.a)
+                        .and_then(|params| Ok((self.evaluator.prepare(&params)?, params)));
                     let (a_point, a_params) = match a {
                         Ok(a) => a,
                         // Worded as the same-step pass words it, so the two warnings are one.

@@ -9,8 +9,8 @@ use std::hash::Hash;
 use rayon::prelude::*;
 use serde::Serialize;
 
-use lineage_loaders::checkpoint::{CheckpointScan, load_checkpoint, scan_checkpoint};
-use lineage_loaders::{Checkpoint, ParamSet, Zoo};
+use lineage_loaders::checkpoint::{CheckpointScan, load_checkpoint_matching, scan_checkpoint};
+use lineage_loaders::{Checkpoint, ParamSet, Schema, Zoo, reference_schema};
 
 use crate::data::eval_data::EvalData;
 use crate::error::CoreError;
@@ -59,15 +59,18 @@ pub fn checkpoint_label(zoo: &Zoo, id: &CheckpointId) -> String {
     )
 }
 
-/// Scans and keys the checkpoints `ids` (in parallel, with progress); a checkpoint that cannot be
-/// read becomes a warning naming it.
+/// Scans and keys the checkpoints `ids` (in parallel, with progress), and finds the zoo's reference
+/// schema: the layout most of them share ([`reference_schema`]). Every later load reads only the
+/// schema's tensors ([`load_one`]). A checkpoint that cannot be read, or whose headers do not fit the
+/// schema (a renamed or misshapen tensor), becomes a warning naming it and is left out; tensors
+/// outside the schema (an extra head, a huge declared tensor) are never read.
 pub fn key_checkpoints<'z>(
     zoo: &'z Zoo,
     ids: &[CheckpointId],
     files: &FileKeys,
     progress: &dyn Progress,
     warnings: &mut Vec<String>,
-) -> Vec<KeyedCheckpoint<'z>> {
+) -> (Vec<KeyedCheckpoint<'z>>, Schema) {
     progress.start("hashing checkpoints", ids.len() as u64);
     let keyed: Vec<Result<KeyedCheckpoint, String>> = ids
         .par_iter()
@@ -85,10 +88,19 @@ pub fn key_checkpoints<'z>(
         })
         .collect();
     progress.finish();
-    keyed
+    let keyed: Vec<KeyedCheckpoint> = keyed
         .into_iter()
         .filter_map(|k| k.map_err(|e| warnings.push(e)).ok())
-        .collect()
+        .collect();
+    let schema = reference_schema(keyed.iter().map(|k| &k.scan)).unwrap_or_default();
+    let fitting = keyed
+        .into_iter()
+        .filter(|k| {
+            let fits = schema.check(&k.checkpoint.display_path(), &k.scan.tensors);
+            fits.map_err(|e| warnings.push(e.to_string())).is_ok()
+        })
+        .collect();
+    (fitting, schema)
 }
 
 /// The evaluator, the parameters it was built from, and the checkpoints refused before it.
@@ -101,6 +113,7 @@ pub type ReferenceModel = (Box<dyn Evaluator>, ParamSet, Vec<CheckpointId>);
 /// error.
 pub fn reference_evaluator(
     zoo: &Zoo,
+    schema: &Schema,
     keyed: &[KeyedCheckpoint],
     data: &EvalData,
     factory: &EvaluatorFactory,
@@ -110,7 +123,7 @@ pub fn reference_evaluator(
     let mut last_refusal = None;
     for k in keyed {
         let path = k.checkpoint.display_path().display().to_string();
-        match load_checkpoint(k.checkpoint) {
+        match load_checkpoint_matching(k.checkpoint, schema) {
             Ok(reference) => {
                 let config = zoo.run(&k.id.run).and_then(|r| r.config.clone());
                 match factory(config.as_deref(), &reference, data) {
@@ -134,24 +147,28 @@ pub fn reference_evaluator(
     )))
 }
 
-/// Loads `ids` in parallel; a failure becomes a warning naming the checkpoint.
+/// Loads `ids` in parallel, each against the zoo's `schema`; a failure becomes a warning naming
+/// the checkpoint.
 pub fn load_params<'a>(
     zoo: &Zoo,
+    schema: &Schema,
     ids: &[&'a CheckpointId],
     warnings: &mut Vec<String>,
 ) -> Vec<(&'a CheckpointId, ParamSet)> {
-    let loaded: Vec<_> = ids.par_iter().map(|id| (*id, load_one(zoo, id))).collect();
+    let loaded: Vec<_> = ids.par_iter().map(|id| (*id, load_one(zoo, schema, id))).collect();
     loaded
         .into_iter()
         .filter_map(|(id, r)| r.map(|p| (id, p)).map_err(|e| warnings.push(e.to_string())).ok())
         .collect()
 }
 
-/// Loads the checkpoint `id` of `zoo`.
-pub fn load_one(zoo: &Zoo, id: &CheckpointId) -> Result<ParamSet, CoreError> {
+/// Loads the checkpoint `id` of `zoo`: only the tensors of the zoo's `schema`, after its headers
+/// were checked against the files and the schema (memory is bounded by the schema whatever a header
+/// declares).
+pub fn load_one(zoo: &Zoo, schema: &Schema, id: &CheckpointId) -> Result<ParamSet, CoreError> {
     let checkpoint =
         checkpoint_of(zoo, id).ok_or_else(|| CoreError::Load(format!("{}@{}: not in the zoo", id.run, id.step)))?;
-    load_checkpoint(checkpoint).map_err(|e| CoreError::Load(e.to_string()))
+    load_checkpoint_matching(checkpoint, schema).map_err(|e| CoreError::Load(e.to_string()))
 }
 
 /// Units computed in this run and units found in the result store.

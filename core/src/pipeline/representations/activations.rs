@@ -6,7 +6,7 @@ use std::path::Path;
 
 use rayon::prelude::*;
 
-use lineage_loaders::Zoo;
+use lineage_loaders::{Schema, Zoo};
 
 use super::{CACHE_VERSION, Representations, finite};
 use crate::data::eval_data::EvalData;
@@ -31,6 +31,8 @@ type CachedProbe = [Option<f64>; 2];
 /// What the similarity and probe units need.
 pub(crate) struct Context<'a> {
     pub zoo: &'a Zoo,
+    /// The zoo's reference schema: the only tensors loaded.
+    pub schema: &'a Schema,
     pub keyed: &'a [KeyedCheckpoint<'a>],
     pub evaluator: &'a dyn Evaluator,
     pub data: &'a EvalData,
@@ -211,7 +213,7 @@ impl Context<'_> {
         let computed: Vec<(&CheckpointId, Result<Features, CoreError>)> = ids
             .into_par_iter()
             .map(|id| {
-                let features = load_one(self.zoo, id)
+                let features = load_one(self.zoo, self.schema, id)
                     .and_then(|params| self.evaluator.prepare(&params))
                     .and_then(|point| self.evaluator.hidden_activations(&point, layer));
                 (id, features)

@@ -77,15 +77,17 @@ pub fn run_representations(
 ) -> Result<Representations, CoreError> {
     let mut result = Representations::default();
     let files = FileKeys::open(&cache_dir.join("file_keys.jsonl"))?;
-    let mut keyed = key_checkpoints(zoo, &all_checkpoints(zoo), &files, progress, &mut result.warnings);
+    let (mut keyed, schema) = key_checkpoints(zoo, &all_checkpoints(zoo), &files, progress, &mut result.warnings);
     if options.similarity || options.probes {
         let data = EvalData::load(data_path)?;
         let data_key = hash_file(data_path)?;
-        let (evaluator, reference, refused) = reference_evaluator(zoo, &keyed, &data, factory, &mut result.warnings)?;
+        let (evaluator, reference, refused) =
+            reference_evaluator(zoo, &schema, &keyed, &data, factory, &mut result.warnings)?;
         drop(reference);
         keyed.retain(|k| !refused.contains(&k.id));
         let context = activations::Context {
             zoo,
+            schema: &schema,
             keyed: &keyed,
             evaluator: evaluator.as_ref(),
             data: &data,
@@ -97,7 +99,7 @@ pub fn run_representations(
         context.compute(options, &mut result)?;
     }
     if options.trajectories {
-        trajectories::trajectories(zoo, &keyed, options, cache_dir, progress, &mut result)?;
+        trajectories::trajectories(zoo, &schema, &keyed, options, cache_dir, progress, &mut result)?;
     }
     if options.code_length {
         result.code_length = trajectories::code_lengths(zoo, evals, &mut result.warnings);

@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use lineage_loaders::Zoo;
-use lineage_loaders::checkpoint::load_checkpoint;
+use lineage_loaders::checkpoint::load_checkpoint_matching;
+use lineage_loaders::{Schema, Zoo};
 
 use std::path::Path;
 
@@ -41,6 +41,7 @@ struct CachedPoint {
 /// keyed by the content keys of all its readable checkpoints, in step order.
 pub(crate) fn trajectories(
     zoo: &Zoo,
+    schema: &Schema,
     keyed: &[KeyedCheckpoint],
     options: &RepresentationOptions,
     cache_dir: &Path,
@@ -73,7 +74,8 @@ pub(crate) fn trajectories(
         check_cancel(progress)?;
         let mut load = |i: usize| -> Result<FlatParams, CoreError> {
             check_cancel(progress)?;
-            let params = load_checkpoint(members[i].checkpoint).map_err(|e| CoreError::Load(e.to_string()))?;
+            let params =
+                load_checkpoint_matching(members[i].checkpoint, schema).map_err(|e| CoreError::Load(e.to_string()))?;
             FlatParams::from_params(&params)
         };
         match run_trajectory(members.len(), options.trajectory_block, &mut load) {
