@@ -31,7 +31,7 @@ enum Command {
     /// Show the discovered runs x steps grid, formats, dtypes, parameter counts and problems.
     Inspect(commands::inspect::InspectArgs),
     /// Evaluate checkpoints and interpolation paths; write Parquet tables and report.json.
-    Batch(commands::batch::BatchArgs),
+    Batch(Box<commands::batch::BatchArgs>),
     /// Train a small zoo on built-in data (UCI digits) and analyse it: works offline, in seconds.
     Demo(commands::demo::DemoArgs),
     /// Export the cluster timeline of a batch output folder to one Parquet file.

@@ -10,6 +10,7 @@ use lineage_core::methods::basins::ClusterMethod;
 use lineage_core::methods::interpolation::BarrierKind;
 use lineage_core::pipeline::options::{BasinOptions, RepresentationOptions};
 use lineage_core::pipeline::plan::PairSets;
+use lineage_core::pipeline::selection::SelectionOptions;
 
 /// Basin clustering flags.
 #[derive(Debug, Clone, clap::Args)]
@@ -62,6 +63,49 @@ pub struct RepresentationArgs {
     pub no_probes: bool,
 }
 
+/// Which runs, steps and tensors to read (`lineage batch` and `lineage inspect`).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct SelectionArgs {
+    /// Only runs whose name matches this glob (`*` matches any text, `?` one character); repeatable,
+    /// a run is kept when any pattern matches.
+    #[arg(long = "runs", value_name = "GLOB")]
+    pub runs: Vec<String>,
+    /// Only these steps: steps and ranges `start:stop[:stride]`, comma-separated, both ends included,
+    /// `k`/`M`/`B` multipliers allowed, e.g. `0,1000:143000:10000` or `:20k`.
+    #[arg(long, value_name = "LIST")]
+    pub steps: Option<String>,
+    /// Of the steps left, keep every K-th (and the last), the same steps for every run.
+    #[arg(long, value_name = "K")]
+    pub every: Option<u64>,
+    /// Only tensors whose (normalised) name matches this regex; repeatable.
+    #[arg(long, value_name = "REGEX")]
+    pub include: Vec<String>,
+    /// Never read tensors whose name matches this regex (e.g. `^classifier\.`); repeatable.
+    #[arg(long, value_name = "REGEX")]
+    pub exclude: Vec<String>,
+}
+
+impl SelectionArgs {
+    /// The selection: each flag given replaces the plan's `[select]` value; `max_examples` comes
+    /// from `lineage batch`'s own flag (or the plan).
+    pub fn options(&self, max_examples: Option<usize>, plan: &Plan) -> anyhow::Result<SelectionOptions> {
+        let planned = plan.select.clone().unwrap_or_default();
+        let or_planned = |given: &[String], planned: Vec<String>| {
+            if given.is_empty() { planned } else { given.to_vec() }
+        };
+        let selection = SelectionOptions {
+            runs: or_planned(&self.runs, planned.runs),
+            steps: self.steps.clone().or(planned.steps),
+            every: self.every.or(planned.every),
+            max_examples: max_examples.or(planned.max_examples),
+            include: or_planned(&self.include, planned.include),
+            exclude: or_planned(&self.exclude, planned.exclude),
+        };
+        selection.validate()?;
+        Ok(selection)
+    }
+}
+
 /// The `--plan` file: the same options as the command line.
 #[derive(Debug, Default, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -94,6 +138,8 @@ pub struct Plan {
     pub views: Option<bool>,
     /// Device of the transformer families.
     pub device: Option<String>,
+    /// `[select]`: runs, steps, every, max_examples, include, exclude.
+    pub select: Option<SelectionOptions>,
 }
 
 impl Plan {

@@ -205,7 +205,10 @@ fn declare_extra_tensor(path: &Path, name: &str, bytes: u64) {
 }
 
 /// Runs `cmd` (stdout discarded) to the end; its exit status, stderr and peak resident memory in bytes.
-#[expect(clippy::zombie_processes, reason = "the child is reaped by wait4, which std cannot see")]
+#[expect(
+    clippy::zombie_processes,
+    reason = "the child is reaped by wait4, which std cannot see"
+)]
 fn run_measured(mut cmd: std::process::Command) -> (bool, String, u64) {
     use std::io::Read;
     let mut child = cmd
@@ -494,4 +497,198 @@ fn a_plan_file_holds_every_option_and_slurm_script_is_emitted() {
         2,
         "shards and merge (views) run on the device: {script}"
     );
+}
+
+/// The `evals` table of `out` as (run, step, loss).
+fn eval_losses(out: &Path) -> Vec<(String, u64, f64)> {
+    use lineage_core::output::schema::read_table;
+    use lineage_core::output::tables::EvalRow;
+    let rows: Vec<EvalRow> = read_table(out).unwrap();
+    rows.into_iter().map(|r| (r.run, r.step, r.loss)).collect()
+}
+
+#[test]
+fn runs_and_steps_are_selected_without_copying_and_cached_paths_are_reused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let zoo = tmp.path().join("zoo");
+    random_zoo(&zoo, 3, &[0, 10, 100, 1000]);
+    let cache = tmp.path().join("cache");
+    let part = tmp.path().join("part");
+    let output = batch(&zoo, &part, &cache)
+        .args(["--runs", "seed0", "--runs", "seed1", "--steps", "0,100:1k"])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let kept: HashSet<(String, u64)> = eval_losses(&part).into_iter().map(|(r, s, _)| (r, s)).collect();
+    let want: HashSet<(String, u64)> = ["seed0", "seed1"]
+        .iter()
+        .flat_map(|r| [0, 100, 1000].map(|s| (r.to_string(), s)))
+        .collect();
+    assert_eq!(kept, want);
+    // 6 evaluations, 1 seed pair x 3 steps, 2 runs x 2 checkpoint-vs-final pairs.
+    assert_eq!(report(&part)["computed"], 6 + 3 + 4);
+    assert_eq!(
+        report(&part)["options"]["selection"]["runs"],
+        serde_json::json!(["seed0", "seed1"])
+    );
+
+    // The whole zoo computes only what the selection did not.
+    let all = tmp.path().join("all");
+    assert!(batch(&zoo, &all, &cache).status().unwrap().success());
+    assert_eq!(report(&all)["computed"], (12 + 3 * 4 + 3 * 3) - (6 + 3 + 4));
+
+    // The plan's [select] table: every 2nd step (and the last) of one run, all cached by now; a
+    // run pattern matching nothing is a warning, not an error.
+    let plan = tmp.path().join("plan.toml");
+    std::fs::write(
+        &plan,
+        format!(
+            "zoo = '{}'\ndata = '{}'\nout = 'planned'\ncache = 'cache'\n[select]\nruns = ['seed2', 'typo*']\nevery = 2\n",
+            zoo.display(),
+            fixture("digits_eval.safetensors").display()
+        ),
+    )
+    .unwrap();
+    let output = lineage().args(["batch", "--plan"]).arg(&plan).output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(stderr.contains("no run matches --runs `typo*`"), "{stderr}");
+    let planned = tmp.path().join("planned");
+    let steps: Vec<(String, u64)> = eval_losses(&planned).into_iter().map(|(r, s, _)| (r, s)).collect();
+    assert_eq!(steps, [0, 100, 1000].map(|s| ("seed2".to_string(), s)));
+    assert_eq!(report(&planned)["computed"], 0);
+    let script = emit_slurm(&plan, &planned, &["--steps", "10:"], 2);
+    assert!(
+        script.contains("--runs 'seed2' --runs 'typo*' --steps '10:' --every '2'"),
+        "shards get the selection: {script}"
+    );
+
+    // A bad pattern fails before any work, naming it.
+    let output = batch(&zoo, &tmp.path().join("bad"), &cache)
+        .args(["--steps", "10:x"])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("10:x"));
+}
+
+#[test]
+fn max_examples_evaluates_the_first_examples_and_has_its_own_cache_entries() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = tmp.path().join("cache");
+    let zoo = fixture("zoo_safetensors");
+    assert!(
+        batch(&zoo, &tmp.path().join("full"), &cache)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let first = tmp.path().join("first50");
+    let output = batch(&zoo, &first, &cache)
+        .args(["--max-examples", "50", "--no-views"])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(report(&first)["computed"], 13, "not the full data's results");
+
+    // The same as a data file holding those 50 examples.
+    let data = candle_core::safetensors::load(fixture("digits_eval.safetensors"), &Device::Cpu).unwrap();
+    let cut: HashMap<String, Tensor> = data
+        .into_iter()
+        .map(|(name, t)| (name, t.narrow(0, 0, 50).unwrap()))
+        .collect();
+    let small = tmp.path().join("first50.safetensors");
+    candle_core::safetensors::save(&cut, &small).unwrap();
+    let by_file = tmp.path().join("by_file");
+    let status = batch_with(&zoo, &small, &by_file, &tmp.path().join("cache2"))
+        .arg("--no-views")
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert_same_tables_except_paths(&first, &by_file);
+    assert_ne!(eval_losses(&first), eval_losses(&tmp.path().join("full")));
+}
+
+/// Evals, interpolation and barriers tables of `a` and `b` are equal.
+fn assert_same_tables_except_paths(a: &Path, b: &Path) {
+    for table in ["evals", "interpolation", "barriers"] {
+        let x = read_parquet(&a.join(format!("{table}.parquet"))).unwrap();
+        let y = read_parquet(&b.join(format!("{table}.parquet"))).unwrap();
+        assert!(x.height() > 0, "{table} is empty");
+        assert!(x.equals(&y), "{table} differs:\n{x}\n{y}");
+    }
+}
+
+#[test]
+fn tensors_left_out_are_never_read_and_do_not_split_the_schema() {
+    let tmp = tempfile::tempdir().unwrap();
+    let clean = tmp.path().join("clean");
+    random_zoo(&clean, 3, &[0, 10]);
+    // The same zoo, each checkpoint also holding an optimizer-like buffer of its own shape.
+    let zoo = tmp.path().join("zoo");
+    random_zoo(&zoo, 3, &[0, 10]);
+    for run in 0..3 {
+        for step in [0, 10] {
+            edit_checkpoint(&zoo.join(format!("seed{run}/step{step}/model.safetensors")), |t| {
+                let n = 1 + run + step as usize;
+                t.insert(
+                    "aux.state".into(),
+                    Tensor::zeros(n, candle_core::DType::F32, &Device::Cpu).unwrap(),
+                );
+            });
+        }
+    }
+    let cache = tmp.path().join("cache");
+    let out = tmp.path().join("out");
+    let output = batch(&zoo, &out, &cache)
+        .args(["--exclude", r"^aux\.", "--no-views"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(!stderr.contains("aux"), "{stderr}");
+    let reference = tmp.path().join("reference");
+    let status = batch(&clean, &reference, &tmp.path().join("cache-clean"))
+        .arg("--no-views")
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert_same_tables_except_paths(&out, &reference);
+
+    // Without the filter every checkpoint but the first has another `aux.state` (named and skipped),
+    // and no model can be made of the first: nothing to analyse, and the error says why.
+    let output = batch(&zoo, &tmp.path().join("unfiltered"), &cache)
+        .arg("--no-views")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(stderr.contains("no readable checkpoint"), "{stderr}");
+    assert!(stderr.contains("seed0/step0: no model can be built from it"), "{stderr}");
+    assert_eq!(
+        stderr.lines().filter(|l| l.contains("`aux.state` has shape")).count(),
+        5,
+        "{stderr}"
+    );
+
+    // inspect applies the same filter to its schema check.
+    let mismatches = |extra: &[&str]| {
+        let output = lineage()
+            .arg("inspect")
+            .arg(&zoo)
+            .arg("--json")
+            .args(extra)
+            .output()
+            .unwrap();
+        let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+        json["problems"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|p| p["kind"] == "shape_mismatch")
+            .count()
+    };
+    assert_eq!(mismatches(&[]), 5);
+    assert_eq!(mismatches(&["--exclude", r"^aux\."]), 0);
+    assert_eq!(mismatches(&["--include", r"^fc", "--runs", "seed1"]), 0);
 }

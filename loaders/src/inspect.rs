@@ -14,6 +14,7 @@ use crate::formats::TensorHeader;
 use crate::non_finite::scan_non_finite_matching;
 use crate::problem::{Problem, ProblemKind};
 use crate::schema::{Schema, Tally};
+use crate::selection::TensorFilter;
 use crate::zoo::{Checkpoint, Layout, Zoo};
 
 /// One readable checkpoint in the inspection report.
@@ -98,7 +99,7 @@ pub fn inspect(root: &Path) -> Inspection {
 /// schema's tensors of every checkpoint that has its layout, one checkpoint at a time; checkpoints
 /// reported as `shape_mismatch` are not read.
 pub fn inspect_values(root: &Path) -> Inspection {
-    inspect_zoo_with(discover(root), true)
+    inspect_zoo_with(discover(root), true, &TensorFilter::default())
 }
 
 /// Scans every checkpoint header of an already discovered zoo. Unreadable checkpoints are dropped
@@ -106,11 +107,13 @@ pub fn inspect_values(root: &Path) -> Inspection {
 /// schema most checkpoints share; ties go to the one seen first) stay in the grid and are reported, as
 /// are checkpoints holding the same content (equal [`Fingerprint`]s).
 pub fn inspect_zoo(zoo: Zoo) -> Inspection {
-    inspect_zoo_with(zoo, false)
+    inspect_zoo_with(zoo, false, &TensorFilter::default())
 }
 
-/// [`inspect_zoo`], with the opt-in value scan of [`inspect_values`] when `scan` is true.
-pub fn inspect_zoo_with(zoo: Zoo, scan: bool) -> Inspection {
+/// [`inspect_zoo`], with the opt-in value scan of [`inspect_values`] when `scan` is true; schemas
+/// (the reference, `shape_mismatch`, the parameter count, the value scan) cover only the tensors
+/// `tensors` selects.
+pub fn inspect_zoo_with(zoo: Zoo, scan: bool, tensors: &TensorFilter) -> Inspection {
     let values = scan;
     let Zoo {
         root,
@@ -132,7 +135,7 @@ pub fn inspect_zoo_with(zoo: Zoo, scan: bool) -> Inspection {
                     continue;
                 }
             };
-            let group = schemas.add(&scan, &path, &run.name, checkpoint.step);
+            let group = schemas.add(&scan, tensors, &path, &run.name, checkpoint.step);
             if values {
                 to_scan.push((group, checkpoint.clone(), path.clone()));
             }
@@ -211,8 +214,8 @@ struct Schemas {
 
 impl Schemas {
     /// Records the schema of the checkpoint at `path`; returns its layout group.
-    fn add(&mut self, scan: &CheckpointScan, path: &Path, run: &str, step: u64) -> usize {
-        let group = self.tally.add(Schema::of(scan));
+    fn add(&mut self, scan: &CheckpointScan, tensors: &TensorFilter, path: &Path, run: &str, step: u64) -> usize {
+        let group = self.tally.add(Schema::of_selected(scan, tensors));
         let others = scan.tensors.iter().filter(|t| !t.is_float()).cloned().collect();
         self.checkpoints
             .push((group, others, path.to_path_buf(), run.to_string(), step));

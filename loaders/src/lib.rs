@@ -30,5 +30,5 @@ pub use discover::discover;
 pub use error::LoadError;
 pub use params::ParamSet;
 pub use problem::Problem;
-pub use schema::{Schema, reference_schema};
+pub use schema::{Schema, reference_schema, reference_schema_selected};
 pub use zoo::{Checkpoint, Run, Zoo};

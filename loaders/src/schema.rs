@@ -16,6 +16,7 @@ use crate::checkpoint::CheckpointScan;
 use crate::error::LoadError;
 use crate::formats::TensorHeader;
 use crate::params::shared_prefix_len;
+use crate::selection::TensorFilter;
 
 /// Most differences spelled out in one message.
 const SHOWN_DIFFERENCES: usize = 4;
@@ -51,6 +52,13 @@ impl Schema {
     /// The schema of a scanned checkpoint.
     pub fn of(scan: &CheckpointScan) -> Self {
         Self::from_headers(&scan.tensors)
+    }
+
+    /// The schema of a scanned checkpoint's tensors that `tensors` selects.
+    pub fn of_selected(scan: &CheckpointScan, tensors: &TensorFilter) -> Self {
+        let mut schema = Self::of(scan);
+        schema.tensors.retain(|name, _| tensors.keeps(name));
+        schema
     }
 
     /// The schema of the tensors `headers` declare (one checkpoint, all shards).
@@ -271,9 +279,18 @@ impl Tally {
 /// in zoo order, runs by name and steps ascending, to make that the earliest path); the dtypes are
 /// those of the first checkpoint with that layout. `None` when there is no scan.
 pub fn reference_schema<'a>(scans: impl IntoIterator<Item = &'a CheckpointScan>) -> Option<Schema> {
+    reference_schema_selected(scans, &TensorFilter::default())
+}
+
+/// [`reference_schema`] of the tensors `tensors` selects (`--include` / `--exclude`): layouts are
+/// compared on those tensors only, so checkpoints differing only in left-out tensors agree.
+pub fn reference_schema_selected<'a>(
+    scans: impl IntoIterator<Item = &'a CheckpointScan>,
+    tensors: &TensorFilter,
+) -> Option<Schema> {
     let mut tally = Tally::default();
     for scan in scans {
-        tally.add(Schema::of(scan));
+        tally.add(Schema::of_selected(scan, tensors));
     }
     tally.reference().map(|(schema, _)| schema.clone())
 }

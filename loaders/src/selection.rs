@@ -215,6 +215,12 @@ impl TensorFilter {
         self.include.is_none() && self.exclude.is_none()
     }
 
+    /// True when the tensor with the normalised name `name` is selected.
+    pub fn keeps(&self, name: &str) -> bool {
+        self.include.as_ref().is_none_or(|re| re.is_match(name))
+            && self.exclude.as_ref().is_none_or(|re| !re.is_match(name))
+    }
+
     /// Keeps the selected tensors of `params`.
     pub fn apply(&self, params: ParamSet) -> ParamSet {
         params.filtered(self.include.as_ref(), self.exclude.as_ref())

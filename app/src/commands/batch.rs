@@ -6,10 +6,11 @@ use std::process::ExitCode;
 use anyhow::Context;
 use lineage_core::output::lock::OutputLock;
 use lineage_core::pipeline::plan::Shard;
+use lineage_core::pipeline::selection::SelectionOptions;
 use lineage_core::{AnalysisOptions, Named, analyse};
 use lineage_loaders::discover;
 
-use crate::options::{BasinArgs, Plan, RepresentationArgs, analysis_options};
+use crate::options::{BasinArgs, Plan, RepresentationArgs, SelectionArgs, analysis_options};
 use crate::summary::{print_warnings, print_zoo_problems, summary};
 use crate::terminal_progress::TerminalProgress;
 
@@ -41,6 +42,11 @@ pub struct BatchArgs {
     #[arg(long)]
     pub no_seeds: bool,
     #[command(flatten)]
+    pub select: SelectionArgs,
+    /// Evaluate only the first N examples of the eval data (Juneja et al. use 512).
+    #[arg(long, value_name = "N")]
+    pub max_examples: Option<usize>,
+    #[command(flatten)]
     pub basins: BasinArgs,
     #[command(flatten)]
     pub views: RepresentationArgs,
@@ -54,8 +60,9 @@ pub struct BatchArgs {
     /// Write a SLURM job-array script running this batch as N shards (to OUT/slurm.sbatch) and exit.
     #[arg(long, value_name = "N")]
     pub emit_slurm: Option<usize>,
-    /// TOML file holding every option (zoo, data, out, alphas, cache, pairs, align, cluster, eps, k, barrier),
-    /// so a paper's figures are one reproducible command.
+    /// TOML file holding every option (zoo, data, out, alphas, cache, pairs, align, cluster, eps, k, barrier,
+    /// and a `[select]` table: runs, steps, every, max_examples, include, exclude), so a paper's figures
+    /// are one reproducible command.
     #[arg(long)]
     pub plan: Option<PathBuf>,
 }
@@ -122,6 +129,7 @@ fn options(args: &BatchArgs, plan: &Plan) -> anyhow::Result<AnalysisOptions> {
     }
     sweep.align |= args.align || plan.align.unwrap_or(false);
     sweep.shard = args.shard.as_deref().map(Shard::parse).transpose()?;
+    sweep.selection = args.select.options(args.max_examples, plan)?;
     Ok(options)
 }
 
@@ -130,7 +138,7 @@ fn slurm_script(job: &Job, args: &BatchArgs, n: usize) -> anyhow::Result<String>
     anyhow::ensure!(n >= 1, "--emit-slurm needs at least 1 shard");
     let exe = std::env::current_exe().context("cannot locate the lineage executable")?;
     let abs = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
-    let quote = |p: &Path| format!("'{}'", abs(p).display().to_string().replace('\'', "'\\''"));
+    let quote = |p: &Path| shell_quote(&abs(p).display().to_string());
     let mut common = format!(
         "--data {} --alphas {} --cache {}",
         quote(&job.data),
@@ -146,6 +154,7 @@ fn slurm_script(job: &Job, args: &BatchArgs, n: usize) -> anyhow::Result<String>
     if job.options.sweep.align {
         common.push_str(" --align");
     }
+    common.push_str(&selection_flags(&job.options.sweep.selection));
     let default_device = AnalysisOptions::default().device;
     if job.options.device != default_device {
         common.push_str(&format!(" --device {}", job.options.device));
@@ -202,4 +211,25 @@ fn slurm_script(job: &Job, args: &BatchArgs, n: usize) -> anyhow::Result<String>
         exe = exe.display(),
         shards = shards.join(" "),
     ))
+}
+
+/// `s` single-quoted for a POSIX shell.
+fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
+}
+
+/// The command-line flags giving `selection` (empty for the default), each value shell-quoted.
+fn selection_flags(selection: &SelectionOptions) -> String {
+    let mut flags = String::new();
+    let mut add = |flag: &str, value: &str| flags.push_str(&format!(" --{flag} {}", shell_quote(value)));
+    selection.runs.iter().for_each(|p| add("runs", p));
+    selection.steps.iter().for_each(|s| add("steps", s));
+    selection.every.iter().for_each(|k| add("every", &k.to_string()));
+    selection
+        .max_examples
+        .iter()
+        .for_each(|n| add("max-examples", &n.to_string()));
+    selection.include.iter().for_each(|p| add("include", p));
+    selection.exclude.iter().for_each(|p| add("exclude", p));
+    flags
 }

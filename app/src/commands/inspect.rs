@@ -4,7 +4,10 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use lineage_loaders::inspect::{Inspection, inspect, inspect_values};
+use lineage_loaders::discover;
+use lineage_loaders::inspect::{Inspection, inspect_zoo_with};
+
+use crate::options::{Plan, SelectionArgs};
 
 /// Arguments of `lineage inspect`.
 #[derive(Debug, clap::Args)]
@@ -18,15 +21,18 @@ pub struct InspectArgs {
     /// whole zoo, where the default reads headers only.
     #[arg(long)]
     pub scan: bool,
+    #[command(flatten)]
+    pub select: SelectionArgs,
 }
 
 /// Runs the command. Exit code 1 when no readable checkpoint was found.
 pub fn run(args: &InspectArgs) -> anyhow::Result<ExitCode> {
-    let inspection = if args.scan {
-        inspect_values(&args.dir)
-    } else {
-        inspect(&args.dir)
-    };
+    let selection = args.select.options(None, &Plan::default())?;
+    let (zoo, warnings) = selection.select(&discover(&args.dir))?;
+    for warning in warnings {
+        eprintln!("warning: {warning}");
+    }
+    let inspection = inspect_zoo_with(zoo, args.scan, &selection.tensors()?);
     if args.json {
         println!("{}", serde_json::to_string_pretty(&inspection)?);
     } else {

@@ -192,6 +192,30 @@ impl EvalData {
         })
     }
 
+    /// The first `n` examples (all of them when there are fewer): inputs, labels, masks and
+    /// per-token targets cut alike.
+    pub fn first(self, n: usize) -> Result<Self> {
+        if n >= self.len() {
+            return Ok(self);
+        }
+        let source = self.source.clone();
+        let cut = |t: Tensor| {
+            t.narrow(0, 0, n)
+                .map_err(|e| CoreError::data(&source, format!("first {n} examples: {e}")))
+        };
+        let cut_optional = |t: Option<Tensor>| t.map(cut).transpose();
+        let mut labels = self.labels;
+        labels.truncate(n);
+        Ok(Self {
+            inputs: cut(self.inputs)?,
+            labels,
+            attention_mask: cut_optional(self.attention_mask)?,
+            token_type_ids: cut_optional(self.token_type_ids)?,
+            token_labels: cut_optional(self.token_labels)?,
+            source: self.source,
+        })
+    }
+
     /// Adds segment ids (`[N, D]` integers, the shape of the token ids).
     pub fn with_token_type_ids(self, token_type_ids: Tensor) -> Result<Self> {
         let path = Path::new("<memory>");

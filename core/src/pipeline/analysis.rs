@@ -53,6 +53,9 @@ pub fn analyse(
     progress: &dyn Progress,
 ) -> Result<Analysis, CoreError> {
     let started = Instant::now();
+    options.sweep.selection.validate()?;
+    let (selected, notes) = options.sweep.selection.select(zoo)?;
+    let zoo = &selected;
     let factory = evaluator_on(device(&options.device)?);
     let sweep = run_sweep(zoo, data, &options.sweep, &factory, progress)?;
     let runs: Vec<String> = zoo.runs.iter().map(|r| r.name.clone()).collect();
@@ -71,7 +74,7 @@ pub fn analyse(
         analysis.finish(Some(zoo), progress)?;
     }
     analysis.elapsed = started.elapsed();
-    analysis.collect_warnings(Vec::new());
+    analysis.collect_warnings(notes);
     Ok(analysis)
 }
 
@@ -86,12 +89,12 @@ pub fn merge(dirs: &[PathBuf], options: &AnalysisOptions, progress: &dyn Progres
     options.sweep = first.options.clone();
     options.sweep.shard = None;
     let (zoo_dir, data) = (PathBuf::from(&first.zoo), PathBuf::from(&first.data));
-    let zoo = discover(&zoo_dir);
+    // The shards' selection, applied to the zoo the representations read.
+    let (zoo, mut notes) = options.sweep.selection.select(&discover(&zoo_dir))?;
     let mut runs: Vec<String> = zoo.runs.iter().map(|r| r.name.clone()).collect();
     if runs.is_empty() {
         runs = first.runs.clone();
     }
-    let mut notes = Vec::new();
     let readable = !zoo.runs.is_empty() && data.is_file();
     if options.representations.is_some() && !readable {
         notes.push(format!(
@@ -137,8 +140,7 @@ impl Analysis {
             zoo,
             &self.data,
             options,
-            self.options.sweep.pairs,
-            &self.options.sweep.cache_dir,
+            &self.options.sweep,
             &factory,
             &self.sweep.evals,
             progress,

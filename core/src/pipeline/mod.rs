@@ -1,5 +1,6 @@
 //! The analysis pipeline, stage by stage, behind one entry point ([`analysis::analyse`], options in
-//! [`options`]): the plan of pairs and shards ([`plan`]), content keys ([`keys`]) and the result store
+//! [`options`]): the selection of runs, steps, examples and tensors
+//! ([`selection`]), the plan of pairs and shards ([`plan`]), content keys ([`keys`]) and the result store
 //! ([`store`]), what every stage of cached units shares ([`units`]), the interpolation sweep
 //! ([`sweep`]), basins over time ([`basins_over_time`]), the representation and dynamics analyses
 //! ([`representations`]), and the merge of shard outputs ([`merge`]).
@@ -12,6 +13,7 @@ pub mod merge;
 pub mod options;
 pub mod plan;
 pub mod representations;
+pub mod selection;
 pub mod store;
 pub mod sweep;
 pub mod units;

@@ -9,6 +9,7 @@ use crate::methods::basins::ClusterMethod;
 use crate::methods::interpolation::BarrierKind;
 use crate::methods::probe::ProbeOptions;
 use crate::pipeline::plan::{PairSets, Shard};
+use crate::pipeline::selection::SelectionOptions;
 
 /// Everything that decides what an analysis computes.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -51,6 +52,9 @@ pub struct SweepOptions {
     /// Compute only one deterministic share of the work (see [`Shard`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shard: Option<Shard>,
+    /// The runs, steps, eval examples and tensors read (everything by default).
+    #[serde(default, skip_serializing_if = "SelectionOptions::is_everything")]
+    pub selection: SelectionOptions,
 }
 
 impl Default for SweepOptions {
@@ -61,6 +65,7 @@ impl Default for SweepOptions {
             cache_dir: default_cache_dir(),
             align: false,
             shard: None,
+            selection: SelectionOptions::default(),
         }
     }
 }

@@ -20,7 +20,6 @@ use serde::{Deserialize, Serialize};
 
 use lineage_loaders::{ParamSet, Schema, Zoo};
 
-use crate::data::eval_data::EvalData;
 use crate::error::CoreError;
 use crate::methods::align::{ALGORITHM, DEFAULT_SEED, align_to};
 use crate::methods::interpolation::{BarrierKind, alpha_grid};
@@ -28,7 +27,7 @@ use crate::models::evaluator::{EvalResult, Evaluator, Prepared};
 use crate::models::registry::EvaluatorFactory;
 use crate::names::Named;
 use crate::output::tables::{BarrierRow, CheckpointRow, EvalRow, InterpolationRow};
-use crate::pipeline::keys::{FileKeys, Key, hash_file, hash_parts};
+use crate::pipeline::keys::{FileKeys, Key, hash_parts};
 use crate::pipeline::options::SweepOptions;
 use crate::pipeline::plan::{CheckpointId, Pair, plan_pairs};
 use crate::pipeline::store::JsonlStore;
@@ -113,13 +112,13 @@ pub fn run_sweep(
     progress: &dyn Progress,
 ) -> Result<Sweep, CoreError> {
     let alphas = alpha_grid(options.alphas)?;
-    let data = EvalData::load(data_path)?;
+    let (data, data_key) = options.selection.eval_data(data_path)?;
+    let tensors = options.selection.tensors()?;
     let store = ResultStore::open(&options.cache_dir)?;
-    let data_key = hash_file(data_path)?;
     let mut warnings: Vec<String> = zoo.problems.iter().map(|p| p.message.clone()).collect();
 
     let share = Share::plan(zoo, options);
-    let (mut keyed, schema) = key_checkpoints(zoo, &share.needed, &store.files, progress, &mut warnings);
+    let (mut keyed, schema) = key_checkpoints(zoo, &share.needed, &store.files, &tensors, progress, &mut warnings);
     let (evaluator, reference, refused) = reference_evaluator(zoo, &schema, &keyed, &data, factory, &mut warnings)?;
     keyed.retain(|k| !refused.contains(&k.id));
     if options.align {

@@ -10,13 +10,14 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use lineage_loaders::checkpoint::{CheckpointScan, load_checkpoint_matching, scan_checkpoint};
-use lineage_loaders::{Checkpoint, ParamSet, Schema, Zoo, reference_schema};
+use lineage_loaders::selection::TensorFilter;
+use lineage_loaders::{Checkpoint, ParamSet, Schema, Zoo, reference_schema_selected};
 
 use crate::data::eval_data::EvalData;
 use crate::error::CoreError;
 use crate::models::evaluator::Evaluator;
 use crate::models::registry::EvaluatorFactory;
-use crate::pipeline::keys::{FileKeys, Key};
+use crate::pipeline::keys::{FileKeys, Key, hash_parts};
 use crate::pipeline::plan::CheckpointId;
 use crate::progress::Progress;
 
@@ -29,7 +30,7 @@ pub struct KeyedCheckpoint<'z> {
     pub checkpoint: &'z Checkpoint,
     /// Its tensors' names, shapes and dtypes.
     pub scan: CheckpointScan,
-    /// SHA-256 of its files.
+    /// SHA-256 of its files (with the tensor selection, when there is one).
     pub key: Key,
 }
 
@@ -60,7 +61,8 @@ pub fn checkpoint_label(zoo: &Zoo, id: &CheckpointId) -> String {
 }
 
 /// Scans and keys the checkpoints `ids` (in parallel, with progress), and finds the zoo's reference
-/// schema: the layout most of them share ([`reference_schema`]). Every later load reads only the
+/// schema: the layout of the selected `tensors` most of them share ([`reference_schema_selected`]);
+/// a tensor filter is part of every checkpoint's key (results on fewer tensors differ). Every later load reads only the
 /// schema's tensors ([`load_one`]). A checkpoint that cannot be read, or whose headers do not fit the
 /// schema (a renamed or misshapen tensor), becomes a warning naming it and is left out; tensors
 /// outside the schema (an extra head, a huge declared tensor) are never read.
@@ -68,6 +70,7 @@ pub fn key_checkpoints<'z>(
     zoo: &'z Zoo,
     ids: &[CheckpointId],
     files: &FileKeys,
+    tensors: &TensorFilter,
     progress: &dyn Progress,
     warnings: &mut Vec<String>,
 ) -> (Vec<KeyedCheckpoint<'z>>, Schema) {
@@ -77,7 +80,10 @@ pub fn key_checkpoints<'z>(
         .map(|id| {
             let checkpoint = checkpoint_of(zoo, id).ok_or_else(|| format!("{}@{}: not in the zoo", id.run, id.step))?;
             let scan = scan_checkpoint(checkpoint).map_err(|e| e.to_string())?;
-            let key = files.checkpoint_key(&checkpoint.files).map_err(|e| e.to_string())?;
+            let mut key = files.checkpoint_key(&checkpoint.files).map_err(|e| e.to_string())?;
+            if let Some(selected) = tensors.cache_key() {
+                key = hash_parts(&[key.as_str(), &selected]);
+            }
             progress.advance(1);
             Ok(KeyedCheckpoint {
                 id: id.clone(),
@@ -92,7 +98,7 @@ pub fn key_checkpoints<'z>(
         .into_iter()
         .filter_map(|k| k.map_err(|e| warnings.push(e)).ok())
         .collect();
-    let schema = reference_schema(keyed.iter().map(|k| &k.scan)).unwrap_or_default();
+    let schema = reference_schema_selected(keyed.iter().map(|k| &k.scan), tensors).unwrap_or_default();
     let fitting = keyed
         .into_iter()
         .filter(|k| {
@@ -142,9 +148,21 @@ pub fn reference_evaluator(
         refused.push(k.id.clone());
     }
     Err(CoreError::NothingToDo(format!(
-        "{}: no readable checkpoint",
-        zoo.root.display()
+        "{}: no readable checkpoint{}",
+        zoo.root.display(),
+        reasons(warnings)
     )))
+}
+
+/// The problems met so far, one per line (the first few), for an error that ends the analysis:
+/// its warnings would otherwise never be shown.
+fn reasons(warnings: &[String]) -> String {
+    const SHOWN: usize = 8;
+    let mut text: String = warnings.iter().take(SHOWN).map(|w| format!("\n  {w}")).collect();
+    if warnings.len() > SHOWN {
+        text.push_str(&format!("\n  and {} more", warnings.len() - SHOWN));
+    }
+    text
 }
 
 /// Loads `ids` in parallel, each against the zoo's `schema`; a failure becomes a warning naming

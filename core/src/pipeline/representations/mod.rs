@@ -21,15 +21,14 @@ use serde::Serialize;
 
 use lineage_loaders::Zoo;
 
-use crate::data::eval_data::EvalData;
 use crate::error::CoreError;
 use crate::models::registry::EvaluatorFactory;
 use crate::output::tables::{
     CodeLengthRow, EvalRow, MapStateRow, MapTransitionRow, ProbeRow, SimilarityRow, TrajectoryRow, WeightNormRow,
 };
-use crate::pipeline::keys::{FileKeys, hash_file};
+use crate::pipeline::keys::FileKeys;
 use crate::pipeline::options::RepresentationOptions;
-use crate::pipeline::plan::PairSets;
+use crate::pipeline::options::SweepOptions;
 use crate::pipeline::units::{UnitCounts, all_checkpoints, key_checkpoints, reference_evaluator};
 use crate::progress::Progress;
 
@@ -61,26 +60,32 @@ pub struct Representations {
     pub warnings: Vec<String>,
 }
 
-/// Computes the representation analyses of `zoo` on the eval data at `data_path`: similarity of the
-/// `pairs`, probes, trajectories, code lengths, training map. `evals` are the rows of the sweep's
+/// Computes the representation analyses of `zoo` on the eval data at `data_path` (as `sweep` selects
+/// it): similarity of the sweep's pairs, probes, trajectories, code lengths, training map. `evals` are the rows of the sweep's
 /// `evals` table (for the eval code length at each run's final step and the training map).
-#[allow(clippy::too_many_arguments)]
 pub fn run_representations(
     zoo: &Zoo,
     data_path: &Path,
     options: &RepresentationOptions,
-    pairs: PairSets,
-    cache_dir: &Path,
+    sweep: &SweepOptions,
     factory: &EvaluatorFactory,
     evals: &[EvalRow],
     progress: &dyn Progress,
 ) -> Result<Representations, CoreError> {
     let mut result = Representations::default();
+    let (pairs, cache_dir) = (sweep.pairs, sweep.cache_dir.as_path());
     let files = FileKeys::open(&cache_dir.join("file_keys.jsonl"))?;
-    let (mut keyed, schema) = key_checkpoints(zoo, &all_checkpoints(zoo), &files, progress, &mut result.warnings);
+    let tensors = sweep.selection.tensors()?;
+    let (mut keyed, schema) = key_checkpoints(
+        zoo,
+        &all_checkpoints(zoo),
+        &files,
+        &tensors,
+        progress,
+        &mut result.warnings,
+    );
     if options.similarity || options.probes {
-        let data = EvalData::load(data_path)?;
-        let data_key = hash_file(data_path)?;
+        let (data, data_key) = sweep.selection.eval_data(data_path)?;
         let (evaluator, reference, refused) =
             reference_evaluator(zoo, &schema, &keyed, &data, factory, &mut result.warnings)?;
         drop(reference);
