@@ -664,7 +664,10 @@ fn tensors_left_out_are_never_read_and_do_not_split_the_schema() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success(), "{stderr}");
     assert!(stderr.contains("no readable checkpoint"), "{stderr}");
-    assert!(stderr.contains("seed0/step0: no model can be built from it"), "{stderr}");
+    assert!(
+        stderr.contains("seed0/step0: no model can be built from it"),
+        "{stderr}"
+    );
     assert_eq!(
         stderr.lines().filter(|l| l.contains("`aux.state` has shape")).count(),
         5,
@@ -691,4 +694,164 @@ fn tensors_left_out_are_never_read_and_do_not_split_the_schema() {
     assert_eq!(mismatches(&[]), 5);
     assert_eq!(mismatches(&["--exclude", r"^aux\."]), 0);
     assert_eq!(mismatches(&["--include", r"^fc", "--runs", "seed1"]), 0);
+}
+
+/// Copies the fixture checkpoint of `run` at `step` to `dst` (creating folders), with its run's
+/// `config.json` next to it when `config` is true.
+fn place_fixture(dst: &Path, run: &str, step: u64, config: bool) {
+    std::fs::create_dir_all(dst.parent().unwrap()).unwrap();
+    std::fs::copy(
+        fixture(&format!("zoo_safetensors/{run}/step{step}/model.safetensors")),
+        dst,
+    )
+    .unwrap();
+    if config {
+        std::fs::copy(
+            fixture(&format!("zoo_safetensors/{run}/config.json")),
+            dst.with_file_name("config.json"),
+        )
+        .unwrap();
+    }
+}
+
+/// The barrier values of `out`, keyed by everything but run names and paths, sorted: equal for two
+/// layouts of one zoo whatever they call its runs.
+fn barrier_values(out: &Path) -> Vec<(u64, String, String, bool, u64, u64)> {
+    use lineage_core::Named;
+    use lineage_core::output::schema::read_table;
+    use lineage_core::output::tables::BarrierRow;
+    let rows: Vec<BarrierRow> = read_table(out).unwrap();
+    let mut values: Vec<_> = rows
+        .into_iter()
+        .map(|r| {
+            (
+                r.step,
+                r.pair.name().to_string(),
+                r.kind.name().to_string(),
+                r.aligned,
+                r.loss_barrier.to_bits(),
+                r.error_barrier.to_bits(),
+            )
+        })
+        .collect();
+    values.sort();
+    values
+}
+
+const FIXTURE_RUNS: [&str; 2] = ["init0_order0", "init1_order0"];
+const FIXTURE_STEPS: [u64; 3] = [0, 100, 1500];
+
+#[cfg(unix)]
+#[test]
+fn suite_layouts_give_the_barriers_of_the_plain_zoo() {
+    let tmp = tempfile::tempdir().unwrap();
+    let plain = tmp.path().join("plain");
+    assert!(
+        batch(&fixture("zoo_safetensors"), &plain, &tmp.path().join("cache-plain"))
+            .arg("--no-views")
+            .status()
+            .unwrap()
+            .success()
+    );
+    let want = barrier_values(&plain);
+    assert!(!want.is_empty());
+
+    // OLMo: one folder per checkpoint, `stepN-tokensMB`, one suite folder per seed.
+    let olmo = tmp.path().join("olmo");
+    for (seed, run) in FIXTURE_RUNS.iter().enumerate() {
+        for (i, step) in FIXTURE_STEPS.iter().enumerate() {
+            let folder = olmo.join(format!("OLMo-seed{seed}/step{step}-tokens{}B", 2 * i));
+            place_fixture(&folder.join("model.safetensors"), run, *step, false);
+        }
+        std::fs::copy(
+            fixture(&format!("zoo_safetensors/{run}/config.json")),
+            olmo.join(format!("OLMo-seed{seed}/config.json")),
+        )
+        .unwrap();
+    }
+    // MultiBERTs: sibling folders `NAME-seed_S-step_Nk`, one per (seed, step).
+    let multiberts = tmp.path().join("multiberts");
+    for (seed, run) in FIXTURE_RUNS.iter().enumerate() {
+        for step in FIXTURE_STEPS {
+            let folder = multiberts.join(format!("multiberts-seed_{seed}-step_{step}"));
+            place_fixture(&folder.join("model.safetensors"), run, step, true);
+        }
+    }
+    // The Hugging Face hub cache: refs/stepN -> snapshots/COMMIT/ -> ../../blobs/.
+    let hub = tmp.path().join("hub");
+    for (seed, run) in FIXTURE_RUNS.iter().enumerate() {
+        let repo = hub.join(format!("models--EleutherAI--pythia-mini-seed{seed}"));
+        for (i, step) in FIXTURE_STEPS.iter().enumerate() {
+            let commit = format!("{:040x}", i + 1);
+            std::fs::create_dir_all(repo.join("refs")).unwrap();
+            std::fs::write(repo.join(format!("refs/step{step}")), &commit).unwrap();
+            let blob = repo.join(format!("blobs/weights{step}"));
+            place_fixture(&blob, run, *step, false);
+            let config = repo.join("blobs/config");
+            std::fs::copy(fixture(&format!("zoo_safetensors/{run}/config.json")), &config).unwrap();
+            let snapshot = repo.join("snapshots").join(&commit);
+            std::fs::create_dir_all(&snapshot).unwrap();
+            std::os::unix::fs::symlink(format!("../../blobs/weights{step}"), snapshot.join("model.safetensors"))
+                .unwrap();
+            std::os::unix::fs::symlink("../../blobs/config", snapshot.join("config.json")).unwrap();
+        }
+    }
+
+    for (name, zoo) in [("olmo", &olmo), ("multiberts", &multiberts), ("hub", &hub)] {
+        let out = tmp.path().join(format!("out-{name}"));
+        let output = batch(zoo, &out, &tmp.path().join(format!("cache-{name}")))
+            .arg("--no-views")
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{name}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert_eq!(barrier_values(&out), want, "{name}");
+        assert_eq!(report(&out)["runs"].as_array().unwrap().len(), 2, "{name}");
+    }
+    use lineage_core::output::schema::read_table;
+    use lineage_core::output::tables::CheckpointRow;
+    let rows: Vec<CheckpointRow> = read_table(&tmp.path().join("out-olmo")).unwrap();
+    let tokens: Vec<Option<u64>> = rows.iter().map(|r| r.tokens).collect();
+    assert_eq!(tokens, [0, 2, 4, 0, 2, 4].map(|b| Some(b * 1_000_000_000)));
+    let rows: Vec<CheckpointRow> = read_table(&plain).unwrap();
+    assert!(rows.iter().all(|r| r.tokens.is_none()), "unknown tokens are null");
+}
+
+#[test]
+fn the_same_weights_under_two_names_are_reported() {
+    let tmp = tempfile::tempdir().unwrap();
+    let zoo = tmp.path().join("zoo");
+    random_zoo(&zoo, 2, &[0, 10, 100]);
+    // A suite serving the final weights under an earlier step's name.
+    std::fs::copy(
+        zoo.join("seed1/step100/model.safetensors"),
+        zoo.join("seed1/step10/model.safetensors"),
+    )
+    .unwrap();
+    let out = tmp.path().join("out");
+    let output = batch(&zoo, &out, &tmp.path().join("cache"))
+        .arg("--no-views")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    let warning: Vec<&str> = stderr.lines().filter(|l| l.contains("duplicate_content")).collect();
+    assert_eq!(warning.len(), 1, "{stderr}");
+    assert!(
+        warning[0].contains("seed1/step10") && warning[0].contains("seed1/step100"),
+        "{}",
+        warning[0]
+    );
+    let groups = &report(&out)["duplicate_content"];
+    assert_eq!(groups.as_array().unwrap().len(), 1, "{groups}");
+    let steps: Vec<u64> = groups[0]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["step"].as_u64().unwrap())
+        .collect();
+    assert_eq!(steps, [10, 100]);
 }

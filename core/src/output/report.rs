@@ -42,11 +42,25 @@ pub struct Report {
     pub seconds: f64,
     /// Problems met, each once; the rest of the work went on.
     pub warnings: Vec<String>,
+    /// Groups of checkpoints holding identical content (the same weights under several names).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub duplicate_content: Vec<Vec<CheckpointName>>,
     /// Basins over time, when they were computed (not for a shard).
     pub basins: Option<BasinSummary>,
     /// Representation and dynamics analyses, when they were computed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub views: Option<RepresentationSummary>,
+}
+
+/// A checkpoint as the report names it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckpointName {
+    /// Run name.
+    pub run: String,
+    /// Step.
+    pub step: u64,
+    /// Step folder or file.
+    pub path: String,
 }
 
 fn cpu() -> String {
@@ -127,6 +141,20 @@ impl Report {
             cached: sweep.counts.cached,
             seconds: analysis.elapsed.as_secs_f64(),
             warnings: analysis.warnings.clone(),
+            duplicate_content: sweep
+                .duplicate_content()
+                .iter()
+                .map(|group| {
+                    group
+                        .iter()
+                        .map(|c| CheckpointName {
+                            run: c.run.clone(),
+                            step: c.step,
+                            path: c.path.clone(),
+                        })
+                        .collect()
+                })
+                .collect(),
             basins: analysis.basins.as_ref().map(|b| BasinSummary {
                 options: analysis.options.basins.clone(),
                 eps_by_step: b.eps_by_step.clone(),

@@ -29,7 +29,9 @@ table! {
         pub dtype: String,
         /// Number of scalar parameters.
         pub n_params: u64,
-        /// SHA-256 content key of the checkpoint's files.
+        /// Training tokens seen, when the checkpoint's name says (OLMo `step1000-tokens4B`); else null.
+        pub tokens: Option<u64>,
+        /// SHA-256 content key of the checkpoint's files (with the tensor selection, if any).
         pub key: String,
     }
 }

@@ -157,11 +157,13 @@ impl Analysis {
     fn collect_warnings(&mut self, notes: Vec<String>) {
         let own = std::mem::take(&mut self.warnings);
         let representations = self.representations.iter().flat_map(|r| r.warnings.iter().cloned());
+        let duplicates = self.sweep.duplicate_warnings();
         for w in self
             .sweep
             .warnings
             .iter()
             .cloned()
+            .chain(duplicates)
             .chain(representations)
             .chain(own)
             .chain(notes)

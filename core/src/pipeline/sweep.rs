@@ -100,6 +100,40 @@ pub struct Sweep {
     pub evaluator: String,
 }
 
+impl Sweep {
+    /// Groups of two or more checkpoints holding identical content (equal content keys): a suite
+    /// serving the same weights under two steps' or runs' names. In zoo order.
+    pub fn duplicate_content(&self) -> Vec<Vec<&CheckpointRow>> {
+        let mut groups: Vec<Vec<&CheckpointRow>> = Vec::new();
+        let mut group_of: HashMap<&str, usize> = HashMap::new();
+        for row in &self.checkpoints {
+            let next = groups.len();
+            let index = *group_of.entry(row.key.as_str()).or_insert(next);
+            if index == next {
+                groups.push(Vec::new());
+            }
+            groups[index].push(row);
+        }
+        groups.retain(|g| g.len() > 1);
+        groups
+    }
+
+    /// One warning per group of [`Sweep::duplicate_content`], naming its checkpoints.
+    pub fn duplicate_warnings(&self) -> Vec<String> {
+        self.duplicate_content()
+            .iter()
+            .map(|group| {
+                let paths: Vec<&str> = group.iter().map(|c| c.path.as_str()).collect();
+                format!(
+                    "{}: identical content (duplicate_content): the same weights under {} names",
+                    paths.join(", "),
+                    group.len()
+                )
+            })
+            .collect()
+    }
+}
+
 /// One interpolation path to compute: a pair, raw or with B aligned to A.
 type PathUnit = (Pair, bool);
 
@@ -489,6 +523,7 @@ fn assemble_rows(
             format: k.checkpoint.format.name().to_string(),
             dtype: k.scan.dtype(),
             n_params: k.scan.n_params() as u64,
+            tokens: k.checkpoint.tokens,
             key: k.key.clone(),
         });
     }
