@@ -3,11 +3,12 @@
 
 use std::path::{Path, PathBuf};
 
-use egui::{CentralPanel, Panel, ProgressBar, Ui};
+use egui::{CentralPanel, CollapsingHeader, Panel, ProgressBar, Ui};
 
 use super::job::Job;
 use super::recent::RecentFolders;
 use super::session::{Analysed, Session};
+use super::views::filter::SelectionDraft;
 use super::views::{self, Selection};
 use lineage_core::AnalysisOptions;
 use lineage_core::output::export::cluster_timeline;
@@ -56,6 +57,8 @@ pub struct LineageApp {
     /// Options of the analysis, as `lineage batch` takes them (result store shared with it, device;
     /// the align toggle sets `sweep.align`).
     pub options: AnalysisOptions,
+    /// The selection editor's fields (applied into `options.sweep.selection`).
+    pub selection_draft: SelectionDraft,
     job: Option<Job<Output>>,
     /// Used by jobs to ask for a repaint when they finish (the context of the latest frame).
     ctx: egui::Context,
@@ -75,6 +78,7 @@ impl LineageApp {
             recent,
             status: "Open a folder of checkpoints: File > Open folder…, or drop it here.".into(),
             auto_analyse: true,
+            selection_draft: SelectionDraft::from_options(&options.sweep.selection),
             options,
             job: None,
             ctx,
@@ -130,6 +134,22 @@ impl LineageApp {
                     .map_err(|e| e.to_string()),
             )
         });
+    }
+
+    /// Analyses the runs, steps and examples the selection editor gives (cached results of the rest
+    /// are reused); a field that cannot be used goes to the status bar.
+    pub fn apply_selection(&mut self) {
+        match self.selection_draft.to_options(&self.options.sweep.selection) {
+            Ok(selection) if selection == self.options.sweep.selection => {}
+            Ok(selection) => {
+                self.options.sweep.selection = selection;
+                if let Some(session) = &mut self.session {
+                    session.analysis = None;
+                }
+                self.analyse();
+            }
+            Err(message) => self.status = format!("Selection: {message}"),
+        }
     }
 
     /// Writes the tables, report.json and figures of the analysis into `dir`, in the background.
@@ -235,10 +255,23 @@ impl LineageApp {
             CentralPanel::default().show(ui, |ui| self.welcome(ui));
             return;
         };
-        Panel::left("zoo").default_size(300.0).show(ui, |ui| {
-            ui.heading(shortened_root(session));
-            views::grid::show(ui, session);
-        });
+        let selection = &self.options.sweep.selection;
+        let draft = &mut self.selection_draft;
+        let apply = Panel::left("zoo")
+            .default_size(300.0)
+            .show(ui, |ui| {
+                ui.heading(shortened_root(session));
+                views::grid::show(ui, session, selection);
+                CollapsingHeader::new("Selection")
+                    .show(ui, |ui| views::filter::show(ui, draft))
+                    .body_returned
+            })
+            .inner
+            == Some(true);
+        if apply {
+            self.apply_selection();
+            return;
+        }
         let Some(analysed) = &session.analysis else {
             let can = session.data.is_some() && self.job.is_none();
             let clicked = CentralPanel::default()

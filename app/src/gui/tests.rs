@@ -180,6 +180,37 @@ fn reopening_an_analysed_folder_reads_the_shared_cache() {
 }
 
 #[test]
+fn the_selection_editor_narrows_the_analysis_and_reuses_the_cache() {
+    let cache = tempfile::tempdir().unwrap();
+    let mut harness = harness(cache.path());
+    harness.state_mut().open_folder(&example_zoo(), None);
+    step_until(&mut harness, "the analysis", analysed);
+    harness.get_by_label_contains("6 checkpoints (6 selected)");
+
+    harness.get_by_label("Selection").click();
+    harness.run_ok();
+    harness.state_mut().selection_draft.steps = "100:".into();
+    harness.get_by_label("Apply selection").click();
+    harness.step();
+    assert!(harness.state().is_busy(), "applying starts the analysis");
+    step_until(&mut harness, "the analysis of the selection", analysed);
+    let analysis = analysis_of(&harness).analysis();
+    let mut steps: Vec<u64> = analysis.sweep.evals.iter().map(|e| e.step).collect();
+    steps.dedup();
+    assert_eq!(steps, [100, 1500, 100, 1500]);
+    assert_eq!(analysis.sweep.counts.computed, 0, "every selected unit was cached");
+    assert_eq!(analysis.options.sweep.selection.steps.as_deref(), Some("100:"));
+    harness.get_by_label_contains("6 checkpoints (4 selected)");
+
+    // A field that cannot be used is named in the status bar; the analysis stays.
+    harness.state_mut().selection_draft.every = "two".into();
+    harness.get_by_label("Apply selection").click();
+    harness.run_ok();
+    assert!(harness.state().status.contains("every"), "{}", harness.state().status);
+    assert!(analysed(harness.state()));
+}
+
+#[test]
 fn export_writes_tables_figures_report_and_timeline() {
     let cache = tempfile::tempdir().unwrap();
     let out = tempfile::tempdir().unwrap();

@@ -4,19 +4,29 @@ use egui::{CollapsingHeader, Grid, RichText, ScrollArea, Ui};
 
 use super::{run_color, shorten};
 use crate::gui::session::Session;
+use lineage_core::pipeline::selection::SelectionOptions;
 
 /// Beyond this many steps the grid shows one cell per run with its step count.
 const MAX_GRID_STEPS: usize = 40;
 
-/// Draws the grid and the problems.
-pub fn show(ui: &mut Ui, session: &Session) {
+/// Draws the grid (checkpoints outside `selection` hollow) and the problems.
+pub fn show(ui: &mut Ui, session: &Session, selection: &SelectionOptions) {
     let zoo = &session.zoo;
     let steps = zoo.steps();
+    // A selection that does not compile selects nothing new: the editor says why.
+    let selected = selection.select(zoo).map(|(z, _)| z).ok();
+    let is_selected = |run: &str, step: u64| {
+        selected
+            .as_ref()
+            .is_none_or(|z| z.run(run).and_then(|r| r.at(step)).is_some())
+    };
+    let n_selected = selected.as_ref().map_or(zoo.n_checkpoints(), |z| z.n_checkpoints());
     ui.label(format!(
-        "{} runs × {} steps, {} checkpoints",
+        "{} runs × {} steps, {} checkpoints ({} selected)",
         zoo.runs.len(),
         steps.len(),
-        zoo.n_checkpoints()
+        zoo.n_checkpoints(),
+        n_selected
     ));
     match &session.data {
         Some(data) => ui.label(format!("eval data: {}", data.display())),
@@ -43,8 +53,13 @@ pub fn show(ui: &mut Ui, session: &Session) {
                         for &s in &steps {
                             match run.at(s) {
                                 Some(c) => {
-                                    ui.label("■").on_hover_text(format!(
-                                        "{} step {s}\n{:?}, {:?}\n{}",
+                                    let (glyph, note) = if is_selected(&run.name, s) {
+                                        ("■", "")
+                                    } else {
+                                        ("□", "\nnot selected")
+                                    };
+                                    ui.label(glyph).on_hover_text(format!(
+                                        "{} step {s}\n{:?}, {:?}\n{}{note}",
                                         run.name,
                                         c.format,
                                         c.layout,

@@ -4,6 +4,7 @@
 //! [`Session`]: super::session::Session
 
 pub mod curves;
+pub mod filter;
 pub mod grid;
 pub mod heatmap;
 pub mod representations;
