@@ -10,12 +10,18 @@ use candle_core::{Device, Tensor};
 use common::{batch, batch_with, emit_slurm, fixture, lineage, report, run_plan};
 use lineage_core::output::schema::read_parquet;
 
+/// The sweep's tables of `a` and `b` are equal.
 fn assert_same_tables(a: &Path, b: &Path) {
-    for table in ["checkpoints", "evals", "interpolation", "barriers"] {
+    assert_same(a, b, &["checkpoints", "evals", "interpolation", "barriers"]);
+}
+
+/// The `tables` of `a` and `b` are equal (nulls equal to nulls).
+fn assert_same(a: &Path, b: &Path, tables: &[&str]) {
+    for table in tables {
         let x = read_parquet(&a.join(format!("{table}.parquet"))).unwrap();
         let y = read_parquet(&b.join(format!("{table}.parquet"))).unwrap();
         assert!(x.height() > 0, "{table} is empty");
-        assert!(x.equals(&y), "{table} differs:\n{x}\n{y}");
+        assert!(x.equals_missing(&y), "{table} differs:\n{x}\n{y}");
     }
 }
 
@@ -605,18 +611,8 @@ fn max_examples_evaluates_the_first_examples_and_has_its_own_cache_entries() {
         .status()
         .unwrap();
     assert!(status.success());
-    assert_same_tables_except_paths(&first, &by_file);
+    assert_same(&first, &by_file, &["evals", "interpolation", "barriers"]);
     assert_ne!(eval_losses(&first), eval_losses(&tmp.path().join("full")));
-}
-
-/// Evals, interpolation and barriers tables of `a` and `b` are equal.
-fn assert_same_tables_except_paths(a: &Path, b: &Path) {
-    for table in ["evals", "interpolation", "barriers"] {
-        let x = read_parquet(&a.join(format!("{table}.parquet"))).unwrap();
-        let y = read_parquet(&b.join(format!("{table}.parquet"))).unwrap();
-        assert!(x.height() > 0, "{table} is empty");
-        assert!(x.equals(&y), "{table} differs:\n{x}\n{y}");
-    }
 }
 
 #[test]
@@ -653,7 +649,7 @@ fn tensors_left_out_are_never_read_and_do_not_split_the_schema() {
         .status()
         .unwrap();
     assert!(status.success());
-    assert_same_tables_except_paths(&out, &reference);
+    assert_same(&out, &reference, &["evals", "interpolation", "barriers"]);
 
     // Without the filter every checkpoint but the first has another `aux.state` (named and skipped),
     // and no model can be made of the first: nothing to analyse, and the error says why.
