@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use lineage_core::AnalysisOptions;
+use lineage_core::data::eval_sets::EvalSet;
 use lineage_core::methods::basins::ClusterMethod;
 use lineage_core::methods::interpolation::BarrierKind;
 use lineage_core::pipeline::options::{BasinOptions, RepresentationOptions};
@@ -112,8 +113,12 @@ impl SelectionArgs {
 pub struct Plan {
     /// Zoo folder.
     pub zoo: Option<PathBuf>,
-    /// Eval data file.
-    pub data: Option<PathBuf>,
+    /// Eval data: a file, or a table of named sets `{ id = "...", ood = "..." }` (first = basins').
+    pub data: Option<PlannedData>,
+    /// Name of the eval set the barriers and basins are computed on (default: the first).
+    pub basins_on: Option<String>,
+    /// `basins` (default) or `all`: the eval sets interpolation paths are computed on.
+    pub paths_on: Option<PathsOn>,
     /// Output folder.
     pub out: Option<PathBuf>,
     /// Number of alphas.
@@ -142,22 +147,114 @@ pub struct Plan {
     pub select: Option<SelectionOptions>,
 }
 
+/// The plan's `data`: one file, or named sets in order.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(untagged)]
+pub enum PlannedData {
+    /// `data = "eval.parquet"`.
+    File(PathBuf),
+    /// `data = { id = "mnli.parquet", ood = "hans.parquet" }`.
+    Named(toml::Table),
+}
+
+impl PlannedData {
+    /// The sets, in the plan's order (an unnamed file is named after itself).
+    fn sets(&self) -> anyhow::Result<Vec<EvalSet>> {
+        match self {
+            Self::File(path) => Ok(vec![EvalSet::unnamed(path)]),
+            Self::Named(table) => table
+                .iter()
+                .map(|(name, value)| {
+                    let path = value
+                        .as_str()
+                        .with_context(|| format!("plan: data.{name} must be a file path"))?;
+                    Ok(EvalSet {
+                        name: name.clone(),
+                        path: PathBuf::from(path),
+                    })
+                })
+                .collect(),
+        }
+    }
+}
+
+/// `--paths-on` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PathsOn {
+    /// Only the eval set the basins are computed on.
+    Basins,
+    /// Every eval set.
+    All,
+}
+
 impl Plan {
     /// Reads a plan; relative paths in it are relative to the plan file.
     pub fn read(path: &Path) -> anyhow::Result<Self> {
         let text = std::fs::read_to_string(path).with_context(|| format!("{}: cannot read plan", path.display()))?;
         let mut plan: Plan = toml::from_str(&text).with_context(|| format!("{}: invalid plan", path.display()))?;
         let base = path.parent().unwrap_or(Path::new("."));
-        for p in [&mut plan.zoo, &mut plan.data, &mut plan.out, &mut plan.cache]
-            .into_iter()
-            .flatten()
-        {
+        let absolute = |p: &mut PathBuf| {
             if p.is_relative() {
                 *p = base.join(&*p);
             }
+        };
+        [&mut plan.zoo, &mut plan.out, &mut plan.cache]
+            .into_iter()
+            .flatten()
+            .for_each(absolute);
+        match &mut plan.data {
+            Some(PlannedData::File(p)) => absolute(p),
+            Some(PlannedData::Named(table)) => {
+                for (_, value) in table.iter_mut() {
+                    if let Some(text) = value.as_str() {
+                        let mut p = PathBuf::from(text);
+                        absolute(&mut p);
+                        *value = toml::Value::String(p.display().to_string());
+                    }
+                }
+            }
+            None => {}
         }
         Ok(plan)
     }
+}
+
+/// The eval sets of `lineage batch`: `--data [NAME=]FILE` flags (or the plan's `data`); the one named
+/// by `--basins-on` (default: the first) gives barriers and basins. Returns its file, and the sweep
+/// options naming it and listing the others.
+pub fn eval_sets(
+    given: &[String],
+    basins_on: Option<&str>,
+    plan: &Plan,
+) -> anyhow::Result<(PathBuf, Option<String>, Vec<EvalSet>)> {
+    let mut sets: Vec<EvalSet> = if given.is_empty() {
+        match &plan.data {
+            Some(data) => data.sets()?,
+            None => anyhow::bail!("missing --data (give it on the command line or in --plan)"),
+        }
+    } else {
+        given.iter().map(|text| EvalSet::parse(text)).collect()
+    };
+    // Named sets keep their names in the tables even alone; an unnamed file is named after itself.
+    let named = if given.is_empty() {
+        matches!(plan.data, Some(PlannedData::Named(_)))
+    } else {
+        given
+            .iter()
+            .any(|t| EvalSet::parse(t) != EvalSet::unnamed(Path::new(t)))
+    };
+    if let Some(name) = basins_on.or(plan.basins_on.as_deref()) {
+        let index = sets.iter().position(|s| s.name == name).with_context(|| {
+            let names: Vec<&str> = sets.iter().map(|s| s.name.as_str()).collect();
+            format!("--basins-on {name}: no eval set has that name ({})", names.join(", "))
+        })?;
+        let chosen = sets.remove(index);
+        sets.insert(0, chosen);
+    }
+    let basins_set = sets.remove(0);
+    let name = (named || !sets.is_empty()).then_some(basins_set.name);
+    Ok((basins_set.path, name, sets))
 }
 
 impl BasinArgs {

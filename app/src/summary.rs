@@ -6,6 +6,7 @@ use std::path::Path;
 
 use lineage_core::Analysis;
 use lineage_core::methods::interpolation::BarrierKind;
+use lineage_core::pipeline::generalization::Generalization;
 use lineage_core::pipeline::plan::PairKind;
 use lineage_loaders::Zoo;
 
@@ -118,6 +119,11 @@ pub fn summary(analysis: &Analysis, out: &Path) -> String {
             committed.join(", ")
         );
     }
+    if analysis.sweep.other_sets.is_empty() {
+        // One eval set: the per-step table above says it all.
+    } else if let Some(g) = &analysis.generalization {
+        text.push_str(&generalization_table(g));
+    }
     let _ = writeln!(text, "\ntables, figures and report.json written to {}", out.display());
     if let Some(r) = &analysis.representations {
         let layer = r.layer.map_or("-".to_string(), |l| l.to_string());
@@ -131,6 +137,35 @@ pub fn summary(analysis: &Analysis, out: &Path) -> String {
             r.code_length.iter().filter(|c| c.prequential_bits.is_some()).count(),
             r.counts.computed,
             r.counts.cached
+        );
+    }
+    text
+}
+
+/// Per basin at the last step with basins: its members' mean error (min-max) on each eval set, and
+/// the permutation-test p-value of each pair of basins' difference.
+fn generalization_table(g: &Generalization) -> String {
+    let mut text = String::new();
+    let Some(last) = g.basins.iter().map(|r| r.step).max() else {
+        return text;
+    };
+    let _ = writeln!(
+        text,
+        "\ngeneralization at step {last} (error of each basin's members: mean [min, max]):"
+    );
+    let _ = writeln!(text, "{:>6}  {:>6}  {:<12}  error", "basin", "runs", "set");
+    for r in g.basins.iter().filter(|r| r.step == last) {
+        let _ = writeln!(
+            text,
+            "{:>6}  {:>6}  {:<12}  {:.4} [{:.4}, {:.4}]",
+            r.basin, r.n_runs, r.set, r.mean_error, r.min_error, r.max_error
+        );
+    }
+    for c in g.comparisons.iter().filter(|c| c.step == last) {
+        let _ = writeln!(
+            text,
+            "basin {} vs {} on {}: error difference {:+.4}, permutation p = {:.3}",
+            c.basin_a, c.basin_b, c.set, c.error_difference, c.p_value
         );
     }
     text

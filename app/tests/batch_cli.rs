@@ -403,7 +403,7 @@ fn bad_data_file_is_a_clear_error() {
     );
 }
 
-const TABLES: [&str; 7] = [
+const TABLES: [&str; 9] = [
     "checkpoints",
     "evals",
     "interpolation",
@@ -411,6 +411,8 @@ const TABLES: [&str; 7] = [
     "clusters",
     "timeline",
     "tree_edges",
+    "generalization",
+    "generalization_tests",
 ];
 
 /// The views' tables (computed on the whole zoo).
@@ -603,7 +605,9 @@ fn max_examples_evaluates_the_first_examples_and_has_its_own_cache_entries() {
         .into_iter()
         .map(|(name, t)| (name, t.narrow(0, 0, 50).unwrap()))
         .collect();
-    let small = tmp.path().join("first50.safetensors");
+    // Under the same file name, so that the rows' `set` (the file's stem) agrees too.
+    std::fs::create_dir(tmp.path().join("cut")).unwrap();
+    let small = tmp.path().join("cut/digits_eval.safetensors");
     candle_core::safetensors::save(&cut, &small).unwrap();
     let by_file = tmp.path().join("by_file");
     let status = batch_with(&zoo, &small, &by_file, &tmp.path().join("cache2"))
@@ -850,4 +854,132 @@ fn the_same_weights_under_two_names_are_reported() {
         .map(|c| c["step"].as_u64().unwrap())
         .collect();
     assert_eq!(steps, [10, 100]);
+}
+
+#[test]
+fn two_eval_sets_are_evaluated_apart_and_basins_are_compared_on_each() {
+    use lineage_core::output::schema::read_table;
+    use lineage_core::output::tables::{BarrierRow, ClusterRow, EvalRow, GeneralizationRow};
+    let tmp = tempfile::tempdir().unwrap();
+    let data = fixture("digits_eval.safetensors");
+    let out = tmp.path().join("out");
+    let output = lineage()
+        .arg("batch")
+        .arg(fixture("zoo_safetensors"))
+        .arg("--data")
+        .arg(format!("id={}", data.display()))
+        .arg("--data")
+        .arg(format!("ood={}", data.display()))
+        .arg("--out")
+        .arg(&out)
+        .arg("--cache")
+        .arg(tmp.path().join("cache"))
+        .arg("--no-views")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(stdout.contains("generalization at step 1500"), "{stdout}");
+
+    // The same file twice: identical rows per set, equal to PyTorch's endpoint losses.
+    let evals: Vec<EvalRow> = read_table(&out).unwrap();
+    let on = |set: &str| -> Vec<(String, u64, f64, f64)> {
+        let rows = evals.iter().filter(|e| e.set == set);
+        rows.map(|e| (e.run.clone(), e.step, e.loss, e.error)).collect()
+    };
+    assert_eq!(on("id").len(), 6);
+    assert_eq!(on("id"), on("ood"));
+    let reference: Vec<serde_json::Value> =
+        serde_json::from_str(&std::fs::read_to_string(fixture("reference_interp.json")).unwrap()).unwrap();
+    for r in reference.iter().filter(|r| r["alpha"] == 0.0) {
+        let (run, step) = (r["run_a"].as_str().unwrap(), r["step"].as_u64().unwrap());
+        for set in ["id", "ood"] {
+            let e = evals
+                .iter()
+                .find(|e| e.set == set && e.run == run && e.step == step)
+                .unwrap();
+            assert!(
+                (e.loss - r["loss"].as_f64().unwrap()).abs() < 1e-4,
+                "{set} {run}@{step}"
+            );
+        }
+    }
+    // Paths only on the basins' set.
+    let barriers: Vec<BarrierRow> = read_table(&out).unwrap();
+    assert!(!barriers.is_empty() && barriers.iter().all(|b| b.set == "id"));
+
+    // Each basin's mean error, recomputed from the clusters and evals tables.
+    let clusters: Vec<ClusterRow> = read_table(&out).unwrap();
+    let rows: Vec<GeneralizationRow> = read_table(&out).unwrap();
+    assert_eq!(
+        rows.len(),
+        2 * clusters.iter().map(|c| (c.step, c.basin)).collect::<HashSet<_>>().len()
+    );
+    for row in &rows {
+        let errors: Vec<f64> = clusters
+            .iter()
+            .filter(|c| c.step == row.step && c.basin == Some(row.basin))
+            .map(|c| {
+                evals
+                    .iter()
+                    .find(|e| e.set == row.set && e.run == c.run && e.step == c.step)
+                    .unwrap()
+                    .error
+            })
+            .collect();
+        assert_eq!(row.n_runs as usize, errors.len());
+        let mean = errors.iter().sum::<f64>() / errors.len() as f64;
+        assert!((row.mean_error - mean).abs() < 1e-12, "{row:?}");
+    }
+    assert_eq!(report(&out)["eval_sets"].as_array().unwrap().len(), 2);
+
+    // Paths on every set, basins on the second: barriers per set, identical for identical data, and
+    // shared through the content-keyed cache (the same data twice is the same units).
+    let out_all = tmp.path().join("all");
+    let output = lineage()
+        .arg("batch")
+        .arg(fixture("zoo_safetensors"))
+        .args(["--data", &format!("id={}", data.display())])
+        .args(["--data", &format!("ood={}", data.display())])
+        .args(["--basins-on", "ood", "--paths-on", "all", "--no-views"])
+        .arg("--out")
+        .arg(&out_all)
+        .arg("--cache")
+        .arg(tmp.path().join("cache"))
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let barriers: Vec<BarrierRow> = read_table(&out_all).unwrap();
+    let of = |set: &str| -> Vec<(u64, String, String, u64, bool, u64)> {
+        let rows = barriers.iter().filter(|b| b.set == set);
+        rows.map(|b| {
+            (
+                b.step,
+                b.run_a.clone(),
+                b.run_b.clone(),
+                b.step_b,
+                b.aligned,
+                b.loss_barrier.to_bits(),
+            )
+        })
+        .collect()
+    };
+    assert_eq!(of("ood"), of("id"));
+    assert_eq!(barriers.first().unwrap().set, "ood", "the basins' set comes first");
+    let r = report(&out_all);
+    assert_eq!(r["computed"], 0, "identical data: every unit comes from the cache");
+    assert_eq!(r["options"]["data_name"], "ood");
+
+    // A name given twice, or a --basins-on naming no set, is an error before any work.
+    let output = batch_with(
+        &fixture("zoo_safetensors"),
+        &data,
+        &tmp.path().join("bad"),
+        &tmp.path().join("cache"),
+    )
+    .args(["--basins-on", "hans"])
+    .output()
+    .unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("--basins-on hans"));
 }

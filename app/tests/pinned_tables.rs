@@ -18,7 +18,7 @@ use polars::prelude::{AnyValue, DataFrame};
 use serde_json::{Value, json};
 
 /// Every table `lineage batch` writes without `--shard`.
-const TABLES: [&str; 14] = [
+const TABLES: [&str; 16] = [
     "checkpoints",
     "evals",
     "interpolation",
@@ -26,6 +26,8 @@ const TABLES: [&str; 14] = [
     "clusters",
     "timeline",
     "tree_edges",
+    "generalization",
+    "generalization_tests",
     "similarity",
     "probes",
     "trajectories",

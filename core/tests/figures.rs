@@ -392,6 +392,7 @@ fn interpolation_rows(n: usize) -> Vec<InterpolationRow> {
                         loss: l,
                         error: e,
                         aligned: false,
+                        set: "eval".into(),
                     });
                 }
             }
@@ -465,6 +466,7 @@ fn barrier_rows(n: usize) -> Vec<BarrierRow> {
                         loss_barrier: b,
                         error_barrier: 0.1 * b,
                         aligned: false,
+                        set: "eval".into(),
                     });
                 }
                 if step < last {
@@ -479,6 +481,7 @@ fn barrier_rows(n: usize) -> Vec<BarrierRow> {
                         loss_barrier: b,
                         error_barrier: 0.08 * b,
                         aligned: false,
+                        set: "eval".into(),
                     });
                 }
             }
@@ -528,6 +531,7 @@ fn eval_rows(n: usize) -> Vec<EvalRow> {
                 error: 0.9 * l / 2.6,
                 bits_per_example: l / 2f64.ln(),
                 diverged: false,
+                set: "eval".into(),
             });
         }
     }

@@ -10,7 +10,7 @@ use lineage_core::pipeline::selection::SelectionOptions;
 use lineage_core::{AnalysisOptions, Named, analyse};
 use lineage_loaders::discover;
 
-use crate::options::{BasinArgs, Plan, RepresentationArgs, SelectionArgs, analysis_options};
+use crate::options::{BasinArgs, PathsOn, Plan, RepresentationArgs, SelectionArgs, analysis_options, eval_sets};
 use crate::summary::{print_warnings, print_zoo_problems, summary};
 use crate::terminal_progress::TerminalProgress;
 
@@ -20,8 +20,16 @@ pub struct BatchArgs {
     /// Zoo folder (runs of checkpoints, in any supported layout).
     pub dir: Option<PathBuf>,
     /// Eval data: .safetensors / .npz (`inputs`, `labels`) or .parquet (`inputs`/`input_ids`, `labels`).
-    #[arg(long)]
-    pub data: Option<PathBuf>,
+    /// Repeatable as named sets, `--data id=mnli.parquet --data ood=hans.parquet`: every checkpoint is
+    /// evaluated on each; the first (or `--basins-on NAME`) gives the barriers and basins.
+    #[arg(long, value_name = "[NAME=]FILE")]
+    pub data: Vec<String>,
+    /// The eval set barriers and basins are computed on [default: the first --data].
+    #[arg(long, value_name = "NAME")]
+    pub basins_on: Option<String>,
+    /// Eval sets the interpolation paths are computed on: the basins' set, or all [default: basins].
+    #[arg(long, value_enum)]
+    pub paths_on: Option<PathsOn>,
     /// Output folder for the Parquet tables, figures and report.json.
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -78,11 +86,15 @@ pub fn run(args: &BatchArgs) -> anyhow::Result<ExitCode> {
             .cloned()
             .with_context(|| format!("missing {what} (give it on the command line or in --plan)"))
     };
+    let (data, data_name, more_sets) = eval_sets(&args.data, args.basins_on.as_deref(), &plan)?;
+    let mut options = options(args, &plan)?;
+    options.sweep.data_name = data_name;
+    options.sweep.more_sets = more_sets;
     let job = Job {
         zoo: required(args.dir.as_ref(), plan.zoo.as_ref(), "the zoo folder")?,
-        data: required(args.data.as_ref(), plan.data.as_ref(), "--data")?,
+        data,
         out: required(args.out.as_ref(), plan.out.as_ref(), "--out")?,
-        options: options(args, &plan)?,
+        options,
     };
     if let Some(n) = args.emit_slurm {
         let script = slurm_script(&job, args, n)?;
@@ -130,6 +142,7 @@ fn options(args: &BatchArgs, plan: &Plan) -> anyhow::Result<AnalysisOptions> {
     sweep.align |= args.align || plan.align.unwrap_or(false);
     sweep.shard = args.shard.as_deref().map(Shard::parse).transpose()?;
     sweep.selection = args.select.options(args.max_examples, plan)?;
+    sweep.paths_on_all = args.paths_on.or(plan.paths_on) == Some(PathsOn::All);
     Ok(options)
 }
 
@@ -139,12 +152,19 @@ fn slurm_script(job: &Job, args: &BatchArgs, n: usize) -> anyhow::Result<String>
     let exe = std::env::current_exe().context("cannot locate the lineage executable")?;
     let abs = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
     let quote = |p: &Path| shell_quote(&abs(p).display().to_string());
-    let mut common = format!(
-        "--data {} --alphas {} --cache {}",
-        quote(&job.data),
-        job.options.sweep.alphas,
-        quote(&job.options.sweep.cache_dir)
-    );
+    let sweep = &job.options.sweep;
+    let named = |name: &str, path: &Path| shell_quote(&format!("{name}={}", abs(path).display()));
+    let mut data = match &sweep.data_name {
+        Some(name) => format!("--data {}", named(name, &job.data)),
+        None => format!("--data {}", quote(&job.data)),
+    };
+    for set in &sweep.more_sets {
+        data.push_str(&format!(" --data {}", named(&set.name, &set.path)));
+    }
+    if sweep.paths_on_all {
+        data.push_str(" --paths-on all");
+    }
+    let mut common = format!("{data} --alphas {} --cache {}", sweep.alphas, quote(&sweep.cache_dir));
     if !job.options.sweep.pairs.seeds {
         common.push_str(" --no-seeds");
     }

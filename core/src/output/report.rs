@@ -34,6 +34,9 @@ pub struct Report {
     pub steps: Vec<u64>,
     /// Row counts per table of the sweep.
     pub rows: RowCounts,
+    /// Every eval set, the basins' set first: name, file and key of the data read.
+    #[serde(default)]
+    pub eval_sets: Vec<ReportedSet>,
     /// Units (checkpoint evaluations + interpolation paths) computed in this run.
     pub computed: usize,
     /// Units taken from the result store.
@@ -50,6 +53,17 @@ pub struct Report {
     /// Representation and dynamics analyses, when they were computed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub views: Option<RepresentationSummary>,
+}
+
+/// An eval set as the report names it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReportedSet {
+    /// Name (the tables' `set` column).
+    pub name: String,
+    /// Data file.
+    pub path: String,
+    /// SHA-256 of the file (combined with `--max-examples` when given).
+    pub sha256: String,
 }
 
 /// A checkpoint as the report names it.
@@ -133,10 +147,28 @@ impl Report {
             steps,
             rows: RowCounts {
                 checkpoints: sweep.checkpoints.len(),
-                evals: sweep.evals.len(),
-                interpolation: sweep.interpolation.len(),
-                barriers: sweep.barriers.len(),
+                evals: sweep.evals.len() + sweep.other_sets.iter().map(|s| s.evals.len()).sum::<usize>(),
+                interpolation: sweep.interpolation.len()
+                    + sweep.other_sets.iter().map(|s| s.interpolation.len()).sum::<usize>(),
+                barriers: sweep.barriers.len() + sweep.other_sets.iter().map(|s| s.barriers.len()).sum::<usize>(),
             },
+            eval_sets: std::iter::once(ReportedSet {
+                name: sweep.set.clone(),
+                path: analysis.data.display().to_string(),
+                sha256: sweep.data_key.clone(),
+            })
+            .chain(
+                sweep
+                    .other_sets
+                    .iter()
+                    .zip(&analysis.options.sweep.more_sets)
+                    .map(|(rows, set)| ReportedSet {
+                        name: rows.name.clone(),
+                        path: set.path.display().to_string(),
+                        sha256: rows.data_key.clone(),
+                    }),
+            )
+            .collect(),
             computed: sweep.counts.computed,
             cached: sweep.counts.cached,
             seconds: analysis.elapsed.as_secs_f64(),

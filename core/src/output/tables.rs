@@ -52,6 +52,8 @@ table! {
         /// The loss is NaN or infinite: the run has diverged at this step, and is left out of the
         /// basins (its barriers are still in `barriers`).
         pub diverged: bool,
+        /// Eval set the checkpoint was evaluated on (its name, or its file's stem when unnamed).
+        pub set: String,
     }
 }
 
@@ -76,6 +78,8 @@ table! {
         pub error: f64,
         /// Whether B was permutation-aligned to A first.
         pub aligned: bool,
+        /// Eval set of the losses (the basins' set unless paths are computed on every set).
+        pub set: String,
     }
 }
 
@@ -100,10 +104,61 @@ table! {
         pub error_barrier: f64,
         /// Whether B was permutation-aligned to A first.
         pub aligned: bool,
+        /// Eval set of the losses (the basins' set unless paths are computed on every set).
+        pub set: String,
     }
 }
 
 // Basins over time.
+
+table! {
+    /// `generalization.parquet`: how the members of each basin do on each eval set, at each step.
+    pub struct GeneralizationRow in "generalization" {
+        /// Training step.
+        pub step: u64,
+        /// Eval set.
+        pub set: String,
+        /// Stable basin id (as in `clusters`).
+        pub basin: BasinId,
+        /// Member runs with an evaluation on the set.
+        pub n_runs: u64,
+        /// Mean of the members' eval losses.
+        pub mean_loss: f64,
+        /// Smallest member loss.
+        pub min_loss: f64,
+        /// Largest member loss.
+        pub max_loss: f64,
+        /// Mean of the members' error rates.
+        pub mean_error: f64,
+        /// Smallest member error rate.
+        pub min_error: f64,
+        /// Largest member error rate.
+        pub max_error: f64,
+    }
+}
+
+table! {
+    /// `generalization_tests.parquet`: for each pair of basins at a step and each eval set, the
+    /// difference in mean error and its permutation-test p-value over runs.
+    pub struct BasinComparisonRow in "generalization_tests" {
+        /// Training step.
+        pub step: u64,
+        /// Eval set.
+        pub set: String,
+        /// First basin (the smaller id).
+        pub basin_a: BasinId,
+        /// Second basin.
+        pub basin_b: BasinId,
+        /// Member runs of basin A with an evaluation on the set.
+        pub n_a: u64,
+        /// Member runs of basin B with an evaluation on the set.
+        pub n_b: u64,
+        /// Mean error of A's members minus mean error of B's.
+        pub error_difference: f64,
+        /// Two-sided permutation-test p-value of the difference (exact for up to 20,000 splits).
+        pub p_value: f64,
+    }
+}
 
 table! {
     /// `clusters`: the basin of each run at each step.
@@ -312,6 +367,7 @@ mod tests {
             loss_barrier: 0.25,
             error_barrier: 0.5,
             aligned: false,
+            set: "eval".into(),
         }];
         let dir = tempfile::tempdir().unwrap();
         let path = write_table(dir.path(), &rows).unwrap();
@@ -382,6 +438,7 @@ mod tests {
             error: 0.5,
             bits_per_example: 1.0 / std::f64::consts::LN_2,
             diverged: false,
+            set: "eval".into(),
         }];
         write_table(dir.path(), &evals).unwrap();
         std::fs::rename(dir.path().join("evals.parquet"), dir.path().join("barriers.parquet")).unwrap();

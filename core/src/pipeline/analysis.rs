@@ -14,6 +14,7 @@ use crate::output::figures::{FigureInputs, FigureOptions, write_all_figures};
 use crate::output::report::Report;
 use crate::output::schema::write_table;
 use crate::pipeline::basins_over_time::{BasinsOverTime, basins_over_time};
+use crate::pipeline::generalization::{Generalization, generalization};
 use crate::pipeline::merge::merge_shards;
 use crate::pipeline::options::AnalysisOptions;
 use crate::pipeline::representations::{Representations, run_representations};
@@ -35,6 +36,8 @@ pub struct Analysis {
     pub sweep: Sweep,
     /// Basins over time (None for a shard: its pairs are only part of the zoo's).
     pub basins: Option<BasinsOverTime>,
+    /// How each basin's members do on each eval set (with the basins).
+    pub generalization: Option<Generalization>,
     /// Representation and dynamics analyses (None when not asked for, for a shard, or when they
     /// could not be computed; the warnings say why).
     pub representations: Option<Representations>,
@@ -65,6 +68,7 @@ pub fn analyse(
         data: data.to_path_buf(),
         warnings: Vec::new(),
         basins: None,
+        generalization: None,
         representations: None,
         runs,
         sweep,
@@ -110,6 +114,7 @@ pub fn merge(dirs: &[PathBuf], options: &AnalysisOptions, progress: &dyn Progres
         runs,
         sweep,
         basins: None,
+        generalization: None,
         representations: None,
         warnings: Vec::new(),
         elapsed: Duration::ZERO,
@@ -128,6 +133,7 @@ impl Analysis {
         match basins_over_time(&self.sweep, &self.options.basins, &self.runs) {
             Ok(basins) => {
                 self.warnings.extend(basins.warnings.iter().cloned());
+                self.generalization = Some(generalization(&self.sweep, &basins));
                 self.basins = Some(basins);
             }
             Err(e) => self.warnings.push(e.to_string()),
@@ -186,14 +192,18 @@ impl Analysis {
         let sweep = &self.sweep;
         let mut written = vec![
             write_table(out, &sweep.checkpoints)?,
-            write_table(out, &sweep.evals)?,
-            write_table(out, &sweep.interpolation)?,
-            write_table(out, &sweep.barriers)?,
+            write_table(out, &sweep.all_evals())?,
+            write_table(out, &sweep.all_interpolation())?,
+            write_table(out, &sweep.all_barriers())?,
         ];
         if let Some(basins) = &self.basins {
             written.push(write_table(out, &basins.clusters)?);
             written.push(write_table(out, &basins.timeline)?);
             written.push(write_table(out, &basins.tree_edges)?);
+        }
+        if let Some(g) = &self.generalization {
+            written.push(write_table(out, &g.basins)?);
+            written.push(write_table(out, &g.comparisons)?);
         }
         if let Some(r) = &self.representations {
             written.push(write_table(out, &r.similarity)?);

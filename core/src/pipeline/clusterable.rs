@@ -152,6 +152,7 @@ mod tests {
             error: 0.0,
             bits_per_example: loss / std::f64::consts::LN_2,
             diverged: !loss.is_finite(),
+            set: "eval".into(),
         }
     }
 
@@ -166,6 +167,7 @@ mod tests {
             loss_barrier: value,
             error_barrier: 0.0,
             aligned: false,
+            set: "eval".into(),
         }
     }
 

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::data::eval_sets::{EvalSet, set_name};
 use crate::methods::basins::ClusterMethod;
 use crate::methods::interpolation::BarrierKind;
 use crate::methods::probe::ProbeOptions;
@@ -55,6 +56,23 @@ pub struct SweepOptions {
     /// The runs, steps, eval examples and tensors read (everything by default).
     #[serde(default, skip_serializing_if = "SelectionOptions::is_everything")]
     pub selection: SelectionOptions,
+    /// Name of the eval set the analysis is given (barriers and basins are computed on it); `None`:
+    /// named after its file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_name: Option<String>,
+    /// More eval sets: every checkpoint is also evaluated on each (cached per set).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub more_sets: Vec<EvalSet>,
+    /// Interpolation paths on every eval set, not only the basins' (`--paths-on all`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub paths_on_all: bool,
+}
+
+impl SweepOptions {
+    /// The name of the eval set at `data` (the basins' set).
+    pub fn data_set_name(&self, data: &Path) -> String {
+        self.data_name.clone().unwrap_or_else(|| set_name(data))
+    }
 }
 
 impl Default for SweepOptions {
@@ -66,6 +84,9 @@ impl Default for SweepOptions {
             align: false,
             shard: None,
             selection: SelectionOptions::default(),
+            data_name: None,
+            more_sets: Vec::new(),
+            paths_on_all: false,
         }
     }
 }

@@ -69,6 +69,15 @@ pub struct PairSets {
     pub forks: bool,
 }
 
+impl PairSets {
+    /// No pair at all: checkpoint evaluations only.
+    pub const NONE: Self = Self {
+        seeds: false,
+        to_final: false,
+        forks: false,
+    };
+}
+
 impl Default for PairSets {
     fn default() -> Self {
         Self {

@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use lineage_loaders::{ParamSet, Schema, Zoo};
 
+use crate::data::eval_sets::EvalSet;
 use crate::error::CoreError;
 use crate::methods::align::{ALGORITHM, DEFAULT_SEED, align_to};
 use crate::methods::interpolation::{BarrierKind, alpha_grid};
@@ -29,7 +30,7 @@ use crate::names::Named;
 use crate::output::tables::{BarrierRow, CheckpointRow, EvalRow, InterpolationRow};
 use crate::pipeline::keys::{FileKeys, Key, hash_parts};
 use crate::pipeline::options::SweepOptions;
-use crate::pipeline::plan::{CheckpointId, Pair, plan_pairs};
+use crate::pipeline::plan::{CheckpointId, Pair, PairSets, plan_pairs};
 use crate::pipeline::store::JsonlStore;
 use crate::pipeline::units::{
     KeyedCheckpoint, UnitCounts, all_checkpoints, check_cancel, checkpoint_label, collect_errors, key_checkpoints,
@@ -98,9 +99,81 @@ pub struct Sweep {
     pub data_key: Key,
     /// Description of the evaluator used.
     pub evaluator: String,
+    /// Name of the eval set of the rows above (the one barriers and basins are computed on).
+    pub set: String,
+    /// The evaluations (and, with `paths_on_all`, paths) on the other eval sets.
+    pub other_sets: Vec<SetRows>,
+}
+
+/// What a sweep computed on an eval set other than the basins' one.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct SetRows {
+    /// Set name.
+    pub name: String,
+    /// Key of the set's data (SHA-256 of its file, with the example selection).
+    pub data_key: Key,
+    /// `evals` rows on the set.
+    pub evals: Vec<EvalRow>,
+    /// `interpolation` rows on the set (empty unless paths are computed on every set).
+    pub interpolation: Vec<InterpolationRow>,
+    /// `barriers` rows on the set (empty unless paths are computed on every set).
+    pub barriers: Vec<BarrierRow>,
 }
 
 impl Sweep {
+    /// Adds the sweep of another eval set: its rows, counts and warnings.
+    fn add_set(&mut self, other: Sweep) {
+        self.counts += other.counts;
+        for w in other.warnings {
+            if !self.warnings.contains(&w) {
+                self.warnings.push(w);
+            }
+        }
+        self.other_sets.push(SetRows {
+            name: other.set,
+            data_key: other.data_key,
+            evals: other.evals,
+            interpolation: other.interpolation,
+            barriers: other.barriers,
+        });
+    }
+
+    /// The `evals` rows of every eval set, the basins' set first: the `evals` table.
+    pub fn all_evals(&self) -> Vec<EvalRow> {
+        let others = self.other_sets.iter().flat_map(|s| s.evals.iter());
+        self.evals.iter().chain(others).cloned().collect()
+    }
+
+    /// The `interpolation` rows of every eval set: the `interpolation` table.
+    pub fn all_interpolation(&self) -> Vec<InterpolationRow> {
+        let others = self.other_sets.iter().flat_map(|s| s.interpolation.iter());
+        self.interpolation.iter().chain(others).cloned().collect()
+    }
+
+    /// The `barriers` rows of every eval set: the `barriers` table.
+    pub fn all_barriers(&self) -> Vec<BarrierRow> {
+        let others = self.other_sets.iter().flat_map(|s| s.barriers.iter());
+        self.barriers.iter().chain(others).cloned().collect()
+    }
+
+    /// The `evals` rows of the eval set `name`.
+    pub fn evals_on(&self, name: &str) -> &[EvalRow] {
+        if name == self.set {
+            return &self.evals;
+        }
+        self.other_sets
+            .iter()
+            .find(|s| s.name == name)
+            .map_or(&[], |s| &s.evals)
+    }
+
+    /// Names of the eval sets, the basins' set first.
+    pub fn set_names(&self) -> Vec<&str> {
+        std::iter::once(self.set.as_str())
+            .chain(self.other_sets.iter().map(|s| s.name.as_str()))
+            .collect()
+    }
+
     /// Groups of two or more checkpoints holding identical content (equal content keys): a suite
     /// serving the same weights under two steps' or runs' names. In zoo order.
     pub fn duplicate_content(&self) -> Vec<Vec<&CheckpointRow>> {
@@ -137,7 +210,8 @@ impl Sweep {
 /// One interpolation path to compute: a pair, raw or with B aligned to A.
 type PathUnit = (Pair, bool);
 
-/// Runs the sweep of `zoo` on the eval data at `data_path`.
+/// Runs the sweep of `zoo` on the eval data at `data_path` (the basins' set), then evaluates every
+/// checkpoint on each of `options.more_sets` (and, with `paths_on_all`, every path too).
 pub fn run_sweep(
     zoo: &Zoo,
     data_path: &Path,
@@ -145,6 +219,45 @@ pub fn run_sweep(
     factory: &EvaluatorFactory,
     progress: &dyn Progress,
 ) -> Result<Sweep, CoreError> {
+    let basins_set = EvalSet {
+        name: options.data_set_name(data_path),
+        path: data_path.to_path_buf(),
+    };
+    let mut names = vec![basins_set.name.as_str()];
+    for set in &options.more_sets {
+        if names.contains(&set.name.as_str()) {
+            return Err(CoreError::InvalidArgument(format!(
+                "eval set name `{}` is given twice; name each set once (NAME=FILE)",
+                set.name
+            )));
+        }
+        names.push(&set.name);
+    }
+    let mut sweep = sweep_set(zoo, &basins_set, options, factory, progress)?;
+    let others = SweepOptions {
+        pairs: if options.paths_on_all {
+            options.pairs
+        } else {
+            PairSets::NONE
+        },
+        ..options.clone()
+    };
+    for set in &options.more_sets {
+        let other = sweep_set(zoo, set, &others, factory, progress)?;
+        sweep.add_set(other);
+    }
+    Ok(sweep)
+}
+
+/// The sweep of `zoo` on one eval set.
+fn sweep_set(
+    zoo: &Zoo,
+    set: &EvalSet,
+    options: &SweepOptions,
+    factory: &EvaluatorFactory,
+    progress: &dyn Progress,
+) -> Result<Sweep, CoreError> {
+    let data_path = set.path.as_path();
     let alphas = alpha_grid(options.alphas)?;
     let (data, data_key) = options.selection.eval_data(data_path)?;
     let tensors = options.selection.tensors()?;
@@ -200,6 +313,7 @@ pub fn run_sweep(
         counts,
         data_key,
         evaluator: evaluator.describe(),
+        set: set.name.clone(),
         ..Sweep::default()
     };
     assemble_rows(&mut sweep, &keyed, &share.own, &paths, &alphas, &store, &keys);
@@ -514,6 +628,7 @@ fn assemble_rows(
                 error: m.error,
                 bits_per_example: m.loss / std::f64::consts::LN_2,
                 diverged: !m.loss.is_finite(),
+                set: sweep.set.clone(),
             });
         }
         sweep.checkpoints.push(CheckpointRow {
@@ -550,6 +665,7 @@ fn assemble_rows(
                 loss: m.loss,
                 error: m.error,
                 aligned: *aligned,
+                set: sweep.set.clone(),
             });
         }
         for &kind in BarrierKind::ALL {
@@ -563,6 +679,7 @@ fn assemble_rows(
                 loss_barrier: kind.barrier(alphas, &losses),
                 error_barrier: kind.barrier(alphas, &errors),
                 aligned: *aligned,
+                set: sweep.set.clone(),
             });
         }
     }
