@@ -709,3 +709,51 @@ fn a_large_zoo_stays_readable() {
     let texts = svg_texts(&svg);
     assert!(texts.contains(&"39") && texts.contains(&"00"), "{texts:?}");
 }
+
+#[test]
+fn generalization_by_basin_has_a_panel_per_eval_set() {
+    let sweep = Sweep {
+        evals: eval_rows(6),
+        interpolation: interpolation_rows(6),
+        barriers: barrier_rows(6),
+        set: "eval".into(),
+        ..Sweep::default()
+    };
+    let runs = seeds(6);
+    let basins = basins_over_time(&sweep, &BasinOptions::default(), &runs).unwrap();
+    let rows = lineage_core::pipeline::generalization::generalization(&sweep, &basins).basins;
+    assert!(!rows.is_empty() && rows.iter().all(|r| r.set == "eval"));
+    // The same rows again as an out-of-distribution set with twice the error.
+    let ood: Vec<_> = rows
+        .iter()
+        .map(|r| lineage_core::output::tables::GeneralizationRow {
+            set: "ood".into(),
+            mean_error: 2.0 * r.mean_error,
+            min_error: 2.0 * r.min_error,
+            max_error: 2.0 * r.max_error,
+            ..r.clone()
+        })
+        .collect();
+    let all: Vec<_> = rows.iter().chain(&ood).cloned().collect();
+    let o = out("generalization");
+    let stem = o.dir.join("generalization_by_basin");
+    let paths = figures::generalization_by_basin(&all, &basins.layout.lanes, &["eval", "ood"], true, &stem).unwrap();
+    let (svg, _) = check_figure(&paths, &stem);
+    assert_contains(
+        &svg,
+        &[
+            "Generalization by basin",
+            "error on eval (%)",
+            "error on ood (%)",
+            "basin 0",
+        ],
+    );
+    let paths = figures::generalization_by_basin(&[], &[], &[], false, &o.dir.join("empty")).unwrap();
+    assert_contains(&std::fs::read_to_string(&paths[0]).unwrap(), &["no data"]);
+
+    // write_all_figures draws it when given the rows.
+    let mut inputs = FigureInputs::new(&sweep, &basins, &runs);
+    inputs.generalization = &all;
+    let written = figures::write_all_figures(&o.dir.join("all"), &inputs, &FigureOptions::default()).unwrap();
+    assert!(written.contains(&o.dir.join("all/generalization_by_basin.svg")));
+}

@@ -11,6 +11,7 @@ use super::session::{Analysed, Session};
 use super::views::filter::SelectionDraft;
 use super::views::{self, Selection};
 use lineage_core::AnalysisOptions;
+use lineage_core::data::eval_sets::EvalSet;
 use lineage_core::output::export::cluster_timeline;
 use lineage_core::output::schema::{Table, write_parquet};
 use lineage_core::output::tables::ClusterTimelineRow;
@@ -24,6 +25,8 @@ pub enum Tab {
     Table,
     /// Representation similarity, probes and weight-space trajectories over training.
     Representations,
+    /// How each basin's members do on each eval set.
+    Generalization,
 }
 
 /// What a background job hands back.
@@ -134,6 +137,28 @@ impl LineageApp {
                     .map_err(|e| e.to_string()),
             )
         });
+    }
+
+    /// Evaluates every checkpoint on the eval data at `file` too, as a set named after the file
+    /// (made unique), and analyses again (cached results are reused).
+    pub fn add_eval_set(&mut self, file: PathBuf) {
+        let sweep = &mut self.options.sweep;
+        let data = self.session.as_ref().and_then(|s| s.data.as_deref());
+        let mut taken: Vec<String> = sweep.more_sets.iter().map(|s| s.name.clone()).collect();
+        taken.extend(data.map(|d| sweep.data_set_name(d)));
+        let mut set = EvalSet::unnamed(&file);
+        let stem = set.name.clone();
+        for i in 2.. {
+            if !taken.contains(&set.name) {
+                break;
+            }
+            set.name = format!("{stem}-{i}");
+        }
+        sweep.more_sets.push(set);
+        if let Some(session) = &mut self.session {
+            session.analysis = None;
+        }
+        self.analyse();
     }
 
     /// Analyses the runs, steps and examples the selection editor gives (cached results of the rest
@@ -256,12 +281,13 @@ impl LineageApp {
             return;
         };
         let selection = &self.options.sweep.selection;
+        let more_sets = &self.options.sweep.more_sets;
         let draft = &mut self.selection_draft;
         let apply = Panel::left("zoo")
             .default_size(300.0)
             .show(ui, |ui| {
                 ui.heading(shortened_root(session));
-                views::grid::show(ui, session, selection);
+                views::grid::show(ui, session, selection, more_sets);
                 CollapsingHeader::new("Selection")
                     .show(ui, |ui| views::filter::show(ui, draft))
                     .body_returned
@@ -308,12 +334,16 @@ impl LineageApp {
                 ui.selectable_value(&mut self.tab, Tab::Training, "Training curves");
                 ui.selectable_value(&mut self.tab, Tab::Table, "Results table");
                 ui.selectable_value(&mut self.tab, Tab::Representations, "Representations");
+                ui.selectable_value(&mut self.tab, Tab::Generalization, "Generalization");
             });
             let height = ui.available_height().max(120.0);
             match self.tab {
                 Tab::Training => views::training::show(ui, session, &mut self.metric, self.log_x, height - 30.0),
                 Tab::Table => views::table::show(ui, analysed, &mut self.selection),
                 Tab::Representations => views::representations::show(ui, session, analysed, self.log_x, height - 30.0),
+                Tab::Generalization => {
+                    views::generalization::show(ui, analysed, &self.selection, self.log_x, height - 30.0)
+                }
             }
         });
     }
@@ -341,6 +371,20 @@ impl LineageApp {
                     .pick_file()
                 {
                     self.set_eval_data(file);
+                }
+            }
+            if ui
+                .add_enabled(has_session, egui::Button::new("Add eval set…"))
+                .on_hover_text("Evaluate every checkpoint on another eval set too (e.g. out of distribution)")
+                .clicked()
+            {
+                ui.close();
+                if let Some(file) = rfd::FileDialog::new()
+                    .set_title("Another eval set (inputs, labels)")
+                    .add_filter("eval data", &["safetensors", "npz", "parquet"])
+                    .pick_file()
+                {
+                    self.add_eval_set(file);
                 }
             }
             ui.menu_button("Recent folders", |ui| {

@@ -211,6 +211,36 @@ fn the_selection_editor_narrows_the_analysis_and_reuses_the_cache() {
 }
 
 #[test]
+fn the_generalization_tab_shows_each_basin_on_each_eval_set() {
+    let cache = tempfile::tempdir().unwrap();
+    let mut harness = harness(cache.path());
+    harness.state_mut().open_folder(&example_zoo(), None);
+    step_until(&mut harness, "the analysis", analysed);
+    // File > Add eval set… with the same file: a second set, named apart, every number the same.
+    let data = harness.state().session.as_ref().unwrap().data.clone().unwrap();
+    harness.state_mut().add_eval_set(data);
+    assert!(harness.state().is_busy(), "adding a set analyses again");
+    step_until(&mut harness, "the analysis on two sets", analysed);
+    assert!(harness.query_by_label_contains("eval set digits_eval-2:").is_some());
+    harness.get_by_label("Generalization").click();
+    harness.run_ok();
+    let step = harness.state().selection.step.unwrap();
+    let g = analysis_of(&harness).analysis().generalization.clone().unwrap();
+    let rows: Vec<_> = g.basins.iter().filter(|r| r.step == step).collect();
+    assert_eq!(rows.len(), 2 * rows.iter().filter(|r| r.set == "digits_eval-2").count());
+    for label in ["error on digits_eval-2", "error on digits_eval"] {
+        assert!(harness.query_all_by_label(label).count() > 0, "{label}");
+    }
+    // Each basin's cell on each set: the same numbers twice (the same data).
+    let first = rows[0];
+    let cell = format!(
+        "{:.3} [{:.3}, {:.3}]",
+        first.mean_error, first.min_error, first.max_error
+    );
+    assert!(harness.query_all_by_label(&cell).count() >= 2, "{cell}");
+}
+
+#[test]
 fn export_writes_tables_figures_report_and_timeline() {
     let cache = tempfile::tempdir().unwrap();
     let out = tempfile::tempdir().unwrap();

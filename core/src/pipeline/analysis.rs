@@ -216,7 +216,10 @@ impl Analysis {
         }
         written.push(self.report().write(out)?);
         if let Some(basins) = &self.basins {
-            let inputs = FigureInputs::new(sweep, basins, &self.runs);
+            let mut inputs = FigureInputs::new(sweep, basins, &self.runs);
+            if let Some(g) = &self.generalization {
+                inputs.generalization = &g.basins;
+            }
             written.extend(write_all_figures(
                 &out.join("figures"),
                 &inputs,

@@ -4,13 +4,14 @@ use egui::{CollapsingHeader, Grid, RichText, ScrollArea, Ui};
 
 use super::{run_color, shorten};
 use crate::gui::session::Session;
+use lineage_core::data::eval_sets::EvalSet;
 use lineage_core::pipeline::selection::SelectionOptions;
 
 /// Beyond this many steps the grid shows one cell per run with its step count.
 const MAX_GRID_STEPS: usize = 40;
 
-/// Draws the grid (checkpoints outside `selection` hollow) and the problems.
-pub fn show(ui: &mut Ui, session: &Session, selection: &SelectionOptions) {
+/// Draws the eval sets, the grid (checkpoints outside `selection` hollow) and the problems.
+pub fn show(ui: &mut Ui, session: &Session, selection: &SelectionOptions, more_sets: &[EvalSet]) {
     let zoo = &session.zoo;
     let steps = zoo.steps();
     // A selection that does not compile selects nothing new: the editor says why.
@@ -32,6 +33,9 @@ pub fn show(ui: &mut Ui, session: &Session, selection: &SelectionOptions) {
         Some(data) => ui.label(format!("eval data: {}", data.display())),
         None => ui.colored_label(ui.visuals().warn_fg_color, "no eval data: File > Choose eval data…"),
     };
+    for set in more_sets {
+        ui.label(format!("eval set {}: {}", set.name, set.path.display()));
+    }
     ScrollArea::both()
         .id_salt("zoo-grid")
         .max_height(ui.available_height() * 0.6)

@@ -5,6 +5,7 @@
 
 pub mod curves;
 pub mod filter;
+pub mod generalization;
 pub mod grid;
 pub mod heatmap;
 pub mod representations;
@@ -13,6 +14,7 @@ pub mod training;
 pub mod tree;
 
 use egui::Color32;
+use lineage_core::methods::basins::BasinId;
 use lineage_core::output::figures::{seed_style, viridis};
 
 /// What the user has picked: a step (from the basin tree or the slider) and a seed pair (from the
@@ -29,6 +31,11 @@ pub struct Selection {
 pub fn run_color(i: usize) -> Color32 {
     let c = seed_style(i).color;
     Color32::from_rgb(c.0, c.1, c.2)
+}
+
+/// Colour of `basin`: its lane's in the basin tree (`lanes`, top to bottom), as the figures draw it.
+pub fn basin_color(lanes: &[BasinId], basin: BasinId) -> Color32 {
+    run_color(lanes.iter().position(|&l| l == basin).unwrap_or(lanes.len()))
 }
 
 /// Viridis colour at `t` in [0, 1].

@@ -9,7 +9,7 @@ use egui::Ui;
 use egui_plot::{Legend, Line, Plot, PlotPoints, Points};
 use lineage_core::pipeline::plan::PairKind;
 
-use super::{run_color, step_coordinate};
+use super::{basin_color, run_color, step_coordinate};
 use crate::gui::session::{Analysed, Session};
 
 /// Draws the three plots side by side.
@@ -96,9 +96,7 @@ pub fn show(ui: &mut Ui, session: &Session, analysed: &Analysed, log_x: bool, he
                 for run in &runs {
                     let basin =
                         final_step.and_then(|s| s.basins.iter().find(|b| b.members.contains(run)).map(|b| b.id));
-                    let lane = basin
-                        .and_then(|b| lanes.iter().position(|&l| l == b))
-                        .unwrap_or(lanes.len());
+                    let color = basin.map_or(run_color(lanes.len()), |b| basin_color(lanes, b));
                     let name = basin.map_or("no basin".to_string(), |b| format!("ends in basin {b}"));
                     let path: Vec<[f64; 2]> = views
                         .trajectories
@@ -107,13 +105,9 @@ pub fn show(ui: &mut Ui, session: &Session, analysed: &Analysed, log_x: bool, he
                         .map(|r| [r.pc1, r.pc2])
                         .collect();
                     if let Some(&last) = path.last() {
-                        plot.points(
-                            Points::new(name.as_str(), vec![last])
-                                .radius(4.0)
-                                .color(run_color(lane)),
-                        );
+                        plot.points(Points::new(name.as_str(), vec![last]).radius(4.0).color(color));
                     }
-                    plot.line(Line::new(name.as_str(), PlotPoints::from(path)).color(run_color(lane)));
+                    plot.line(Line::new(name.as_str(), PlotPoints::from(path)).color(color));
                 }
             });
     });

@@ -8,13 +8,14 @@ use serde::Serialize;
 use super::barrier_steps::barrier_vs_step;
 use super::basin_tree::basin_tree;
 use super::error::FigureError;
+use super::generalization::generalization_by_basin;
 use super::heatmap::barrier_heatmap_scaled;
 use super::interpolation::interpolation_curves;
 use super::training::training_curves;
 use crate::methods::basins::BarrierMatrix;
 use crate::methods::interpolation::BarrierKind;
 use crate::names::Named;
-use crate::output::tables::{BarrierRow, EvalRow, InterpolationRow};
+use crate::output::tables::{BarrierRow, EvalRow, GeneralizationRow, InterpolationRow};
 use crate::pipeline::basins_over_time::BasinsOverTime;
 use crate::pipeline::plan::PairKind;
 use crate::pipeline::sweep::Sweep;
@@ -34,6 +35,8 @@ pub struct FigureInputs<'a> {
     pub barriers: &'a [BarrierRow],
     /// Basins over time.
     pub basins: &'a BasinsOverTime,
+    /// `generalization` rows (empty: no `generalization_by_basin` figure).
+    pub generalization: &'a [GeneralizationRow],
 }
 
 impl<'a> FigureInputs<'a> {
@@ -45,6 +48,7 @@ impl<'a> FigureInputs<'a> {
             interpolation: &sweep.interpolation,
             barriers: &sweep.barriers,
             basins,
+            generalization: &[],
         }
     }
 }
@@ -103,7 +107,8 @@ pub fn default_figure_steps(steps: &[u64]) -> Vec<u64> {
 ///   colour (a chosen step without a matrix gives a "no data" heatmap);
 /// - `interpolation_step<N>.{svg,png}` per chosen step: [`interpolation_curves`] of `pair_kind`;
 /// - `barrier_vs_step.{svg,png}`: [`barrier_vs_step`] of `barrier_kind`;
-/// - `training_curves.{svg,png}`: [`training_curves`].
+/// - `training_curves.{svg,png}`: [`training_curves`];
+/// - `generalization_by_basin.{svg,png}` when there are generalization rows: [`generalization_by_basin`].
 ///
 /// Figures with empty inputs say "no data" (see the module documentation), so the fixed-name files
 /// always exist; the per-step files exist for each chosen step (none when no step has data).
@@ -183,6 +188,21 @@ pub fn write_all_figures(
         log_x,
         &dir.join("training_curves"),
     )?);
+    if !inputs.generalization.is_empty() {
+        let mut sets: Vec<&str> = Vec::new();
+        for r in inputs.generalization {
+            if !sets.contains(&r.set.as_str()) {
+                sets.push(&r.set);
+            }
+        }
+        written.extend(generalization_by_basin(
+            inputs.generalization,
+            &basins.layout.lanes,
+            &sets,
+            log_x,
+            &dir.join("generalization_by_basin"),
+        )?);
+    }
     Ok(written)
 }
 
