@@ -143,6 +143,8 @@ pub struct Plan {
     pub views: Option<bool>,
     /// Device of the transformer families.
     pub device: Option<String>,
+    /// Most checkpoints of a step in memory at once.
+    pub models_in_flight: Option<usize>,
     /// `[select]`: runs, steps, every, max_examples, include, exclude.
     pub select: Option<SelectionOptions>,
 }

@@ -87,7 +87,11 @@ fn weights(seed: u64, n: usize, scale: f32) -> Vec<f32> {
 
 /// A zoo of `runs` x `steps` random 64-128-128-10 MLPs in the folder-per-step layout.
 fn random_zoo(dir: &Path, runs: usize, steps: &[u64]) {
-    let layers = [64usize, 128, 128, 10];
+    random_zoo_of(dir, runs, steps, &[64, 128, 128, 10]);
+}
+
+/// A zoo of `runs` x `steps` random MLPs with these `layers` widths (input 64 for the digits).
+fn random_zoo_of(dir: &Path, runs: usize, steps: &[u64], layers: &[usize]) {
     for run in 0..runs {
         for (s, step) in steps.iter().enumerate() {
             let mut tensors = HashMap::new();
@@ -982,4 +986,49 @@ fn two_eval_sets_are_evaluated_apart_and_basins_are_compared_on_each() {
     .unwrap();
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("--basins-on hans"));
+}
+
+#[test]
+fn peak_memory_does_not_grow_with_the_number_of_runs() {
+    // Wide MLPs: 64-2048-2048-10, 4.3M parameters (17 MB) each, one step, seed pairs only.
+    let layers = [64, 2048, 2048, 10];
+    let tmp = tempfile::tempdir().unwrap();
+    let peak = |runs: usize, in_flight: &str| {
+        let zoo = tmp.path().join(format!("zoo{runs}"));
+        if !zoo.exists() {
+            random_zoo_of(&zoo, runs, &[0], &layers);
+        }
+        let out = tmp.path().join(format!("out{runs}-{in_flight}"));
+        let mut cmd = batch(&zoo, &out, &tmp.path().join(format!("cache{runs}-{in_flight}")));
+        cmd.args([
+            "--alphas",
+            "3",
+            "--no-views",
+            "--no-to-final",
+            "--models-in-flight",
+            in_flight,
+        ]);
+        let (success, stderr, peak) = run_measured(cmd);
+        assert!(success, "{stderr}");
+        (peak, out)
+    };
+    let (two, _) = peak(2, "2");
+    let (eight, blocked) = peak(8, "2");
+    let model = 4_300_000 * 4;
+    eprintln!("peak: 2 runs {} MiB, 8 runs {} MiB", two >> 20, eight >> 20);
+    assert!(
+        eight < two + 3 * model / 2,
+        "8 runs peak at {} MiB, 2 runs at {} MiB",
+        eight >> 20,
+        two >> 20
+    );
+    // Blocks change what is in memory, never the results: all 28 pairs, as with every run loaded.
+    let (eight_at_once, all_at_once) = peak(8, "8");
+    eprintln!("8 runs all in memory: {} MiB", eight_at_once >> 20);
+    assert!(
+        eight_at_once > eight + 2 * model,
+        "the bound is what keeps the peak down"
+    );
+    assert_same(&blocked, &all_at_once, &["evals", "interpolation", "barriers"]);
+    assert_eq!(report(&blocked)["rows"]["barriers"], 28 * 2);
 }

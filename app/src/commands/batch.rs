@@ -62,6 +62,10 @@ pub struct BatchArgs {
     /// `--features cuda`) [default: cpu]. The mlp family always runs on the CPU.
     #[arg(long)]
     pub device: Option<String>,
+    /// Most checkpoints of a step held in memory at once: peak memory follows it, not the number of
+    /// runs (results do not depend on it) [default: twice the worker threads].
+    #[arg(long, value_name = "N")]
+    pub models_in_flight: Option<usize>,
     /// Compute only share K of N (1-based), e.g. `--shard $SLURM_ARRAY_TASK_ID/16`; combine with `lineage merge`.
     #[arg(long, value_name = "K/N")]
     pub shard: Option<String>,
@@ -143,6 +147,7 @@ fn options(args: &BatchArgs, plan: &Plan) -> anyhow::Result<AnalysisOptions> {
     sweep.shard = args.shard.as_deref().map(Shard::parse).transpose()?;
     sweep.selection = args.select.options(args.max_examples, plan)?;
     sweep.paths_on_all = args.paths_on.or(plan.paths_on) == Some(PathsOn::All);
+    sweep.in_flight = args.models_in_flight.or(plan.models_in_flight);
     Ok(options)
 }
 

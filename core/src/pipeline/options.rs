@@ -66,9 +66,20 @@ pub struct SweepOptions {
     /// Interpolation paths on every eval set, not only the basins' (`--paths-on all`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub paths_on_all: bool,
+    /// Most checkpoints of a step held in memory at once (`None`: twice the worker threads, at
+    /// least 2); peak memory follows it, not the number of runs. Results do not depend on it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub in_flight: Option<usize>,
 }
 
 impl SweepOptions {
+    /// The number of checkpoints of a step held in memory at once (see [`SweepOptions::in_flight`]).
+    pub fn models_in_flight(&self) -> usize {
+        self.in_flight
+            .unwrap_or_else(|| 2 * rayon::current_num_threads())
+            .max(2)
+    }
+
     /// The name of the eval set at `data` (the basins' set).
     pub fn data_set_name(&self, data: &Path) -> String {
         self.data_name.clone().unwrap_or_else(|| set_name(data))
@@ -87,6 +98,7 @@ impl Default for SweepOptions {
             data_name: None,
             more_sets: Vec::new(),
             paths_on_all: false,
+            in_flight: None,
         }
     }
 }

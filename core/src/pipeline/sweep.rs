@@ -303,6 +303,7 @@ fn sweep_set(
         } else {
             usize::MAX
         },
+        in_flight: options.models_in_flight(),
     };
     work.same_step_units(&ids, &pending_evals, &pending_paths, &mut warnings)?;
     work.cross_step_paths(&pending_paths, &mut warnings)?;
@@ -394,6 +395,17 @@ impl SweepKeys {
     }
 }
 
+/// Checkpoints of one step in memory: prepared for the evaluator, and raw when alignment needs them.
+struct Block<'i> {
+    points: HashMap<&'i CheckpointId, Prepared>,
+    params: HashMap<&'i CheckpointId, ParamSet>,
+}
+
+/// True when any of `units` is a permutation-aligned path.
+fn any_aligned(units: &[&PathUnit]) -> bool {
+    units.iter().any(|(_, aligned)| *aligned)
+}
+
 /// What evaluating units needs.
 struct Work<'a> {
     zoo: &'a Zoo,
@@ -405,11 +417,16 @@ struct Work<'a> {
     interior: Vec<f64>,
     progress: &'a dyn Progress,
     min_len: usize,
+    /// Most checkpoints of a step held in memory at once (at least 2).
+    in_flight: usize,
 }
 
 impl Work<'_> {
     /// Pass 1, step by step: evaluates the pending checkpoints and the pending paths whose endpoints
-    /// share a step, with one step's checkpoints in memory.
+    /// share a step. At most `in_flight` checkpoints are in memory at once, whatever the number of
+    /// runs: a step's checkpoints are taken in blocks of `in_flight / 2`, and each pair of blocks is
+    /// loaded together once (the first block of a pair is kept while the second changes), so each
+    /// path is computed exactly once with both its endpoints at hand.
     fn same_step_units(
         &self,
         ids: &[CheckpointId],
@@ -428,45 +445,101 @@ impl Work<'_> {
                 .filter(|id| id.step == step)
                 .filter(|id| pending_evals.contains(*id) || step_paths.iter().any(|(p, _)| &p.a == *id || &p.b == *id))
                 .collect();
-            if needed.is_empty() {
-                continue;
-            }
-            check_cancel(self.progress)?;
-            let loaded = load_params(self.zoo, self.schema, &needed, warnings);
-            let points = self.prepare_all(&loaded, warnings);
-            // Alignment needs the raw parameters; otherwise they are dropped right away.
-            let params: HashMap<&CheckpointId, ParamSet> = if step_paths.iter().any(|(_, aligned)| *aligned) {
-                loaded.into_iter().collect()
+            let block_size = if needed.len() <= self.in_flight {
+                needed.len().max(1)
             } else {
-                HashMap::new()
+                (self.in_flight / 2).max(1)
             };
-            let to_evaluate: Vec<(&&CheckpointId, &Prepared)> =
-                points.iter().filter(|(id, _)| pending_evals.contains(**id)).collect();
-            let done: Vec<Result<(), CoreError>> = to_evaluate
-                .par_iter()
-                .with_min_len(self.min_len)
-                .map(|(id, point)| self.evaluate_checkpoint(id, point))
+            let blocks: Vec<&[&CheckpointId]> = needed.chunks(block_size).collect();
+            let block_of: HashMap<&CheckpointId, usize> = blocks
+                .iter()
+                .enumerate()
+                .flat_map(|(b, ids)| ids.iter().map(move |id| (*id, b)))
                 .collect();
-            collect_errors(done, warnings)?;
-            let done: Vec<Result<(), CoreError>> = step_paths
-                .par_iter()
-                .with_min_len(self.min_len)
-                .filter_map(|unit| Some((unit, points.get(&unit.0.a)?, points.get(&unit.0.b)?)))
-                .map(|(unit, a, b)| {
-                    let aligned_params = unit.1.then(|| (params.get(&unit.0.a), params.get(&unit.0.b)));
-                    match aligned_params {
-                        Some((Some(pa), Some(pb))) => self.path_aligned(unit, a, pa, pb),
-                        Some(_) => Err(CoreError::Align(format!(
-                            "{}: parameters not loaded",
-                            pair_label(&unit.0)
-                        ))),
-                        None => self.path(unit, a, b),
-                    }
-                })
-                .collect();
-            collect_errors(done, warnings)?;
+            // Each path belongs to the pair of blocks holding its endpoints.
+            let mut by_blocks: BTreeMap<(usize, usize), Vec<&PathUnit>> = BTreeMap::new();
+            for unit in &step_paths {
+                if let (Some(&a), Some(&b)) = (block_of.get(&unit.0.a), block_of.get(&unit.0.b)) {
+                    by_blocks.entry((a.min(b), a.max(b))).or_default().push(*unit);
+                }
+            }
+            for (i, first) in blocks.iter().enumerate() {
+                check_cancel(self.progress)?;
+                let keep_params = by_blocks.range((i, i)..=(i, usize::MAX)).any(|(_, u)| any_aligned(u));
+                let first = self.load_block(first, keep_params, warnings);
+                self.evaluate_block(&first, pending_evals, warnings)?;
+                for (j, other) in blocks.iter().enumerate().skip(i) {
+                    let Some(units) = by_blocks.get(&(i, j)) else { continue };
+                    check_cancel(self.progress)?;
+                    let second = (j != i).then(|| self.load_block(other, any_aligned(units), warnings));
+                    self.block_paths(units, &first, second.as_ref(), warnings)?;
+                }
+            }
         }
         Ok(())
+    }
+
+    /// Loads and prepares the checkpoints `ids`; their raw parameters are kept only when
+    /// `keep_params` (alignment needs them).
+    fn load_block<'i>(&self, ids: &[&'i CheckpointId], keep_params: bool, warnings: &mut Vec<String>) -> Block<'i> {
+        let loaded = load_params(self.zoo, self.schema, ids, warnings);
+        let points = self.prepare_all(&loaded, warnings);
+        let params = if keep_params {
+            loaded.into_iter().collect()
+        } else {
+            HashMap::new()
+        };
+        Block { points, params }
+    }
+
+    /// Evaluates the pending checkpoints of `block`.
+    fn evaluate_block(
+        &self,
+        block: &Block,
+        pending_evals: &HashSet<CheckpointId>,
+        warnings: &mut Vec<String>,
+    ) -> Result<(), CoreError> {
+        let to_evaluate: Vec<(&&CheckpointId, &Prepared)> = block
+            .points
+            .iter()
+            .filter(|(id, _)| pending_evals.contains(**id))
+            .collect();
+        let done: Vec<Result<(), CoreError>> = to_evaluate
+            .par_iter()
+            .with_min_len(self.min_len)
+            .map(|(id, point)| self.evaluate_checkpoint(id, point))
+            .collect();
+        collect_errors(done, warnings)
+    }
+
+    /// Evaluates the same-step paths `units`, whose endpoints are in `first` or `second`.
+    fn block_paths(
+        &self,
+        units: &[&PathUnit],
+        first: &Block,
+        second: Option<&Block>,
+        warnings: &mut Vec<String>,
+    ) -> Result<(), CoreError> {
+        let point = |id: &CheckpointId| first.points.get(id).or_else(|| second?.points.get(id));
+        let params = |id: &CheckpointId| first.params.get(id).or_else(|| second?.params.get(id));
+        let done: Vec<Result<(), CoreError>> = units
+            .par_iter()
+            .with_min_len(self.min_len)
+            .filter_map(|unit| Some((unit, point(&unit.0.a)?, point(&unit.0.b)?)))
+            .map(|(unit, a, b)| {
+                if !unit.1 {
+                    return self.path(unit, a, b);
+                }
+                match (params(&unit.0.a), params(&unit.0.b)) {
+                    (Some(pa), Some(pb)) => self.path_aligned(unit, a, pa, pb),
+                    _ => Err(CoreError::Align(format!(
+                        "{}: parameters not loaded",
+                        pair_label(&unit.0)
+                    ))),
+                }
+            })
+            .collect();
+        collect_errors(done, warnings)
     }
 
     /// Pass 2, final checkpoint by final checkpoint: paths across steps (a checkpoint vs its run's
