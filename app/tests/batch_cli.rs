@@ -835,6 +835,12 @@ fn the_same_weights_under_two_names_are_reported() {
         zoo.join("seed1/step10/model.safetensors"),
     )
     .unwrap();
+    // Two runs from one initialisation share their step-0 weights by design: not reported.
+    std::fs::copy(
+        zoo.join("seed0/step0/model.safetensors"),
+        zoo.join("seed1/step0/model.safetensors"),
+    )
+    .unwrap();
     let out = tmp.path().join("out");
     let output = batch(&zoo, &out, &tmp.path().join("cache"))
         .arg("--no-views")

@@ -11,6 +11,7 @@
 //! training changes every tensor, so every sampled block. Two checkpoints that differ only in bytes no block
 //! covers (say, only a small head was trained) would collide; a full content key confirms a duplicate.
 
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::PathBuf;
@@ -21,6 +22,7 @@ use crate::checkpoint::CheckpointScan;
 use crate::error::{LoadError, Result};
 use crate::problem::{Problem, ProblemKind};
 use crate::zoo::Checkpoint;
+use crate::zoo::{ForkParent, Zoo};
 
 /// Blocks sampled from each file.
 pub const SAMPLES: u64 = 8;
@@ -89,14 +91,68 @@ pub struct CheckpointRef {
     pub path: PathBuf,
 }
 
-/// A `duplicate_content` problem for every checkpoint whose key equals an earlier one's, naming both.
-/// `basis` says what the key is (e.g. "sampled content fingerprint"); any key works, such as a full
-/// content hash.
-pub fn duplicate_content<K: Ord>(entries: impl IntoIterator<Item = (K, CheckpointRef)>, basis: &str) -> Vec<Problem> {
+/// Where each run of a zoo starts: its first checkpoint's step and, for a fork, its parent checkpoint.
+/// Equal weights there are by design, not a mislabelled copy: runs of one initialisation share their
+/// step-0 checkpoint, and a fork child's first checkpoint is its parent's at the fork step.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunStarts {
+    first: HashMap<String, u64>,
+    parent: HashMap<String, ForkParent>,
+}
+
+impl RunStarts {
+    /// The starts of the runs of `zoo`.
+    pub fn of(zoo: &Zoo) -> Self {
+        Self {
+            first: zoo
+                .runs
+                .iter()
+                .filter_map(|r| Some((r.name.clone(), r.checkpoints.first()?.step)))
+                .collect(),
+            parent: zoo
+                .runs
+                .iter()
+                .filter_map(|r| Some((r.name.clone(), r.parent.clone()?)))
+                .collect(),
+        }
+    }
+
+    /// Starts known only from the checkpoints listed (run, step): each run's smallest step.
+    pub fn from_checkpoints<'a>(checkpoints: impl IntoIterator<Item = (&'a str, u64)>) -> Self {
+        let mut first: HashMap<String, u64> = HashMap::new();
+        for (run, step) in checkpoints {
+            let entry = first.entry(run.to_string()).or_insert(step);
+            *entry = (*entry).min(step);
+        }
+        Self {
+            first,
+            parent: HashMap::new(),
+        }
+    }
+
+    /// True when checkpoints `a` and `b` (run, step) of two runs are expected to hold the same
+    /// weights: the same step, each the first checkpoint of its run or the fork point of the other.
+    pub fn shared_start(&self, a: (&str, u64), b: (&str, u64)) -> bool {
+        let starts = |x: (&str, u64), other: (&str, u64)| {
+            self.first.get(x.0) == Some(&x.1) || self.parent.get(other.0).is_some_and(|p| p.run == x.0 && p.step == x.1)
+        };
+        a.0 != b.0 && a.1 == b.1 && starts(a, b) && starts(b, a)
+    }
+}
+
+/// A `duplicate_content` problem for every checkpoint whose key equals an earlier one's, naming both,
+/// unless the two are a shared start of their runs ([`RunStarts::shared_start`]). `basis` says what
+/// the key is (e.g. "sampled content fingerprint"); any key works, such as a full content hash.
+pub fn duplicate_content<K: Ord>(
+    entries: impl IntoIterator<Item = (K, CheckpointRef)>,
+    basis: &str,
+    starts: &RunStarts,
+) -> Vec<Problem> {
     let mut first: std::collections::BTreeMap<K, CheckpointRef> = std::collections::BTreeMap::new();
     let mut problems = Vec::new();
     for (key, entry) in entries {
         match first.get(&key) {
+            Some(original) if starts.shared_start((&original.run, original.step), (&entry.run, entry.step)) => {}
             Some(original) => problems.push(Problem::new(
                 &entry.path,
                 ProblemKind::DuplicateContent,
@@ -161,35 +217,35 @@ mod tests {
             step,
             path: PathBuf::from(format!("{run}/step{step}")),
         };
-        let problems = duplicate_content(
-            [
-                (1, at("a", 0)),
-                (2, at("a", 100)),
-                (2, at("b", 100)),
-                (1, at("b", 0)),
-                (2, at("b", 200)),
-            ],
-            "key",
-        );
+        let entries = [
+            (1, at("a", 0)),
+            (2, at("a", 100)),
+            (2, at("b", 100)),
+            (1, at("b", 0)),
+            (2, at("b", 200)),
+        ];
+        // Runs a and b both start at step 0 from the same weights: by design, not reported.
+        let starts = RunStarts::from_checkpoints(entries.iter().map(|(_, c)| (c.run.as_str(), c.step)));
+        assert!(starts.shared_start(("a", 0), ("b", 0)));
+        assert!(!starts.shared_start(("a", 100), ("b", 100)));
+        let problems = duplicate_content(entries.clone(), "key", &starts);
         let described: Vec<(PathBuf, bool)> = problems
             .iter()
             .map(|p| (p.path.clone(), p.kind == ProblemKind::DuplicateContent))
             .collect();
         assert_eq!(
             described,
-            [
-                (PathBuf::from("b/step100"), true),
-                (PathBuf::from("b/step0"), true),
-                (PathBuf::from("b/step200"), true)
-            ]
+            [(PathBuf::from("b/step100"), true), (PathBuf::from("b/step200"), true)]
         );
+        // Without knowing where runs start, the shared step 0 is reported too.
+        assert_eq!(duplicate_content(entries, "key", &RunStarts::default()).len(), 3);
         assert!(
             problems[0].message.contains("run `a` step 100 (a/step100)"),
             "{}",
             problems[0]
         );
         assert!(
-            problems[1].message.contains("run `a` step 0 (a/step0)"),
+            problems[1].message.contains("run `a` step 100 (a/step100)"),
             "{}",
             problems[1]
         );

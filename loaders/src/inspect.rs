@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use crate::checkpoint::{CheckpointScan, scan_checkpoint};
 use crate::discover::discover;
-use crate::fingerprint::{CheckpointRef, Fingerprint, duplicate_content};
+use crate::fingerprint::{CheckpointRef, Fingerprint, RunStarts, duplicate_content};
 use crate::formats::TensorHeader;
 use crate::non_finite::scan_non_finite_matching;
 use crate::problem::{Problem, ProblemKind};
@@ -115,6 +115,7 @@ pub fn inspect_zoo(zoo: Zoo) -> Inspection {
 /// `tensors` selects.
 pub fn inspect_zoo_with(zoo: Zoo, scan: bool, tensors: &TensorFilter) -> Inspection {
     let values = scan;
+    let starts = RunStarts::of(&zoo);
     let Zoo {
         root,
         runs,
@@ -183,7 +184,7 @@ pub fn inspect_zoo_with(zoo: Zoo, scan: bool, tensors: &TensorFilter) -> Inspect
     }
     problems.extend(schemas.mismatches());
     problems.extend(scan_values(&schemas, to_scan));
-    problems.extend(duplicate_content(fingerprints, "sampled content fingerprint"));
+    problems.extend(duplicate_content(fingerprints, "sampled content fingerprint", &starts));
     let mut all_steps: Vec<u64> = reports.iter().flat_map(|r| r.steps.iter().map(|s| s.step)).collect();
     all_steps.sort_unstable();
     all_steps.dedup();

@@ -174,7 +174,7 @@ impl Report {
             seconds: analysis.elapsed.as_secs_f64(),
             warnings: analysis.warnings.clone(),
             duplicate_content: sweep
-                .duplicate_content()
+                .duplicate_content(&analysis.starts)
                 .iter()
                 .map(|group| {
                     group

@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use lineage_loaders::fingerprint::RunStarts;
 use lineage_loaders::{Zoo, discover};
 
 use crate::error::CoreError;
@@ -43,6 +44,8 @@ pub struct Analysis {
     pub representations: Option<Representations>,
     /// Every problem met, each once, in the order met; the rest of the work went on.
     pub warnings: Vec<String>,
+    /// Where the runs start (first checkpoint, fork parent): identical weights there are by design.
+    pub starts: RunStarts,
     /// Wall-clock time of the analysis.
     pub elapsed: Duration,
 }
@@ -57,12 +60,15 @@ pub fn analyse(
 ) -> Result<Analysis, CoreError> {
     let started = Instant::now();
     options.sweep.selection.validate()?;
+    // Where runs start is a property of the whole zoo, whatever steps are selected.
+    let starts = RunStarts::of(zoo);
     let (selected, notes) = options.sweep.selection.select(zoo)?;
     let zoo = &selected;
     let factory = evaluator_on(device(&options.device)?);
     let sweep = run_sweep(zoo, data, &options.sweep, &factory, progress)?;
     let runs: Vec<String> = zoo.runs.iter().map(|r| r.name.clone()).collect();
     let mut analysis = Analysis {
+        starts,
         options: options.clone(),
         zoo: zoo.root.clone(),
         data: data.to_path_buf(),
@@ -94,7 +100,8 @@ pub fn merge(dirs: &[PathBuf], options: &AnalysisOptions, progress: &dyn Progres
     options.sweep.shard = None;
     let (zoo_dir, data) = (PathBuf::from(&first.zoo), PathBuf::from(&first.data));
     // The shards' selection, applied to the zoo the representations read.
-    let (zoo, mut notes) = options.sweep.selection.select(&discover(&zoo_dir))?;
+    let whole = discover(&zoo_dir);
+    let (zoo, mut notes) = options.sweep.selection.select(&whole)?;
     let mut runs: Vec<String> = zoo.runs.iter().map(|r| r.name.clone()).collect();
     if runs.is_empty() {
         runs = first.runs.clone();
@@ -107,7 +114,13 @@ pub fn merge(dirs: &[PathBuf], options: &AnalysisOptions, progress: &dyn Progres
             data.display()
         ));
     }
+    let starts = if whole.runs.is_empty() {
+        RunStarts::from_checkpoints(sweep.checkpoints.iter().map(|c| (c.run.as_str(), c.step)))
+    } else {
+        RunStarts::of(&whole)
+    };
     let mut analysis = Analysis {
+        starts,
         options,
         zoo: zoo_dir,
         data,
@@ -163,7 +176,7 @@ impl Analysis {
     fn collect_warnings(&mut self, notes: Vec<String>) {
         let own = std::mem::take(&mut self.warnings);
         let representations = self.representations.iter().flat_map(|r| r.warnings.iter().cloned());
-        let duplicates = self.sweep.duplicate_warnings();
+        let duplicates = self.sweep.duplicate_warnings(&self.starts);
         for w in self
             .sweep
             .warnings

@@ -18,6 +18,7 @@ use std::path::Path;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use lineage_loaders::fingerprint::RunStarts;
 use lineage_loaders::{ParamSet, Schema, Zoo};
 
 use crate::data::eval_sets::EvalSet;
@@ -175,8 +176,9 @@ impl Sweep {
     }
 
     /// Groups of two or more checkpoints holding identical content (equal content keys): a suite
-    /// serving the same weights under two steps' or runs' names. In zoo order.
-    pub fn duplicate_content(&self) -> Vec<Vec<&CheckpointRow>> {
+    /// serving the same weights under two steps' or runs' names. In zoo order. A group is left out
+    /// when its checkpoints are the shared start of their runs (`starts`: one initialisation, a fork).
+    pub fn duplicate_content(&self, starts: &RunStarts) -> Vec<Vec<&CheckpointRow>> {
         let mut groups: Vec<Vec<&CheckpointRow>> = Vec::new();
         let mut group_of: HashMap<&str, usize> = HashMap::new();
         for row in &self.checkpoints {
@@ -187,13 +189,21 @@ impl Sweep {
             }
             groups[index].push(row);
         }
-        groups.retain(|g| g.len() > 1);
+        // Expected when every two members are the shared start of their (different) runs.
+        let expected = |g: &[&CheckpointRow]| {
+            g.iter().enumerate().all(|(i, a)| {
+                g[i + 1..]
+                    .iter()
+                    .all(|b| starts.shared_start((&a.run, a.step), (&b.run, b.step)))
+            })
+        };
+        groups.retain(|g| g.len() > 1 && !expected(g));
         groups
     }
 
     /// One warning per group of [`Sweep::duplicate_content`], naming its checkpoints.
-    pub fn duplicate_warnings(&self) -> Vec<String> {
-        self.duplicate_content()
+    pub fn duplicate_warnings(&self, starts: &RunStarts) -> Vec<String> {
+        self.duplicate_content(starts)
             .iter()
             .map(|group| {
                 let paths: Vec<&str> = group.iter().map(|c| c.path.as_str()).collect();
