@@ -7,7 +7,7 @@ use egui::{Color32, Grid, ScrollArea, Ui};
 use egui_plot::{Legend, Line, Plot, PlotPoints, VLine};
 use lineage_core::methods::basins::BasinId;
 
-use super::{Selection, basin_color, step_coordinate};
+use super::{Selection, basin_color, step_coordinate, with_step_axis};
 use crate::gui::session::Analysed;
 
 /// Draws the table at `selection.step` and the curves.
@@ -65,14 +65,9 @@ pub fn show(ui: &mut Ui, analysed: &Analysed, selection: &Selection, log_x: bool
     let plot_height = (ui.available_height() - 10.0).max(100.0);
     ui.columns(sets.len().max(1), |columns| {
         for (ui, set) in columns.iter_mut().zip(&sets) {
-            Plot::new(format!("generalization-{set}"))
+            with_step_axis(Plot::new(format!("generalization-{set}")), log_x)
                 .height(plot_height)
                 .legend(Legend::default())
-                .x_axis_label(if log_x { "step (log)" } else { "step" })
-                .x_axis_formatter(move |mark, _| {
-                    let step = if log_x { mark.value.exp_m1() } else { mark.value };
-                    format!("{:.0}", step.max(0.0))
-                })
                 .y_axis_label(format!("error on {set}"))
                 .show(ui, |plot| {
                     for &basin in lanes {

@@ -49,6 +49,15 @@ pub fn step_coordinate(step: u64, log_x: bool) -> f64 {
     if log_x { (step as f64).ln_1p() } else { step as f64 }
 }
 
+/// `plot` with a step x axis: its label, and tick labels in steps (the inverse of [`step_coordinate`]).
+pub fn with_step_axis(plot: egui_plot::Plot<'_>, log_x: bool) -> egui_plot::Plot<'_> {
+    plot.x_axis_label(if log_x { "step (log scale)" } else { "step" })
+        .x_axis_formatter(move |mark, _| {
+            let step = if log_x { mark.value.exp_m1() } else { mark.value };
+            format!("{:.0}", step.max(0.0))
+        })
+}
+
 /// `label` cut to at most `max` characters, with an ellipsis.
 pub fn shorten(label: &str, max: usize) -> String {
     if label.chars().count() <= max {

@@ -9,7 +9,7 @@ use egui::Ui;
 use egui_plot::{Legend, Line, Plot, PlotPoints, Points};
 use lineage_core::pipeline::plan::PairKind;
 
-use super::{basin_color, run_color, step_coordinate};
+use super::{basin_color, run_color, step_coordinate, with_step_axis};
 use crate::gui::session::{Analysed, Session};
 
 /// Draws the three plots side by side.
@@ -26,22 +26,16 @@ pub fn show(ui: &mut Ui, session: &Session, analysed: &Analysed, log_x: bool, he
         return;
     };
     let runs = session.run_names();
-    let x_formatter = move |mark: egui_plot::GridMark, _: &std::ops::RangeInclusive<f64>| {
-        let step = if log_x { mark.value.exp_m1() } else { mark.value };
-        format!("{:.0}", step.max(0.0))
-    };
     let layer = views.layer.map_or("-".to_string(), |l| l.to_string());
     ui.label(format!(
         "hidden layer {layer}: linear CKA to the run's final checkpoint (lines) and mean CKA between seeds \
          (black); held-out linear-probe accuracy; weight-space path of each run (PCA)"
     ));
     ui.columns(3, |columns| {
-        Plot::new("cka-over-steps")
+        with_step_axis(Plot::new("cka-over-steps"), log_x)
             .height(height)
             .legend(Legend::default())
-            .x_axis_label("step")
             .y_axis_label("linear CKA")
-            .x_axis_formatter(x_formatter)
             .show(&mut columns[0], |plot| {
                 for (i, run) in runs.iter().enumerate() {
                     let points: PlotPoints = views
@@ -68,11 +62,9 @@ pub fn show(ui: &mut Ui, session: &Session, analysed: &Analysed, log_x: bool, he
                         .width(2.5),
                 );
             });
-        Plot::new("probe-accuracy")
+        with_step_axis(Plot::new("probe-accuracy"), log_x)
             .height(height)
-            .x_axis_label("step")
             .y_axis_label("probe accuracy (held out)")
-            .x_axis_formatter(x_formatter)
             .show(&mut columns[1], |plot| {
                 for (i, run) in runs.iter().enumerate() {
                     let points: PlotPoints = views

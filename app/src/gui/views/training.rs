@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use egui::Ui;
 use egui_plot::{Legend, Line, Plot, PlotPoints, Points};
 
-use super::{run_color, step_coordinate};
+use super::{run_color, step_coordinate, with_step_axis};
 use crate::gui::session::Session;
 
 /// Draws the curves of `metric` (replaced by the first logged metric if absent).
@@ -36,14 +36,9 @@ pub fn show(ui: &mut Ui, session: &Session, metric: &mut String, log_x: bool, he
     }
     let runs = session.run_names();
     // Line (train log) and markers (eval loss) of a run share its name, hence one legend entry.
-    Plot::new("training-curves")
+    with_step_axis(Plot::new("training-curves"), log_x)
         .height(height)
         .legend(Legend::default())
-        .x_axis_label(if log_x { "step (log scale)" } else { "step" })
-        .x_axis_formatter(move |mark, _| {
-            let step = if log_x { mark.value.exp_m1() } else { mark.value };
-            format!("{:.0}", step.max(0.0))
-        })
         .y_axis_label(metric.as_str())
         .show(ui, |plot| {
             for (i, run) in runs.iter().enumerate() {
