@@ -144,6 +144,53 @@ fn views_of_the_fixture_zoo() {
     assert!((points[0].pc1_explained + points[0].pc2_explained - 1.0).abs() < 1e-9);
     assert!(points[2].pc1 >= points[0].pc1);
 
+    // The joint projection: all six checkpoints on common axes, as a direct SVD of the centred
+    // data matrix (rows: checkpoints in zoo order) gives them, up to each component's sign.
+    let rows: Vec<Vec<f64>> = [a, b]
+        .iter()
+        .flat_map(|run| [0, 100, 1500].map(|step| (*run, step)))
+        .map(|(run, step)| {
+            let params = checkpoint(run, step);
+            let mut names: Vec<&String> = params.keys().collect();
+            names.sort();
+            names.iter().flat_map(|n| flat(&params, n)).collect()
+        })
+        .collect();
+    let cols = rows[0].len();
+    let mut x = nalgebra::DMatrix::from_fn(6, cols, |i, j| rows[i][j]);
+    for j in 0..cols {
+        let mean = x.column(j).mean();
+        x.column_mut(j).add_scalar_mut(-mean);
+    }
+    let svd = x.svd(true, false);
+    let mut order: Vec<usize> = (0..svd.singular_values.len()).collect();
+    order.sort_by(|&i, &j| svd.singular_values[j].total_cmp(&svd.singular_values[i]));
+    let u = svd.u.unwrap();
+    let total: f64 = svd.singular_values.iter().map(|s| s * s).sum();
+    for (c, &k) in order.iter().take(2).enumerate() {
+        let direct: Vec<f64> = (0..6).map(|i| u[(i, k)] * svd.singular_values[k]).collect();
+        let joint: Vec<f64> = views
+            .trajectories
+            .iter()
+            .map(|t| if c == 0 { t.joint_pc1 } else { t.joint_pc2 })
+            .collect();
+        let sign = if direct[5] * joint[5] < 0.0 { -1.0 } else { 1.0 };
+        for (d, j) in direct.iter().zip(&joint) {
+            assert!(
+                (sign * d - j).abs() < 1e-6 * svd.singular_values[k],
+                "component {c}: {d} vs {j}"
+            );
+        }
+        let explained = svd.singular_values[k].powi(2) / total;
+        let row = &views.trajectories[0];
+        let got = if c == 0 {
+            row.joint_pc1_explained
+        } else {
+            row.joint_pc2_explained
+        };
+        assert!((explained - got).abs() < 1e-9, "{explained} vs {got}");
+    }
+
     // Weight norms: 6 tensors x 6 checkpoints.
     assert_eq!(views.weight_norms.len(), 36);
     let norm = views

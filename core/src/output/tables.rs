@@ -271,6 +271,15 @@ table! {
         pub pc1_explained: f64,
         /// Fraction along PC2.
         pub pc2_explained: f64,
+        /// Coordinate on the first principal component of all runs' checkpoints together (one set
+        /// of axes for every run; null above `joint_trajectory_max` checkpoints).
+        pub joint_pc1: f64,
+        /// Coordinate on the second joint component.
+        pub joint_pc2: f64,
+        /// Fraction of the variance of all checkpoints along the first joint component.
+        pub joint_pc1_explained: f64,
+        /// Fraction along the second joint component.
+        pub joint_pc2_explained: f64,
     }
 }
 

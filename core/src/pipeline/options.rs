@@ -140,6 +140,14 @@ pub struct RepresentationOptions {
     pub probe: ProbeOptions,
     /// Checkpoints of one run held in memory at once while building a trajectory's Gram matrix.
     pub trajectory_block: usize,
+    /// Most checkpoints (all runs together) for the joint trajectory projection, whose cost grows
+    /// with their square; above it the projection is skipped with a warning.
+    #[serde(default = "default_joint_trajectory_max")]
+    pub joint_trajectory_max: usize,
+}
+
+fn default_joint_trajectory_max() -> usize {
+    256
 }
 
 impl Default for RepresentationOptions {
@@ -154,6 +162,7 @@ impl Default for RepresentationOptions {
             training_map: true,
             probe: ProbeOptions::default(),
             trajectory_block: 16,
+            joint_trajectory_max: default_joint_trajectory_max(),
         }
     }
 }

@@ -76,14 +76,25 @@ pub fn show(ui: &mut Ui, session: &Session, analysed: &Analysed, log_x: bool, he
                     plot.line(Line::new(run.as_str(), points).color(run_color(i)));
                 }
             });
-        // Each run's path in its own PCA plane, coloured by the basin the run ends in.
+        // Each run's path in weight space, coloured by the basin the run ends in.
         let final_step = analysed.basins().history.steps.last();
         let lanes = &analysed.basins().layout.lanes;
+        // One set of axes for every run (the joint projection) when it was computed; else each
+        // run's path in its own plane.
+        let joint = views
+            .trajectories
+            .iter()
+            .all(|r| r.joint_pc1.is_finite() && r.joint_pc2.is_finite());
+        let (x_label, y_label) = if joint {
+            ("PC 1 of all runs' checkpoints", "PC 2 (all runs)")
+        } else {
+            ("PC 1 of the run's own path", "PC 2 (own path)")
+        };
         Plot::new("weight-trajectories")
             .height(height)
             .legend(Legend::default())
-            .x_axis_label("PC 1 of the run's path")
-            .y_axis_label("PC 2")
+            .x_axis_label(x_label)
+            .y_axis_label(y_label)
             .show(&mut columns[2], |plot| {
                 for run in &runs {
                     let basin =
@@ -94,7 +105,13 @@ pub fn show(ui: &mut Ui, session: &Session, analysed: &Analysed, log_x: bool, he
                         .trajectories
                         .iter()
                         .filter(|r| &r.run == run)
-                        .map(|r| [r.pc1, r.pc2])
+                        .map(|r| {
+                            if joint {
+                                [r.joint_pc1, r.joint_pc2]
+                            } else {
+                                [r.pc1, r.pc2]
+                            }
+                        })
                         .collect();
                     if let Some(&last) = path.last() {
                         plot.points(Points::new(name.as_str(), vec![last]).radius(4.0).color(color));

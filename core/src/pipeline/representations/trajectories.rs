@@ -30,6 +30,14 @@ struct CachedTrajectory {
     explained: [Option<f64>; 2],
 }
 
+/// The zoo's joint trajectory as cached: every checkpoint's coordinates on the components of all
+/// runs' checkpoints together, and their explained variance.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct CachedJoint {
+    pcs: Vec<[Option<f64>; 2]>,
+    explained: [Option<f64>; 2],
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct CachedPoint {
     dist_from_init: Option<f64>,
@@ -97,12 +105,19 @@ pub(crate) fn trajectories(
     }
     progress.finish();
 
+    let all: Vec<&KeyedCheckpoint> = runs.iter().flat_map(|(_, m)| m.iter().copied()).collect();
+    let joint = joint_trajectory(&all, schema, options, cache_dir, progress, result)?;
     let nan = |v: Option<f64>| v.unwrap_or(f64::NAN);
+    let mut index = 0;
     for (run, members) in &runs {
         let Some(cached) = store.get(&key_of(members)) else {
+            index += members.len();
             continue;
         };
         for (k, point) in members.iter().zip(&cached.points) {
+            let joint_pcs = joint.as_ref().map_or([None; 2], |j| j.pcs[index]);
+            let joint_explained = joint.as_ref().map_or([None; 2], |j| j.explained);
+            index += 1;
             result.trajectories.push(TrajectoryRow {
                 run: run.to_string(),
                 step: k.id.step,
@@ -111,6 +126,10 @@ pub(crate) fn trajectories(
                 pc2: nan(point.pcs[1]),
                 pc1_explained: nan(cached.explained[0]),
                 pc2_explained: nan(cached.explained[1]),
+                joint_pc1: nan(joint_pcs[0]),
+                joint_pc2: nan(joint_pcs[1]),
+                joint_pc1_explained: nan(joint_explained[0]),
+                joint_pc2_explained: nan(joint_explained[1]),
             });
             for (tensor, norm) in &point.norms {
                 result.weight_norms.push(WeightNormRow {
@@ -123,6 +142,60 @@ pub(crate) fn trajectories(
         }
     }
     Ok(())
+}
+
+/// Computes (or takes from the cache) the joint projection of every checkpoint of `all` (runs in
+/// zoo order, steps ascending) on the principal components of all of them together, streamed
+/// through one Gram matrix as a run's own trajectory is; `None` (with a warning) above
+/// `options.joint_trajectory_max` checkpoints, as its cost grows with their square.
+fn joint_trajectory(
+    all: &[&KeyedCheckpoint],
+    schema: &Schema,
+    options: &RepresentationOptions,
+    cache_dir: &Path,
+    progress: &dyn Progress,
+    result: &mut Representations,
+) -> Result<Option<CachedJoint>, CoreError> {
+    if all.len() > options.joint_trajectory_max {
+        result.warnings.push(format!(
+            "joint trajectory skipped: {} checkpoints, more than joint_trajectory_max = {}",
+            all.len(),
+            options.joint_trajectory_max
+        ));
+        return Ok(None);
+    }
+    let store = JsonlStore::<CachedJoint>::open(&cache_dir.join("views_joint_trajectory.jsonl"))?;
+    let mut parts = vec![CACHE_VERSION.to_string(), "joint trajectory".into()];
+    parts.extend(all.iter().map(|k| format!("{}:{}:{}", k.id.run, k.id.step, k.key)));
+    let key = hash_parts(&parts);
+    if let Some(cached) = store.get(&key) {
+        result.counts.cached += 1;
+        return Ok(Some(cached));
+    }
+    result.counts.computed += 1;
+    progress.start("joint trajectory", 1);
+    let mut load = |i: usize| -> Result<FlatParams, CoreError> {
+        check_cancel(progress)?;
+        let params = load_checkpoint_matching(all[i].checkpoint, schema).map_err(|e| CoreError::Load(e.to_string()))?;
+        FlatParams::from_params(&params)
+    };
+    let joint = match run_trajectory(all.len(), options.trajectory_block, &mut load) {
+        Ok(t) => {
+            let pcs = t.pca.coords.iter().map(|c| [finite(c[0]), finite(c[1])]).collect();
+            let explained = [finite(t.pca.explained[0]), finite(t.pca.explained[1])];
+            let joint = CachedJoint { pcs, explained };
+            store.insert(&key, &joint)?;
+            Some(joint)
+        }
+        Err(CoreError::Cancelled) => return Err(CoreError::Cancelled),
+        Err(e) => {
+            result.warnings.push(format!("joint trajectory: {e}"));
+            None
+        }
+    };
+    progress.advance(1);
+    progress.finish();
+    Ok(joint)
 }
 
 /// One row per run: prequential code length from its training log (null, with a warning, when
