@@ -9,12 +9,12 @@
 //! - [`spec`]: [`PermutationSpec`], the tensor axes each permutation of an architecture acts on
 //!   (built for MLPs by [`PermutationSpec::mlp`]; other families add their own constructor).
 //! - [`weight_matching`]: the coordinate-descent search over permutations.
-//! - `assignment`: the maximum-weight linear assignment step (Kuhn–Munkres).
+//! - [`assignment`]: the maximum-weight linear assignment step (Kuhn–Munkres).
 //!
 //! Models with BatchNorm need their statistics recomputed after interpolation (REPAIR / reset); no
 //! family supported today has them.
 
-mod assignment;
+pub mod assignment;
 pub mod spec;
 pub mod weight_matching;
 
