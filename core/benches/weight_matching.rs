@@ -81,7 +81,12 @@ fn assignment_seconds(n: usize) -> f64 {
     let x = Tensor::randn(0f32, 1.0, (n, 256), &Device::Cpu).unwrap();
     let y = Tensor::randn(0f32, 1.0, (n, 256), &Device::Cpu).unwrap();
     let similarity = x.matmul(&y.t().unwrap()).unwrap().flatten_all().unwrap();
-    let cost: Vec<f64> = similarity.to_vec1::<f32>().unwrap().into_iter().map(f64::from).collect();
+    let cost: Vec<f64> = similarity
+        .to_vec1::<f32>()
+        .unwrap()
+        .into_iter()
+        .map(f64::from)
+        .collect();
     let (best, _) = time(2, || max_assignment(&cost, n).unwrap());
     best.as_secs_f64()
 }
