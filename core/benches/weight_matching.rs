@@ -76,7 +76,7 @@ fn gemm_flops() -> f64 {
 }
 
 /// Seconds the assignment solver takes on the `n x n` similarity matrix of two random layers of
-/// `n` units with 256 inputs each (best of 2 after a warm-up).
+/// `n` units with 256 inputs each, cold start (best of 2 after a warm-up).
 fn assignment_seconds(n: usize) -> f64 {
     let x = Tensor::randn(0f32, 1.0, (n, 256), &Device::Cpu).unwrap();
     let y = Tensor::randn(0f32, 1.0, (n, 256), &Device::Cpu).unwrap();
@@ -87,7 +87,7 @@ fn assignment_seconds(n: usize) -> f64 {
         .into_iter()
         .map(f64::from)
         .collect();
-    let (best, _) = time(2, || max_assignment(&cost, n).unwrap());
+    let (best, _) = time(2, || max_assignment(&cost, n, None).unwrap());
     best.as_secs_f64()
 }
 

@@ -10,7 +10,7 @@
 //!   (built for MLPs by [`PermutationSpec::mlp`]; other families add their own constructor).
 //! - [`weight_matching`]: the coordinate-descent search over permutations.
 //! - `tensors`: the f32 tensors it works on and the products it needs (cost matrices as GEMMs).
-//! - [`assignment`]: the maximum-weight linear assignment step (Kuhn–Munkres).
+//! - [`assignment`]: the maximum-weight linear assignment step (Jonker–Volgenant shortest augmenting paths).
 //!
 //! Models with BatchNorm need their statistics recomputed after interpolation (REPAIR / reset); no
 //! family supported today has them.

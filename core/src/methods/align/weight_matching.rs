@@ -10,9 +10,10 @@
 //! decreases. The search stops after a sweep without such a gain, or after [`MAX_SWEEPS`] sweeps
 //! (ARCHITECTURE.md, "Permutation alignment (weight matching)").
 //!
-//! B is kept permuted by the current assignment, so a cost matrix needs no copy of B; a group whose
-//! neighbours (the groups sharing a tensor with it) have not changed since it was last solved is
-//! skipped, as solving it again would give the same result.
+//! B is kept permuted by the current assignment, so a cost matrix needs no copy of B; each group's
+//! assignment is warm-started from its previous one; a group whose neighbours (the groups sharing
+//! a tensor with it) have not changed since it was last solved is skipped, as solving it again
+//! would give the same result.
 
 use lineage_loaders::ParamSet;
 
@@ -49,6 +50,8 @@ struct Search {
     /// Per group: the `(tensor, axis)` pairs it acts on.
     touched: Vec<Vec<(usize, usize)>>,
     perms: Permutations,
+    /// Per group, the potentials of its last assignment (warm start of the next).
+    potentials: Vec<Option<Vec<f64>>>,
 }
 
 impl Search {
@@ -74,6 +77,7 @@ impl Search {
             tensors,
             touched,
             perms: spec.identity(),
+            potentials: vec![None; spec.groups.len()],
         })
     }
 
@@ -112,7 +116,10 @@ impl Search {
     /// matrix if that raises the objective (in f64) by more than [`TOLERANCE`]; returns whether it did.
     fn improve(&mut self, g: usize, name: &str) -> Result<bool> {
         let n = self.perms[g].len();
-        let candidate = max_assignment(&self.cost(g), n).map_err(|e| CoreError::Align(format!("{name}: {e}")))?;
+        let warm = self.potentials[g].as_deref();
+        let solved = max_assignment(&self.cost(g), n, warm).map_err(|e| CoreError::Align(format!("{name}: {e}")))?;
+        self.potentials[g] = Some(solved.potentials);
+        let candidate = solved.perm;
         if candidate == self.perms[g] {
             return Ok(false);
         }
