@@ -13,11 +13,13 @@
 //! B is kept permuted by the current assignment, so a cost matrix needs no copy of B; each group's
 //! assignment is warm-started from its previous one; a group whose neighbours (the groups sharing
 //! a tensor with it) have not changed since it was last solved is skipped, as solving it again
-//! would give the same result.
+//! would give the same result; consecutive groups sharing no tensor (the MLP groups of a
+//! transformer) are solved in parallel, with the same result as one after the other.
 
 use lineage_loaders::ParamSet;
+use rayon::prelude::*;
 
-use super::assignment::max_assignment;
+use super::assignment::{Assignment, max_assignment};
 use super::spec::{PermutationSpec, Permutations};
 use super::tensors::TensorPair;
 use crate::error::{CoreError, Result};
@@ -112,19 +114,23 @@ impl Search {
         cost
     }
 
-    /// One coordinate-descent step: sets group `g`'s permutation to the best assignment of its cost
-    /// matrix if that raises the objective (in f64) by more than [`TOLERANCE`]; returns whether it did.
-    fn improve(&mut self, g: usize, name: &str) -> Result<bool> {
+    /// The best assignment of group `g`'s cost matrix, warm-started from its previous one.
+    fn solve(&self, g: usize, name: &str) -> Result<Assignment> {
         let n = self.perms[g].len();
-        let warm = self.potentials[g].as_deref();
-        let solved = max_assignment(&self.cost(g), n, warm).map_err(|e| CoreError::Align(format!("{name}: {e}")))?;
+        max_assignment(&self.cost(g), n, self.potentials[g].as_deref())
+            .map_err(|e| CoreError::Align(format!("{name}: {e}")))
+    }
+
+    /// Keeps `solved` as group `g`'s permutation if that raises the objective (in f64) by more than
+    /// [`TOLERANCE`]; returns whether it did.
+    fn accept(&mut self, g: usize, solved: Assignment) -> bool {
         self.potentials[g] = Some(solved.potentials);
         let candidate = solved.perm;
         if candidate == self.perms[g] {
-            return Ok(false);
+            return false;
         }
         // Unit i of the new B is unit rows[i] of the current one.
-        let mut position = vec![0; n];
+        let mut position = vec![0; candidate.len()];
         for (i, &unit) in self.perms[g].iter().enumerate() {
             position[unit] = i;
         }
@@ -136,46 +142,102 @@ impl Search {
             .map(|&(t, axis)| self.tensors[t].similarity_with(axis, &rows))
             .collect();
         if after.iter().sum::<f64>() <= before + TOLERANCE {
-            return Ok(false);
+            return false;
         }
         for (&(t, axis), similarity) in touched.iter().zip(after) {
             self.tensors[t].reorder(axis, &rows, similarity);
         }
         self.perms[g] = candidate;
-        Ok(true)
+        true
+    }
+
+    /// One coordinate-descent step for each group of `batch`, which share no tensor: solved in
+    /// parallel (the same result as one after the other), kept in order. Returns the groups changed.
+    fn improve(&mut self, batch: &[usize], spec: &PermutationSpec) -> Result<Vec<usize>> {
+        let solutions: Vec<Assignment> = batch
+            .par_iter()
+            .map(|&g| self.solve(g, &spec.groups[g].name))
+            .collect::<Result<_>>()?;
+        Ok(batch
+            .iter()
+            .zip(solutions)
+            .filter_map(|(&g, solved)| self.accept(g, solved).then_some(g))
+            .collect())
+    }
+}
+
+/// Which groups a sweep solves, and when: a group is skipped when none of its neighbours changed
+/// since it was last solved; consecutive independent groups are solved together.
+struct Visits {
+    /// Per group, the other groups sharing a tensor with it.
+    neighbours: Vec<Vec<usize>>,
+    /// Steps (group visits, counted from 1) at which each group last changed and was last solved.
+    changed: Vec<usize>,
+    solved: Vec<usize>,
+    step: usize,
+    /// Most groups solved together (the number of threads).
+    width: usize,
+}
+
+impl Visits {
+    /// Visits the groups in `order`; returns whether any permutation changed.
+    fn sweep(&mut self, search: &mut Search, spec: &PermutationSpec, order: &[usize]) -> Result<bool> {
+        let mut improved = false;
+        let mut batch: Vec<usize> = Vec::new();
+        for &g in order {
+            self.step += 1;
+            if batch.len() == self.width || batch.iter().any(|h| self.neighbours[g].contains(h)) {
+                improved |= self.run(search, spec, &mut batch)?;
+            }
+            let (neighbours, last) = (&self.neighbours[g], self.solved[g]);
+            if last > 0 && neighbours.iter().all(|&h| self.changed[h] < last) {
+                continue;
+            }
+            self.solved[g] = self.step;
+            batch.push(g);
+        }
+        Ok(self.run(search, spec, &mut batch)? || improved)
+    }
+
+    /// Solves and empties `batch`; returns whether any permutation changed.
+    fn run(&mut self, search: &mut Search, spec: &PermutationSpec, batch: &mut Vec<usize>) -> Result<bool> {
+        let changed = search.improve(batch, spec)?;
+        for &g in &changed {
+            self.changed[g] = self.solved[g];
+        }
+        batch.clear();
+        Ok(!changed.is_empty())
     }
 }
 
 /// Finds the permutations of `b`'s hidden units that best match `a` (see the module doc). `a` and
 /// `b` must both fit `spec`; `seed` fixes the order in which permutations are visited.
 pub fn weight_matching(spec: &PermutationSpec, a: &ParamSet, b: &ParamSet, seed: u64) -> Result<Matching> {
+    search(spec, a, b, seed, rayon::current_num_threads().max(1))
+}
+
+/// [`weight_matching`] solving at most `width` independent groups together.
+fn search(spec: &PermutationSpec, a: &ParamSet, b: &ParamSet, seed: u64, width: usize) -> Result<Matching> {
     spec.check(a)?;
     spec.check(b)?;
     a.check_compatible(b)
         .map_err(|diff| CoreError::Align(format!("models A and B differ: {diff}")))?;
     let mut search = Search::new(spec, a, b)?;
-    let neighbours = search.neighbours();
+    let groups = spec.groups.len();
+    let mut visits = Visits {
+        neighbours: search.neighbours(),
+        changed: vec![0; groups],
+        solved: vec![0; groups],
+        step: 0,
+        width,
+    };
     let mut objective = vec![search.objective()];
     let mut rng = Rng::new(seed, "weight-matching");
-    let mut order: Vec<usize> = (0..spec.groups.len()).collect();
-    // Steps (group visits, from 1) at which each group was last changed and last solved.
-    let (mut changed, mut solved) = (vec![0; order.len()], vec![0; order.len()]);
-    let mut step = 0;
+    let mut order: Vec<usize> = (0..groups).collect();
     let mut converged = false;
     for _ in 0..MAX_SWEEPS {
         rng.shuffle(&mut order);
-        let mut improved = false;
-        for &g in &order {
-            step += 1;
-            if solved[g] > 0 && neighbours[g].iter().all(|&h| changed[h] < solved[g]) {
-                continue;
-            }
-            solved[g] = step;
-            if search.improve(g, &spec.groups[g].name)? {
-                changed[g] = step;
-                improved = true;
-            }
-        }
+        let improved = visits.sweep(&mut search, spec, &order)?;
         objective.push(search.objective());
         if !improved {
             converged = true;
@@ -419,6 +481,50 @@ mod tests {
         let matching = weight_matching(&spec, &a, &b, 0).unwrap();
         assert_eq!(values(&spec.apply(&b, &matching.perms).unwrap()), values(&a));
         assert!(matching.objective.windows(2).all(|w| w[1] >= w[0]));
+    }
+
+    #[test]
+    fn independent_groups_solved_together_give_the_same_matching() {
+        // A residual-stream group R and per-layer groups M_l that only share tensors with R.
+        let (layers, hidden, inner) = (4, 5, 6);
+        let mut rng = Rng::new(4, "test-layers");
+        let mut raw = Vec::new();
+        let mut residual = Vec::new();
+        let mut groups = Vec::new();
+        let axis = |tensor: &str, axis| TensorAxis {
+            tensor: tensor.into(),
+            axis,
+        };
+        for l in 0..layers {
+            let (up, down) = (format!("up{l}"), format!("down{l}"));
+            raw.push((
+                up.clone(),
+                Tensor::from_vec(normal(&mut rng, inner * hidden), (inner, hidden), &Device::Cpu).unwrap(),
+            ));
+            raw.push((
+                down.clone(),
+                Tensor::from_vec(normal(&mut rng, hidden * inner), (hidden, inner), &Device::Cpu).unwrap(),
+            ));
+            residual.extend([axis(&up, 1), axis(&down, 0)]);
+            groups.push(PermutationGroup {
+                name: format!("M{l}"),
+                size: inner,
+                axes: vec![axis(&up, 0), axis(&down, 1)],
+            });
+        }
+        groups.push(PermutationGroup {
+            name: "R".into(),
+            size: hidden,
+            axes: residual,
+        });
+        let spec = PermutationSpec { groups };
+        let a = ParamSet::from_raw(raw).unwrap();
+        let b = spec.apply(&a, &random_perms(&spec, 5)).unwrap();
+        for seed in 0..4 {
+            let one = search(&spec, &a, &b, seed, 1).unwrap();
+            assert_eq!(search(&spec, &a, &b, seed, 3).unwrap(), one);
+            assert_eq!(values(&spec.apply(&b, &one.perms).unwrap()), values(&a));
+        }
     }
 
     #[test]
