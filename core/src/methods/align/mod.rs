@@ -9,13 +9,15 @@
 //! - [`spec`]: [`PermutationSpec`], the tensor axes each permutation of an architecture acts on
 //!   (built for MLPs by [`PermutationSpec::mlp`]; other families add their own constructor).
 //! - [`weight_matching`]: the coordinate-descent search over permutations.
-//! - `assignment`: the maximum-weight linear assignment step (Kuhn–Munkres).
+//! - `tensors`: the f32 tensors it works on and the products it needs (cost matrices as GEMMs).
+//! - [`assignment`]: the maximum-weight linear assignment step (Jonker–Volgenant shortest augmenting paths).
 //!
 //! Models with BatchNorm need their statistics recomputed after interpolation (REPAIR / reset); no
 //! family supported today has them.
 
-mod assignment;
+pub mod assignment;
 pub mod spec;
+mod tensors;
 pub mod weight_matching;
 
 pub use spec::{PermutationGroup, PermutationSpec, Permutations, TensorAxis};

@@ -1,18 +1,27 @@
 //! Git Re-Basin weight matching (Ainsworth, Hayase, Srinivasa 2023, Algorithm 1): find the hidden-unit
 //! permutations of model B that make its weights most similar to model A's.
 //!
-//! The objective is `sum over tensors t of <A_t, pi(B)_t>` (Frobenius inner products, in f64). It is
-//! maximised by coordinate descent: in each sweep the permutations are visited in a seeded random
-//! order, and each one is set to the linear assignment maximising the objective with the others
-//! fixed. A new assignment is kept only if it raises the objective by more than [`TOLERANCE`], so
-//! the objective never decreases; the search stops after a sweep without such a gain, or after
-//! [`MAX_SWEEPS`] sweeps (ARCHITECTURE.md, "Permutation alignment (weight matching)").
+//! The objective is `sum over tensors t of <A_t, pi(B)_t>` (Frobenius inner products of the f32
+//! weights, summed in f64). It is maximised by coordinate descent: in each sweep the permutations
+//! are visited in a seeded random order, and each one is set to the linear assignment maximising the
+//! objective with the others fixed. The assignment's cost matrix is built from f32 matrix products
+//! (one GEMM per tensor, accumulated in f64); the new assignment is kept only if it raises the
+//! objective, recomputed exactly in f64, by more than [`TOLERANCE`], so the objective never
+//! decreases. The search stops after a sweep without such a gain, or after [`MAX_SWEEPS`] sweeps
+//! (ARCHITECTURE.md, "Permutation alignment (weight matching)").
+//!
+//! B is kept permuted by the current assignment, so a cost matrix needs no copy of B; each group's
+//! assignment is warm-started from its previous one; a group whose neighbours (the groups sharing
+//! a tensor with it) have not changed since it was last solved is skipped, as solving it again
+//! would give the same result; consecutive groups sharing no tensor (the MLP groups of a
+//! transformer) are solved in parallel, with the same result as one after the other.
 
 use lineage_loaders::ParamSet;
 use rayon::prelude::*;
 
-use super::assignment::max_assignment;
+use super::assignment::{Assignment, max_assignment};
 use super::spec::{PermutationSpec, Permutations};
+use super::tensors::TensorPair;
 use crate::error::{CoreError, Result};
 use crate::train::rng::Rng;
 
@@ -21,7 +30,8 @@ pub const MAX_SWEEPS: usize = 100;
 /// Smallest objective gain that counts as an improvement.
 pub const TOLERANCE: f64 = 1e-12;
 /// Names the algorithm and its settings; part of the cache key of aligned results.
-pub const ALGORITHM: &str = "git-rebasin weight matching v1: seed 0, random order, max 100 sweeps, tol 1e-12";
+pub const ALGORITHM: &str =
+    "git-rebasin weight matching v2 (f32 GEMM costs, exact f64 gains): seed 0, random order, max 100 sweeps, tol 1e-12";
 /// Seed of the permutation visiting order used by the batch analysis.
 pub const DEFAULT_SEED: u64 = 0;
 
@@ -36,177 +46,206 @@ pub struct Matching {
     pub converged: bool,
 }
 
-/// A dense f64 tensor: shape and row-major values.
-#[derive(Debug, Clone)]
-struct Array {
-    shape: Vec<usize>,
-    data: Vec<f64>,
+/// The search's state: the tensors (B permuted by `perms`) and which group touches which.
+struct Search {
+    tensors: Vec<TensorPair>,
+    /// Per group: the `(tensor, axis)` pairs it acts on.
+    touched: Vec<Vec<(usize, usize)>>,
+    perms: Permutations,
+    /// Per group, the potentials of its last assignment (warm start of the next).
+    potentials: Vec<Option<Vec<f64>>>,
 }
 
-impl Array {
-    /// Reads tensor `name` of `params` (which must exist), refusing non-finite values.
-    fn read(params: &ParamSet, name: &str, which: &str) -> Result<Self> {
-        let tensor = params
-            .get(name)
-            .ok_or_else(|| CoreError::Align(format!("`{name}` missing in model {which}")))?;
-        let data: Vec<f64> = tensor
-            .flatten_all()
-            .and_then(|t| t.to_vec1::<f32>())
-            .map_err(|e| CoreError::Align(format!("`{name}` of model {which}: {e}")))?
-            .into_iter()
-            .map(f64::from)
-            .collect();
-        if data.iter().any(|v| !v.is_finite()) {
-            return Err(CoreError::Align(format!(
-                "`{name}` of model {which} holds a non-finite value"
-            )));
+impl Search {
+    /// Reads the tensors of `a` and `b` touched by `spec` (which both fit), refusing a tensor on
+    /// which one group acts along two axes (the objective would not be linear in that group).
+    fn new(spec: &PermutationSpec, a: &ParamSet, b: &ParamSet) -> Result<Self> {
+        let mut tensors = Vec::new();
+        let mut touched = vec![Vec::new(); spec.groups.len()];
+        for (name, axes) in spec.axes_by_tensor() {
+            for (i, &(axis, g)) in axes.iter().enumerate() {
+                if axes[..i].iter().any(|&(_, other)| other == g) {
+                    return Err(CoreError::Align(format!(
+                        "{} acts on two axes of `{name}`: weight matching needs each permutation to act \
+                         on a tensor once",
+                        spec.groups[g].name
+                    )));
+                }
+                touched[g].push((tensors.len(), axis));
+            }
+            tensors.push(TensorPair::read(a, b, name)?);
         }
         Ok(Self {
-            shape: tensor.dims().to_vec(),
-            data,
+            tensors,
+            touched,
+            perms: spec.identity(),
+            potentials: vec![None; spec.groups.len()],
         })
     }
 
-    /// (product of dims before `axis`, dim of `axis`, product of dims after `axis`).
-    fn split(&self, axis: usize) -> (usize, usize, usize) {
-        let outer = self.shape[..axis].iter().product();
-        let inner = self.shape[axis + 1..].iter().product();
-        (outer, self.shape[axis], inner)
-    }
-
-    /// `out[.., i, ..] = self[.., perm[i], ..]` along `axis`.
-    fn permute_axis(&self, axis: usize, perm: &[usize]) -> Self {
-        let (outer, n, inner) = self.split(axis);
-        let mut data = Vec::with_capacity(self.data.len());
-        for o in 0..outer {
-            for &p in perm {
-                let start = (o * n + p) * inner;
-                data.extend_from_slice(&self.data[start..start + inner]);
-            }
-        }
-        Self {
-            shape: self.shape.clone(),
-            data,
-        }
-    }
-
-    /// The tensor as an `[n, rest]` row-major matrix with `axis` as rows (columns in a fixed order).
-    fn unfold(&self, axis: usize) -> Vec<f64> {
-        let (outer, n, inner) = self.split(axis);
-        let mut out = vec![0.0; self.data.len()];
-        for o in 0..outer {
-            for i in 0..n {
-                let src = (o * n + i) * inner;
-                let dst = i * outer * inner + o * inner;
-                out[dst..dst + inner].copy_from_slice(&self.data[src..src + inner]);
-            }
-        }
-        out
-    }
-}
-
-/// The tensors touched by a spec, in model A and B.
-struct Tensors {
-    names: Vec<String>,
-    a: Vec<Array>,
-    b: Vec<Array>,
-    /// Per tensor: (axis, group) pairs acting on it.
-    axes: Vec<Vec<(usize, usize)>>,
-}
-
-impl Tensors {
-    /// B's tensor `t` with every group's permutation applied except `skip`'s.
-    fn permuted_b(&self, t: usize, perms: &Permutations, skip: Option<usize>) -> Array {
-        let mut out = self.b[t].clone();
-        for &(axis, g) in &self.axes[t] {
-            if Some(g) != skip {
-                out = out.permute_axis(axis, &perms[g]);
-            }
-        }
-        out
-    }
-
     /// The objective `sum_t <A_t, pi(B)_t>`.
-    fn objective(&self, perms: &Permutations) -> f64 {
-        (0..self.a.len())
-            .map(|t| dot(&self.a[t].data, &self.permuted_b(t, perms, None).data))
-            .sum()
+    fn objective(&self) -> f64 {
+        self.tensors.iter().map(|t| t.similarity).sum()
     }
 
-    /// `cost[i * n + j]`: the objective's terms linear in group `g` when unit `j` of B is moved to
-    /// position `i`, with the other groups' permutations fixed.
-    fn cost(&self, spec: &PermutationSpec, g: usize, perms: &Permutations) -> Vec<f64> {
-        let n = spec.groups[g].size;
+    /// Per group, the other groups acting on a tensor it acts on.
+    fn neighbours(&self) -> Vec<Vec<usize>> {
+        let groups_of = |t: usize| (0..self.touched.len()).filter(move |&h| self.touched[h].iter().any(|p| p.0 == t));
+        (0..self.touched.len())
+            .map(|g| {
+                let mut near: Vec<usize> = self.touched[g].iter().flat_map(|&(t, _)| groups_of(t)).collect();
+                near.sort_unstable();
+                near.dedup();
+                near.retain(|&h| h != g);
+                near
+            })
+            .collect()
+    }
+
+    /// `cost[i * n + j]`: the objective's terms linear in group `g` when unit `j` of the unpermuted
+    /// B is moved to position `i`, with the other groups' permutations fixed.
+    fn cost(&self, g: usize) -> Vec<f64> {
+        let n = self.perms[g].len();
         let mut cost = vec![0.0; n * n];
-        for (t, axes) in self.axes.iter().enumerate() {
-            for &(axis, _) in axes.iter().filter(|(_, group)| *group == g) {
-                let a = self.a[t].unfold(axis);
-                let b = self.permuted_b(t, perms, Some(g)).unfold(axis);
-                let m = a.len() / n.max(1);
-                cost.par_chunks_mut(n.max(1)).enumerate().for_each(|(i, row)| {
-                    let ai = &a[i * m..(i + 1) * m];
-                    for (j, c) in row.iter_mut().enumerate() {
-                        *c += dot(ai, &b[j * m..(j + 1) * m]);
-                    }
-                });
-            }
+        let mut scratch = Vec::new();
+        for &(t, axis) in &self.touched[g] {
+            self.tensors[t].add_similarities(axis, &self.perms[g], &mut scratch, &mut cost);
         }
         cost
     }
+
+    /// The best assignment of group `g`'s cost matrix, warm-started from its previous one.
+    fn solve(&self, g: usize, name: &str) -> Result<Assignment> {
+        let n = self.perms[g].len();
+        max_assignment(&self.cost(g), n, self.potentials[g].as_deref())
+            .map_err(|e| CoreError::Align(format!("{name}: {e}")))
+    }
+
+    /// Keeps `solved` as group `g`'s permutation if that raises the objective (in f64) by more than
+    /// [`TOLERANCE`]; returns whether it did.
+    fn accept(&mut self, g: usize, solved: Assignment) -> bool {
+        self.potentials[g] = Some(solved.potentials);
+        let candidate = solved.perm;
+        if candidate == self.perms[g] {
+            return false;
+        }
+        // Unit i of the new B is unit rows[i] of the current one.
+        let mut position = vec![0; candidate.len()];
+        for (i, &unit) in self.perms[g].iter().enumerate() {
+            position[unit] = i;
+        }
+        let rows: Vec<usize> = candidate.iter().map(|&unit| position[unit]).collect();
+        let touched = &self.touched[g];
+        let before: f64 = touched.iter().map(|&(t, _)| self.tensors[t].similarity).sum();
+        let after: Vec<f64> = touched
+            .iter()
+            .map(|&(t, axis)| self.tensors[t].similarity_with(axis, &rows))
+            .collect();
+        if after.iter().sum::<f64>() <= before + TOLERANCE {
+            return false;
+        }
+        for (&(t, axis), similarity) in touched.iter().zip(after) {
+            self.tensors[t].reorder(axis, &rows, similarity);
+        }
+        self.perms[g] = candidate;
+        true
+    }
+
+    /// One coordinate-descent step for each group of `batch`, which share no tensor: solved in
+    /// parallel (the same result as one after the other), kept in order. Returns the groups changed.
+    fn improve(&mut self, batch: &[usize], spec: &PermutationSpec) -> Result<Vec<usize>> {
+        let solutions: Vec<Assignment> = batch
+            .par_iter()
+            .map(|&g| self.solve(g, &spec.groups[g].name))
+            .collect::<Result<_>>()?;
+        Ok(batch
+            .iter()
+            .zip(solutions)
+            .filter_map(|(&g, solved)| self.accept(g, solved).then_some(g))
+            .collect())
+    }
 }
 
-fn dot(x: &[f64], y: &[f64]) -> f64 {
-    x.iter().zip(y).map(|(a, b)| a * b).sum()
+/// Which groups a sweep solves, and when: a group is skipped when none of its neighbours changed
+/// since it was last solved; consecutive independent groups are solved together.
+struct Visits {
+    /// Per group, the other groups sharing a tensor with it.
+    neighbours: Vec<Vec<usize>>,
+    /// Steps (group visits, counted from 1) at which each group last changed and was last solved.
+    changed: Vec<usize>,
+    solved: Vec<usize>,
+    step: usize,
+    /// Most groups solved together (the number of threads).
+    width: usize,
+}
+
+impl Visits {
+    /// Visits the groups in `order`; returns whether any permutation changed.
+    fn sweep(&mut self, search: &mut Search, spec: &PermutationSpec, order: &[usize]) -> Result<bool> {
+        let mut improved = false;
+        let mut batch: Vec<usize> = Vec::new();
+        for &g in order {
+            self.step += 1;
+            if batch.len() == self.width || batch.iter().any(|h| self.neighbours[g].contains(h)) {
+                improved |= self.run(search, spec, &mut batch)?;
+            }
+            let (neighbours, last) = (&self.neighbours[g], self.solved[g]);
+            if last > 0 && neighbours.iter().all(|&h| self.changed[h] < last) {
+                continue;
+            }
+            self.solved[g] = self.step;
+            batch.push(g);
+        }
+        Ok(self.run(search, spec, &mut batch)? || improved)
+    }
+
+    /// Solves and empties `batch`; returns whether any permutation changed.
+    fn run(&mut self, search: &mut Search, spec: &PermutationSpec, batch: &mut Vec<usize>) -> Result<bool> {
+        let changed = search.improve(batch, spec)?;
+        for &g in &changed {
+            self.changed[g] = self.solved[g];
+        }
+        batch.clear();
+        Ok(!changed.is_empty())
+    }
 }
 
 /// Finds the permutations of `b`'s hidden units that best match `a` (see the module doc). `a` and
 /// `b` must both fit `spec`; `seed` fixes the order in which permutations are visited.
 pub fn weight_matching(spec: &PermutationSpec, a: &ParamSet, b: &ParamSet, seed: u64) -> Result<Matching> {
+    search(spec, a, b, seed, rayon::current_num_threads().max(1))
+}
+
+/// [`weight_matching`] solving at most `width` independent groups together.
+fn search(spec: &PermutationSpec, a: &ParamSet, b: &ParamSet, seed: u64, width: usize) -> Result<Matching> {
     spec.check(a)?;
     spec.check(b)?;
     a.check_compatible(b)
         .map_err(|diff| CoreError::Align(format!("models A and B differ: {diff}")))?;
-    let by_tensor = spec.axes_by_tensor();
-    let mut tensors = Tensors {
-        names: Vec::with_capacity(by_tensor.len()),
-        a: Vec::with_capacity(by_tensor.len()),
-        b: Vec::with_capacity(by_tensor.len()),
-        axes: Vec::with_capacity(by_tensor.len()),
+    let mut search = Search::new(spec, a, b)?;
+    let groups = spec.groups.len();
+    let mut visits = Visits {
+        neighbours: search.neighbours(),
+        changed: vec![0; groups],
+        solved: vec![0; groups],
+        step: 0,
+        width,
     };
-    for (name, axes) in by_tensor {
-        tensors.a.push(Array::read(a, name, "A")?);
-        tensors.b.push(Array::read(b, name, "B")?);
-        tensors.names.push(name.to_string());
-        tensors.axes.push(axes);
-    }
-    let mut perms = spec.identity();
-    let mut objective = vec![tensors.objective(&perms)];
+    let mut objective = vec![search.objective()];
     let mut rng = Rng::new(seed, "weight-matching");
-    let mut order: Vec<usize> = (0..spec.groups.len()).collect();
+    let mut order: Vec<usize> = (0..groups).collect();
     let mut converged = false;
     for _ in 0..MAX_SWEEPS {
         rng.shuffle(&mut order);
-        let mut improved = false;
-        for &g in &order {
-            let n = spec.groups[g].size;
-            let cost = tensors.cost(spec, g, &perms);
-            let gain = |perm: &[usize]| -> f64 { perm.iter().enumerate().map(|(i, &j)| cost[i * n + j]).sum() };
-            let candidate = max_assignment(&cost, n).map_err(|e| {
-                CoreError::Align(format!("{} ({}): {e}", spec.groups[g].name, tensors.names.join(", ")))
-            })?;
-            if gain(&candidate) > gain(&perms[g]) + TOLERANCE {
-                perms[g] = candidate;
-                improved = true;
-            }
-        }
-        objective.push(tensors.objective(&perms));
+        let improved = visits.sweep(&mut search, spec, &order)?;
+        objective.push(search.objective());
         if !improved {
             converged = true;
             break;
         }
     }
     Ok(Matching {
-        perms,
+        perms: search.perms,
         objective,
         converged,
     })
@@ -222,6 +261,7 @@ pub fn align_to(spec: &PermutationSpec, a: &ParamSet, b: &ParamSet, seed: u64) -
 mod tests {
     use super::*;
     use crate::data::eval_data::EvalData;
+    use crate::methods::align::{PermutationGroup, TensorAxis};
     use crate::models::evaluator::Evaluator;
     use crate::models::mlp::{Activation, MlpEvaluator, MlpSpec, linear_chain};
     use candle_core::{Device, Tensor};
@@ -344,5 +384,165 @@ mod tests {
         let nan = ParamSet::from_raw(raw).unwrap();
         let err = weight_matching(&spec, &a, &nan, 0).unwrap_err().to_string();
         assert!(err.contains("non-finite") && err.contains("model B"), "{err}");
+    }
+
+    /// A spec over 3-D tensors whose unit axes sit first, in the middle and last:
+    /// `P6` acts on `x[5, 6, 7]` axis 1, `y[9, 6, 2]` axis 1 and `z[6]`; `P7` on `x` axis 2 and
+    /// `u[7, 3]` axis 0.
+    fn blocks_spec() -> PermutationSpec {
+        let group = |name: &str, size, axes: &[(&str, usize)]| PermutationGroup {
+            name: name.into(),
+            size,
+            axes: axes
+                .iter()
+                .map(|&(tensor, axis)| TensorAxis {
+                    tensor: tensor.into(),
+                    axis,
+                })
+                .collect(),
+        };
+        PermutationSpec {
+            groups: vec![
+                group("P6", 6, &[("x", 1), ("y", 1), ("z", 0)]),
+                group("P7", 7, &[("x", 2), ("u", 0)]),
+            ],
+        }
+    }
+
+    fn random_blocks(seed: u64) -> ParamSet {
+        let mut rng = Rng::new(seed, "test-blocks");
+        let shapes: [(&str, &[usize]); 4] = [("x", &[5, 6, 7]), ("y", &[9, 6, 2]), ("z", &[6]), ("u", &[7, 3])];
+        let raw = shapes
+            .iter()
+            .map(|(name, shape)| {
+                let values = normal(&mut rng, shape.iter().product());
+                (
+                    name.to_string(),
+                    Tensor::from_vec(values, *shape, &Device::Cpu).unwrap(),
+                )
+            })
+            .collect();
+        ParamSet::from_raw(raw).unwrap()
+    }
+
+    /// `t` unfolded on `axis`: one f64 row per unit (the other axes in a fixed order).
+    fn unfolded(t: &Tensor, axis: usize) -> Vec<Vec<f64>> {
+        let n = t.dims()[axis];
+        let rows = t
+            .transpose(0, axis)
+            .unwrap()
+            .contiguous()
+            .unwrap()
+            .reshape((n, ()))
+            .unwrap();
+        rows.to_vec2::<f32>()
+            .unwrap()
+            .into_iter()
+            .map(|r| r.into_iter().map(f64::from).collect())
+            .collect()
+    }
+
+    /// The cost matrix of group `g` by its definition: unit rows of A against unit rows of B
+    /// permuted by every group but `g`, in f64.
+    fn reference_cost(spec: &PermutationSpec, a: &ParamSet, b: &ParamSet, perms: &Permutations, g: usize) -> Vec<f64> {
+        let mut others = perms.clone();
+        others[g] = (0..perms[g].len()).collect();
+        let b = spec.apply(b, &others).unwrap();
+        let n = spec.groups[g].size;
+        let mut cost = vec![0.0; n * n];
+        for ta in &spec.groups[g].axes {
+            let ua = unfolded(a.get(&ta.tensor).unwrap(), ta.axis);
+            let ub = unfolded(b.get(&ta.tensor).unwrap(), ta.axis);
+            for (i, row) in ua.iter().enumerate() {
+                for (j, col) in ub.iter().enumerate() {
+                    cost[i * n + j] += row.iter().zip(col).map(|(p, q)| p * q).sum::<f64>();
+                }
+            }
+        }
+        cost
+    }
+
+    #[test]
+    fn the_gemm_cost_matrix_is_the_unfolded_definition() {
+        let spec = blocks_spec();
+        let (a, b) = (random_blocks(1), random_blocks(2));
+        let perms = random_perms(&spec, 3);
+        let mut search = Search::new(&spec, &a, &spec.apply(&b, &perms).unwrap()).unwrap();
+        search.perms = perms.clone();
+        for g in 0..spec.groups.len() {
+            let (fast, slow) = (search.cost(g), reference_cost(&spec, &a, &b, &perms, g));
+            let largest = slow.iter().fold(0.0f64, |m, c| m.max(c.abs()));
+            for (x, y) in fast.iter().zip(&slow) {
+                assert!((x - y).abs() <= 1e-6 * largest, "{}: {x} vs {y}", spec.groups[g].name);
+            }
+        }
+        // Mid-tensor unit axes are aligned too: a permuted copy is recovered exactly.
+        let b = spec.apply(&a, &perms).unwrap();
+        let matching = weight_matching(&spec, &a, &b, 0).unwrap();
+        assert_eq!(values(&spec.apply(&b, &matching.perms).unwrap()), values(&a));
+        assert!(matching.objective.windows(2).all(|w| w[1] >= w[0]));
+    }
+
+    #[test]
+    fn independent_groups_solved_together_give_the_same_matching() {
+        // A residual-stream group R and per-layer groups M_l that only share tensors with R.
+        let (layers, hidden, inner) = (4, 5, 6);
+        let mut rng = Rng::new(4, "test-layers");
+        let mut raw = Vec::new();
+        let mut residual = Vec::new();
+        let mut groups = Vec::new();
+        let axis = |tensor: &str, axis| TensorAxis {
+            tensor: tensor.into(),
+            axis,
+        };
+        for l in 0..layers {
+            let (up, down) = (format!("up{l}"), format!("down{l}"));
+            raw.push((
+                up.clone(),
+                Tensor::from_vec(normal(&mut rng, inner * hidden), (inner, hidden), &Device::Cpu).unwrap(),
+            ));
+            raw.push((
+                down.clone(),
+                Tensor::from_vec(normal(&mut rng, hidden * inner), (hidden, inner), &Device::Cpu).unwrap(),
+            ));
+            residual.extend([axis(&up, 1), axis(&down, 0)]);
+            groups.push(PermutationGroup {
+                name: format!("M{l}"),
+                size: inner,
+                axes: vec![axis(&up, 0), axis(&down, 1)],
+            });
+        }
+        groups.push(PermutationGroup {
+            name: "R".into(),
+            size: hidden,
+            axes: residual,
+        });
+        let spec = PermutationSpec { groups };
+        let a = ParamSet::from_raw(raw).unwrap();
+        let b = spec.apply(&a, &random_perms(&spec, 5)).unwrap();
+        for seed in 0..4 {
+            let one = search(&spec, &a, &b, seed, 1).unwrap();
+            assert_eq!(search(&spec, &a, &b, seed, 3).unwrap(), one);
+            assert_eq!(values(&spec.apply(&b, &one.perms).unwrap()), values(&a));
+        }
+    }
+
+    #[test]
+    fn a_group_on_two_axes_of_one_tensor_is_refused() {
+        let w = Tensor::from_vec(vec![1f32; 16], (4, 4), &Device::Cpu).unwrap();
+        let p = ParamSet::from_raw(vec![("w".into(), w)]).unwrap();
+        let axis = |axis| TensorAxis {
+            tensor: "w".into(),
+            axis,
+        };
+        let spec = PermutationSpec {
+            groups: vec![PermutationGroup {
+                name: "P".into(),
+                size: 4,
+                axes: vec![axis(0), axis(1)],
+            }],
+        };
+        let err = weight_matching(&spec, &p, &p, 0).unwrap_err().to_string();
+        assert!(err.contains("two axes of `w`"), "{err}");
     }
 }
