@@ -19,15 +19,13 @@ use std::path::Path;
 use std::process::Command;
 
 use candle_core::{DType, Device, Tensor};
-use candle_nn::{VarBuilder, VarMap};
-use common::time;
+use common::{checkpoint, time};
 use lineage_core::EvalData;
 use lineage_core::methods::interpolation::alpha_grid;
 use lineage_core::models::evaluator::Evaluator;
 use lineage_core::models::transformer::{
     Architecture, BertSpec, CausalLm, GptNeoxSpec, SequenceClassifier, TransformerEvaluator,
 };
-use lineage_loaders::ParamSet;
 
 const SEQUENCES: usize = 64;
 const LENGTH: usize = 64;
@@ -54,23 +52,6 @@ fn gpt_neox_config() -> serde_json::Value {
         "rotary_pct": 0.25, "rotary_emb_base": 10000, "use_parallel_residual": true,
         "layer_norm_eps": 1e-5, "tie_word_embeddings": false, "model_type": "gpt_neox"
     })
-}
-
-/// A randomly initialised checkpoint with the HF names: the model built on a `VarMap`, which
-/// creates every tensor it is asked for.
-fn checkpoint<A: Architecture>(architecture: &A) -> ParamSet {
-    let varmap = VarMap::new();
-    architecture
-        .load(VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu))
-        .unwrap();
-    let tensors = varmap.data().lock().unwrap();
-    ParamSet::from_raw(
-        tensors
-            .iter()
-            .map(|(n, v)| (n.clone(), v.as_tensor().clone()))
-            .collect(),
-    )
-    .unwrap()
 }
 
 /// Deterministic token ids in `1..vocab` and labels (none for a language model).

@@ -21,8 +21,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use candle_core::{DType, Device, Tensor};
-use candle_nn::{VarBuilder, VarMap};
-use common::time;
+use common::{checkpoint, time};
 use lineage_core::methods::align::assignment::max_assignment;
 use lineage_core::methods::align::{DEFAULT_SEED, PermutationSpec, weight_matching};
 use lineage_core::models::transformer::{Architecture, BertSpec, SequenceClassifier};
@@ -39,23 +38,6 @@ fn bert_base_config() -> serde_json::Value {
         "layer_norm_eps": 1e-12, "pad_token_id": 0, "classifier_dropout": null, "num_labels": CLASSES,
         "model_type": "bert"
     })
-}
-
-/// A randomly initialised checkpoint with the HF names: the model built on a `VarMap`, which
-/// creates every tensor it is asked for.
-fn checkpoint<A: Architecture>(architecture: &A) -> ParamSet {
-    let varmap = VarMap::new();
-    architecture
-        .load(VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu))
-        .unwrap();
-    let tensors = varmap.data().lock().unwrap();
-    ParamSet::from_raw(
-        tensors
-            .iter()
-            .map(|(n, v)| (n.clone(), v.as_tensor().clone()))
-            .collect(),
-    )
-    .unwrap()
 }
 
 /// FLOPs of the cost matrices of one sweep: for every group of size `n` and every tensor axis it
