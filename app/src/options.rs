@@ -242,9 +242,8 @@ pub fn eval_sets(
     let named = if given.is_empty() {
         matches!(plan.data, Some(PlannedData::Named(_)))
     } else {
-        given
-            .iter()
-            .any(|t| EvalSet::parse(t) != EvalSet::unnamed(Path::new(t)))
+        // A `NAME=` was split off when the set's path is not the text given.
+        given.iter().zip(&sets).any(|(t, s)| s.path != Path::new(t))
     };
     if let Some(name) = basins_on.or(plan.basins_on.as_deref()) {
         let index = sets.iter().position(|s| s.name == name).with_context(|| {

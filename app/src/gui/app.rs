@@ -155,6 +155,16 @@ impl LineageApp {
             set.name = format!("{stem}-{i}");
         }
         sweep.more_sets.push(set);
+        self.reanalyse();
+    }
+
+    /// Drops the analysis of the open folder and analyses it again with the current options (cached
+    /// results are reused); while a job runs, the status bar says so and nothing changes.
+    fn reanalyse(&mut self) {
+        if self.is_busy() {
+            self.status = "Busy: the new options apply to the next analysis.".into();
+            return;
+        }
         if let Some(session) = &mut self.session {
             session.analysis = None;
         }
@@ -168,10 +178,7 @@ impl LineageApp {
             Ok(selection) if selection == self.options.sweep.selection => {}
             Ok(selection) => {
                 self.options.sweep.selection = selection;
-                if let Some(session) = &mut self.session {
-                    session.analysis = None;
-                }
-                self.analyse();
+                self.reanalyse();
             }
             Err(message) => self.status = format!("Selection: {message}"),
         }
@@ -365,11 +372,7 @@ impl LineageApp {
                 .clicked()
             {
                 ui.close();
-                if let Some(file) = rfd::FileDialog::new()
-                    .set_title("Eval data (inputs, labels)")
-                    .add_filter("eval data", &["safetensors", "npz", "parquet"])
-                    .pick_file()
-                {
+                if let Some(file) = pick_eval_file("Eval data (inputs, labels)") {
                     self.set_eval_data(file);
                 }
             }
@@ -379,11 +382,7 @@ impl LineageApp {
                 .clicked()
             {
                 ui.close();
-                if let Some(file) = rfd::FileDialog::new()
-                    .set_title("Another eval set (inputs, labels)")
-                    .add_filter("eval data", &["safetensors", "npz", "parquet"])
-                    .pick_file()
-                {
+                if let Some(file) = pick_eval_file("Another eval set (inputs, labels)") {
                     self.add_eval_set(file);
                 }
             }
@@ -507,6 +506,14 @@ impl eframe::App for LineageApp {
 
 /// Adds the bundled DejaVu Sans after egui's fonts, for the symbols they lack (■ × → …); takes effect
 /// from the next frame.
+/// An eval data file chosen in the native file dialog titled `title`.
+fn pick_eval_file(title: &str) -> Option<PathBuf> {
+    rfd::FileDialog::new()
+        .set_title(title)
+        .add_filter("eval data", &["safetensors", "npz", "parquet"])
+        .pick_file()
+}
+
 fn install_fallback_font(ctx: &egui::Context) {
     ctx.add_font(egui::epaint::text::FontInsert::new(
         "DejaVuSans",

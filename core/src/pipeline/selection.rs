@@ -48,6 +48,11 @@ impl SelectionOptions {
         *self == Self::default()
     }
 
+    /// True when every run and step is kept (the examples and tensors may still be narrowed).
+    pub fn keeps_all_checkpoints(&self) -> bool {
+        self.runs.is_empty() && self.steps.is_none() && self.every.is_none()
+    }
+
     /// Checks every pattern, step list and count, so a typo fails before any work.
     pub fn validate(&self) -> Result<(), CoreError> {
         self.checkpoints()?;
@@ -62,7 +67,7 @@ impl SelectionOptions {
     /// pattern or step item that matches nothing (probably a typo).
     pub fn select(&self, zoo: &Zoo) -> Result<(Zoo, Vec<String>), CoreError> {
         let selection = self.checkpoints()?;
-        if selection.keeps_all_checkpoints() {
+        if self.keeps_all_checkpoints() {
             return Ok((zoo.clone(), Vec::new()));
         }
         let (selected, summary) = selection.apply(zoo);

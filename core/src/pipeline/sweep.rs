@@ -122,14 +122,11 @@ pub struct SetRows {
 }
 
 impl Sweep {
-    /// Adds the sweep of another eval set: its rows, counts and warnings.
+    /// Adds the sweep of another eval set: its rows, counts and warnings (the analysis says each
+    /// warning once, see `Analysis::collect_warnings`).
     fn add_set(&mut self, other: Sweep) {
         self.counts += other.counts;
-        for w in other.warnings {
-            if !self.warnings.contains(&w) {
-                self.warnings.push(w);
-            }
-        }
+        self.warnings.extend(other.warnings);
         self.other_sets.push(SetRows {
             name: other.set,
             data_key: other.data_key,

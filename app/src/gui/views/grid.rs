@@ -14,8 +14,13 @@ const MAX_GRID_STEPS: usize = 40;
 pub fn show(ui: &mut Ui, session: &Session, selection: &SelectionOptions, more_sets: &[EvalSet]) {
     let zoo = &session.zoo;
     let steps = zoo.steps();
-    // A selection that does not compile selects nothing new: the editor says why.
-    let selected = selection.select(zoo).map(|(z, _)| z).ok();
+    // A selection that does not compile selects nothing new: the editor says why. (Drawn every
+    // frame: the zoo is copied only when a selection narrows it.)
+    let selected = if selection.keeps_all_checkpoints() {
+        None
+    } else {
+        selection.select(zoo).map(|(z, _)| z).ok()
+    };
     let is_selected = |run: &str, step: u64| {
         selected
             .as_ref()
