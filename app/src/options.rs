@@ -145,6 +145,10 @@ pub struct Plan {
     pub device: Option<String>,
     /// Most checkpoints of a step in memory at once.
     pub models_in_flight: Option<usize>,
+    /// Bootstrap resamples (0: off).
+    pub bootstrap: Option<usize>,
+    /// Seed of the bootstrap resamples.
+    pub bootstrap_seed: Option<u64>,
     /// `[select]`: runs, steps, every, max_examples, include, exclude.
     pub select: Option<SelectionOptions>,
 }

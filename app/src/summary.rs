@@ -77,7 +77,14 @@ pub fn summary(analysis: &Analysis, out: &Path) -> String {
         let members: Vec<String> = tracked
             .basins
             .iter()
-            .map(|b| format!("#{} {}", b.id, b.members.join(" ")))
+            .map(|b| {
+                let unsure = if basins.uncertain.contains(&(tracked.step, b.id)) {
+                    "?"
+                } else {
+                    ""
+                };
+                format!("#{}{unsure} {}", b.id, b.members.join(" "))
+            })
             .collect();
         let _ = writeln!(
             text,
@@ -86,6 +93,18 @@ pub fn summary(analysis: &Analysis, out: &Path) -> String {
             rows.len(),
             tracked.basins.len(),
             members.join(" | ")
+        );
+    }
+    if let Some(c) = basins.co_membership.first() {
+        let note = if basins.uncertain.is_empty() {
+            "every pair of runs is together, or apart, in more than 95% of them"
+        } else {
+            "#N? = a basin with a run that is with some other run in 5-95% of them (co_membership.parquet)"
+        };
+        let _ = writeln!(
+            text,
+            "bootstrap: {} resamples of the eval examples; {note}",
+            c.resamples
         );
     }
     let aligned: Vec<String> = basins

@@ -18,7 +18,7 @@ use polars::prelude::{AnyValue, DataFrame};
 use serde_json::{Value, json};
 
 /// Every table `lineage batch` writes without `--shard`.
-const TABLES: [&str; 16] = [
+const TABLES: [&str; 17] = [
     "checkpoints",
     "evals",
     "interpolation",
@@ -26,6 +26,7 @@ const TABLES: [&str; 16] = [
     "clusters",
     "timeline",
     "tree_edges",
+    "co_membership",
     "generalization",
     "generalization_tests",
     "similarity",

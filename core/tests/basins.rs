@@ -215,7 +215,7 @@ fn one_basin_splits_into_three_with_stable_ids() {
                 (1000, 2, 3, BasinEvent::Split, Some(0)),
             ]
         );
-        let edges: Vec<(u64, u32, u64, u32, u64)> = tree_edge_rows(&h)
+        let edges: Vec<(u64, u32, u64, u32, u64)> = tree_edge_rows(&h, &Default::default())
             .into_iter()
             .map(|r| (r.step_from, r.basin_from, r.step_to, r.basin_to, r.n_runs))
             .collect();
@@ -260,7 +260,7 @@ fn merge_of_two_basins() {
         ]
     );
     assert!(h.steps[1].deaths.is_empty(), "a merged basin is not a death");
-    let edges: Vec<(u32, u32, u64)> = tree_edge_rows(&h)
+    let edges: Vec<(u32, u32, u64)> = tree_edge_rows(&h, &Default::default())
         .iter()
         .map(|r| (r.basin_from, r.basin_to, r.n_runs))
         .collect();
@@ -426,4 +426,218 @@ fn tracking_an_empty_history() {
     assert!(h.steps.is_empty());
     assert!(timeline_rows(&h, &Diverged::new()).is_empty());
     assert_eq!(basin_tree(&h).graph.node_count(), 0);
+}
+
+// Bootstrap intervals and co-membership on the PyTorch-written fixture zoo.
+
+mod common;
+
+/// The segment barrier straight from its definition (ARCHITECTURE.md, "Loss barriers"): the
+/// largest bump above the chord of any sub-segment i < k < j, clipped at 0.
+fn segment_by_definition(alphas: &[f64], f: &[f64]) -> f64 {
+    let n = f.len();
+    let mut best = 0.0f64;
+    for i in 0..n {
+        for j in i + 2..n {
+            for k in i + 1..j {
+                let chord = ((alphas[j] - alphas[k]) * f[i] + (alphas[k] - alphas[i]) * f[j]) / (alphas[j] - alphas[i]);
+                best = best.max(f[k] - chord);
+            }
+        }
+    }
+    best
+}
+
+/// The endpoint barrier straight from its definition.
+fn endpoint_by_definition(alphas: &[f64], f: &[f64]) -> f64 {
+    let n = f.len();
+    (0..n)
+        .map(|k| f[k] - ((1.0 - alphas[k]) * f[0] + alphas[k] * f[n - 1]))
+        .fold(0.0, f64::max)
+}
+
+/// NumPy's default (linear) quantile, by sorting.
+fn numpy_quantile(values: &[f64], q: f64) -> f64 {
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    let h = (v.len() - 1) as f64 * q;
+    let (lo, hi) = (h.floor() as usize, h.ceil() as usize);
+    v[lo] + (h - lo as f64) * (v[hi] - v[lo])
+}
+
+#[test]
+fn bootstrap_intervals_match_a_direct_computation_and_identical_runs_always_share_a_basin() {
+    use lineage_core::methods::bootstrap::Resampler;
+    use lineage_core::methods::interpolation::{BarrierKind, alpha_grid};
+    use lineage_core::models::registry::evaluator_for;
+    use lineage_core::output::schema::read_table;
+    use lineage_core::output::tables::CoMembershipRow;
+    use lineage_core::pipeline::options::{AnalysisOptions, SweepOptions};
+    use lineage_core::pipeline::plan::PairKind;
+    use lineage_core::pipeline::selection::SelectionOptions;
+    use lineage_core::progress::NoProgress;
+
+    const EXAMPLES: usize = 60;
+    const RESAMPLES: usize = 40;
+    const SEED: u64 = 5;
+    // The fixture's two runs, plus `twin`: a copy of init0_order0 (zero barrier to it under every
+    // resample, so always in its basin).
+    let dir = tempfile::tempdir().unwrap();
+    let zoo_dir = dir.path().join("zoo");
+    for (from, to) in [
+        ("init0_order0", "init0_order0"),
+        ("init1_order0", "init1_order0"),
+        ("init0_order0", "twin"),
+    ] {
+        for step in [0, 100, 1500] {
+            let target = zoo_dir.join(format!("{to}/step{step}"));
+            std::fs::create_dir_all(&target).unwrap();
+            let source = common::fixture(&format!("zoo_safetensors/{from}/step{step}/model.safetensors"));
+            std::fs::copy(source, target.join("model.safetensors")).unwrap();
+        }
+        let config = common::fixture(&format!("zoo_safetensors/{from}/config.json"));
+        std::fs::copy(config, zoo_dir.join(format!("{to}/config.json"))).unwrap();
+    }
+    let data_path = common::fixture("digits_eval.safetensors");
+    let selection = SelectionOptions {
+        max_examples: Some(EXAMPLES),
+        ..SelectionOptions::default()
+    };
+    let options = AnalysisOptions {
+        sweep: SweepOptions {
+            alphas: 5,
+            cache_dir: dir.path().join("cache"),
+            bootstrap: RESAMPLES,
+            bootstrap_seed: SEED,
+            selection: selection.clone(),
+            ..SweepOptions::default()
+        },
+        representations: None,
+        ..AnalysisOptions::default()
+    };
+    let zoo = lineage_loaders::discover(&zoo_dir);
+    let analysis = lineage_core::analyse(&zoo, &data_path, &options, &NoProgress).unwrap();
+
+    // The reference: per-example losses along the path, resampled and summarised here.
+    let (data, _) = selection.eval_data(&data_path).unwrap();
+    let alphas = alpha_grid(5).unwrap();
+    let (a, b) = (common::load("init0_order0", 100), common::load("init1_order0", 100));
+    let config = common::fixture("zoo_safetensors/init0_order0/config.json");
+    let evaluator = evaluator_for(Some(&config), &a, &data).unwrap();
+    let mut curve = vec![evaluator.evaluate(&a).unwrap()];
+    curve.extend(evaluator.evaluate_path(&a, &b, &alphas[1..4]).unwrap());
+    curve.push(evaluator.evaluate(&b).unwrap());
+    let resampler = Resampler::examples(EXAMPLES, RESAMPLES, SEED);
+    let mut barriers: BTreeMap<(&str, &str), Vec<f64>> = BTreeMap::new();
+    for r in 0..RESAMPLES {
+        let w = resampler.weights(r);
+        let total: f64 = w.iter().map(|&x| f64::from(x)).sum();
+        assert_eq!(total, EXAMPLES as f64);
+        let mean = |value: &dyn Fn(usize, usize) -> f64| -> Vec<f64> {
+            (0..curve.len())
+                .map(|k| (0..EXAMPLES).map(|i| f64::from(w[i]) * value(k, i)).sum::<f64>() / total)
+                .collect()
+        };
+        let loss = mean(&|k, i| f64::from(curve[k].per_example_loss[i]));
+        let error = mean(&|k, i| if curve[k].per_example_correct[i] { 0.0 } else { 1.0 });
+        for (what, f) in [("loss", &loss), ("error", &error)] {
+            barriers
+                .entry(("segment", what))
+                .or_default()
+                .push(segment_by_definition(&alphas, f));
+            barriers
+                .entry(("endpoint", what))
+                .or_default()
+                .push(endpoint_by_definition(&alphas, f));
+        }
+    }
+    let mut checked = 0;
+    for row in analysis.sweep.barriers.iter().filter(|r| {
+        r.step == 100 && r.pair == PairKind::Seeds && r.run_a == "init0_order0" && r.run_b == "init1_order0"
+    }) {
+        let kind = match row.kind {
+            BarrierKind::Segment => "segment",
+            BarrierKind::Endpoint => "endpoint",
+        };
+        for (what, lo, hi) in [
+            ("loss", row.loss_barrier_lo, row.loss_barrier_hi),
+            ("error", row.error_barrier_lo, row.error_barrier_hi),
+        ] {
+            let values = &barriers[&(kind, what)];
+            let (want_lo, want_hi) = (numpy_quantile(values, 0.025), numpy_quantile(values, 0.975));
+            let (lo, hi) = (lo.unwrap(), hi.unwrap());
+            assert!((lo - want_lo).abs() < 1e-12, "{kind} {what} lo {lo} vs {want_lo}");
+            assert!((hi - want_hi).abs() < 1e-12, "{kind} {what} hi {hi} vs {want_hi}");
+            assert!(lo <= hi, "{kind} {what}: {lo} > {hi}");
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 4, "both kinds, loss and error");
+    // The resamples differ: a barrier between different inits is not the same on every resample.
+    let segment_loss = &barriers[&("segment", "loss")];
+    assert!(segment_loss.iter().any(|&v| v != segment_loss[0]));
+
+    // Co-membership: the twin is always with the run it copies; every step has a frequency for
+    // every pair of its three runs.
+    let basins = analysis.basins.as_ref().unwrap();
+    assert_eq!(basins.co_membership.len(), 3, "one per step");
+    let out = dir.path().join("out");
+    analysis.write(&out).unwrap();
+    let rows: Vec<CoMembershipRow> = read_table(&out).unwrap();
+    assert_eq!(rows.len(), 3 * 3);
+    for row in &rows {
+        assert_eq!(row.resamples, RESAMPLES as u64);
+        assert!((0.0..=1.0).contains(&row.co_membership), "{row:?}");
+        if (row.run_a.as_str(), row.run_b.as_str()) == ("init0_order0", "twin") {
+            assert_eq!(row.co_membership, 1.0, "{row:?}");
+            assert!(row.same_basin);
+        }
+    }
+    // The result store keeps summaries only: no per-example values.
+    let stored = std::fs::read_to_string(dir.path().join("cache/bootstrap.jsonl")).unwrap();
+    assert!(
+        stored.lines().all(|l| l.len() < 2_000),
+        "a line per path, each a summary"
+    );
+    // A second run computes nothing and gives the same rows.
+    let again = lineage_core::analyse(&zoo, &data_path, &options, &NoProgress).unwrap();
+    assert_eq!(again.sweep.counts.computed, 0);
+    assert_eq!(again.sweep.barriers, analysis.sweep.barriers);
+}
+
+#[test]
+fn without_the_bootstrap_intervals_are_null_and_there_is_no_co_membership() {
+    use lineage_core::pipeline::options::{AnalysisOptions, SweepOptions};
+    use lineage_core::progress::NoProgress;
+
+    let dir = tempfile::tempdir().unwrap();
+    let options = AnalysisOptions {
+        sweep: SweepOptions {
+            alphas: 3,
+            cache_dir: dir.path().join("cache"),
+            bootstrap: 0,
+            ..SweepOptions::default()
+        },
+        representations: None,
+        ..AnalysisOptions::default()
+    };
+    let zoo = lineage_loaders::discover(&common::fixture("zoo_safetensors"));
+    let data = common::fixture("digits_eval.safetensors");
+    let analysis = lineage_core::analyse(&zoo, &data, &options, &NoProgress).unwrap();
+    assert!(!analysis.sweep.barriers.is_empty());
+    assert!(
+        analysis
+            .sweep
+            .barriers
+            .iter()
+            .all(|r| r.loss_barrier_lo.is_none() && r.error_barrier_hi.is_none())
+    );
+    let basins = analysis.basins.unwrap();
+    assert!(basins.co_membership.is_empty() && basins.uncertain.is_empty());
+    assert!(
+        !dir.path().join("cache/bootstrap.jsonl").exists()
+            || std::fs::read_to_string(dir.path().join("cache/bootstrap.jsonl"))
+                .unwrap()
+                .is_empty()
+    );
 }

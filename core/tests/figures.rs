@@ -234,7 +234,7 @@ fn basin_tree_on_a_log_axis_with_step_zero() {
     let (h, t) = history(9);
     let o = out("tree");
     let stem = o.dir.join("basin_tree");
-    let paths = figures::basin_tree(&t, &h, &seeds(9), &Default::default(), true, &stem).unwrap();
+    let paths = figures::basin_tree(&t, &h, &seeds(9), &Default::default(), &Default::default(), true, &stem).unwrap();
     let (svg, png) = check_figure(&paths, &stem);
     let names = seeds(9);
     assert_contains(&svg, &names.iter().map(String::as_str).collect::<Vec<_>>());
@@ -263,7 +263,16 @@ fn basin_tree_on_a_linear_axis() {
     let (h, t) = history(5);
     let o = out("tree_linear");
     let stem = o.dir.join("tree.v2");
-    let paths = figures::basin_tree(&t, &h, &seeds(5), &Default::default(), false, &stem).unwrap();
+    let paths = figures::basin_tree(
+        &t,
+        &h,
+        &seeds(5),
+        &Default::default(),
+        &Default::default(),
+        false,
+        &stem,
+    )
+    .unwrap();
     let (svg, _) = check_figure(&paths, &stem);
     assert!(svg.contains("training step") && !svg.contains("log scale"));
     assert!(o.dir.join("tree.v2.svg").exists());
@@ -274,10 +283,19 @@ fn a_diverged_checkpoint_ends_its_thread_in_a_cross() {
     let (h, t) = history(5);
     let o = out("tree_diverged");
     let stem = o.dir.join("basin_tree");
-    let plain = figures::basin_tree(&t, &h, &seeds(5), &Default::default(), false, &stem).unwrap();
+    let plain = figures::basin_tree(
+        &t,
+        &h,
+        &seeds(5),
+        &Default::default(),
+        &Default::default(),
+        false,
+        &stem,
+    )
+    .unwrap();
     let (_, before) = check_figure(&plain, &stem);
     let diverged = [(1000, "seed3".to_string())].into_iter().collect();
-    let paths = figures::basin_tree(&t, &h, &seeds(5), &diverged, false, &stem).unwrap();
+    let paths = figures::basin_tree(&t, &h, &seeds(5), &diverged, &Default::default(), false, &stem).unwrap();
     let (svg, png) = check_figure(&paths, &stem);
     assert_contains(&svg, &["× 1 diverged checkpoint"]);
     const VERMILLION: [u8; 3] = [0xD5, 0x5E, 0x00];
@@ -295,7 +313,7 @@ fn empty_history_gives_a_no_data_tree() {
     let t = basin_tree(&h);
     let o = out("tree_empty");
     let stem = o.dir.join("basin_tree");
-    let paths = figures::basin_tree(&t, &h, &[], &Default::default(), true, &stem).unwrap();
+    let paths = figures::basin_tree(&t, &h, &[], &Default::default(), &Default::default(), true, &stem).unwrap();
     let svg = std::fs::read_to_string(&paths[0]).unwrap();
     assert_contains(&svg, &["Basins over training", "no data"]);
     let (w, hh, _) = decode_png(&paths[1]);
@@ -467,6 +485,10 @@ fn barrier_rows(n: usize) -> Vec<BarrierRow> {
                         error_barrier: 0.1 * b,
                         aligned: false,
                         set: "eval".into(),
+                        loss_barrier_lo: None,
+                        loss_barrier_hi: None,
+                        error_barrier_lo: None,
+                        error_barrier_hi: None,
                     });
                 }
                 if step < last {
@@ -482,6 +504,10 @@ fn barrier_rows(n: usize) -> Vec<BarrierRow> {
                         error_barrier: 0.08 * b,
                         aligned: false,
                         set: "eval".into(),
+                        loss_barrier_lo: None,
+                        loss_barrier_hi: None,
+                        error_barrier_lo: None,
+                        error_barrier_hi: None,
                     });
                 }
             }
@@ -647,6 +673,7 @@ fn unwritable_folder_is_an_io_error_naming_the_path() {
         &h,
         &seeds(3),
         &Default::default(),
+        &Default::default(),
         false,
         &file.join("sub/basin_tree"),
     )
@@ -688,7 +715,7 @@ fn a_large_zoo_stays_readable() {
     let t = basin_tree(&h);
     let o = out("large");
     let stem = o.dir.join("basin_tree");
-    let paths = figures::basin_tree(&t, &h, &runs, &Default::default(), true, &stem).unwrap();
+    let paths = figures::basin_tree(&t, &h, &runs, &Default::default(), &Default::default(), true, &stem).unwrap();
     let (svg, _) = check_figure(&paths, &stem);
     // Too many runs to tell apart by colour: threads are coloured by the basin they end in.
     assert_contains(

@@ -66,14 +66,22 @@ pub struct BatchArgs {
     /// runs (results do not depend on it) [default: twice the worker threads].
     #[arg(long, value_name = "N")]
     pub models_in_flight: Option<usize>,
+    /// Bootstrap resamples of the eval examples (0: off): a 95% interval on every barrier
+    /// (`loss_barrier_lo`/`_hi`, `error_barrier_lo`/`_hi`) and `co_membership.parquet`, how often
+    /// resampling puts two seeds in one basin [default: 1000].
+    #[arg(long, value_name = "B")]
+    pub bootstrap: Option<usize>,
+    /// Seed of the bootstrap resamples [default: 0].
+    #[arg(long, value_name = "SEED")]
+    pub bootstrap_seed: Option<u64>,
     /// Compute only share K of N (1-based), e.g. `--shard $SLURM_ARRAY_TASK_ID/16`; combine with `lineage merge`.
     #[arg(long, value_name = "K/N")]
     pub shard: Option<String>,
     /// Write a SLURM job-array script running this batch as N shards (to OUT/slurm.sbatch) and exit.
     #[arg(long, value_name = "N")]
     pub emit_slurm: Option<usize>,
-    /// TOML file holding every option (zoo, data, out, alphas, cache, pairs, align, cluster, eps, k, barrier,
-    /// and a `[select]` table: runs, steps, every, max_examples, include, exclude), so a paper's figures
+    /// TOML file holding every option (zoo, data, out, alphas, cache, pairs, align, bootstrap,
+    /// bootstrap_seed, cluster, eps, k, barrier, and a `[select]` table: runs, steps, every, max_examples, include, exclude), so a paper's figures
     /// are one reproducible command.
     #[arg(long)]
     pub plan: Option<PathBuf>,
@@ -148,6 +156,12 @@ fn options(args: &BatchArgs, plan: &Plan) -> anyhow::Result<AnalysisOptions> {
     sweep.selection = args.select.options(args.max_examples, plan)?;
     sweep.paths_on_all = args.paths_on.or(plan.paths_on) == Some(PathsOn::All);
     sweep.in_flight = args.models_in_flight.or(plan.models_in_flight);
+    if let Some(b) = args.bootstrap.or(plan.bootstrap) {
+        sweep.bootstrap = b;
+    }
+    if let Some(seed) = args.bootstrap_seed.or(plan.bootstrap_seed) {
+        sweep.bootstrap_seed = seed;
+    }
     Ok(options)
 }
 
@@ -179,6 +193,10 @@ fn slurm_script(job: &Job, args: &BatchArgs, n: usize) -> anyhow::Result<String>
     if job.options.sweep.align {
         common.push_str(" --align");
     }
+    common.push_str(&format!(
+        " --bootstrap {} --bootstrap-seed {}",
+        sweep.bootstrap, sweep.bootstrap_seed
+    ));
     common.push_str(&selection_flags(&job.options.sweep.selection));
     let default_device = AnalysisOptions::default().device;
     if job.options.device != default_device {

@@ -121,6 +121,8 @@ fn open_analyse_click_heatmap_cell_shows_that_pair() {
         Some(("init0_order0".to_string(), "init1_order0".to_string()))
     );
     harness.get_by_label("Interpolation init0_order0 → init1_order0 at step 1500");
+    // The heatmap explains its bootstrap hatching (1,000 resamples by default).
+    harness.get_by_label_contains("co-membership between 0.05 and 0.95 over 1000 bootstrap resamples");
     // The barriers shown are those of the table rows.
     let endpoint = {
         let analysis = analysis_of(&harness);

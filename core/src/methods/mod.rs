@@ -4,6 +4,7 @@
 
 pub mod align;
 pub mod basins;
+pub mod bootstrap;
 pub mod code_length;
 pub mod generalization;
 pub mod interpolation;

@@ -83,6 +83,13 @@ pub trait Evaluator: Send + Sync {
     /// Number of eval examples.
     fn n_examples(&self) -> usize;
 
+    /// The independent units of the eval set that a bootstrap resamples, as the unit of each example
+    /// (numbered from 0 without gaps), when examples are not independent (a language model's
+    /// predicted tokens, resampled by sequence); None (the default): every example is its own unit.
+    fn resampling_units(&self) -> Option<Vec<u32>> {
+        None
+    }
+
     /// Checks that `params` fits the model and precomputes what every evaluation involving this
     /// checkpoint can share.
     fn prepare(&self, params: &ParamSet) -> Result<Prepared>;

@@ -106,6 +106,15 @@ table! {
         pub aligned: bool,
         /// Eval set of the losses (the basins' set unless paths are computed on every set).
         pub set: String,
+        /// 2.5% quantile of the loss barrier over bootstrap resamples of the eval examples (null
+        /// without `--bootstrap`).
+        pub loss_barrier_lo: Option<f64>,
+        /// 97.5% quantile of the bootstrap loss barriers.
+        pub loss_barrier_hi: Option<f64>,
+        /// 2.5% quantile of the bootstrap error barriers.
+        pub error_barrier_lo: Option<f64>,
+        /// 97.5% quantile of the bootstrap error barriers.
+        pub error_barrier_hi: Option<f64>,
     }
 }
 
@@ -206,6 +215,28 @@ table! {
         pub basin_to: BasinId,
         /// Number of runs carried.
         pub n_runs: u64,
+        /// Whether the target basin's membership is uncertain: one of its runs has a co-membership
+        /// frequency between 0.05 and 0.95 with some run of its step (false without the bootstrap).
+        pub uncertain: bool,
+    }
+}
+
+table! {
+    /// `co_membership.parquet`: for each pair of runs clustered at a step, how often bootstrap
+    /// resamples of the eval examples put them in the same basin.
+    pub struct CoMembershipRow in "co_membership" {
+        /// Training step.
+        pub step: u64,
+        /// First run (name order).
+        pub run_a: String,
+        /// Second run.
+        pub run_b: String,
+        /// Fraction of resamples whose clustering puts the two runs together.
+        pub co_membership: f64,
+        /// Whether the clustering of the whole eval set puts them together.
+        pub same_basin: bool,
+        /// Number of resamples.
+        pub resamples: u64,
     }
 }
 
@@ -377,6 +408,10 @@ mod tests {
             error_barrier: 0.5,
             aligned: false,
             set: "eval".into(),
+            loss_barrier_lo: Some(0.125),
+            loss_barrier_hi: Some(0.375),
+            error_barrier_lo: None,
+            error_barrier_hi: None,
         }];
         let dir = tempfile::tempdir().unwrap();
         let path = write_table(dir.path(), &rows).unwrap();

@@ -14,12 +14,13 @@ use crate::models::transformer::device;
 use crate::output::figures::{FigureInputs, FigureOptions, write_all_figures};
 use crate::output::report::Report;
 use crate::output::schema::write_table;
-use crate::pipeline::basins_over_time::{BasinsOverTime, basins_over_time};
+use crate::pipeline::basins_over_time::{BasinsOverTime, basins_over_time, co_membership_rows};
 use crate::pipeline::generalization::{Generalization, generalization};
 use crate::pipeline::merge::merge_shards;
 use crate::pipeline::options::AnalysisOptions;
+use crate::pipeline::plan::PairKind;
 use crate::pipeline::representations::{Representations, run_representations};
-use crate::pipeline::sweep::{Sweep, run_sweep};
+use crate::pipeline::sweep::{Sweep, resampled_from_store, run_sweep};
 use crate::progress::Progress;
 
 /// Everything an analysis computed.
@@ -94,14 +95,29 @@ pub fn analyse(
 /// when they are not readable here, a warning says so and the rest is done.
 pub fn merge(dirs: &[PathBuf], options: &AnalysisOptions, progress: &dyn Progress) -> Result<Analysis, CoreError> {
     let started = Instant::now();
-    let (sweep, first) = merge_shards(dirs)?;
+    let (mut sweep, first) = merge_shards(dirs)?;
     let mut options = options.clone();
     options.sweep = first.options.clone();
     options.sweep.shard = None;
+    let mut notes = Vec::new();
+    // Co-membership clusters the shards' resampled barriers, kept in their (shared) result store.
+    let has_seed_pairs = sweep.barriers.iter().any(|b| b.pair == PairKind::Seeds);
+    if options.sweep.bootstrap > 0 && has_seed_pairs {
+        let cache = options.sweep.cache_dir.display();
+        match resampled_from_store(&mut sweep, &options.sweep) {
+            Ok(0) => notes.push(format!(
+                "co-membership not computed: the result store {cache} holds no resampled barriers of the \
+                 shards' seed pairs (merge where the shards' result store is readable to get it)"
+            )),
+            Ok(_) => {}
+            Err(e) => notes.push(format!("co-membership not computed: {e}")),
+        }
+    }
     let (zoo_dir, data) = (PathBuf::from(&first.zoo), PathBuf::from(&first.data));
     // The shards' selection, applied to the zoo the representations read.
     let whole = discover(&zoo_dir);
-    let (zoo, mut notes) = options.sweep.selection.select(&whole)?;
+    let (zoo, selection_notes) = options.sweep.selection.select(&whole)?;
+    notes.extend(selection_notes);
     let mut runs: Vec<String> = zoo.runs.iter().map(|r| r.name.clone()).collect();
     if runs.is_empty() {
         runs = first.runs.clone();
@@ -213,6 +229,9 @@ impl Analysis {
             written.push(write_table(out, &basins.clusters)?);
             written.push(write_table(out, &basins.timeline)?);
             written.push(write_table(out, &basins.tree_edges)?);
+            if !basins.co_membership.is_empty() {
+                written.push(write_table(out, &co_membership_rows(basins))?);
+            }
         }
         if let Some(g) = &self.generalization {
             written.push(write_table(out, &g.basins)?);

@@ -3,14 +3,17 @@
 //! `clusters` / `timeline` / `tree_edges` rows. Figures and the desktop app read these; they never
 //! recompute them.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::error::CoreError;
+use crate::methods::basins::BasinId;
 use crate::methods::basins::{
-    BarrierMatrix, BasinEvent, BasinHistory, BasinTree, TrackedStep, TreeLayout, average_linkage, basin_history,
-    basin_tree, commitment_step, default_eps,
+    BarrierMatrix, BasinEvent, BasinHistory, BasinTree, CoMembership, TrackedStep, TreeLayout, average_linkage,
+    basin_history, basin_tree, co_membership, commitment_step, default_eps,
 };
-use crate::output::tables::{ClusterRow, TimelineRow, TreeEdgeRow};
+use crate::methods::bootstrap::is_uncertain;
+use crate::methods::interpolation::BarrierKind;
+use crate::output::tables::{ClusterRow, CoMembershipRow, TimelineRow, TreeEdgeRow};
 use crate::pipeline::clusterable::{Diverged, clusterable_matrices, diverged, mean_loss_by_step};
 use crate::pipeline::options::BasinOptions;
 use crate::pipeline::plan::PairKind;
@@ -45,11 +48,21 @@ pub struct BasinsOverTime {
     pub commitment: BTreeMap<String, Option<u64>>,
     /// (step, run) of every diverged checkpoint: in no basin at that step.
     pub diverged: Diverged,
+    /// Co-membership over the bootstrap resamples, per step with resampled barriers for every pair.
+    pub co_membership: Vec<CoMembership>,
+    /// (step, basin) of every basin whose membership is uncertain under resampling (one of its runs
+    /// has a co-membership frequency in [`crate::methods::bootstrap::UNCERTAIN`] with some run).
+    pub uncertain: BTreeSet<(u64, BasinId)>,
     /// What was left out of the basins or capped, and why.
     pub warnings: Vec<String>,
 }
 
 impl BasinsOverTime {
+    /// The co-membership frequencies of `step`, when the bootstrap gave them.
+    pub fn co_membership_at(&self, step: u64) -> Option<&CoMembership> {
+        self.co_membership.iter().find(|c| c.step == step)
+    }
+
     /// The matrix of `step` and its leaf order.
     pub fn at(&self, step: u64) -> Option<(&BarrierMatrix, &[usize])> {
         let i = self.matrices.iter().position(|m| m.step == step)?;
@@ -69,9 +82,11 @@ impl BasinsOverTime {
 pub fn basins_over_time(sweep: &Sweep, options: &BasinOptions, runs: &[String]) -> Result<BasinsOverTime, CoreError> {
     let diverged = diverged(sweep);
     let mean_loss = mean_loss_by_step(sweep);
-    let (matrices, warnings) = clusterable_matrices(sweep, options.barrier, &diverged, &mean_loss)?;
+    let (matrices, mut warnings) = clusterable_matrices(sweep, options.barrier, &diverged, &mean_loss)?;
     let history = basin_history(&matrices, &options.method, &mean_loss)?;
     let tree = basin_tree(&history);
+    let co_membership = resampled_co_membership(sweep, options.barrier, &matrices, &history, &mut warnings)?;
+    let uncertain = uncertain_basins(&co_membership, &history);
     let top = matrices
         .iter()
         .flat_map(|m| m.values.iter().copied())
@@ -82,15 +97,103 @@ pub fn basins_over_time(sweep: &Sweep, options: &BasinOptions, runs: &[String]) 
         layout: TreeLayout::new(&tree, &history, runs),
         clusters: cluster_rows(&history, &diverged),
         timeline: timeline_rows(&history, &diverged),
-        tree_edges: tree_edge_rows(&history),
+        tree_edges: tree_edge_rows(&history, &uncertain),
         eps_by_step: history.steps.iter().map(|s| (s.step, s.method.eps())).collect(),
         commitment: commitment_steps(sweep, options, &mean_loss),
         matrices,
         history,
         tree,
         diverged,
+        co_membership,
+        uncertain,
         warnings,
     })
+}
+
+/// Co-membership at every step whose seed pairs all have resampled barriers of `kind` (none without
+/// the bootstrap); a step where only some pairs have them is skipped with a warning.
+fn resampled_co_membership(
+    sweep: &Sweep,
+    kind: BarrierKind,
+    matrices: &[BarrierMatrix],
+    history: &BasinHistory,
+    warnings: &mut Vec<String>,
+) -> Result<Vec<CoMembership>, CoreError> {
+    if sweep.resampled.is_empty() {
+        return Ok(Vec::new());
+    }
+    let resampled = |step: u64, a: &str, b: &str| {
+        let key = |x: &str, y: &str| (step, x.to_string(), y.to_string());
+        sweep
+            .resampled
+            .get(&key(a, b))
+            .or_else(|| sweep.resampled.get(&key(b, a)))
+            .and_then(|p| p.loss_barriers(kind))
+    };
+    let mut out = Vec::new();
+    let mut skipped = Vec::new();
+    for m in matrices.iter().filter(|m| m.len() >= 2) {
+        let Some(tracked) = history.step(m.step) else { continue };
+        let n = m.len();
+        let mut pairs = BTreeMap::new();
+        for i in 0..n {
+            for j in i + 1..n {
+                if let Some(v) = resampled(m.step, &m.runs[i], &m.runs[j]) {
+                    pairs.insert((i, j), v);
+                }
+            }
+        }
+        if pairs.len() < n * (n - 1) / 2 {
+            skipped.push(m.step.to_string());
+            continue;
+        }
+        out.push(co_membership(m, &tracked.method, |i, j| pairs[&(i, j)].clone())?);
+    }
+    if !skipped.is_empty() {
+        warnings.push(format!(
+            "co-membership skipped at step {}: some seed pairs there have no bootstrap resamples",
+            skipped.join(", ")
+        ));
+    }
+    Ok(out)
+}
+
+/// The basins with a run whose co-membership with some run of its step is uncertain.
+fn uncertain_basins(co_membership: &[CoMembership], history: &BasinHistory) -> BTreeSet<(u64, BasinId)> {
+    let mut uncertain = BTreeSet::new();
+    for c in co_membership {
+        let n = c.runs.len();
+        for i in 0..n {
+            if (0..n).any(|j| j != i && is_uncertain(c.get(i, j)))
+                && let Some(basin) = history.basin_of(c.step, &c.runs[i])
+            {
+                uncertain.insert((c.step, basin));
+            }
+        }
+    }
+    uncertain
+}
+
+/// `co_membership` rows, sorted by (step, run A, run B): one per pair of runs clustered at a step.
+pub fn co_membership_rows(basins: &BasinsOverTime) -> Vec<CoMembershipRow> {
+    let mut rows = Vec::new();
+    for c in &basins.co_membership {
+        for i in 0..c.runs.len() {
+            for j in i + 1..c.runs.len() {
+                let (a, b) = (&c.runs[i], &c.runs[j]);
+                let basin = |run: &str| basins.history.basin_of(c.step, run);
+                rows.push(CoMembershipRow {
+                    step: c.step,
+                    run_a: a.clone(),
+                    run_b: b.clone(),
+                    co_membership: c.get(i, j),
+                    same_basin: basin(a).is_some() && basin(a) == basin(b),
+                    resamples: c.resamples as u64,
+                });
+            }
+        }
+    }
+    rows
 }
 
 /// A run's final step and its (step, barrier to the final checkpoint) rows.
@@ -198,8 +301,9 @@ pub fn timeline_rows(history: &BasinHistory, diverged: &Diverged) -> Vec<Timelin
     rows
 }
 
-/// `tree_edges` rows, sorted by (step_from, basin_from, basin_to).
-pub fn tree_edge_rows(history: &BasinHistory) -> Vec<TreeEdgeRow> {
+/// `tree_edges` rows, sorted by (step_from, basin_from, basin_to); an edge into a basin of
+/// `uncertain` is marked so.
+pub fn tree_edge_rows(history: &BasinHistory, uncertain: &BTreeSet<(u64, BasinId)>) -> Vec<TreeEdgeRow> {
     let mut rows = Vec::new();
     for w in history.steps.windows(2) {
         for b in &w[1].basins {
@@ -210,6 +314,7 @@ pub fn tree_edge_rows(history: &BasinHistory) -> Vec<TreeEdgeRow> {
                     step_to: w[1].step,
                     basin_to: b.id,
                     n_runs: c.runs.len() as u64,
+                    uncertain: uncertain.contains(&(w[1].step, b.id)),
                 });
             }
         }

@@ -168,6 +168,10 @@ mod tests {
             error_barrier: 0.0,
             aligned: false,
             set: "eval".into(),
+            loss_barrier_lo: None,
+            loss_barrier_hi: None,
+            error_barrier_lo: None,
+            error_barrier_hi: None,
         }
     }
 

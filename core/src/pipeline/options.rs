@@ -70,6 +70,17 @@ pub struct SweepOptions {
     /// least 2); peak memory follows it, not the number of runs. Results do not depend on it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub in_flight: Option<usize>,
+    /// Bootstrap resamples of the eval examples per path (0: none): each barrier gets a 95%
+    /// interval, and each pair of seeds a co-membership frequency.
+    #[serde(default = "default_bootstrap")]
+    pub bootstrap: usize,
+    /// Seed of the bootstrap resamples.
+    #[serde(default)]
+    pub bootstrap_seed: u64,
+}
+
+fn default_bootstrap() -> usize {
+    crate::methods::bootstrap::DEFAULT_RESAMPLES
 }
 
 impl SweepOptions {
@@ -99,6 +110,8 @@ impl Default for SweepOptions {
             more_sets: Vec::new(),
             paths_on_all: false,
             in_flight: None,
+            bootstrap: default_bootstrap(),
+            bootstrap_seed: 0,
         }
     }
 }

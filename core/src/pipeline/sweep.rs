@@ -12,7 +12,7 @@
 //! ones. The endpoints of an aligned path reuse the checkpoints' own evaluations: a permuted B
 //! computes the same function as B.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::Path;
 
 use rayon::prelude::*;
@@ -24,14 +24,16 @@ use lineage_loaders::{ParamSet, Schema, Zoo};
 use crate::data::eval_sets::EvalSet;
 use crate::error::CoreError;
 use crate::methods::align::{ALGORITHM, DEFAULT_SEED, align_to};
+use crate::methods::bootstrap::{Resampler, resample_path};
 use crate::methods::interpolation::{BarrierKind, alpha_grid};
 use crate::models::evaluator::{EvalResult, Evaluator, Prepared};
 use crate::models::registry::EvaluatorFactory;
 use crate::names::Named;
 use crate::output::tables::{BarrierRow, CheckpointRow, EvalRow, InterpolationRow};
+use crate::pipeline::bootstrap::PathBootstrap;
 use crate::pipeline::keys::{FileKeys, Key, hash_parts};
 use crate::pipeline::options::SweepOptions;
-use crate::pipeline::plan::{CheckpointId, Pair, PairSets, plan_pairs};
+use crate::pipeline::plan::{CheckpointId, Pair, PairKind, PairSets, plan_pairs};
 use crate::pipeline::store::JsonlStore;
 use crate::pipeline::units::{
     KeyedCheckpoint, UnitCounts, all_checkpoints, check_cancel, checkpoint_label, collect_errors, key_checkpoints,
@@ -41,6 +43,9 @@ use crate::progress::Progress;
 
 /// Bumped whenever cached numbers would change meaning.
 const CACHE_VERSION: &str = "lineage-results-v1";
+
+/// Bumped whenever cached bootstrap summaries would change meaning (resampling, quantiles).
+const BOOTSTRAP_VERSION: &str = "lineage-bootstrap-v1";
 
 /// Mean loss and error of one evaluation, as cached.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -62,12 +67,14 @@ impl From<&EvalResult> for Metrics {
     }
 }
 
-/// The result store of the sweep: checkpoint evaluations and interior points of interpolation paths.
+/// The result store of the sweep: checkpoint evaluations, interior points of interpolation paths
+/// and the paths' bootstrap summaries.
 pub struct ResultStore {
     /// Content digests of files.
     pub files: FileKeys,
     evals: JsonlStore<Metrics>,
     paths: JsonlStore<Vec<Metrics>>,
+    bootstrap: JsonlStore<PathBootstrap>,
 }
 
 impl ResultStore {
@@ -77,6 +84,7 @@ impl ResultStore {
             files: FileKeys::open(&dir.join("file_keys.jsonl"))?,
             evals: JsonlStore::open(&dir.join("evals.jsonl"))?,
             paths: JsonlStore::open(&dir.join("paths.jsonl"))?,
+            bootstrap: JsonlStore::open(&dir.join("bootstrap.jsonl"))?,
         })
     }
 }
@@ -104,6 +112,10 @@ pub struct Sweep {
     pub set: String,
     /// The evaluations (and, with `paths_on_all`, paths) on the other eval sets.
     pub other_sets: Vec<SetRows>,
+    /// With the bootstrap, the resampled loss barriers of every raw seed pair on the basins' set,
+    /// by (step, run A, run B): what co-membership clusters. Not a table.
+    #[serde(skip)]
+    pub resampled: BTreeMap<(u64, String, String), PathBootstrap>,
 }
 
 /// What a sweep computed on an eval set other than the basins' one.
@@ -280,7 +292,16 @@ fn sweep_set(
         evaluator.permutation_spec(&reference)?;
     }
     drop(reference);
-    let keys = SweepKeys::new(&evaluator.describe(), &data_key, &keyed, &alphas);
+    let resampler = (options.bootstrap > 0).then(|| {
+        let units = evaluator.resampling_units();
+        match units {
+            Some(units) => Resampler::units(units, options.bootstrap, options.bootstrap_seed),
+            None => Resampler::examples(evaluator.n_examples(), options.bootstrap, options.bootstrap_seed),
+        }
+    });
+    let checkpoint_keys = keyed.iter().map(|k| (k.id.clone(), k.key.clone())).collect();
+    let bootstrap = resampler.as_ref().map(|r| (r.resamples(), r.seed()));
+    let keys = SweepKeys::new(&evaluator.describe(), &data_key, checkpoint_keys, &alphas, bootstrap);
     let variants: &[bool] = if options.align { &[false, true] } else { &[false] };
     let paths: Vec<PathUnit> = share
         .pairs
@@ -290,7 +311,9 @@ fn sweep_set(
         .collect();
     let ids: Vec<CheckpointId> = keyed.iter().map(|k| k.id.clone()).collect();
     let (pending_evals, eval_counts) = pending(&ids, |id| store.evals.contains(&keys.eval(id)));
-    let (pending_paths, path_counts) = pending(&paths, |u| store.paths.contains(&keys.path(u)));
+    let (pending_paths, path_counts) = pending(&paths, |u| {
+        store.paths.contains(&keys.path(u)) && keys.bootstrap(u).is_none_or(|k| store.bootstrap.contains(&k))
+    });
     let pending_paths: Vec<&PathUnit> = paths.iter().filter(|u| pending_paths.contains(*u)).collect();
     let counts = eval_counts + path_counts;
 
@@ -302,6 +325,8 @@ fn sweep_set(
         store: &store,
         keys: &keys,
         interior: alphas[1..alphas.len() - 1].to_vec(),
+        alphas: alphas.clone(),
+        resampler,
         progress,
         // Families whose evaluations each use every core run them one after the other: a rayon
         // job that is never split runs its items in order.
@@ -326,6 +351,61 @@ fn sweep_set(
     };
     assemble_rows(&mut sweep, &keyed, &share.own, &paths, &alphas, &store, &keys);
     Ok(sweep)
+}
+
+/// Fills [`Sweep::resampled`] of a sweep read back from tables (a merge of shards) from the result
+/// store at `options.cache_dir`, where the shards' paths left their bootstrap summaries (a shared
+/// cache). Returns how many seed pairs were found; none without the bootstrap.
+pub fn resampled_from_store(sweep: &mut Sweep, options: &SweepOptions) -> Result<usize, CoreError> {
+    let file = options.cache_dir.join("bootstrap.jsonl");
+    if options.bootstrap == 0 || !file.is_file() {
+        return Ok(0);
+    }
+    let store = JsonlStore::<PathBootstrap>::open(&file)?;
+    let checkpoints = sweep
+        .checkpoints
+        .iter()
+        .map(|c| {
+            (
+                CheckpointId {
+                    run: c.run.clone(),
+                    step: c.step,
+                },
+                c.key.clone(),
+            )
+        })
+        .collect();
+    let alphas = alpha_grid(options.alphas)?;
+    let bootstrap = Some((options.bootstrap, options.bootstrap_seed));
+    let keys = SweepKeys::new(&sweep.evaluator, &sweep.data_key, checkpoints, &alphas, bootstrap);
+    let seed_pairs: BTreeSet<(u64, &str, &str, u64)> = sweep
+        .barriers
+        .iter()
+        .filter(|b| b.pair == PairKind::Seeds && !b.aligned)
+        .map(|b| (b.step, b.run_a.as_str(), b.run_b.as_str(), b.step_b))
+        .collect();
+    let mut found = BTreeMap::new();
+    for (step, a, b, step_b) in seed_pairs {
+        let id = |run: &str, step: u64| CheckpointId {
+            run: run.to_string(),
+            step,
+        };
+        let pair = Pair {
+            kind: PairKind::Seeds,
+            a: id(a, step),
+            b: id(b, step_b),
+        };
+        if !(keys.has(&pair.a) && keys.has(&pair.b)) {
+            continue;
+        }
+        let unit = (pair, false);
+        if let Some(summary) = keys.bootstrap(&unit).and_then(|k| store.get(&k)) {
+            found.insert((step, a.to_string(), b.to_string()), summary);
+        }
+    }
+    let n = found.len();
+    sweep.resampled.extend(found);
+    Ok(n)
 }
 
 /// This run's share of the plan: its own checkpoints (table rows) and pairs, and every checkpoint
@@ -364,23 +444,34 @@ impl Share {
 
 /// The content keys of the sweep's units: a checkpoint evaluation is keyed by the evaluator, the
 /// eval data and the checkpoint; a path also by both endpoints and the interior alphas (and, when
-/// aligned, the alignment algorithm).
+/// aligned, the alignment algorithm); a path's bootstrap summary by the path's key, the number of
+/// resamples and their seed.
 pub struct SweepKeys {
     options_key: Key,
     checkpoints: HashMap<CheckpointId, Key>,
     alpha_text: String,
+    bootstrap_text: Option<String>,
 }
 
 impl SweepKeys {
-    fn new(evaluator: &str, data_key: &str, keyed: &[KeyedCheckpoint], alphas: &[f64]) -> Self {
+    /// The keys for `evaluator` (its description) on the data of key `data_key`, the checkpoints'
+    /// content keys, the alpha grid and, with the bootstrap, (resamples, seed).
+    fn new(
+        evaluator: &str,
+        data_key: &str,
+        checkpoints: HashMap<CheckpointId, Key>,
+        alphas: &[f64],
+        bootstrap: Option<(usize, u64)>,
+    ) -> Self {
         let interior: Vec<String> = alphas[1..alphas.len() - 1]
             .iter()
             .map(|a| format!("{a:.17e}"))
             .collect();
         Self {
             options_key: hash_parts(&[CACHE_VERSION, evaluator, data_key]),
-            checkpoints: keyed.iter().map(|k| (k.id.clone(), k.key.clone())).collect(),
+            checkpoints,
             alpha_text: interior.join(","),
+            bootstrap_text: bootstrap.map(|(b, seed)| format!("{BOOTSTRAP_VERSION} B={b} seed={seed}")),
         }
     }
 
@@ -400,12 +491,20 @@ impl SweepKeys {
             hash_parts(&[&self.options_key, a, b, &self.alpha_text])
         }
     }
+
+    /// The key of a path's bootstrap summary (None without the bootstrap).
+    fn bootstrap(&self, unit: &PathUnit) -> Option<Key> {
+        let text = self.bootstrap_text.as_ref()?;
+        Some(hash_parts(&[&self.path(unit), text]))
+    }
 }
 
-/// Checkpoints of one step in memory: prepared for the evaluator, and raw when alignment needs them.
+/// Checkpoints of one step in memory: prepared for the evaluator, raw when alignment needs them,
+/// and evaluated example by example when the bootstrap needs the paths' endpoints.
 struct Block<'i> {
     points: HashMap<&'i CheckpointId, Prepared>,
     params: HashMap<&'i CheckpointId, ParamSet>,
+    examples: HashMap<&'i CheckpointId, EvalResult>,
 }
 
 /// True when any of `units` is a permutation-aligned path.
@@ -422,6 +521,10 @@ struct Work<'a> {
     store: &'a ResultStore,
     keys: &'a SweepKeys,
     interior: Vec<f64>,
+    /// The whole alpha grid, endpoints included.
+    alphas: Vec<f64>,
+    /// Resamples of the eval examples for the paths' bootstrap summaries (None: no bootstrap).
+    resampler: Option<Resampler>,
     progress: &'a dyn Progress,
     min_len: usize,
     /// Most checkpoints of a step held in memory at once (at least 2).
@@ -472,13 +575,14 @@ impl Work<'_> {
             }
             for (i, first) in blocks.iter().enumerate() {
                 check_cancel(self.progress)?;
-                let keep_params = by_blocks.range((i, i)..=(i, usize::MAX)).any(|(_, u)| any_aligned(u));
-                let first = self.load_block(first, keep_params, warnings);
+                let with_paths = || by_blocks.range((i, i)..=(i, usize::MAX));
+                let keep_params = with_paths().any(|(_, u)| any_aligned(u));
+                let first = self.load_block(first, keep_params, with_paths().next().is_some(), warnings);
                 self.evaluate_block(&first, pending_evals, warnings)?;
                 for (j, other) in blocks.iter().enumerate().skip(i) {
                     let Some(units) = by_blocks.get(&(i, j)) else { continue };
                     check_cancel(self.progress)?;
-                    let second = (j != i).then(|| self.load_block(other, any_aligned(units), warnings));
+                    let second = (j != i).then(|| self.load_block(other, any_aligned(units), true, warnings));
                     self.block_paths(units, &first, second.as_ref(), warnings)?;
                 }
             }
@@ -487,8 +591,15 @@ impl Work<'_> {
     }
 
     /// Loads and prepares the checkpoints `ids`; their raw parameters are kept only when
-    /// `keep_params` (alignment needs them).
-    fn load_block<'i>(&self, ids: &[&'i CheckpointId], keep_params: bool, warnings: &mut Vec<String>) -> Block<'i> {
+    /// `keep_params` (alignment needs them), and with the bootstrap, when `path_ends` (paths start
+    /// or end there), each is evaluated example by example once.
+    fn load_block<'i>(
+        &self,
+        ids: &[&'i CheckpointId],
+        keep_params: bool,
+        path_ends: bool,
+        warnings: &mut Vec<String>,
+    ) -> Block<'i> {
         let loaded = load_params(self.zoo, self.schema, ids, warnings);
         let points = self.prepare_all(&loaded, warnings);
         let params = if keep_params {
@@ -496,7 +607,40 @@ impl Work<'_> {
         } else {
             HashMap::new()
         };
-        Block { points, params }
+        let examples = if path_ends && self.resampler.is_some() {
+            self.evaluate_all(&points, warnings)
+        } else {
+            HashMap::new()
+        };
+        Block {
+            points,
+            params,
+            examples,
+        }
+    }
+
+    /// Evaluates every point (in parallel); failures become warnings naming the checkpoint.
+    fn evaluate_all<'i>(
+        &self,
+        points: &HashMap<&'i CheckpointId, Prepared>,
+        warnings: &mut Vec<String>,
+    ) -> HashMap<&'i CheckpointId, EvalResult> {
+        let points: Vec<(&&CheckpointId, &Prepared)> = points.iter().collect();
+        let evaluated: Vec<(&CheckpointId, Result<EvalResult, CoreError>)> = points
+            .par_iter()
+            .with_min_len(self.min_len)
+            .map(|&(id, point)| (*id, self.evaluator.evaluate_prepared(point)))
+            .collect();
+        let mut examples = HashMap::new();
+        for (id, result) in evaluated {
+            match result {
+                Ok(r) => {
+                    examples.insert(id, r);
+                }
+                Err(e) => warnings.push(format!("{}: {e}", checkpoint_label(self.zoo, id))),
+            }
+        }
+        examples
     }
 
     /// Evaluates the pending checkpoints of `block`.
@@ -514,7 +658,7 @@ impl Work<'_> {
         let done: Vec<Result<(), CoreError>> = to_evaluate
             .par_iter()
             .with_min_len(self.min_len)
-            .map(|(id, point)| self.evaluate_checkpoint(id, point))
+            .map(|(id, point)| self.evaluate_checkpoint(id, point, block.examples.get(**id)))
             .collect();
         collect_errors(done, warnings)
     }
@@ -529,16 +673,18 @@ impl Work<'_> {
     ) -> Result<(), CoreError> {
         let point = |id: &CheckpointId| first.points.get(id).or_else(|| second?.points.get(id));
         let params = |id: &CheckpointId| first.params.get(id).or_else(|| second?.params.get(id));
+        let examples = |id: &CheckpointId| first.examples.get(id).or_else(|| second?.examples.get(id));
         let done: Vec<Result<(), CoreError>> = units
             .par_iter()
             .with_min_len(self.min_len)
             .filter_map(|unit| Some((unit, point(&unit.0.a)?, point(&unit.0.b)?)))
             .map(|(unit, a, b)| {
+                let ends = examples(&unit.0.a).zip(examples(&unit.0.b));
                 if !unit.1 {
-                    return self.path(unit, a, b);
+                    return self.path(unit, a, b, ends);
                 }
                 match (params(&unit.0.a), params(&unit.0.b)) {
-                    (Some(pa), Some(pb)) => self.path_aligned(unit, a, pa, pb),
+                    (Some(pa), Some(pb)) => self.path_aligned(unit, a, pa, pb, ends),
                     _ => Err(CoreError::Align(format!(
                         "{}: parameters not loaded",
                         pair_label(&unit.0)
@@ -575,14 +721,30 @@ impl Work<'_> {
                     continue;
                 }
             };
+            let final_examples = match self.resampler {
+                Some(_) => match self.evaluator.evaluate_prepared(&final_point) {
+                    Ok(r) => Some(r),
+                    Err(e) => {
+                        warnings.push(format!("{}: {e}", checkpoint_label(self.zoo, final_id)));
+                        continue;
+                    }
+                },
+                None => None,
+            };
             let with_final: Vec<(&&Pair, &Vec<bool>)> = cross.iter().filter(|(p, _)| &p.b == final_id).collect();
             let done: Vec<Result<(), CoreError>> = with_final
                 .par_iter()
                 .with_min_len(self.min_len)
                 .flat_map_iter(|&(pair, variants)| {
-                    let a = load_one(self.zoo, self.schema, &pair.a)
-                        .and_then(|params| Ok((self.evaluator.prepare(&params)?, params)));
-                    let (a_point, a_params) = match a {
+                    let a = load_one(self.zoo, self.schema, &pair.a).and_then(|params| {
+                        let point = self.evaluator.prepare(&params)?;
+                        let examples = match final_examples {
+                            Some(_) => Some(self.evaluator.evaluate_prepared(&point)?),
+                            None => None,
+                        };
+                        Ok((point, params, examples))
+                    });
+                    let (a_point, a_params, a_examples) = match a {
                         Ok(a) => a,
                         // Worded as the same-step pass words it, so the two warnings are one.
                         Err(e @ CoreError::Load(_)) => return vec![Err(e)],
@@ -591,14 +753,15 @@ impl Work<'_> {
                             return vec![Err(CoreError::Load(format!("{label}: {e}")))];
                         }
                     };
+                    let ends = a_examples.as_ref().zip(final_examples.as_ref());
                     variants
                         .iter()
                         .map(|&aligned| {
                             let unit = ((*pair).clone(), aligned);
                             if aligned {
-                                self.path_aligned(&unit, &a_point, &a_params, &final_params)
+                                self.path_aligned(&unit, &a_point, &a_params, &final_params, ends)
                             } else {
-                                self.path(&unit, &a_point, &final_point)
+                                self.path(&unit, &a_point, &final_point, ends)
                             }
                         })
                         .collect()
@@ -631,18 +794,46 @@ impl Work<'_> {
         points
     }
 
-    /// Evaluates one checkpoint and stores its metrics.
-    fn evaluate_checkpoint(&self, id: &CheckpointId, point: &Prepared) -> Result<(), CoreError> {
-        let metrics = Metrics::from(&self.evaluator.evaluate_prepared(point)?);
+    /// Stores the metrics of one checkpoint: `evaluated` when the block has its evaluation already,
+    /// else evaluated now.
+    fn evaluate_checkpoint(
+        &self,
+        id: &CheckpointId,
+        point: &Prepared,
+        evaluated: Option<&EvalResult>,
+    ) -> Result<(), CoreError> {
+        let metrics = match evaluated {
+            Some(r) => Metrics::from(r),
+            None => Metrics::from(&self.evaluator.evaluate_prepared(point)?),
+        };
         self.store.evals.insert(&self.keys.eval(id), &metrics)?;
         self.progress.advance(1);
         Ok(())
     }
 
-    /// Evaluates the interior points of a raw path and stores them.
-    fn path(&self, unit: &PathUnit, a: &Prepared, b: &Prepared) -> Result<(), CoreError> {
+    /// Evaluates the interior points of a raw path and stores them; with the bootstrap, also the
+    /// path's bootstrap summary, from the endpoints' evaluations `ends`.
+    fn path(
+        &self,
+        unit: &PathUnit,
+        a: &Prepared,
+        b: &Prepared,
+        ends: Option<(&EvalResult, &EvalResult)>,
+    ) -> Result<(), CoreError> {
         check_cancel(self.progress)?;
         let results = self.evaluator.evaluate_path_prepared(a, b, &self.interior)?;
+        if let (Some(resampler), Some(key)) = (&self.resampler, self.keys.bootstrap(unit)) {
+            let (ea, eb) = ends.ok_or_else(|| {
+                CoreError::Model(format!("{}: the endpoints were not evaluated", pair_label(&unit.0)))
+            })?;
+            let curve: Vec<&EvalResult> = std::iter::once(ea).chain(&results).chain(std::iter::once(eb)).collect();
+            let resampled = resample_path(&self.alphas, &curve, resampler);
+            // Co-membership clusters the raw seed pairs' resampled barriers.
+            let keep_barriers = unit.0.kind == PairKind::Seeds && !unit.1;
+            self.store
+                .bootstrap
+                .insert(&key, &PathBootstrap::new(&resampled, keep_barriers))?;
+        }
         let metrics: Vec<Metrics> = results.iter().map(Metrics::from).collect();
         self.store.paths.insert(&self.keys.path(unit), &metrics)?;
         self.progress.advance(1);
@@ -657,6 +848,7 @@ impl Work<'_> {
         a: &Prepared,
         a_params: &ParamSet,
         b_params: &ParamSet,
+        ends: Option<(&EvalResult, &EvalResult)>,
     ) -> Result<(), CoreError> {
         check_cancel(self.progress)?;
         let aligned = self
@@ -668,7 +860,8 @@ impl Work<'_> {
                 other => other,
             })?;
         let b = self.evaluator.prepare(&aligned)?;
-        self.path(unit, a, &b)
+        // A permuted B computes B's function: its evaluation is B's.
+        self.path(unit, a, &b, ends)
     }
 }
 
@@ -732,6 +925,7 @@ fn assemble_rows(
             continue;
         };
         let curve: Vec<Metrics> = std::iter::once(ea).chain(inner).chain(std::iter::once(eb)).collect();
+        let bootstrap = keys.bootstrap(unit).and_then(|k| store.bootstrap.get(&k));
         let losses: Vec<f64> = curve.iter().map(|m| m.loss).collect();
         let errors: Vec<f64> = curve.iter().map(|m| m.error).collect();
         for (alpha, m) in alphas.iter().zip(&curve) {
@@ -749,6 +943,7 @@ fn assemble_rows(
             });
         }
         for &kind in BarrierKind::ALL {
+            let interval = bootstrap.as_ref().and_then(|b| b.interval(kind));
             sweep.barriers.push(BarrierRow {
                 step: pair.a.step,
                 run_a: pair.a.run.clone(),
@@ -760,7 +955,15 @@ fn assemble_rows(
                 error_barrier: kind.barrier(alphas, &errors),
                 aligned: *aligned,
                 set: sweep.set.clone(),
+                loss_barrier_lo: interval.map(|i| i.loss_lo),
+                loss_barrier_hi: interval.map(|i| i.loss_hi),
+                error_barrier_lo: interval.map(|i| i.error_lo),
+                error_barrier_hi: interval.map(|i| i.error_hi),
             });
+        }
+        if let Some(b) = bootstrap.filter(|b| !b.loss_barriers.is_empty()) {
+            let key = (pair.a.step, pair.a.run.clone(), pair.b.run.clone());
+            sweep.resampled.insert(key, b);
         }
     }
 }

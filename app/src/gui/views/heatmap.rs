@@ -3,6 +3,7 @@
 
 use egui::{Align2, Color32, FontId, Rect, Sense, Stroke, StrokeKind, Ui, pos2, vec2};
 use lineage_core::Named;
+use lineage_core::methods::bootstrap::is_uncertain;
 
 use super::{Selection, heat_color, shorten};
 use crate::gui::session::Analysed;
@@ -11,6 +12,29 @@ use crate::gui::session::Analysed;
 const LABEL_WIDTH: f32 = 120.0;
 /// Largest cell side.
 const MAX_CELL: f32 = 44.0;
+
+/// Diagonal hatching of `rect`: lines `x + y = const` every 6 points.
+fn hatch(painter: &egui::Painter, rect: Rect, color: Color32) {
+    let (w, h) = (rect.width(), rect.height());
+    let mut s = 6.0;
+    while s < w + h {
+        let start = rect.min + vec2((s - h).max(0.0), s.min(h));
+        let end = rect.min + vec2(s.min(w), (s - w).max(0.0));
+        painter.line_segment([start, end], Stroke::new(1.0, color));
+        s += 6.0;
+    }
+}
+
+/// Black or white, whichever reads on `fill`.
+fn contrast(fill: Color32) -> Color32 {
+    let [r, g, b, _] = fill.to_array();
+    let luminance = 0.2126 * f32::from(r) + 0.7152 * f32::from(g) + 0.0722 * f32::from(b);
+    if luminance > 0.35 * 255.0 {
+        Color32::BLACK
+    } else {
+        Color32::WHITE
+    }
+}
 
 /// Draws the heatmap of `selection.step` and updates `selection.pair` on click.
 pub fn show(ui: &mut Ui, analysed: &Analysed, selection: &mut Selection) {
@@ -28,6 +52,16 @@ pub fn show(ui: &mut Ui, analysed: &Analysed, selection: &mut Selection) {
         "{} barrier (loss) at step {step}; colour scale 0 to {vmax:.3} over all steps",
         analysed.analysis().options.basins.barrier.name()
     ));
+    let co_membership = analysed
+        .basins()
+        .co_membership_at(step)
+        .filter(|c| c.runs == matrix.runs);
+    if let Some(c) = co_membership {
+        ui.label(format!(
+            "hatched: co-membership between 0.05 and 0.95 over {} bootstrap resamples",
+            c.resamples
+        ));
+    }
     let cell = ((ui.available_width() - LABEL_WIDTH - 8.0) / n as f32).clamp(6.0, MAX_CELL);
     let size = vec2(LABEL_WIDTH + cell * n as f32 + 8.0, cell * n as f32 + 18.0);
     let (response, painter) = ui.allocate_painter(size, Sense::hover());
@@ -56,9 +90,14 @@ pub fn show(ui: &mut Ui, analysed: &Analysed, selection: &mut Selection) {
                 vec2(cell, cell),
             );
             let value = matrix.get(i, j);
-            painter.rect_filled(rect.shrink(0.5), 0.0, heat_color(value / vmax));
+            let fill = heat_color(value / vmax);
+            painter.rect_filled(rect.shrink(0.5), 0.0, fill);
             if i == j {
                 continue;
+            }
+            let together = co_membership.map(|c| c.get(i, j));
+            if together.is_some_and(is_uncertain) {
+                hatch(&painter, rect.shrink(0.5), contrast(fill));
             }
             let (a, b) = ordered_pair(&matrix.runs[i], &matrix.runs[j]);
             let selected = selection.pair.as_ref() == Some(&(a.clone(), b.clone()));
@@ -73,7 +112,11 @@ pub fn show(ui: &mut Ui, analysed: &Analysed, selection: &mut Selection) {
             if cell_response.clicked() {
                 selection.pair = Some((a.clone(), b.clone()));
             }
-            cell_response.on_hover_text(format!("{label}\nloss barrier {value:.4}"));
+            let mut hover = format!("{label}\nloss barrier {value:.4}");
+            if let Some(c) = together {
+                hover.push_str(&format!("\nsame basin in {:.0}% of bootstrap resamples", 100.0 * c));
+            }
+            cell_response.on_hover_text(hover);
         }
     }
 }

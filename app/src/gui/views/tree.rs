@@ -105,10 +105,24 @@ pub fn show(ui: &mut Ui, analysed: &Analysed, selection: &mut Selection, log_x: 
         )
     };
 
+    let uncertain = &analysed.basins().uncertain;
     for node in &layout.nodes {
         let c = pos2(x_of(node.step), y_of(node.lane));
-        painter.circle_filled(c, radius(node.members.len()), Color32::from_gray(215));
-        painter.circle_stroke(c, radius(node.members.len()), Stroke::new(1.5, Color32::from_gray(110)));
+        let r = radius(node.members.len());
+        painter.circle_filled(c, r, Color32::from_gray(215));
+        if uncertain.contains(&(node.step, node.basin)) {
+            // Membership uncertain under bootstrap resampling: a dashed ring.
+            let ring: Vec<Pos2> = (0..=48)
+                .map(|k| {
+                    let t = std::f32::consts::TAU * k as f32 / 48.0;
+                    c + (r + 2.0) * vec2(t.cos(), t.sin())
+                })
+                .collect();
+            let stroke = Stroke::new(2.0, visuals.text_color());
+            painter.extend(egui::Shape::dashed_line(&ring, stroke, 5.0, 3.0));
+        } else {
+            painter.circle_stroke(c, r, Stroke::new(1.5, Color32::from_gray(110)));
+        }
     }
     for (i, thread) in layout.threads.iter().enumerate() {
         let stroke = Stroke::new(2.5, run_color(i));

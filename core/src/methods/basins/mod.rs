@@ -11,11 +11,14 @@
 //!    basin ids are stable over time, with birth / continue / split / merge / death events.
 //! 4. [`tree`]: the basin tree as a petgraph `DiGraph`; [`layout`]: its lanes and threads, for drawing.
 //! 5. [`commitment`]: the step after which a run stays connected to its own final checkpoint.
+//! 6. [`co_membership`]: how often two runs are clustered together over bootstrap resamples of the
+//!    eval examples.
 //!
 //! The `clusters`, `timeline` and `tree_edges` table rows are made from the history by
 //! [`crate::pipeline::basins_over_time`]. Everything here is pure and deterministic: results do not depend on the order of the input rows.
 
 pub mod cluster;
+pub mod co_membership;
 pub mod commitment;
 pub mod error;
 pub mod kmeans;
@@ -31,6 +34,7 @@ pub use cluster::{
     ClusterMethod, DEFAULT_DELTA, DEFAULT_EPS_FRACTION, FALLBACK_EPS, MIN_EPS, StepClusters, cluster_step,
     cluster_steps, default_eps,
 };
+pub use co_membership::{CoMembership, co_membership};
 pub use commitment::commitment_step;
 pub use error::BasinError;
 pub use layout::{DivergedMark, NodeLayout, ThreadLayout, ThreadPoint, TreeLayout};

@@ -117,25 +117,25 @@ impl<S: DecoderSpec> Architecture for CausalLm<S> {
 
     /// One example per predicted token (per-sequence class labels, if any, are not used); per-token
     /// labels must be token ids of the vocabulary.
-    fn examples(&self, _data: &EvalData, tokens: &TokenBatches) -> Result<usize> {
-        let mut n = 0;
+    fn examples(&self, _data: &EvalData, tokens: &TokenBatches) -> Result<Vec<u32>> {
+        let mut sequence_of = Vec::new();
         for batch in tokens.iter() {
-            let (_, targets) = predictions(batch);
+            let (rows, targets) = predictions(batch);
             if let Some(&bad) = targets.iter().find(|&&t| t as usize >= self.0.vocab_size()) {
                 return Err(CoreError::Model(format!(
                     "eval data has label {bad}, beyond the model's vocabulary of {}",
                     self.0.vocab_size()
                 )));
             }
-            n += targets.len();
+            sequence_of.extend(rows.iter().map(|&row| (batch.start + row as usize / batch.len) as u32));
         }
-        if n == 0 {
+        if sequence_of.is_empty() {
             return Err(CoreError::Model(
                 "the eval sequences predict no token (no sequence has 2 attended tokens, or every label is -100)"
                     .into(),
             ));
         }
-        Ok(n)
+        Ok(sequence_of)
     }
 
     /// The hidden state at each predicting position.

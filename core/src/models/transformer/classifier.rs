@@ -133,7 +133,7 @@ impl<S: EncoderSpec> Architecture for SequenceClassifier<S> {
 
     /// One example per sequence; it needs a label below the number of classes, and segment ids
     /// below the number of token types.
-    fn examples(&self, data: &EvalData, tokens: &TokenBatches) -> Result<usize> {
+    fn examples(&self, data: &EvalData, tokens: &TokenBatches) -> Result<Vec<u32>> {
         let sizes = self.0.sizes();
         if let Some(types) = &data.token_type_ids {
             let max = max_u32(types, "token_type_ids")?;
@@ -161,7 +161,7 @@ impl<S: EncoderSpec> Architecture for SequenceClassifier<S> {
                 sizes.labels
             )));
         }
-        Ok(tokens.n_examples())
+        Ok((0..tokens.n_examples() as u32).collect())
     }
 
     /// The head's input (BERT's pooled [CLS] state).

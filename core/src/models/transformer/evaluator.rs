@@ -44,8 +44,9 @@ pub trait Architecture: Send + Sync + 'static {
     fn max_positions(&self) -> Option<usize>;
 
     /// Checks what else the eval data must satisfy (e.g. labels below the number of classes) and
-    /// returns how many examples it gives (sequences, or predicted tokens for a language model).
-    fn examples(&self, data: &EvalData, tokens: &TokenBatches) -> Result<usize>;
+    /// returns the examples it gives (sequences, or predicted tokens for a language model) as the
+    /// index of each example's sequence, in example order.
+    fn examples(&self, data: &EvalData, tokens: &TokenBatches) -> Result<Vec<u32>>;
 
     /// Width of the representation rows that [`Architecture::score`] appends.
     fn representation_width(&self) -> usize;
@@ -83,6 +84,8 @@ pub struct TransformerEvaluator<A: Architecture> {
     tokens: TokenBatches,
     labels: Vec<u32>,
     n_examples: usize,
+    /// The sequence of each example: what a bootstrap resamples.
+    sequence_of: Vec<u32>,
     /// Names and shapes every parameter set must have (those of the reference checkpoint).
     shapes: BTreeMap<String, Vec<usize>>,
     description: String,
@@ -114,7 +117,8 @@ impl<A: Architecture> TransformerEvaluator<A> {
                 tokens.max_len()
             )));
         }
-        let n_examples = architecture.examples(data, &tokens)?;
+        let sequence_of = architecture.examples(data, &tokens)?;
+        let n_examples = sequence_of.len();
         let mut description = format!("{} on {n_examples} examples", architecture.describe());
         if !device.is_cpu() {
             description.push_str(&format!(" ({device:?})"));
@@ -127,6 +131,7 @@ impl<A: Architecture> TransformerEvaluator<A> {
             tokens,
             labels: data.labels.clone(),
             n_examples,
+            sequence_of,
             shapes: reference.shapes(),
             description,
         };
@@ -191,6 +196,11 @@ impl<A: Architecture> Evaluator for TransformerEvaluator<A> {
 
     fn n_examples(&self) -> usize {
         self.n_examples
+    }
+
+    /// Whole sequences: a language model's tokens of one sequence are not independent examples.
+    fn resampling_units(&self) -> Option<Vec<u32>> {
+        Some(self.sequence_of.clone())
     }
 
     fn prepare(&self, params: &ParamSet) -> Result<Prepared> {

@@ -152,6 +152,7 @@ pub fn write_all_figures(
         &basins.history,
         &runs,
         &basins.diverged,
+        &basins.uncertain,
         log_x,
         &dir.join("basin_tree"),
     )?;
@@ -165,7 +166,15 @@ pub fn write_all_figures(
         };
         let (matrix, order) = basins.at(step).unwrap_or((&empty, &[]));
         let stem = dir.join(format!("barrier_heatmap_step{step}"));
-        written.extend(barrier_heatmap_scaled(matrix, order, &title, basins.colour_max, &stem)?);
+        let co_membership = basins.co_membership_at(step);
+        written.extend(barrier_heatmap_scaled(
+            matrix,
+            order,
+            &title,
+            basins.colour_max,
+            co_membership,
+            &stem,
+        )?);
     }
     for &step in &steps {
         let stem = dir.join(format!("interpolation_step{step}"));

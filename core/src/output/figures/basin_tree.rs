@@ -1,7 +1,7 @@
 //! The basin tree drawn like a phylogeny / alluvial plot: steps along x, one lane per basin, node disks
 //! sized by member count, one coloured thread per run.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use plotters::coord::Shift;
@@ -17,7 +17,7 @@ use super::legend::{Legend, LegendEntry, Swatch};
 use super::palette::{INK, OKABE_ITO, SeedStyle, seed_style};
 use super::render::{DrawResult, Figure, write_figure};
 use crate::methods::basins::layout::{DivergedMark, ThreadPoint, TreeLayout};
-use crate::methods::basins::{BasinHistory, BasinTree};
+use crate::methods::basins::{BasinHistory, BasinId, BasinTree};
 use crate::pipeline::clusterable::Diverged;
 
 /// Fill of the basin nodes.
@@ -57,12 +57,15 @@ const MAX_ANNOTATED_STEPS: usize = 24;
 /// runs), styled in the order of `runs` (runs of the history missing from `runs` are appended). With
 /// more runs, the threads are thin lines coloured by the basin they end in and the legend counts the
 /// runs of each final basin. A run that diverged at a step (`diverged`) ends there in a cross, on a
-/// dashed stretch from its last basin. An empty history gives a "no data" figure.
+/// dashed stretch from its last basin. A basin whose membership is uncertain under bootstrap
+/// resampling (`uncertain`, (step, basin) pairs) has a dashed outline, explained in the subtitle. An
+/// empty history gives a "no data" figure.
 pub fn basin_tree(
     tree: &BasinTree,
     history: &BasinHistory,
     runs: &[String],
     diverged: &Diverged,
+    uncertain: &BTreeSet<(u64, BasinId)>,
     log_x: bool,
     path_stem: &Path,
 ) -> Result<Vec<PathBuf>, FigureError> {
@@ -70,7 +73,10 @@ pub fn basin_tree(
         let message = "no basins (no step has a barrier matrix)".to_string();
         return write_figure(&NoData { title: TITLE, message }, path_stem);
     }
-    write_figure(&TreeFigure::new(tree, history, runs, diverged, log_x), path_stem)
+    write_figure(
+        &TreeFigure::new(tree, history, runs, diverged, uncertain, log_x),
+        path_stem,
+    )
 }
 
 /// One run's thread.
@@ -87,6 +93,8 @@ struct TreeFigure {
     lane_labels: Vec<String>,
     /// (step, lane, members) per node.
     nodes: Vec<(u64, usize, usize)>,
+    /// Whether each node's membership is uncertain (as `nodes`).
+    uncertain: Vec<bool>,
     threads: Vec<Thread>,
     /// Where diverged checkpoints end their threads.
     crosses: Vec<DivergedMark>,
@@ -96,7 +104,14 @@ struct TreeFigure {
 }
 
 impl TreeFigure {
-    fn new(tree: &BasinTree, history: &BasinHistory, runs: &[String], diverged: &Diverged, log_x: bool) -> Self {
+    fn new(
+        tree: &BasinTree,
+        history: &BasinHistory,
+        runs: &[String],
+        diverged: &Diverged,
+        uncertain: &BTreeSet<(u64, BasinId)>,
+        log_x: bool,
+    ) -> Self {
         let layout = TreeLayout::new(tree, history, runs);
         let n_runs = layout.threads.len();
         let method = history.steps[0].method.name();
@@ -109,10 +124,19 @@ impl TreeFigure {
         if !diverged.is_empty() {
             subtitle += &format!(" · × {}", plural(diverged.len(), "diverged checkpoint"));
         }
+        let uncertain: Vec<bool> = layout
+            .nodes
+            .iter()
+            .map(|n| uncertain.contains(&(n.step, n.basin)))
+            .collect();
+        if uncertain.contains(&true) {
+            subtitle += " · dashed disk: membership uncertain under resampling";
+        }
         Self {
             axis: StepAxis::padded(&layout.steps, log_x, 0.07),
             lane_labels: layout.lanes.iter().map(|b| format!("basin {b}")).collect(),
             nodes: layout.nodes.iter().map(|n| (n.step, n.lane, n.members.len())).collect(),
+            uncertain,
             threads: layout
                 .threads
                 .into_iter()
@@ -185,6 +209,20 @@ impl TreeFigure {
     }
 }
 
+/// Pixel points around a circle of radius `r` at `c`, closed.
+fn circle(c: (i32, i32), r: i32) -> Vec<(i32, i32)> {
+    let n = (r * 2).clamp(24, 96);
+    (0..=n)
+        .map(|i| {
+            let t = std::f64::consts::TAU * f64::from(i) / f64::from(n);
+            (
+                c.0 + (f64::from(r) * t.cos()).round() as i32,
+                c.1 + (f64::from(r) * t.sin()).round() as i32,
+            )
+        })
+        .collect()
+}
+
 /// Pixel points of a thread segment from `a` to `b`: straight within a lane or when nearly level, else
 /// an S-curve (cosine ease) sampled uniformly along x.
 fn segment(a: (i32, i32), b: (i32, i32), same_lane: bool) -> Vec<(i32, i32)> {
@@ -251,11 +289,15 @@ impl Figure for TreeFigure {
             )
         };
 
-        for &(step, lane, m) in &self.nodes {
+        for (&(step, lane, m), &uncertain) in self.nodes.iter().zip(&self.uncertain) {
             let c = px(step as f64, lane as f64);
             let r = radius(m).round() as i32;
             root.draw(&Circle::new(c, r, NODE_FILL.filled()))?;
-            root.draw(&Circle::new(c, r, NODE_EDGE.stroke_width(2)))?;
+            if uncertain {
+                root.draw(&DashedPathElement::new(circle(c, r + 2), 6, 4, INK.stroke_width(2)))?;
+            } else {
+                root.draw(&Circle::new(c, r, NODE_EDGE.stroke_width(2)))?;
+            }
         }
 
         // Big zoos: thin threads without halos or markers, coloured by final basin.

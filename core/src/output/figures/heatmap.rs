@@ -13,7 +13,8 @@ use super::error::FigureError;
 use super::layout::{AXIS_TITLE, MARGIN, NoData, TICK, anchored, fit_text, header, plural, text};
 use super::palette::{INK, luminance, viridis};
 use super::render::{DrawResult, Figure, write_figure};
-use crate::methods::basins::BarrierMatrix;
+use crate::methods::basins::{BarrierMatrix, CoMembership};
+use crate::methods::bootstrap::is_uncertain;
 
 /// Longest run name drawn beside the matrix before it is shortened (px).
 const MAX_NAME: u32 = 190;
@@ -46,17 +47,20 @@ pub fn barrier_heatmap(
     title: &str,
     path_stem: &Path,
 ) -> Result<Vec<PathBuf>, FigureError> {
-    barrier_heatmap_scaled(matrix, order, title, None, path_stem)
+    barrier_heatmap_scaled(matrix, order, title, None, None, path_stem)
 }
 
 /// Like [`barrier_heatmap`], with the top of the colour scale at `vmax` (nats) when given (e.g. the
 /// largest barrier over all steps, so heatmaps of different steps compare by colour); values above it
-/// get the top colour. `vmax` must be finite and > 0.
+/// get the top colour. `vmax` must be finite and > 0. With the step's bootstrap `co_membership` (over
+/// the matrix's runs), a cell whose pair is neither together nor apart under 95% of the resamples is
+/// hatched, and the subtitle says so.
 pub fn barrier_heatmap_scaled(
     matrix: &BarrierMatrix,
     order: &[usize],
     title: &str,
     vmax: Option<f64>,
+    co_membership: Option<&CoMembership>,
     path_stem: &Path,
 ) -> Result<Vec<PathBuf>, FigureError> {
     let n = matrix.len();
@@ -97,14 +101,44 @@ pub fn barrier_heatmap_scaled(
             subtitle.push_str(&format!(" · names after “{prefix}”"));
         }
     }
+    let co_membership = co_membership.filter(|c| c.runs == matrix.runs);
+    let hatched: Vec<bool> = match co_membership {
+        Some(c) => order
+            .iter()
+            .flat_map(|&i| order.iter().map(move |&j| i != j && is_uncertain(c.get(i, j))))
+            .collect(),
+        None => Vec::new(),
+    };
+    if let Some(c) = co_membership {
+        subtitle.push_str(&format!(
+            " · hatched: co-membership 0.05–0.95 over {} resamples",
+            c.resamples
+        ));
+    }
     let figure = Heatmap {
         title,
         subtitle,
         names,
+        hatched,
         values: matrix.reordered_values(order),
         vmax: vmax.unwrap_or(if max > 0.0 { max } else { 1.0 }),
     };
     write_figure(&figure, path_stem)
+}
+
+/// Diagonal hatching of the rectangle `[(x0, y0), (x1, y1)]`: lines `x + y = const` every 7 px,
+/// clipped to it.
+fn hatch_lines([(x0, y0), (x1, y1)]: [(i32, i32); 2]) -> Vec<Vec<(i32, i32)>> {
+    let (w, h) = (x1 - x0, y1 - y0);
+    (1..)
+        .map(|k| 7 * k)
+        .take_while(|&s| s < w + h)
+        .map(|s| {
+            let start = (x0 + (s - h).max(0), y0 + s.min(h));
+            let end = (x0 + s.min(w), y0 + (s - w).max(0));
+            vec![start, end]
+        })
+        .collect()
 }
 
 /// The longest common prefix of `names` that leaves every name non-empty and does not end inside a
@@ -130,6 +164,8 @@ struct Heatmap<'a> {
     title: &'a str,
     subtitle: String,
     names: Vec<String>,
+    /// Row-major, in display order: whether the cell's pair is uncertain (empty: none is).
+    hatched: Vec<bool>,
     /// Row-major values in display order.
     values: Vec<f64>,
     vmax: f64,
@@ -189,6 +225,12 @@ impl Figure for Heatmap<'_> {
                 let color = viridis(self.values[r * n + c] / self.vmax);
                 let rect = [(x0 + px(c), y0 + px(r)), (x0 + px(c + 1), y0 + px(r + 1))];
                 body.draw(&Rectangle::new(rect, color.filled()))?;
+                if self.hatched.get(r * n + c) == Some(&true) {
+                    let ink = if luminance(color) > 0.35 { BLACK } else { WHITE };
+                    for line in hatch_lines(rect) {
+                        body.draw(&PathElement::new(line, ink.stroke_width(1)))?;
+                    }
+                }
             }
         }
         body.draw(&Rectangle::new([(x0, y0), (x0 + side, y0 + side)], INK.stroke_width(1)))?;
