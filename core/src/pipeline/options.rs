@@ -9,6 +9,7 @@ use crate::data::eval_sets::{EvalSet, set_name};
 use crate::methods::basins::ClusterMethod;
 use crate::methods::interpolation::BarrierKind;
 use crate::methods::probe::ProbeOptions;
+use crate::models::cnn::BnOptions;
 use crate::pipeline::plan::{PairSets, Shard};
 use crate::pipeline::selection::SelectionOptions;
 
@@ -70,6 +71,10 @@ pub struct SweepOptions {
     /// least 2); peak memory follows it, not the number of runs. Results do not depend on it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub in_flight: Option<usize>,
+    /// BatchNorm statistics of interpolated models (`--bn`); models without BatchNorm ignore it
+    /// (the evaluator's description, part of every cache key, names the mode of those with it).
+    #[serde(default, skip_serializing_if = "BnOptions::is_default")]
+    pub bn: BnOptions,
 }
 
 impl SweepOptions {
@@ -99,6 +104,7 @@ impl Default for SweepOptions {
             more_sets: Vec::new(),
             paths_on_all: false,
             in_flight: None,
+            bn: BnOptions::default(),
         }
     }
 }
