@@ -37,7 +37,7 @@ fn fixture(rel: &str) -> PathBuf {
 }
 
 fn checkpoint(run: &str) -> PathBuf {
-    fixture(&format!("zoo/resnet20/{run}/step100/model.safetensors"))
+    fixture(&format!("zoo/resnet20/{run}/step300/model.safetensors"))
 }
 
 /// The fixture's eval images repeated [`COPIES`] times.

@@ -73,7 +73,7 @@ fn every_checkpoint_matches_pytorch() {
     let reference = reference();
     for family in FAMILIES {
         let checkpoints = &reference["checkpoints"][family];
-        let evaluator = evaluator(family, BnMode::Interpolate, &load(family, "seed0", 100));
+        let evaluator = evaluator(family, BnMode::Interpolate, &pair(family).0);
         assert_checkpoints_match(evaluator.as_ref(), checkpoints, |run, step| load(family, run, step));
         println!("{family}: {} checkpoints match: {}", checkpoints.as_object().unwrap().len(), evaluator.describe());
     }
@@ -157,13 +157,13 @@ fn the_reset_set_is_part_of_the_key() {
 #[test]
 fn the_architecture_is_inferred_from_tensor_names() {
     for family in FAMILIES {
-        let a = load(family, "seed0", 100);
+        let (a, _) = pair(family);
         let named = evaluator(family, BnMode::Interpolate, &a);
         let inferred = evaluator_on(Device::Cpu, bn(BnMode::Interpolate))(None, &a, &data()).unwrap();
         assert_eq!(inferred.describe(), named.describe(), "{family}");
         assert_eq!(inferred.evaluate(&a).unwrap(), named.evaluate(&a).unwrap(), "{family}");
     }
-    let resnet = evaluator("resnet20", BnMode::Reset, &load("resnet20", "seed0", 100));
+    let resnet = evaluator("resnet20", BnMode::Reset, &pair("resnet20").0);
     assert!(
         resnet.describe().starts_with("resnet20 (cifar stem, basic blocks 3-3-3, width 8, 10 classes) on 64 images 1x32x32"),
         "{}",
@@ -174,7 +174,7 @@ fn the_architecture_is_inferred_from_tensor_names() {
 /// The ResNet with akamaster/pytorch_resnet_cifar10's names: `shortcut` projections, `linear` head.
 #[test]
 fn cifar_resnet_names_are_accepted() {
-    let a = load("resnet20", "seed0", 100);
+    let (a, _) = pair("resnet20");
     let renamed = ParamSet::from_raw(
         a.iter()
             .map(|(n, t)| (n.replace("downsample", "shortcut").replace("fc.", "linear."), t.clone()))
@@ -191,7 +191,7 @@ fn cifar_resnet_names_are_accepted() {
 #[test]
 fn bad_configs_and_data_are_clear_errors() {
     let dir = tempfile::tempdir().unwrap();
-    let a = load("resnet20", "seed0", 100);
+    let (a, _) = pair("resnet20");
     let factory = evaluator_on(Device::Cpu, bn(BnMode::Reset));
     let with_config = |text: &str| {
         let path = dir.path().join("config.json");

@@ -106,7 +106,6 @@ impl Moments {
     /// Adds one batch's per-channel mean and unbiased variance of `x` (`[N, C, H, W]`), computed in
     /// f64 as PyTorch's CPU kernels do. Returns them, with the biased variance.
     fn add_batch(&mut self, x: &Tensor) -> candle_core::Result<BatchMoments> {
-        let (_, c, _, _) = x.dims4()?;
         let values = x.transpose(0, 1)?.flatten_from(1)?.to_dtype(DType::F64)?;
         let n = values.dim(1)?;
         if n < 2 {
@@ -117,9 +116,11 @@ impl Moments {
         let mean = mean.flatten_all()?.to_vec1::<f64>()?;
         let sum_sq = var.flatten_all()?.to_vec1::<f64>()?;
         let unbiased: Vec<f64> = sum_sq.iter().map(|s| s / (n - 1) as f64).collect();
-        for ch in 0..c {
-            self.mean[ch] += mean[ch];
-            self.var[ch] += unbiased[ch];
+        for (sum, m) in self.mean.iter_mut().zip(&mean) {
+            *sum += m;
+        }
+        for (sum, v) in self.var.iter_mut().zip(&unbiased) {
+            *sum += v;
         }
         self.batches += 1;
         Ok(BatchMoments {
