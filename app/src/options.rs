@@ -6,11 +6,11 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use lineage_core::AnalysisOptions;
+use lineage_core::Named;
 use lineage_core::data::eval_sets::EvalSet;
 use lineage_core::methods::basins::ClusterMethod;
 use lineage_core::methods::interpolation::BarrierKind;
 use lineage_core::models::cnn::{BnMode, BnOptions};
-use lineage_core::Named;
 use lineage_core::pipeline::options::{BasinOptions, RepresentationOptions};
 use lineage_core::pipeline::plan::PairSets;
 use lineage_core::pipeline::selection::SelectionOptions;

@@ -33,7 +33,9 @@ const RESET_EXAMPLES: usize = 256;
 const RESET_BATCH: usize = 128;
 
 fn fixture(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/cnn").join(rel)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/cnn")
+        .join(rel)
 }
 
 fn checkpoint(run: &str) -> PathBuf {
@@ -66,7 +68,11 @@ fn pytorch_baseline(mode: BnMode, threads: usize) -> Result<(f64, f64, String), 
         .map_err(|e| format!("cannot run {python}: {e}"))?;
     if !output.status.success() {
         let stderr = String::from_utf8_lossy(&output.stderr);
-        return Err(format!("{python} {}: {}", script.display(), stderr.lines().last().unwrap_or("")));
+        return Err(format!(
+            "{python} {}: {}",
+            script.display(),
+            stderr.lines().last().unwrap_or("")
+        ));
     }
     let v: serde_json::Value = serde_json::from_slice(&output.stdout).map_err(|e| e.to_string())?;
     Ok((
@@ -79,8 +85,14 @@ fn pytorch_baseline(mode: BnMode, threads: usize) -> Result<(f64, f64, String), 
 fn main() {
     let threads = rayon::current_num_threads();
     let data = images();
-    println!("lineage cnn path benchmark: {} images 1x32x32; rayon threads: {threads}", data.len());
-    let (a, b) = (load_params(&checkpoint("seed0")).unwrap(), load_params(&checkpoint("seed1")).unwrap());
+    println!(
+        "lineage cnn path benchmark: {} images 1x32x32; rayon threads: {threads}",
+        data.len()
+    );
+    let (a, b) = (
+        load_params(&checkpoint("seed0")).unwrap(),
+        load_params(&checkpoint("seed1")).unwrap(),
+    );
     let config = fixture("zoo/resnet20/seed0/config.json");
     let alphas = alpha_grid(ALPHAS).unwrap();
     let interior = &alphas[1..ALPHAS - 1];
@@ -94,7 +106,9 @@ fn main() {
         let evaluator = evaluator_on(Device::Cpu, bn)(Some(&config), &a, &data).unwrap();
         let (pa, pb) = (evaluator.prepare(&a).unwrap(), evaluator.prepare(&b).unwrap());
         println!("\n{}: {} interior alphas", evaluator.describe(), interior.len());
-        let (best, median) = time(REPEATS, || evaluator.evaluate_paths(&[&pa, &pb], &[(0, 1)], interior).unwrap());
+        let (best, median) = time(REPEATS, || {
+            evaluator.evaluate_paths(&[&pa, &pb], &[(0, 1)], interior).unwrap()
+        });
         let secs = best.as_secs_f64();
         println!(
             "path: best {secs:.3} s, median {:.3} s over {REPEATS} runs -> {:.0} eval images/s",

@@ -11,7 +11,9 @@ use lineage_core::pipeline::selection::SelectionOptions;
 use lineage_core::{AnalysisOptions, Named, analyse};
 use lineage_loaders::discover;
 
-use crate::options::{BasinArgs, BnArgs, PathsOn, Plan, RepresentationArgs, SelectionArgs, analysis_options, eval_sets};
+use crate::options::{
+    BasinArgs, BnArgs, PathsOn, Plan, RepresentationArgs, SelectionArgs, analysis_options, eval_sets,
+};
 use crate::summary::{print_warnings, print_zoo_problems, summary};
 use crate::terminal_progress::TerminalProgress;
 

@@ -230,15 +230,29 @@ impl BatchNorm {
 
 /// The `[1, C, 1, 1]` scale `w / sqrt(var + eps)` and shift `b - mean·scale` (PyTorch's eval-mode
 /// BatchNorm), computed in f64 and rounded to f32.
-fn affine(weight: &[f32], bias: &[f32], mean: &[f32], var: &[f32], device: &Device) -> candle_core::Result<(Tensor, Tensor)> {
+fn affine(
+    weight: &[f32],
+    bias: &[f32],
+    mean: &[f32],
+    var: &[f32],
+    device: &Device,
+) -> candle_core::Result<(Tensor, Tensor)> {
     let widen = |v: &[f32]| v.iter().map(|&x| f64::from(x)).collect::<Vec<f64>>();
     affine_f64(weight, bias, &widen(mean), &widen(var), device)
 }
 
-fn affine_f64(weight: &[f32], bias: &[f32], mean: &[f64], var: &[f64], device: &Device) -> candle_core::Result<(Tensor, Tensor)> {
+fn affine_f64(
+    weight: &[f32],
+    bias: &[f32],
+    mean: &[f64],
+    var: &[f64],
+    device: &Device,
+) -> candle_core::Result<(Tensor, Tensor)> {
     let c = weight.len();
     let scale: Vec<f64> = (0..c).map(|i| f64::from(weight[i]) / (var[i] + EPS).sqrt()).collect();
-    let shift: Vec<f32> = (0..c).map(|i| (f64::from(bias[i]) - mean[i] * scale[i]) as f32).collect();
+    let shift: Vec<f32> = (0..c)
+        .map(|i| (f64::from(bias[i]) - mean[i] * scale[i]) as f32)
+        .collect();
     let scale: Vec<f32> = scale.iter().map(|&s| s as f32).collect();
     Ok((
         Tensor::from_vec(scale, (1, c, 1, 1), device)?,
@@ -308,7 +322,9 @@ mod tests {
     fn one_value_per_channel_is_an_error() {
         let norm = bn(vec![1.0], vec![0.0], vec![0.0], vec![1.0]);
         let x = Tensor::zeros((1, 1, 1, 1), DType::F32, &Device::Cpu).unwrap();
-        let err = norm.forward(0, &x, &mut Pass::Train(vec![Moments::new(1)])).unwrap_err();
+        let err = norm
+            .forward(0, &x, &mut Pass::Train(vec![Moments::new(1)]))
+            .unwrap_err();
         assert!(err.to_string().contains("more than 1 value per channel"), "{err}");
     }
 

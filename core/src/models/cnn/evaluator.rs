@@ -54,7 +54,9 @@ struct Point {
 fn images(data: &EvalData, shape: Option<[usize; 3]>, channels: usize) -> Result<Tensor> {
     let what = |problem: String| CoreError::data(&data.source, problem);
     if data.is_token_ids() {
-        return Err(what("a convolutional model needs images in `inputs`, not token ids".into()));
+        return Err(what(
+            "a convolutional model needs images in `inputs`, not token ids".into(),
+        ));
     }
     let dims: Vec<usize> = match shape {
         Some(s) => s.to_vec(),
@@ -74,7 +76,9 @@ fn images(data: &EvalData, shape: Option<[usize; 3]>, channels: usize) -> Result
         )));
     }
     if c != channels {
-        return Err(what(format!("the images have {c} channels, the model reads {channels}")));
+        return Err(what(format!(
+            "the images have {c} channels, the model reads {channels}"
+        )));
     }
     data.inputs
         .reshape((data.len(), c, h, w))
@@ -178,7 +182,9 @@ impl CnnEvaluator {
 
     /// The network on `tensors`; a missing or misshapen tensor is an error naming it.
     fn build(&self, tensors: &HashMap<String, Tensor>) -> Result<Net> {
-        self.spec.load(tensors).map_err(|e| self.error("the checkpoint does not fit", e))
+        self.spec
+            .load(tensors)
+            .map_err(|e| self.error("the checkpoint does not fit", e))
     }
 
     fn error(&self, what: &str, e: candle_core::Error) -> CoreError {
@@ -195,7 +201,11 @@ impl CnnEvaluator {
     /// Runs `net` over the reset batches in `pass` (train or outputs) and averages the moments.
     fn moments(&self, net: &Net, train: bool) -> Result<Vec<Moments>> {
         let fresh: Vec<Moments> = net.norms().iter().map(|n| Moments::new(n.channels())).collect();
-        let mut pass = if train { Pass::Train(fresh) } else { Pass::Outputs(fresh) };
+        let mut pass = if train {
+            Pass::Train(fresh)
+        } else {
+            Pass::Outputs(fresh)
+        };
         for batch in &self.reset {
             net.forward(batch, &mut pass)
                 .map_err(|e| self.error("BatchNorm statistics pass", e))?;
@@ -238,7 +248,14 @@ impl CnnEvaluator {
             let rows = batch.dim(0).unwrap_or(0);
             let classes = self.spec.classes();
             let end = start + rows;
-            score_logits(&logits, classes, classes, &self.labels[start..end], &mut loss[start..end], &mut correct[start..end]);
+            score_logits(
+                &logits,
+                classes,
+                classes,
+                &self.labels[start..end],
+                &mut loss[start..end],
+                &mut correct[start..end],
+            );
             start = end;
         }
         Ok(EvalResult::from_examples(loss, correct))
@@ -284,7 +301,11 @@ impl Evaluator for CnnEvaluator {
         alphas
             .iter()
             .map(|&alpha| {
-                let blended = blend(a.tensors.iter().map(|(n, t)| (n.as_str(), t)), |name| b.tensors.get(name), alpha)?;
+                let blended = blend(
+                    a.tensors.iter().map(|(n, t)| (n.as_str(), t)),
+                    |name| b.tensors.get(name),
+                    alpha,
+                )?;
                 let net = self.handle_statistics(self.build(&blended)?, (&a.outputs, &b.outputs), alpha)?;
                 self.run(&net)
             })

@@ -119,7 +119,8 @@ pub fn adaptive_avg_pool(x: &Tensor, size: usize) -> candle_core::Result<Tensor>
 /// zeros gives PyTorch's result (its padding is -inf, but every window holds a real value `>= 0`).
 pub fn max_pool_nonnegative(x: &Tensor, kernel: usize, stride: usize, padding: usize) -> candle_core::Result<Tensor> {
     let x = if padding > 0 {
-        x.pad_with_zeros(2, padding, padding)?.pad_with_zeros(3, padding, padding)?
+        x.pad_with_zeros(2, padding, padding)?
+            .pad_with_zeros(3, padding, padding)?
     } else {
         x.clone()
     };
@@ -134,23 +135,53 @@ mod tests {
     #[test]
     fn adaptive_pool_matches_pytorch_windows() {
         // 3x3 map to 2x2: windows rows/cols 0..2 and 1..3 (PyTorch's floor/ceil rule).
-        let x = Tensor::arange(0f32, 9.0, &Device::Cpu).unwrap().reshape((1, 1, 3, 3)).unwrap();
-        let y = adaptive_avg_pool(&x, 2).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let x = Tensor::arange(0f32, 9.0, &Device::Cpu)
+            .unwrap()
+            .reshape((1, 1, 3, 3))
+            .unwrap();
+        let y = adaptive_avg_pool(&x, 2)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
         assert_eq!(y, [2.0, 3.0, 5.0, 6.0]);
         // 1x1 to 2x2 replicates; 4x4 to 2x2 is a 2x2 average pool.
-        let one = Tensor::new(&[7f32], &Device::Cpu).unwrap().reshape((1, 1, 1, 1)).unwrap();
-        let y = adaptive_avg_pool(&one, 2).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let one = Tensor::new(&[7f32], &Device::Cpu)
+            .unwrap()
+            .reshape((1, 1, 1, 1))
+            .unwrap();
+        let y = adaptive_avg_pool(&one, 2)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
         assert_eq!(y, [7.0; 4]);
-        let x = Tensor::arange(0f32, 16.0, &Device::Cpu).unwrap().reshape((1, 1, 4, 4)).unwrap();
-        let y = adaptive_avg_pool(&x, 2).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let x = Tensor::arange(0f32, 16.0, &Device::Cpu)
+            .unwrap()
+            .reshape((1, 1, 4, 4))
+            .unwrap();
+        let y = adaptive_avg_pool(&x, 2)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
         assert_eq!(y, [2.5, 4.5, 10.5, 12.5]);
     }
 
     #[test]
     fn padded_max_pool_of_a_nonnegative_map() {
         // 4x4 map, kernel 3, stride 2, padding 1 (the ImageNet stem's pool): 2x2 output.
-        let x = Tensor::arange(0f32, 16.0, &Device::Cpu).unwrap().reshape((1, 1, 4, 4)).unwrap();
+        let x = Tensor::arange(0f32, 16.0, &Device::Cpu)
+            .unwrap()
+            .reshape((1, 1, 4, 4))
+            .unwrap();
         let y = max_pool_nonnegative(&x, 3, 2, 1).unwrap();
-        assert_eq!(y.flatten_all().unwrap().to_vec1::<f32>().unwrap(), [5.0, 7.0, 13.0, 15.0]);
+        assert_eq!(
+            y.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+            [5.0, 7.0, 13.0, 15.0]
+        );
     }
 }

@@ -76,8 +76,11 @@ impl CnnSpec {
     pub fn from_config_json(value: &Value, path: &Path, params: &ParamSet) -> Result<Self> {
         let arch = value.get("arch").and_then(Value::as_str).unwrap_or_default();
         let bad = |problem: String| CoreError::config(path, problem);
-        let spec = Self::infer(params)
-            .ok_or_else(|| bad(format!("arch `{arch}`, but the checkpoint has no ResNet or VGG tensor names")))??;
+        let spec = Self::infer(params).ok_or_else(|| {
+            bad(format!(
+                "arch `{arch}`, but the checkpoint has no ResNet or VGG tensor names"
+            ))
+        })??;
         let expect = |key: &str, found: usize| -> Result<()> {
             match value.get(key).map(Value::as_u64) {
                 None => Ok(()),
@@ -93,7 +96,11 @@ impl CnnSpec {
                     .parse()
                     .map_err(|_| bad(format!("unknown arch `{named}`")))?;
                 let imagenet = [18, 34, 50, 101, 152].contains(&depth);
-                let kind = if depth >= 50 && imagenet { BlockKind::Bottleneck } else { BlockKind::Basic };
+                let kind = if depth >= 50 && imagenet {
+                    BlockKind::Bottleneck
+                } else {
+                    BlockKind::Basic
+                };
                 if !imagenet && ![20, 32, 44, 56, 110].contains(&depth) {
                     return Err(bad(format!("unknown arch `{named}`")));
                 }
@@ -122,7 +129,10 @@ impl CnnSpec {
                 Self::Vgg(v.with_layers(layers).map_err(bad)?)
             }
             (other, _) => {
-                return Err(bad(format!("arch `{arch}`, but the checkpoint is a {}", other.describe())));
+                return Err(bad(format!(
+                    "arch `{arch}`, but the checkpoint is a {}",
+                    other.describe()
+                )));
             }
         };
         match &spec {
@@ -133,7 +143,10 @@ impl CnnSpec {
             Self::Vgg(v) => {
                 if let Some(bn) = value.get("batch_norm") {
                     if bn.as_bool() != Some(v.batch_norm()) {
-                        return Err(bad(format!("`batch_norm` is {bn} but the checkpoint is a {}", v.describe())));
+                        return Err(bad(format!(
+                            "`batch_norm` is {bn} but the checkpoint is a {}",
+                            v.describe()
+                        )));
                     }
                 }
             }
@@ -204,11 +217,18 @@ pub fn input_shape(value: &Value, path: &Path) -> Result<Option<[usize; 3]>> {
     };
     let dims: Option<Vec<usize>> = shape
         .as_array()
-        .map(|a| a.iter().map(|d| d.as_u64().map(|d| d as usize).filter(|&d| d > 0)).collect())
+        .map(|a| {
+            a.iter()
+                .map(|d| d.as_u64().map(|d| d as usize).filter(|&d| d > 0))
+                .collect()
+        })
         .unwrap_or(None);
     match dims.as_deref() {
         Some(&[c, h, w]) => Ok(Some([c, h, w])),
-        _ => Err(CoreError::config(path, format!("`input_shape` {shape} is not [C, H, W]"))),
+        _ => Err(CoreError::config(
+            path,
+            format!("`input_shape` {shape} is not [C, H, W]"),
+        )),
     }
 }
 

@@ -78,7 +78,11 @@ impl ResNetSpec {
         let imagenet_stem = match k {
             7 => true,
             3 => false,
-            _ => return Err(format!("`conv1.weight` has a {k}x{k} kernel: expected 7 (ImageNet stem) or 3 (CIFAR stem)")),
+            _ => {
+                return Err(format!(
+                    "`conv1.weight` has a {k}x{k} kernel: expected 7 (ImageNet stem) or 3 (CIFAR stem)"
+                ));
+            }
         };
         let kind = if shapes.contains_key("layer1.0.conv3.weight") {
             BlockKind::Bottleneck
@@ -131,7 +135,11 @@ impl ResNetSpec {
     fn check_shortcuts(&self, shapes: &HashMap<String, Vec<usize>>) -> Result<(), String> {
         let mut channels = self.width;
         for block in self.stages.iter().flatten() {
-            let last = if self.kind == BlockKind::Basic { "conv2" } else { "conv3" };
+            let last = if self.kind == BlockKind::Basic {
+                "conv2"
+            } else {
+                "conv3"
+            };
             let out = dims(shapes, &format!("{}.{last}.weight", block.prefix))
                 .and_then(|d| d.first().copied())
                 .ok_or_else(|| format!("missing `{}.{last}.weight`", block.prefix))?;
@@ -165,7 +173,11 @@ impl ResNetSpec {
             "resnet{} ({} stem, {} blocks {}, width {}, {} classes)",
             self.depth(),
             if self.imagenet_stem { "imagenet" } else { "cifar" },
-            if self.kind == BlockKind::Basic { "basic" } else { "bottleneck" },
+            if self.kind == BlockKind::Basic {
+                "basic"
+            } else {
+                "bottleneck"
+            },
             blocks.join("-"),
             self.width,
             self.classes

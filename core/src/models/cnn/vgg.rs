@@ -37,13 +37,20 @@ pub fn torchvision_layers(depth: usize) -> Option<Vec<Layer>> {
     let widths: &[usize] = match depth {
         11 => &[64, 0, 128, 0, 256, 256, 0, 512, 512, 0, 512, 512, 0],
         13 => &[64, 64, 0, 128, 128, 0, 256, 256, 0, 512, 512, 0, 512, 512, 0],
-        16 => &[64, 64, 0, 128, 128, 0, 256, 256, 256, 0, 512, 512, 512, 0, 512, 512, 512, 0],
+        16 => &[
+            64, 64, 0, 128, 128, 0, 256, 256, 256, 0, 512, 512, 512, 0, 512, 512, 512, 0,
+        ],
         19 => &[
             64, 64, 0, 128, 128, 0, 256, 256, 256, 256, 0, 512, 512, 512, 512, 0, 512, 512, 512, 512, 0,
         ],
         _ => return None,
     };
-    Some(widths.iter().map(|&w| if w == 0 { Layer::Pool } else { Layer::Conv(w) }).collect())
+    Some(
+        widths
+            .iter()
+            .map(|&w| if w == 0 { Layer::Pool } else { Layer::Conv(w) })
+            .collect(),
+    )
 }
 
 /// The architecture of a VGG-style network, inferred from tensor names and shapes.
@@ -110,7 +117,9 @@ impl VggSpec {
         let channels = weight("features", *conv_indices.last().unwrap_or(&0))[0];
         let first = weight("classifier", classifier[0]);
         let cells = first[1] / channels.max(1);
-        let pool = (1..=cells).find(|s| s * s == cells).filter(|_| cells * channels == first[1]);
+        let pool = (1..=cells)
+            .find(|s| s * s == cells)
+            .filter(|_| cells * channels == first[1]);
         let pool = pool.ok_or_else(|| {
             format!(
                 "`classifier.{}.weight` reads {} features, not {channels} channels times a square pool",
@@ -183,7 +192,11 @@ impl VggSpec {
             }
             let size = dims(shapes, &format!("{}.weight", pair[0])).map_or(0, |d| d[0]);
             let mut g = Group::new(&format!("P_{}", pair[0]), size);
-            let bn = self.convs.get(k).filter(|c| c.1).map(|(i, _)| format!("features.{}", i + 1));
+            let bn = self
+                .convs
+                .get(k)
+                .filter(|c| c.1)
+                .map(|(i, _)| format!("features.{}", i + 1));
             g.output(shapes, &pair[0], bn.as_deref());
             g.input(&pair[1]);
             groups.push(g.build());
@@ -231,7 +244,9 @@ impl Vgg {
             match layer {
                 Layer::Pool => features.push(Op::Pool),
                 Layer::Conv(_) => {
-                    let &(i, bn) = convs.next().ok_or_else(|| candle_core::Error::Msg("more convs than tensors".into()))?;
+                    let &(i, bn) = convs
+                        .next()
+                        .ok_or_else(|| candle_core::Error::Msg("more convs than tensors".into()))?;
                     let norm = if bn {
                         norms.push(batch_norm(tensors, &format!("features.{}", i + 1))?);
                         Some(norms.len() - 1)
