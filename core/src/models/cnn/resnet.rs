@@ -315,3 +315,100 @@ impl ResNet {
         self.head.forward(&pooled)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{DType, Device};
+
+    /// Adds the four tensors of BatchNorm `p` of `c` channels.
+    fn bn(add: &mut dyn FnMut(String, &[usize]), p: &str, c: usize) {
+        for s in ["weight", "bias", "running_mean", "running_var"] {
+            add(format!("{p}.{s}"), &[c]);
+        }
+    }
+
+    /// The tensors of a torchvision Bottleneck ResNet with an ImageNet stem of `width` channels,
+    /// one block per stage (each with a `downsample`), 3 input channels, 5 classes.
+    fn bottleneck_tensors(width: usize, stages: usize) -> Tensors {
+        let mut t = Tensors::new();
+        let mut add = |name: String, shape: &[usize]| {
+            let n: usize = shape.iter().product();
+            let var = name.ends_with("running_var");
+            let values: Vec<f32> = (0..n)
+                .map(|i| {
+                    if var {
+                        1.0
+                    } else {
+                        ((i * 7919 % 23) as f32 - 11.0) / 40.0
+                    }
+                })
+                .collect();
+            t.insert(name, Tensor::from_vec(values, shape, &Device::Cpu).unwrap());
+        };
+        add("conv1.weight".into(), &[width, 3, 7, 7]);
+        bn(&mut add, "bn1", width);
+        let mut inplanes = width;
+        for s in 1..=stages {
+            let planes = width << (s - 1);
+            let p = format!("layer{s}.0");
+            add(format!("{p}.conv1.weight"), &[planes, inplanes, 1, 1]);
+            bn(&mut add, &format!("{p}.bn1"), planes);
+            add(format!("{p}.conv2.weight"), &[planes, planes, 3, 3]);
+            bn(&mut add, &format!("{p}.bn2"), planes);
+            add(format!("{p}.conv3.weight"), &[4 * planes, planes, 1, 1]);
+            bn(&mut add, &format!("{p}.bn3"), 4 * planes);
+            add(format!("{p}.downsample.0.weight"), &[4 * planes, inplanes, 1, 1]);
+            bn(&mut add, &format!("{p}.downsample.1"), 4 * planes);
+            inplanes = 4 * planes;
+        }
+        add("fc.weight".into(), &[5, inplanes]);
+        add("fc.bias".into(), &[5]);
+        t
+    }
+
+    fn shapes(t: &Tensors) -> HashMap<String, Vec<usize>> {
+        t.iter().map(|(n, x)| (n.clone(), x.dims().to_vec())).collect()
+    }
+
+    #[test]
+    fn a_bottleneck_resnet_with_an_imagenet_stem_is_recognised_and_runs() {
+        let t = bottleneck_tensors(4, 4);
+        let spec = ResNetSpec::infer(&shapes(&t)).unwrap().unwrap();
+        assert!(spec.imagenet_stem && spec.kind == BlockKind::Bottleneck);
+        assert_eq!(spec.depth(), 14);
+        assert_eq!(
+            spec.stages.iter().map(|s| s[0].stride).collect::<Vec<_>>(),
+            [1, 2, 2, 2]
+        );
+        assert!(
+            spec.describe()
+                .starts_with("resnet14 (imagenet stem, bottleneck blocks 1-1-1-1")
+        );
+        let net = ResNet::load(&spec, &t).unwrap();
+        assert_eq!(net.norms.len(), 1 + 4 * 4);
+        // 32x32 -> stem 16x16 -> pool 8x8 -> stages 8, 4, 2, 1.
+        let x = Tensor::ones((2, 3, 32, 32), DType::F32, &Device::Cpu).unwrap();
+        let logits = net.forward(&x, &mut Pass::Eval).unwrap();
+        assert_eq!(logits.dims(), [2, 5]);
+        let values = logits.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        assert!(values.iter().all(|v| v.is_finite()), "{values:?}");
+        // Every stage after the stem starts a residual stream (each first block projects).
+        let perm = spec.permutation_spec(&shapes(&t));
+        let streams = perm.groups.iter().filter(|g| !g.name.contains(".conv")).count();
+        assert_eq!(
+            streams,
+            5,
+            "{:?}",
+            perm.groups.iter().map(|g| &g.name).collect::<Vec<_>>()
+        );
+    }
+
+    #[test]
+    fn a_shape_change_without_projection_is_refused() {
+        let mut t = bottleneck_tensors(4, 2);
+        t.retain(|n, _| !n.starts_with("layer2.0.downsample"));
+        let err = ResNetSpec::infer(&shapes(&t)).unwrap().unwrap_err();
+        assert!(err.contains("`layer2.0`") && err.contains("option-A"), "{err}");
+    }
+}
