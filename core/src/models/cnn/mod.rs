@@ -141,13 +141,13 @@ impl CnnSpec {
                 expect("width", r.width)?;
             }
             Self::Vgg(v) => {
-                if let Some(bn) = value.get("batch_norm") {
-                    if bn.as_bool() != Some(v.batch_norm()) {
-                        return Err(bad(format!(
-                            "`batch_norm` is {bn} but the checkpoint is a {}",
-                            v.describe()
-                        )));
-                    }
+                if let Some(bn) = value.get("batch_norm")
+                    && bn.as_bool() != Some(v.batch_norm())
+                {
+                    return Err(bad(format!(
+                        "`batch_norm` is {bn} but the checkpoint is a {}",
+                        v.describe()
+                    )));
                 }
             }
         }
