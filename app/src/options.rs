@@ -6,9 +6,11 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use lineage_core::AnalysisOptions;
+use lineage_core::Named;
 use lineage_core::data::eval_sets::EvalSet;
 use lineage_core::methods::basins::ClusterMethod;
 use lineage_core::methods::interpolation::BarrierKind;
+use lineage_core::models::cnn::{BnMode, BnOptions};
 use lineage_core::pipeline::options::{BasinOptions, RepresentationOptions};
 use lineage_core::pipeline::plan::PairSets;
 use lineage_core::pipeline::selection::SelectionOptions;
@@ -62,6 +64,47 @@ pub struct RepresentationArgs {
     /// Skip the linear probes (one logistic regression per checkpoint).
     #[arg(long)]
     pub no_probes: bool,
+}
+
+/// BatchNorm flags: how the statistics of interpolated models with BatchNorm are obtained.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct BnArgs {
+    /// BatchNorm statistics of interpolated models: interpolate (blended like every tensor; biased
+    /// by variance collapse), reset (recomputed in train-mode passes over the reset set) or repair
+    /// (REPAIR: each channel's output mean and std blended from the endpoints', then reset). With
+    /// reset and repair, checkpoints are evaluated with recomputed statistics too [default: reset].
+    #[arg(long, value_name = "MODE")]
+    pub bn: Option<String>,
+    /// Images the BatchNorm statistics are computed on (a file like --data; labels unused)
+    /// [default: the eval set].
+    #[arg(long, value_name = "FILE")]
+    pub bn_data: Option<PathBuf>,
+    /// Number of reset images (the first N of the reset set) [default: 512].
+    #[arg(long, value_name = "N")]
+    pub bn_examples: Option<usize>,
+    /// Images per train-mode pass of the reset [default: 128].
+    #[arg(long, value_name = "N")]
+    pub bn_batch: Option<usize>,
+}
+
+impl BnArgs {
+    /// The BatchNorm options: flags, then the plan, then defaults.
+    pub fn options(&self, plan: &Plan) -> anyhow::Result<BnOptions> {
+        let defaults = BnOptions::default();
+        let mode = match self.bn.as_deref().or(plan.bn.as_deref()) {
+            Some(name) => BnMode::from_name(name).with_context(|| {
+                let names: Vec<&str> = BnMode::ALL.iter().map(|m| m.name()).collect();
+                format!("--bn {name}: expected one of {}", names.join(", "))
+            })?,
+            None => defaults.mode,
+        };
+        Ok(BnOptions {
+            mode,
+            data: self.bn_data.clone().or(plan.bn_data.clone()),
+            examples: self.bn_examples.or(plan.bn_examples).unwrap_or(defaults.examples),
+            batch: self.bn_batch.or(plan.bn_batch).unwrap_or(defaults.batch),
+        })
+    }
 }
 
 /// Which runs, steps and tensors to read (`lineage batch` and `lineage inspect`).
@@ -141,8 +184,16 @@ pub struct Plan {
     pub layer: Option<usize>,
     /// Whether to compute the representations.
     pub views: Option<bool>,
-    /// Device of the transformer families.
+    /// Device of the transformer and convolutional families.
     pub device: Option<String>,
+    /// BatchNorm mode of interpolated models.
+    pub bn: Option<String>,
+    /// Reset set of the BatchNorm statistics.
+    pub bn_data: Option<PathBuf>,
+    /// Number of reset images.
+    pub bn_examples: Option<usize>,
+    /// Images per reset pass.
+    pub bn_batch: Option<usize>,
     /// Most checkpoints of a step in memory at once.
     pub models_in_flight: Option<usize>,
     /// Bootstrap resamples (0: off).
@@ -205,7 +256,7 @@ impl Plan {
                 *p = base.join(&*p);
             }
         };
-        [&mut plan.zoo, &mut plan.out, &mut plan.cache]
+        [&mut plan.zoo, &mut plan.out, &mut plan.cache, &mut plan.bn_data]
             .into_iter()
             .flatten()
             .for_each(absolute);

@@ -4,13 +4,16 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
+use lineage_core::models::cnn::BnOptions;
 use lineage_core::output::lock::OutputLock;
 use lineage_core::pipeline::plan::Shard;
 use lineage_core::pipeline::selection::SelectionOptions;
 use lineage_core::{AnalysisOptions, Named, analyse};
 use lineage_loaders::discover;
 
-use crate::options::{BasinArgs, PathsOn, Plan, RepresentationArgs, SelectionArgs, analysis_options, eval_sets};
+use crate::options::{
+    BasinArgs, BnArgs, PathsOn, Plan, RepresentationArgs, SelectionArgs, analysis_options, eval_sets,
+};
 use crate::summary::{print_warnings, print_zoo_problems, summary};
 use crate::terminal_progress::TerminalProgress;
 
@@ -58,10 +61,12 @@ pub struct BatchArgs {
     pub basins: BasinArgs,
     #[command(flatten)]
     pub views: RepresentationArgs,
-    /// Where the transformer families run: cpu, cuda or cuda:N (CUDA needs a build with
-    /// `--features cuda`) [default: cpu]. The mlp family always runs on the CPU.
+    /// Where the transformer and convolutional families run: cpu, cuda or cuda:N (CUDA needs a
+    /// build with `--features cuda`) [default: cpu]. The mlp family always runs on the CPU.
     #[arg(long)]
     pub device: Option<String>,
+    #[command(flatten)]
+    pub bn: BnArgs,
     /// Most checkpoints of a step held in memory at once: peak memory follows it, not the number of
     /// runs (results do not depend on it) [default: twice the worker threads].
     #[arg(long, value_name = "N")]
@@ -162,6 +167,7 @@ fn options(args: &BatchArgs, plan: &Plan) -> anyhow::Result<AnalysisOptions> {
     if let Some(seed) = args.bootstrap_seed.or(plan.bootstrap_seed) {
         sweep.bootstrap_seed = seed;
     }
+    sweep.bn = args.bn.options(plan)?;
     Ok(options)
 }
 
@@ -198,6 +204,7 @@ fn slurm_script(job: &Job, args: &BatchArgs, n: usize) -> anyhow::Result<String>
         sweep.bootstrap, sweep.bootstrap_seed
     ));
     common.push_str(&selection_flags(&job.options.sweep.selection));
+    common.push_str(&bn_flags(&sweep.bn));
     let default_device = AnalysisOptions::default().device;
     if job.options.device != default_device {
         common.push_str(&format!(" --device {}", job.options.device));
@@ -262,6 +269,24 @@ fn shell_quote(s: &str) -> String {
 }
 
 /// The command-line flags giving `selection` (empty for the default), each value shell-quoted.
+/// The BatchNorm flags of `bn` (all of them when one differs from the defaults).
+fn bn_flags(bn: &BnOptions) -> String {
+    if *bn == BnOptions::default() {
+        return String::new();
+    }
+    let mut flags = format!(
+        " --bn {} --bn-examples {} --bn-batch {}",
+        bn.mode.name(),
+        bn.examples,
+        bn.batch
+    );
+    if let Some(data) = &bn.data {
+        let data = std::path::absolute(data).unwrap_or_else(|_| data.clone());
+        flags.push_str(&format!(" --bn-data {}", shell_quote(&data.display().to_string())));
+    }
+    flags
+}
+
 fn selection_flags(selection: &SelectionOptions) -> String {
     let mut flags = String::new();
     let mut add = |flag: &str, value: &str| flags.push_str(&format!(" --{flag} {}", shell_quote(value)));

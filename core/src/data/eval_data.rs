@@ -38,6 +38,9 @@ pub struct EvalData {
     /// `N` class labels; empty for language-model data (token ids without labels, see
     /// [`EvalData::has_labels`]).
     pub labels: Vec<u32>,
+    /// The shape of one example as stored, before flattening: `[C, H, W]` for images
+    /// `[N, C, H, W]`, `[D]` for rows of features or tokens.
+    pub example_shape: Vec<usize>,
     /// Optional `[N, D]` u32 mask (1 = attend, 0 = padding), same shape as `inputs`.
     pub attention_mask: Option<Tensor>,
     /// Optional `[N, D]` u32 segment ids (0 = first sentence, 1 = second), same shape as `inputs`.
@@ -123,6 +126,14 @@ impl EvalData {
 
     /// Validates and normalises named arrays read from `path`.
     fn from_arrays(path: &Path, mut arrays: HashMap<String, Tensor>) -> Result<Self> {
+        let example_shape = arrays
+            .get(INPUTS)
+            .or(arrays.get(INPUT_IDS))
+            .map_or(Vec::new(), |x| match x.dims() {
+                [_] => vec![1],
+                [_, rest @ ..] => rest.to_vec(),
+                [] => Vec::new(),
+            });
         let inputs = match (arrays.remove(INPUTS), arrays.remove(INPUT_IDS)) {
             (Some(_), Some(_)) => {
                 return Err(CoreError::data(path, "both `inputs` and `input_ids` present; keep one"));
@@ -185,6 +196,7 @@ impl EvalData {
         Ok(Self {
             inputs,
             labels,
+            example_shape,
             attention_mask,
             token_type_ids,
             token_labels,
@@ -209,6 +221,7 @@ impl EvalData {
         Ok(Self {
             inputs: cut(self.inputs)?,
             labels,
+            example_shape: self.example_shape,
             attention_mask: cut_optional(self.attention_mask)?,
             token_type_ids: cut_optional(self.token_type_ids)?,
             token_labels: cut_optional(self.token_labels)?,
@@ -596,6 +609,7 @@ mod tests {
         let path = write_safetensors(dir.path(), vec![("inputs", x), ("labels", y)]);
         let d = EvalData::load(&path).unwrap();
         assert_eq!(d.inputs.dims(), &[2, 4]);
+        assert_eq!(d.example_shape, [2, 2]);
         assert_eq!(d.inputs.to_vec2::<f32>().unwrap()[1], vec![5., 6., 7., 8.]);
         assert_eq!(d.labels, vec![1, 0]);
     }

@@ -1,8 +1,9 @@
 //! Model families: the [`Evaluator`] trait ([`evaluator`]), the registry that picks a family for a
 //! zoo ([`registry`]), and the families: the `mlp` family ([`mlp`]),
-//! the Hugging Face transformers ([`transformer`]) and any framework through a command protocol
-//! ([`external`]).
+//! the Hugging Face transformers ([`transformer`]), convolutional networks on images ([`cnn`]) and
+//! any framework through a command protocol ([`external`]).
 
+pub mod cnn;
 pub mod evaluator;
 pub mod external;
 pub mod mlp;

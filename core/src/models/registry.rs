@@ -9,6 +9,7 @@ use lineage_loaders::ParamSet;
 
 use crate::data::eval_data::EvalData;
 use crate::error::{CoreError, Result};
+use crate::models::cnn::{BnOptions, CnnEvaluator, CnnSpec, input_shape, is_cnn_arch};
 use crate::models::evaluator::Evaluator;
 use crate::models::external::ExternalEvaluator;
 use crate::models::mlp::{MlpEvaluator, MlpSpec};
@@ -18,21 +19,43 @@ use crate::models::transformer::{MODEL_TYPES, evaluator_for_model_type};
 /// eval data.
 pub type EvaluatorFactory<'a> = dyn Fn(Option<&Path>, &ParamSet, &EvalData) -> Result<Box<dyn Evaluator>> + Sync + 'a;
 
-/// Builds the evaluator for a zoo on the CPU: see [`evaluator_on`].
+/// Builds the evaluator for a zoo on the CPU with the default BatchNorm handling: see [`evaluator_on`].
 pub fn evaluator_for(config: Option<&Path>, reference: &ParamSet, data: &EvalData) -> Result<Box<dyn Evaluator>> {
-    build_evaluator(config, reference, data, &Device::Cpu)
+    build_evaluator(config, reference, data, &Device::Cpu, &BnOptions::default())
 }
 
 /// An evaluator factory ([`EvaluatorFactory`]) whose candle-based families (the
-/// transformers) run on `device`. The evaluator is chosen by the model family named in `config` (a
-/// run's `config.json`): `{"arch": "mlp", ...}`, `{"arch": "external", "command": [...]}` (see
-/// [`crate::models::external`]), or an HF config whose `model_type` is one of
+/// transformers and the convolutional networks) run on `device`, BatchNorm statistics of
+/// interpolated models being handled as `bn` says. The evaluator is chosen by the model family
+/// named in `config` (a run's `config.json`): `{"arch": "mlp", ...}`, a convolutional `arch`
+/// (`resnet*`, `vgg*`, `cnn`; see [`crate::models::cnn`]), `{"arch": "external", "command": [...]}`
+/// (see [`crate::models::external`]), or an HF config whose `model_type` is one of
 /// [`crate::models::transformer::MODEL_TYPES`] (see [`crate::models::transformer`]); without a config, or without
-/// `arch` / `model_type`, an MLP is inferred from the tensors of `reference`. The factory checks that `reference` fits the model and the eval data.
+/// `arch` / `model_type`, a ResNet or VGG is recognised by its tensor names, else an MLP is inferred
+/// from the tensors of `reference`. The factory checks that `reference` fits the model and the eval data.
 pub fn evaluator_on(
     device: Device,
+    bn: BnOptions,
 ) -> impl Fn(Option<&Path>, &ParamSet, &EvalData) -> Result<Box<dyn Evaluator>> + Sync {
-    move |config, reference, data| build_evaluator(config, reference, data, &device)
+    move |config, reference, data| build_evaluator(config, reference, data, &device, &bn)
+}
+
+/// The convolutional evaluator of `spec` (`value` / `path`: the parsed `config.json`, if any).
+fn cnn_evaluator(
+    spec: CnnSpec,
+    config: Option<(&serde_json::Value, &Path)>,
+    reference: &ParamSet,
+    data: &EvalData,
+    device: &Device,
+    bn: &BnOptions,
+) -> Result<Box<dyn Evaluator>> {
+    let shape = match config {
+        Some((value, path)) => input_shape(value, path)?,
+        None => None,
+    };
+    let reset = bn.data.as_deref().map(EvalData::load).transpose()?;
+    let evaluator = CnnEvaluator::new(spec, reference, data, shape, bn, reset.as_ref(), device)?;
+    Ok(Box::new(evaluator))
 }
 
 fn build_evaluator(
@@ -40,14 +63,20 @@ fn build_evaluator(
     reference: &ParamSet,
     data: &EvalData,
     device: &Device,
+    bn: &BnOptions,
 ) -> Result<Box<dyn Evaluator>> {
-    let spec = match config {
+    // The MLP named by the config; `None`: the family is to be recognised from the tensors.
+    let named = match config {
         Some(path) => {
             let text = std::fs::read_to_string(path).map_err(|e| CoreError::io(path, e))?;
             let value: serde_json::Value =
                 serde_json::from_str(&text).map_err(|e| CoreError::config(path, format!("invalid JSON: {e}")))?;
             match value.get("arch").and_then(|a| a.as_str()) {
-                Some("mlp") => MlpSpec::from_config_json(&value, path)?,
+                Some("mlp") => Some(MlpSpec::from_config_json(&value, path)?),
+                Some(arch) if is_cnn_arch(arch) => {
+                    let spec = CnnSpec::from_config_json(&value, path, reference)?;
+                    return cnn_evaluator(spec, Some((&value, path)), reference, data, device, bn);
+                }
                 Some("external") => {
                     return Ok(Box::new(ExternalEvaluator::from_config_json(
                         &value, path, reference, data,
@@ -56,7 +85,7 @@ fn build_evaluator(
                 Some(other) => {
                     return Err(CoreError::config(
                         path,
-                        format!("unsupported arch `{other}` (supported: mlp, external)"),
+                        format!("unsupported arch `{other}` (supported: mlp, resnet*, vgg*, cnn, external)"),
                     ));
                 }
                 None => match value.get("model_type").and_then(|m| m.as_str()) {
@@ -72,11 +101,18 @@ fn build_evaluator(
                                 )
                             });
                     }
-                    None => MlpSpec::infer(reference)?,
+                    None => None,
                 },
             }
         }
-        None => MlpSpec::infer(reference)?,
+        None => None,
+    };
+    let spec = match named {
+        Some(spec) => spec,
+        None => match CnnSpec::infer(reference) {
+            Some(cnn) => return cnn_evaluator(cnn?, None, reference, data, device, bn),
+            None => MlpSpec::infer(reference)?,
+        },
     };
     let evaluator = MlpEvaluator::new(spec, data)?;
     evaluator.check(reference)?;

@@ -65,7 +65,7 @@ pub fn analyse(
     let starts = RunStarts::of(zoo);
     let (selected, notes) = options.sweep.selection.select(zoo)?;
     let zoo = &selected;
-    let factory = evaluator_on(device(&options.device)?);
+    let factory = evaluator_on(device(&options.device)?, options.sweep.bn.clone());
     let sweep = run_sweep(zoo, data, &options.sweep, &factory, progress)?;
     let runs: Vec<String> = zoo.runs.iter().map(|r| r.name.clone()).collect();
     let mut analysis = Analysis {
@@ -170,7 +170,7 @@ impl Analysis {
         let (Some(zoo), Some(options)) = (zoo, &self.options.representations) else {
             return Ok(());
         };
-        let factory = evaluator_on(device(&self.options.device)?);
+        let factory = evaluator_on(device(&self.options.device)?, self.options.sweep.bn.clone());
         let computed = run_representations(
             zoo,
             &self.data,

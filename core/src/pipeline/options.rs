@@ -9,6 +9,7 @@ use crate::data::eval_sets::{EvalSet, set_name};
 use crate::methods::basins::ClusterMethod;
 use crate::methods::interpolation::BarrierKind;
 use crate::methods::probe::ProbeOptions;
+use crate::models::cnn::BnOptions;
 use crate::pipeline::plan::{PairSets, Shard};
 use crate::pipeline::selection::SelectionOptions;
 
@@ -77,6 +78,10 @@ pub struct SweepOptions {
     /// Seed of the bootstrap resamples.
     #[serde(default)]
     pub bootstrap_seed: u64,
+    /// BatchNorm statistics of interpolated models (`--bn`); models without BatchNorm ignore it
+    /// (the evaluator's description, part of every cache key, names the mode of those with it).
+    #[serde(default, skip_serializing_if = "BnOptions::is_default")]
+    pub bn: BnOptions,
 }
 
 fn default_bootstrap() -> usize {
@@ -112,6 +117,7 @@ impl Default for SweepOptions {
             in_flight: None,
             bootstrap: default_bootstrap(),
             bootstrap_seed: 0,
+            bn: BnOptions::default(),
         }
     }
 }

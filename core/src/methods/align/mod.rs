@@ -12,8 +12,9 @@
 //! - `tensors`: the f32 tensors it works on and the products it needs (cost matrices as GEMMs).
 //! - [`assignment`]: the maximum-weight linear assignment step (Jonker–Volgenant shortest augmenting paths).
 //!
-//! Models with BatchNorm need their statistics recomputed after interpolation (REPAIR / reset); no
-//! family supported today has them.
+//! BatchNorm running statistics are permuted with their channels but left out of the matching
+//! ([`PermutationGroup::carried`]); the statistics of interpolated models are then recomputed as
+//! `--bn` says ([`crate::models::cnn::batchnorm`]).
 
 pub mod assignment;
 pub mod spec;

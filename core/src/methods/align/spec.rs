@@ -30,8 +30,12 @@ pub struct PermutationGroup {
     pub name: String,
     /// Number of units permuted.
     pub size: usize,
-    /// Every tensor axis this permutation reorders (each of length `size`).
+    /// Every tensor axis this permutation reorders and weight matching compares (each of length
+    /// `size`).
     pub axes: Vec<TensorAxis>,
+    /// Axes reordered with the units but left out of weight matching's objective (BatchNorm
+    /// running statistics, whose scale would dominate it).
+    pub carried: Vec<TensorAxis>,
 }
 
 /// The permutation symmetries of an architecture. Tensors not named by any group are left as they
@@ -72,6 +76,7 @@ impl PermutationSpec {
                     name: format!("P_{}", if layer.name.is_empty() { "hidden" } else { &layer.name }),
                     size: layer.n_out,
                     axes,
+                    carried: Vec::new(),
                 }
             })
             .collect();
@@ -83,11 +88,22 @@ impl PermutationSpec {
         self.groups.iter().map(|g| (0..g.size).collect()).collect()
     }
 
-    /// For every tensor touched by the spec, the groups acting on it by axis: `tensor -> [(axis, group)]`.
+    /// For every tensor matched by the spec, the groups acting on it by axis: `tensor -> [(axis,
+    /// group)]` (the [`PermutationGroup::axes`], not the carried ones).
     pub fn axes_by_tensor(&self) -> BTreeMap<&str, Vec<(usize, usize)>> {
+        self.collect_axes(false)
+    }
+
+    /// As [`PermutationSpec::axes_by_tensor`], carried axes included: every axis a permutation moves.
+    fn all_axes_by_tensor(&self) -> BTreeMap<&str, Vec<(usize, usize)>> {
+        self.collect_axes(true)
+    }
+
+    fn collect_axes(&self, carried: bool) -> BTreeMap<&str, Vec<(usize, usize)>> {
         let mut map: BTreeMap<&str, Vec<(usize, usize)>> = BTreeMap::new();
         for (g, group) in self.groups.iter().enumerate() {
-            for a in &group.axes {
+            let extra = if carried { group.carried.as_slice() } else { &[] };
+            for a in group.axes.iter().chain(extra) {
                 map.entry(a.tensor.as_str()).or_default().push((a.axis, g));
             }
         }
@@ -97,7 +113,7 @@ impl PermutationSpec {
     /// Checks that every named tensor exists in `params` with each named axis of the group's size,
     /// and that no tensor axis is claimed twice.
     pub fn check(&self, params: &ParamSet) -> Result<()> {
-        for (tensor, axes) in self.axes_by_tensor() {
+        for (tensor, axes) in self.all_axes_by_tensor() {
             let t = params
                 .get(tensor)
                 .ok_or_else(|| CoreError::Align(format!("tensor `{tensor}` of the permutation spec is missing")))?;
@@ -149,7 +165,7 @@ impl PermutationSpec {
     pub fn apply(&self, params: &ParamSet, perms: &Permutations) -> Result<ParamSet> {
         self.check(params)?;
         self.check_permutations(perms)?;
-        let by_tensor = self.axes_by_tensor();
+        let by_tensor = self.all_axes_by_tensor();
         let index: Vec<Tensor> = perms
             .iter()
             .map(|p| {

@@ -400,6 +400,7 @@ mod tests {
                     axis,
                 })
                 .collect(),
+            carried: Vec::new(),
         };
         PermutationSpec {
             groups: vec![
@@ -510,12 +511,14 @@ mod tests {
                 name: format!("M{l}"),
                 size: inner,
                 axes: vec![axis(&up, 0), axis(&down, 1)],
+                carried: Vec::new(),
             });
         }
         groups.push(PermutationGroup {
             name: "R".into(),
             size: hidden,
             axes: residual,
+            carried: Vec::new(),
         });
         let spec = PermutationSpec { groups };
         let a = ParamSet::from_raw(raw).unwrap();
@@ -540,6 +543,7 @@ mod tests {
                 name: "P".into(),
                 size: 4,
                 axes: vec![axis(0), axis(1)],
+                carried: Vec::new(),
             }],
         };
         let err = weight_matching(&spec, &p, &p, 0).unwrap_err().to_string();

@@ -33,6 +33,7 @@ fn group(name: String, size: usize, axes: &[(String, usize)], params: &ParamSet)
                 axis: *axis,
             })
             .collect(),
+        carried: Vec::new(),
     }
 }
 

@@ -1,0 +1,379 @@
+//! The convolutional family against PyTorch: the small torchvision zoos of `tests/fixtures/cnn`
+//! (written by `make_fixture.py`): a CIFAR-layout ResNet-20 at width 8, a VGG-11-BN at 1/16 width
+//! and a plain CNN without BatchNorm, on 1x32x32 digits. Per-example losses of every checkpoint,
+//! the interpolation path under each `--bn` mode, architecture inference, and permutation
+//! alignment of the ResNet and the VGG.
+
+mod common;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use candle_core::{Device, Tensor};
+use common::{
+    TORCH_TOLERANCE, assert_checkpoints_match, assert_close, assert_path_matches, floats, own_fixture, read_json, widen,
+};
+use lineage_core::EvalData;
+use lineage_core::methods::align::{align_to, weight_matching};
+use lineage_core::methods::interpolation::{alpha_grid, endpoint_barrier};
+use lineage_core::models::cnn::{BnMode, BnOptions};
+use lineage_core::models::evaluator::Evaluator;
+use lineage_core::models::registry::evaluator_on;
+use lineage_core::names::Named;
+use lineage_loaders::{ParamSet, load_params};
+use serde_json::Value;
+
+const FAMILIES: [&str; 3] = ["resnet20", "vgg11_bn", "cnn"];
+
+fn cnn_fixture(rel: &str) -> PathBuf {
+    own_fixture(&format!("cnn/{rel}"))
+}
+
+fn load(family: &str, run: &str, step: u64) -> ParamSet {
+    load_params(&cnn_fixture(&format!(
+        "zoo/{family}/{run}/step{step}/model.safetensors"
+    )))
+    .unwrap()
+}
+
+fn config(family: &str) -> PathBuf {
+    cnn_fixture(&format!("zoo/{family}/seed0/config.json"))
+}
+
+fn reference() -> Value {
+    read_json(&cnn_fixture("reference.json"))
+}
+
+fn data() -> EvalData {
+    EvalData::load(&cnn_fixture("eval.safetensors")).unwrap()
+}
+
+/// The BatchNorm options the reference was computed with.
+fn bn(mode: BnMode) -> BnOptions {
+    let r = reference();
+    BnOptions {
+        mode,
+        data: None,
+        examples: r["reset_examples"].as_u64().unwrap() as usize,
+        batch: r["reset_batch"].as_u64().unwrap() as usize,
+    }
+}
+
+fn evaluator(family: &str, mode: BnMode, reference_params: &ParamSet) -> Box<dyn Evaluator> {
+    evaluator_on(Device::Cpu, bn(mode))(Some(&config(family)), reference_params, &data()).unwrap()
+}
+
+/// The final checkpoints of the two seeds (different initialisations).
+fn pair(family: &str) -> (ParamSet, ParamSet) {
+    let r = reference();
+    let step = |key: &str| -> u64 {
+        let text = r["paths"][family][key].as_str().unwrap();
+        text.rsplit('/').next().unwrap().parse().unwrap()
+    };
+    (load(family, "seed0", step("a")), load(family, "seed1", step("b")))
+}
+
+#[test]
+fn every_checkpoint_matches_pytorch() {
+    let reference = reference();
+    for family in FAMILIES {
+        let checkpoints = &reference["checkpoints"][family];
+        let evaluator = evaluator(family, BnMode::Interpolate, &pair(family).0);
+        assert_checkpoints_match(evaluator.as_ref(), checkpoints, |run, step| load(family, run, step));
+        println!(
+            "{family}: {} checkpoints match: {}",
+            checkpoints.as_object().unwrap().len(),
+            evaluator.describe()
+        );
+    }
+}
+
+#[test]
+fn paths_match_pytorch_under_every_bn_mode() {
+    let reference = reference();
+    let alphas = floats(&reference["alphas"]);
+    let mid = alphas.iter().position(|&a| a == 0.5).unwrap();
+    for family in FAMILIES {
+        let (a, b) = pair(family);
+        for mode in BnMode::ALL {
+            let path = &reference["paths"][family][mode.name()];
+            let evaluator = evaluator(family, *mode, &a);
+            let results = assert_path_matches(evaluator.as_ref(), &a, &b, &alphas, path);
+            assert_close(
+                &format!("{family} {}: per-example loss at alpha 0.5", mode.name()),
+                &widen(&results[mid].per_example_loss),
+                &floats(&path["per_example_loss_mid"]),
+                TORCH_TOLERANCE,
+            );
+            // The endpoints evaluated alone are the path's ends (statistics recomputed alike).
+            let alone = evaluator.evaluate(&a).unwrap();
+            assert!((alone.loss - results[0].loss).abs() < 1e-6, "{family} {}", mode.name());
+            let losses: Vec<f64> = results.iter().map(|r| r.loss).collect();
+            println!("{family} {:>11}: loss {losses:.4?}", mode.name());
+        }
+    }
+}
+
+#[test]
+fn bn_modes_differ_where_pytorch_says_and_recomputing_lowers_the_barrier() {
+    let reference = reference();
+    let alphas = floats(&reference["alphas"]);
+    for family in ["resnet20", "vgg11_bn"] {
+        let barrier = |mode: &str| endpoint_barrier(&alphas, &floats(&reference["paths"][family][mode]["loss"]));
+        // The reference itself shows variance collapse: blended statistics give a larger barrier.
+        assert!(barrier("interpolate") > barrier("reset"), "{family}");
+        let (a, b) = pair(family);
+        let descriptions: Vec<String> = BnMode::ALL
+            .iter()
+            .map(|m| evaluator(family, *m, &a).describe())
+            .collect();
+        assert!(descriptions[0].contains("batchnorm interpolate") && !descriptions[0].contains("reset images"));
+        assert!(
+            descriptions[1].contains("batchnorm reset (statistics of 48 reset images"),
+            "{}",
+            descriptions[1]
+        );
+        assert!(descriptions[2].contains("batchnorm repair"), "{}", descriptions[2]);
+        let _ = b;
+    }
+    // Without BatchNorm the mode changes nothing, and is not part of the cache key.
+    let (a, _) = pair("cnn");
+    let plain: Vec<String> = BnMode::ALL
+        .iter()
+        .map(|m| evaluator("cnn", *m, &a).describe())
+        .collect();
+    assert!(
+        plain.iter().all(|d| d == &plain[0] && !d.contains("batchnorm")),
+        "{plain:?}"
+    );
+}
+
+#[test]
+fn the_reset_set_is_part_of_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let eval = data();
+    let write = |name: &str, start: usize| {
+        let path = dir.path().join(name);
+        let inputs = eval
+            .inputs
+            .narrow(0, start, 48)
+            .unwrap()
+            .reshape((48, 1, 32, 32))
+            .unwrap();
+        let labels = Tensor::new(&eval.labels[start..start + 48], &Device::Cpu).unwrap();
+        let map = HashMap::from([("inputs".to_string(), inputs), ("labels".to_string(), labels)]);
+        candle_core::safetensors::save(&map, &path).unwrap();
+        path
+    };
+    let (a, b) = pair("resnet20");
+    let with = |path: Option<PathBuf>| {
+        let options = BnOptions {
+            data: path,
+            ..bn(BnMode::Reset)
+        };
+        evaluator_on(Device::Cpu, options)(Some(&config("resnet20")), &a, &eval).unwrap()
+    };
+    let default = with(None);
+    // The same images from a file: the same key and the same results.
+    let same = with(Some(write("same.safetensors", 0)));
+    assert_eq!(same.describe(), default.describe());
+    let other = with(Some(write("other.safetensors", 16)));
+    assert_ne!(other.describe(), default.describe());
+    let mid = |e: &dyn Evaluator| e.evaluate_path(&a, &b, &[0.5]).unwrap()[0].loss;
+    assert_eq!(mid(same.as_ref()), mid(default.as_ref()));
+    assert_ne!(mid(other.as_ref()), mid(default.as_ref()));
+}
+
+#[test]
+fn the_architecture_is_inferred_from_tensor_names() {
+    for family in FAMILIES {
+        let (a, _) = pair(family);
+        let named = evaluator(family, BnMode::Interpolate, &a);
+        let inferred = evaluator_on(Device::Cpu, bn(BnMode::Interpolate))(None, &a, &data()).unwrap();
+        assert_eq!(inferred.describe(), named.describe(), "{family}");
+        assert_eq!(inferred.evaluate(&a).unwrap(), named.evaluate(&a).unwrap(), "{family}");
+    }
+    let resnet = evaluator("resnet20", BnMode::Reset, &pair("resnet20").0);
+    assert!(
+        resnet
+            .describe()
+            .starts_with("resnet20 (cifar stem, basic blocks 3-3-3, width 8, 10 classes) on 64 images 1x32x32"),
+        "{}",
+        resnet.describe()
+    );
+}
+
+/// The ResNet with akamaster/pytorch_resnet_cifar10's names: `shortcut` projections, `linear` head.
+#[test]
+fn cifar_resnet_names_are_accepted() {
+    let (a, _) = pair("resnet20");
+    let renamed = ParamSet::from_raw(
+        a.iter()
+            .map(|(n, t)| (n.replace("downsample", "shortcut").replace("fc.", "linear."), t.clone()))
+            .collect(),
+    )
+    .unwrap();
+    assert!(renamed.get("layer2.0.shortcut.0.weight").is_some() && renamed.get("linear.weight").is_some());
+    let factory = evaluator_on(Device::Cpu, bn(BnMode::Interpolate));
+    let got = factory(None, &renamed, &data()).unwrap().evaluate(&renamed).unwrap();
+    let want = evaluator("resnet20", BnMode::Interpolate, &a).evaluate(&a).unwrap();
+    assert_eq!(got, want);
+}
+
+#[test]
+fn bad_configs_and_data_are_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, _) = pair("resnet20");
+    let factory = evaluator_on(Device::Cpu, bn(BnMode::Reset));
+    let with_config = |text: &str| {
+        let path = dir.path().join("config.json");
+        std::fs::write(&path, text).unwrap();
+        factory(Some(&path), &a, &data()).err().unwrap().to_string()
+    };
+    let err = with_config(r#"{"arch": "resnet", "depth": 32}"#);
+    assert!(
+        err.contains("config.json") && err.contains("`depth` is 32 but the checkpoint has 20"),
+        "{err}"
+    );
+    let err = with_config(r#"{"arch": "resnet18"}"#);
+    assert!(
+        err.contains("arch `resnet18`, but the checkpoint is a resnet20"),
+        "{err}"
+    );
+    let err = with_config(r#"{"arch": "vgg11"}"#);
+    assert!(err.contains("arch `vgg11`"), "{err}");
+    let err = with_config(r#"{"arch": "resnet", "input_shape": [1, 32]}"#);
+    assert!(err.contains("`input_shape`"), "{err}");
+
+    // Flattened images need `input_shape`.
+    let eval = data();
+    let flat = EvalData::from_tensors(eval.inputs.clone(), eval.labels.clone(), None, false).unwrap();
+    let err = factory(Some(&config("resnet20")), &a, &flat).err().unwrap().to_string();
+    assert!(
+        err.contains("needs images [N, C, H, W]") && err.contains("input_shape"),
+        "{err}"
+    );
+    let path = dir.path().join("config.json");
+    std::fs::write(&path, r#"{"arch": "resnet", "input_shape": [1, 32, 32]}"#).unwrap();
+    let shaped = factory(Some(&path), &a, &flat).unwrap();
+    assert_eq!(
+        shaped.evaluate(&a).unwrap(),
+        factory(Some(&config("resnet20")), &a, &eval)
+            .unwrap()
+            .evaluate(&a)
+            .unwrap()
+    );
+
+    // A checkpoint missing a tensor names it.
+    let partial = ParamSet::from_raw(
+        a.iter()
+            .filter(|(n, _)| *n != "layer3.2.bn2.running_var")
+            .map(|(n, t)| (n.to_string(), t.clone()))
+            .collect(),
+    )
+    .unwrap();
+    let err = factory(None, &partial, &eval).err().unwrap().to_string();
+    assert!(err.contains("layer3.2.bn2.running_var"), "{err}");
+    let err = evaluator_on(
+        Device::Cpu,
+        BnOptions {
+            batch: 1,
+            ..bn(BnMode::Reset)
+        },
+    )(None, &a, &eval)
+    .err()
+    .unwrap()
+    .to_string();
+    assert!(err.contains("batches of at least 2"), "{err}");
+}
+
+/// Per-example losses of `params`, widened.
+fn losses(evaluator: &dyn Evaluator, params: &ParamSet) -> Vec<f64> {
+    widen(&evaluator.evaluate(params).unwrap().per_example_loss)
+}
+
+/// `--align` leaves each model's function unchanged: every family, with blended and recomputed
+/// BatchNorm statistics. The cross-init barriers before and after are printed: on this fixture
+/// (width 8, a few hundred SGD steps on 1000 digits) weight matching does not lower them (see
+/// `weight_matching_undoes_a_random_permutation_of_a_resnet` for the check that it finds a
+/// permutation that exists).
+#[test]
+fn alignment_keeps_each_function() {
+    let alphas = alpha_grid(11).unwrap();
+    for family in FAMILIES {
+        let (a, b) = pair(family);
+        for mode in [BnMode::Interpolate, BnMode::Reset] {
+            let evaluator = evaluator(family, mode, &a);
+            let spec = evaluator.permutation_spec(&a).unwrap();
+            let matching = weight_matching(&spec, &a, &b, 0).unwrap();
+            assert!(matching.converged, "{family}: {:?}", matching.objective);
+            let moved = matching
+                .perms
+                .iter()
+                .zip(spec.identity())
+                .filter(|(p, id)| **p != *id)
+                .count();
+            assert!(moved > 0, "{family}: weight matching kept every unit in place");
+            let aligned = align_to(&spec, &a, &b, 0).unwrap();
+            assert_close(
+                &format!("{family} {}: per-example loss of the aligned B", mode.name()),
+                &losses(evaluator.as_ref(), &aligned),
+                &losses(evaluator.as_ref(), &b),
+                TORCH_TOLERANCE,
+            );
+            if mode == BnMode::Reset && family != "cnn" {
+                let barrier = |b: &ParamSet| {
+                    let curve: Vec<f64> = evaluator
+                        .evaluate_path(&a, b, &alphas)
+                        .unwrap()
+                        .iter()
+                        .map(|r| r.loss)
+                        .collect();
+                    endpoint_barrier(&alphas, &curve)
+                };
+                println!(
+                    "{family} cross-init endpoint loss barrier (bn reset): raw {:.4}, aligned {:.4}",
+                    barrier(&b),
+                    barrier(&aligned)
+                );
+            }
+        }
+    }
+}
+
+/// Weight matching recovers a random permutation of a ResNet: B = pi(A) is aligned back onto A.
+#[test]
+fn weight_matching_undoes_a_random_permutation_of_a_resnet() {
+    let (a, _) = pair("resnet20");
+    let evaluator = evaluator("resnet20", BnMode::Interpolate, &a);
+    let spec = evaluator.permutation_spec(&a).unwrap();
+    let mut state = 0x9E37_79B9_7F4A_7C15u64;
+    let mut perms = spec.identity();
+    for p in &mut perms {
+        for i in (1..p.len()).rev() {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            p.swap(i, (state % (i as u64 + 1)) as usize);
+        }
+    }
+    let b = spec.apply(&a, &perms).unwrap();
+    assert_close(
+        "per-example loss of pi(A)",
+        &losses(evaluator.as_ref(), &b),
+        &losses(evaluator.as_ref(), &a),
+        TORCH_TOLERANCE,
+    );
+    let aligned = align_to(&spec, &a, &b, 0).unwrap();
+    for (name, t) in a.iter() {
+        let diff = (t - aligned.get(name).unwrap())
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert_eq!(diff, 0.0, "`{name}` differs after aligning pi(A) onto A");
+    }
+}
