@@ -371,7 +371,7 @@ fn shortcut_zoo_writes_both_eval_sets() {
     let agreement = |set: &HashMap<String, Tensor>| {
         let x: Vec<Vec<f32>> = set["inputs"].to_vec2().unwrap();
         let y: Vec<i64> = set["labels"].to_vec1().unwrap();
-        x.iter().zip(&y).filter(|(x, &y)| (x[8] > 0.0) == (y == 1)).count()
+        x.iter().zip(&y).filter(|(x, y)| (x[8] > 0.0) == (**y == 1)).count()
     };
     assert_eq!((agreement(&id), agreement(&ood)), (100, 0));
     let params = checkpoint(&summary.root, "init0_order0", 20);
