@@ -186,3 +186,60 @@ fn demo_on_modular_addition_writes_its_own_zoo_and_results() {
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("unknown task `sorting`"));
 }
+
+/// Mean error of each basin at the last step on eval set `set`, from generalization.parquet.
+fn last_step_errors(results: &Path, set: &str) -> BTreeMap<u32, f64> {
+    let df = read_parquet(&results.join("generalization.parquet")).unwrap();
+    let (step, sets, basin, error) = (
+        df.column("step").unwrap().u64().unwrap(),
+        df.column("set").unwrap().str().unwrap(),
+        df.column("basin").unwrap().u32().unwrap(),
+        df.column("mean_error").unwrap().f64().unwrap(),
+    );
+    let last = (0..df.height()).filter_map(|i| step.get(i)).max().unwrap();
+    (0..df.height())
+        .filter(|&i| step.get(i) == Some(last) && sets.get(i) == Some(set))
+        .map(|i| (basin.get(i).unwrap(), error.get(i).unwrap()))
+        .collect()
+}
+
+#[test]
+fn shortcut_demo_finds_basins_that_differ_out_of_distribution_only() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("demo");
+    let output = Command::new(env!("CARGO_BIN_EXE_lineage"))
+        .args(["demo", "--no-gui", "--task", "shortcut", "--out"])
+        .arg(&out)
+        .env("LINEAGE_CACHE", tmp.path().join("cache"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(stderr.contains("parity with a shortcut input"), "{stderr}");
+    let zoo = out.join("zoo-families-shortcut");
+    for file in ["eval.safetensors", "eval_ood.safetensors"] {
+        assert!(zoo.join(file).is_file(), "{file} missing");
+    }
+    let results = out.join("results-families-shortcut");
+    let id = last_step_errors(&results, "id");
+    let ood = last_step_errors(&results, "ood");
+    assert!(id.len() >= 2, "the init families split into basins: {id:?}");
+    assert_eq!(
+        id.keys().collect::<Vec<_>>(),
+        ood.keys().collect::<Vec<_>>(),
+        "every basin is scored on both sets"
+    );
+    // In distribution every basin is (nearly) perfect; out of distribution, where the shortcut
+    // points to the wrong label, some basins follow the rule and others the shortcut.
+    assert!(id.values().all(|&e| e < 0.02), "in-distribution errors {id:?}");
+    let (lo, hi) = ood.values().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &e| {
+        (lo.min(e), hi.max(e))
+    });
+    assert!(hi - lo > 0.3, "out-of-distribution errors {ood:?}");
+    let summary = String::from_utf8_lossy(&output.stdout);
+    assert!(summary.contains("generalization at step 1000"), "{summary}");
+    assert!(
+        summary.contains(" ood "),
+        "the per-basin table lists the ood set: {summary}"
+    );
+}

@@ -152,6 +152,8 @@ fn families_zoo_is_deterministic_discoverable_and_has_the_known_basins() {
     let eval = load(&summary.eval_data);
     let (x, y) = (&eval["inputs"], &eval["labels"]);
     assert_eq!((x.dims(), y.dtype()), (&[500, 64][..], DType::I64));
+    assert_eq!(summary.ood_data, None, "the digits have no out-of-distribution set");
+    assert!(!zoo.join("eval_ood.safetensors").exists());
     let run = |name: &str| checkpoint(&zoo, name, 500);
     let same = [("init0_order0", "init0_order1"), ("init1_order0", "init1_order1")];
     let diff = [
@@ -332,4 +334,51 @@ fn modular_addition_zoo_trains() {
         serde_json::from_slice(&std::fs::read(summary.root.join("init0_order1/config.json")).unwrap()).unwrap();
     assert_eq!(config["task"], "modular_addition");
     assert_eq!(config["modulus"], 23);
+}
+
+#[test]
+fn shortcut_zoo_writes_both_eval_sets() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = TrainConfig {
+        task: lineage_core::train::Task::Shortcut(lineage_core::train::ShortcutSpec {
+            bits: 8,
+            parity_bits: 2,
+            spurious: 0.1,
+            train_examples: 256,
+            eval_examples: 100,
+            sample_seed: 0,
+        }),
+        total_steps: 20,
+        ..TrainConfig::default()
+    };
+    let summary = train_zoo(
+        &Recipe::Families { inits: 1, orders: 1 },
+        &config,
+        &tmp.path().join("s"),
+        &NoProgress,
+    )
+    .unwrap();
+    assert_eq!((summary.n_train, summary.n_eval), (256, 100));
+    let id = load(&summary.eval_data);
+    let ood = load(
+        &summary
+            .ood_data
+            .expect("the shortcut task has an out-of-distribution set"),
+    );
+    assert_eq!(id["inputs"].dims(), [100, 9]);
+    assert_eq!(ood["inputs"].dims(), [100, 9]);
+    // Same rule, the shortcut input flipped: its sign matches the label in one set and not the other.
+    let agreement = |set: &HashMap<String, Tensor>| {
+        let x: Vec<Vec<f32>> = set["inputs"].to_vec2().unwrap();
+        let y: Vec<i64> = set["labels"].to_vec1().unwrap();
+        x.iter().zip(&y).filter(|(x, y)| (x[8] > 0.0) == (**y == 1)).count()
+    };
+    assert_eq!((agreement(&id), agreement(&ood)), (100, 0));
+    let params = checkpoint(&summary.root, "init0_order0", 20);
+    assert_eq!(params["fc1.weight"].dims(), [128, 9]);
+    assert_eq!(params["fc3.weight"].dims(), [2, 128]);
+    let config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(summary.root.join("init0_order0/config.json")).unwrap()).unwrap();
+    assert_eq!(config["task"], "shortcut");
+    assert_eq!(config["parity_bits"], 2);
 }

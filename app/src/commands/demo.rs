@@ -4,7 +4,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
-use lineage_core::train::{EVAL_FILE, Recipe, Task, TrainConfig, train_zoo};
+use lineage_core::data::eval_sets::EvalSet;
+use lineage_core::train::{EVAL_FILE, OOD_EVAL_FILE, Recipe, ShortcutSpec, Task, TrainConfig, train_zoo};
 use lineage_core::{AnalysisOptions, analyse};
 use lineage_loaders::discover;
 
@@ -23,8 +24,10 @@ pub struct DemoArgs {
     /// Zoo recipe: `families` (3 inits x 3 data orders) or `forks` (one parent, children forked at 4 steps).
     #[arg(long, default_value = "families")]
     pub recipe: String,
-    /// Training task: `digits` (the bundled UCI digits) or `modular-addition` ((a + b) mod p from one-hot
-    /// a and b; half of the p^2 pairs train, the other half is the eval set).
+    /// Training task: `digits` (the bundled UCI digits), `modular-addition` ((a + b) mod p from one-hot
+    /// a and b; half of the p^2 pairs train, the other half is the eval set) or `shortcut` (a 4-bit
+    /// parity that a spurious input also gives away, except on an out-of-distribution eval set: the
+    /// analysis uses both sets, `id` and `ood`, and prints each basin's error on each).
     #[arg(long, default_value = "digits")]
     pub task: String,
     /// The modulus p of `--task modular-addition` (at least 12, so the p^2 / 2 training pairs fill a batch).
@@ -53,7 +56,8 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
             };
             (task, format!("-mod{}", args.modulus))
         }
-        other => anyhow::bail!("unknown task `{other}` (expected `digits` or `modular-addition`)"),
+        "shortcut" => (Task::Shortcut(SHORTCUT), "-shortcut".to_string()),
+        other => anyhow::bail!("unknown task `{other}` (expected `digits`, `modular-addition` or `shortcut`)"),
     };
     let config = TrainConfig {
         task,
@@ -80,6 +84,10 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
             match config.task {
                 Task::Digits => "the UCI digits".to_string(),
                 Task::ModularAddition { modulus, .. } => format!("modular addition mod {modulus}"),
+                Task::Shortcut(spec) => format!(
+                    "{}-bit parity with a shortcut input (strength {})",
+                    spec.parity_bits, spec.spurious
+                ),
             },
             started.elapsed().as_secs_f64(),
             zoo_dir.display()
@@ -87,7 +95,15 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     }
     let data = zoo_dir.join(EVAL_FILE);
     let out = args.out.join(format!("results-{}{suffix}", args.recipe));
-    let options = AnalysisOptions::default();
+    let mut options = AnalysisOptions::default();
+    if let Task::Shortcut(_) = config.task {
+        // Basins from the in-distribution set; every checkpoint is also scored out of distribution.
+        options.sweep.data_name = Some("id".into());
+        options.sweep.more_sets = vec![EvalSet {
+            name: "ood".into(),
+            path: zoo_dir.join(OOD_EVAL_FILE),
+        }];
+    }
     let _claim = lineage_core::output::lock::OutputLock::claim(&out)?;
     let zoo = discover(&zoo_dir);
     print_zoo_problems(&zoo);
@@ -105,6 +121,20 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     }
     Ok(ExitCode::SUCCESS)
 }
+
+/// The demo's shortcut task: 16 random ±1 bits, the label their first 4 bits' parity, and a shortcut
+/// input of strength 0.08 (train set 2,048 examples, eval sets 500 each, as the digits demo). A 4-bit parity takes a
+/// few hundred steps to learn, and how many depends on the init; a strong shortcut is learned first
+/// by every run and a weak one by none, and at this strength the race goes either way depending
+/// on the init (not on the data order), so different init families end in different strategies.
+const SHORTCUT: ShortcutSpec = ShortcutSpec {
+    bits: 16,
+    parity_bits: 4,
+    spurious: 0.08,
+    train_examples: 2048,
+    eval_examples: 500,
+    sample_seed: 0,
+};
 
 /// Written once the demo zoo is fully trained, so an interrupted demo retrains and a finished one does not.
 const COMPLETE_MARKER: &str = ".lineage-demo-complete";

@@ -6,6 +6,7 @@ use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
 use super::error::TrainError;
+use super::shortcut::{self, ShortcutSpec};
 use super::{digits, modular};
 
 /// A classification data set: `len()` examples of `dim` f32 features and a label in `0..classes`.
@@ -90,6 +91,21 @@ pub enum Task {
         /// Seed of the train/eval split.
         split_seed: u64,
     },
+    /// Sparse parity with a shortcut (see [`ShortcutSpec`]): the label is the parity of some ±1
+    /// bits, and one more input (the shortcut) also gives it away, except in the out-of-distribution
+    /// eval set, where it points to the wrong label.
+    Shortcut(ShortcutSpec),
+}
+
+/// The data sets of a task.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskData {
+    /// What every run trains on.
+    pub train: Dataset,
+    /// The eval set (in-distribution).
+    pub eval: Dataset,
+    /// An out-of-distribution eval set, for the tasks that have one ([`Task::Shortcut`]).
+    pub ood: Option<Dataset>,
 }
 
 impl Task {
@@ -98,18 +114,28 @@ impl Task {
         match self {
             Task::Digits => "digits",
             Task::ModularAddition { .. } => "modular_addition",
+            Task::Shortcut(_) => "shortcut",
         }
     }
 
-    /// The (train, eval) sets of the task; deterministic.
-    pub fn load(&self) -> Result<(Dataset, Dataset), TrainError> {
+    /// The data sets of the task; deterministic.
+    pub fn load(&self) -> Result<TaskData, TrainError> {
+        let in_distribution = |(train, eval)| TaskData { train, eval, ood: None };
         match self {
-            Task::Digits => digits::train_eval(),
+            Task::Digits => digits::train_eval().map(in_distribution),
             Task::ModularAddition {
                 modulus,
                 train_fraction,
                 split_seed,
-            } => modular::train_eval(*modulus, *train_fraction, *split_seed),
+            } => modular::train_eval(*modulus, *train_fraction, *split_seed).map(in_distribution),
+            Task::Shortcut(spec) => {
+                let (train, eval, ood) = shortcut::sets(spec)?;
+                Ok(TaskData {
+                    train,
+                    eval,
+                    ood: Some(ood),
+                })
+            }
         }
     }
 }

@@ -8,7 +8,7 @@ use lineage_loaders::manifest::{Manifest, ManifestCheckpoint, ManifestParent, Ma
 use rayon::prelude::*;
 
 use super::config::{Recipe, TrainConfig};
-use super::data::Dataset;
+use super::data::{Dataset, TaskData};
 use super::error::TrainError;
 use super::output::{checkpoint_dir, prepare_output, write_text};
 use super::run::{RunSpec, RunSummary, train_run};
@@ -16,6 +16,8 @@ use crate::progress::Progress;
 
 /// Name of the eval-set file written at the zoo root.
 pub const EVAL_FILE: &str = "eval.safetensors";
+/// Name of the out-of-distribution eval-set file written at the zoo root, for the tasks that have one.
+pub const OOD_EVAL_FILE: &str = "eval_ood.safetensors";
 /// Name of the manifest written at the root of a forks zoo.
 pub const MANIFEST_FILE: &str = "lineage.toml";
 /// Name of the parent run of a forks zoo.
@@ -28,6 +30,9 @@ pub struct ZooSummary {
     pub root: PathBuf,
     /// The eval set (`<root>/eval.safetensors`: `inputs` f32 `[N, dim]`, `labels` i64 `[N]`).
     pub eval_data: PathBuf,
+    /// The out-of-distribution eval set (`<root>/eval_ood.safetensors`, same layout), for the tasks
+    /// that have one ([`super::Task::Shortcut`]).
+    pub ood_data: Option<PathBuf>,
     /// The manifest (forks zoos only).
     pub manifest: Option<PathBuf>,
     /// The runs, sorted by name.
@@ -42,7 +47,8 @@ pub struct ZooSummary {
 
 /// Trains the zoo `recipe` describes into the new or empty folder `out`: `<out>/<run>/step<N>/
 /// model.safetensors` (f32), `<out>/<run>/config.json`, `<out>/<run>/metrics.jsonl`,
-/// `<out>/eval.safetensors`, and for forks `<out>/lineage.toml`. Deterministic: the same recipe and
+/// `<out>/eval.safetensors` (and `<out>/eval_ood.safetensors` for a task with an out-of-distribution
+/// set), and for forks `<out>/lineage.toml`. Deterministic: the same recipe and
 /// configuration give bitwise identical checkpoints. Runs train in parallel (rayon); progress
 /// counts optimiser steps, and cancelling stops every run within one step.
 pub fn train_zoo(
@@ -53,7 +59,7 @@ pub fn train_zoo(
 ) -> Result<ZooSummary, TrainError> {
     config.validate()?;
     recipe.validate(config)?;
-    let (train, eval) = config.task.load()?;
+    let TaskData { train, eval, ood } = config.task.load()?;
     if config.batch_size > train.len() {
         return Err(TrainError::Config(format!(
             "batch_size {} is larger than the {} training examples",
@@ -64,6 +70,14 @@ pub fn train_zoo(
     prepare_output(out)?;
     let eval_data = out.join(EVAL_FILE);
     eval.save_safetensors(&eval_data)?;
+    let ood_data = match ood {
+        Some(set) => {
+            let path = out.join(OOD_EVAL_FILE);
+            set.save_safetensors(&path)?;
+            Some(path)
+        }
+        None => None,
+    };
     progress.start("training", recipe.total_work(config));
     let data = (&train, &eval);
     let result = match recipe {
@@ -80,6 +94,7 @@ pub fn train_zoo(
     Ok(ZooSummary {
         root: out.to_path_buf(),
         eval_data,
+        ood_data,
         manifest,
         runs,
         n_train: train.len(),
