@@ -200,6 +200,8 @@ pub struct Plan {
     pub bootstrap: Option<usize>,
     /// Seed of the bootstrap resamples.
     pub bootstrap_seed: Option<u64>,
+    /// Economy mode: `all` or some of `alphas,examples,pairs`.
+    pub economy: Option<String>,
     /// `[select]`: runs, steps, every, max_examples, include, exclude.
     pub select: Option<SelectionOptions>,
 }

@@ -42,6 +42,18 @@ pub fn summary(analysis: &Analysis, out: &Path) -> String {
         analysis.elapsed.as_secs_f64(),
         sweep.evaluator
     );
+    let passes: u64 = sweep.work.values().map(|w| w.forward_passes).sum();
+    let examples: u64 = sweep.work.values().map(|w| w.example_evaluations).sum();
+    let mut work = format!("work: {passes} forward passes, {examples} example evaluations");
+    let economy = analysis.options.sweep.economy;
+    if economy.is_on() {
+        work.push_str(&format!(
+            " (--economy {}; {} seed pairs pruned)",
+            economy.describe(),
+            sweep.pruned.len()
+        ));
+    }
+    let _ = writeln!(text, "{work}");
     let Some(basins) = &analysis.basins else {
         let _ = writeln!(
             text,

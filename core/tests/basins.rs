@@ -641,3 +641,123 @@ fn without_the_bootstrap_intervals_are_null_and_there_is_no_co_membership() {
                 .is_empty()
     );
 }
+
+/// Each step's basins as sets of member runs (ids aside), from the `clusters` rows.
+fn partitions(
+    analysis: &lineage_core::pipeline::analysis::Analysis,
+) -> BTreeMap<u64, std::collections::BTreeSet<Vec<String>>> {
+    let mut by_basin: BTreeMap<(u64, String), Vec<String>> = BTreeMap::new();
+    for row in &analysis.basins.as_ref().expect("basins computed").clusters {
+        let basin = row
+            .basin
+            .map_or_else(|| format!("diverged {}", row.run), |b| b.to_string());
+        by_basin.entry((row.step, basin)).or_default().push(row.run.clone());
+    }
+    let mut out: BTreeMap<u64, std::collections::BTreeSet<Vec<String>>> = BTreeMap::new();
+    for ((step, _), mut members) in by_basin {
+        members.sort();
+        out.entry(step).or_default().insert(members);
+    }
+    out
+}
+
+/// Example evaluations of an analysis's sweep, all kinds together.
+fn example_evaluations(analysis: &lineage_core::pipeline::analysis::Analysis) -> u64 {
+    analysis.sweep.work.values().map(|w| w.example_evaluations).sum()
+}
+
+/// Runs `zoo_dir` on `data` exactly and with `--economy` (all parts, then each part alone), checks
+/// each finds the same basins at every step, with at most a third of the exact run's example
+/// evaluations for all parts together, and that a rerun of the economy analysis computes nothing
+/// and changes nothing. Returns the example evaluations: exact, all parts, then alphas, examples and
+/// pairs alone.
+fn economy_against_exact(zoo_dir: &std::path::Path, data: &std::path::Path, cache: &std::path::Path) -> Vec<u64> {
+    use lineage_core::pipeline::economy::EconomyOptions;
+    use lineage_core::pipeline::options::{AnalysisOptions, SweepOptions};
+    use lineage_core::progress::NoProgress;
+
+    let options = |economy: EconomyOptions, bootstrap: usize| AnalysisOptions {
+        sweep: SweepOptions {
+            cache_dir: cache.join(economy.describe()),
+            bootstrap,
+            economy,
+            ..SweepOptions::default()
+        },
+        representations: None,
+        ..AnalysisOptions::default()
+    };
+    let zoo = lineage_loaders::discover(zoo_dir);
+    // The bootstrap on as by default (every path's endpoints are then evaluated example by example),
+    // and so co-membership meets the pruned pairs too.
+    let exact = lineage_core::analyse(&zoo, data, &options(EconomyOptions::default(), 50), &NoProgress).unwrap();
+    let economy = lineage_core::analyse(&zoo, data, &options(EconomyOptions::ALL, 50), &NoProgress).unwrap();
+    assert!(exact.sweep.pruned.is_empty(), "the exact grid prunes nothing");
+    assert_eq!(partitions(&economy), partitions(&exact), "{}", zoo_dir.display());
+    let mut work = vec![example_evaluations(&exact), example_evaluations(&economy)];
+    assert!(3 * work[1] <= work[0], "{}: economy {work:?}", zoo_dir.display());
+    for row in economy.sweep.barriers.iter() {
+        assert!(row.loss_barrier_lo.is_some(), "every economy barrier has its interval");
+    }
+    // Pruned pairs have no rows.
+    for (step, a, b) in &economy.sweep.pruned {
+        let rows: Vec<_> = economy
+            .sweep
+            .barriers
+            .iter()
+            .filter(|r| r.step == *step && &r.run_a == a && &r.run_b == b)
+            .collect();
+        assert!(rows.is_empty(), "pruned {step} {a} {b} has rows {rows:?}");
+    }
+    let again = lineage_core::analyse(&zoo, data, &options(EconomyOptions::ALL, 50), &NoProgress).unwrap();
+    assert_eq!(example_evaluations(&again), 0, "a rerun computes nothing");
+    assert_eq!(again.sweep.barriers, economy.sweep.barriers);
+    assert_eq!(again.sweep.pruned, economy.sweep.pruned);
+    assert_eq!(partitions(&again), partitions(&economy));
+    for part in ["alphas", "examples", "pairs"] {
+        let alone = EconomyOptions::parse(part).unwrap();
+        let analysis = lineage_core::analyse(&zoo, data, &options(alone, 50), &NoProgress).unwrap();
+        assert_eq!(
+            partitions(&analysis),
+            partitions(&exact),
+            "{}: --economy {part}",
+            zoo_dir.display()
+        );
+        let spent = example_evaluations(&analysis);
+        assert!(
+            spent <= work[0],
+            "{}: --economy {part} spent {spent} > {}",
+            zoo_dir.display(),
+            work[0]
+        );
+        work.push(spent);
+    }
+    work
+}
+
+#[test]
+fn economy_finds_the_exact_basins_with_at_most_a_third_of_the_example_evaluations() {
+    use lineage_core::progress::NoProgress;
+    use lineage_core::train::{EVAL_FILE, Recipe, TrainConfig, train_zoo};
+
+    let dir = tempfile::tempdir().unwrap();
+    // The digits fixture (PyTorch-trained): 2 runs x 3 steps.
+    let fixture = common::fixture("zoo_safetensors");
+    let work = economy_against_exact(&fixture, &common::fixture("digits_eval.safetensors"), dir.path());
+    println!("digits fixture, example evaluations (exact, economy, alphas, examples, pairs alone): {work:?}");
+    // The demo's zoo: 3 inits x 3 data orders, 9 checkpoints each, three basins at the end.
+    let zoo_dir = dir.path().join("demo-zoo");
+    train_zoo(
+        &Recipe::Families { inits: 3, orders: 3 },
+        &TrainConfig::default(),
+        &zoo_dir,
+        &NoProgress,
+    )
+    .unwrap();
+    let work = economy_against_exact(&zoo_dir, &zoo_dir.join(EVAL_FILE), &dir.path().join("demo"));
+    println!("demo zoo, example evaluations (exact, economy, alphas, examples, pairs alone): {work:?}");
+    // Pruning alone is exact: the same barriers for every pair it computes, and fewer pairs.
+    assert!(
+        work[4] < work[0],
+        "pruning saved nothing on a zoo with three-run basins"
+    );
+}

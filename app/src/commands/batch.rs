@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use lineage_core::models::cnn::BnOptions;
 use lineage_core::output::lock::OutputLock;
+use lineage_core::pipeline::economy::EconomyOptions;
 use lineage_core::pipeline::plan::Shard;
 use lineage_core::pipeline::selection::SelectionOptions;
 use lineage_core::{AnalysisOptions, Named, analyse};
@@ -79,6 +80,11 @@ pub struct BatchArgs {
     /// Seed of the bootstrap resamples [default: 0].
     #[arg(long, value_name = "SEED")]
     pub bootstrap_seed: Option<u64>,
+    /// Economy mode: adaptive alphas, sequential examples and (threshold clustering) pair pruning,
+    /// for the same basins with fewer forward passes; `report.json` counts the work done. `--economy`
+    /// alone turns on all three; PARTS picks some (`alphas,examples,pairs`). Off: the exact grid.
+    #[arg(long, value_name = "PARTS", num_args = 0..=1, default_missing_value = "all")]
+    pub economy: Option<String>,
     /// Compute only share K of N (1-based), e.g. `--shard $SLURM_ARRAY_TASK_ID/16`; combine with `lineage merge`.
     #[arg(long, value_name = "K/N")]
     pub shard: Option<String>,
@@ -86,7 +92,7 @@ pub struct BatchArgs {
     #[arg(long, value_name = "N")]
     pub emit_slurm: Option<usize>,
     /// TOML file holding every option (zoo, data, out, alphas, cache, pairs, align, bootstrap,
-    /// bootstrap_seed, cluster, eps, k, barrier, and a `[select]` table: runs, steps, every, max_examples, include, exclude), so a paper's figures
+    /// bootstrap_seed, economy, cluster, eps, k, barrier, and a `[select]` table: runs, steps, every, max_examples, include, exclude), so a paper's figures
     /// are one reproducible command.
     #[arg(long)]
     pub plan: Option<PathBuf>,
@@ -168,12 +174,19 @@ fn options(args: &BatchArgs, plan: &Plan) -> anyhow::Result<AnalysisOptions> {
         sweep.bootstrap_seed = seed;
     }
     sweep.bn = args.bn.options(plan)?;
+    if let Some(parts) = args.economy.as_deref().or(plan.economy.as_deref()) {
+        sweep.economy = EconomyOptions::parse(parts)?;
+    }
     Ok(options)
 }
 
 /// A SLURM job-array script: task i runs shard i/N into OUT/shard-i; a dependent job merges them.
 fn slurm_script(job: &Job, args: &BatchArgs, n: usize) -> anyhow::Result<String> {
     anyhow::ensure!(n >= 1, "--emit-slurm needs at least 1 shard");
+    anyhow::ensure!(
+        job.options.sweep.economy.is_off(),
+        "--economy decides each step with all its runs at hand; it cannot run as --emit-slurm shards"
+    );
     let exe = std::env::current_exe().context("cannot locate the lineage executable")?;
     let abs = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
     let quote = |p: &Path| shell_quote(&abs(p).display().to_string());

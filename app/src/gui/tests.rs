@@ -431,6 +431,8 @@ fn same_outputs_as_batch(exported: &Path, cache: &Path) {
         let mut report = Report::read(dir).unwrap();
         report.seconds = 0.0;
         (report.computed, report.cached) = (0, report.computed + report.cached);
+        // The work done depends on what was cached, not on what the outputs say.
+        report.work.clear();
         if let Some(views) = &mut report.views {
             (views.computed, views.cached) = (0, views.computed + views.cached);
         }

@@ -75,6 +75,21 @@ impl Resampler {
         }
     }
 
+    /// The same resamples restricted to the first `n` examples (whole units when `n` ends on a unit
+    /// boundary): what a bootstrap over those examples alone draws.
+    pub fn prefix(&self, n: usize) -> Self {
+        Self::units(
+            self.unit_of[..n.min(self.unit_of.len())].to_vec(),
+            self.resamples,
+            self.seed,
+        )
+    }
+
+    /// The resampling unit of each example.
+    pub fn unit_of(&self) -> &[u32] {
+        &self.unit_of
+    }
+
     /// Number of resamples.
     pub fn resamples(&self) -> usize {
         self.resamples

@@ -10,6 +10,7 @@
 
 use std::any::Any;
 use std::collections::BTreeMap;
+use std::ops::Range;
 
 use lineage_loaders::ParamSet;
 use lineage_loaders::params::describe_shape_difference;
@@ -45,6 +46,14 @@ impl EvalResult {
             per_example_loss,
             per_example_correct,
         }
+    }
+
+    /// The result on the examples `examples` only (a range of this result's examples).
+    pub fn restricted(&self, examples: Range<usize>) -> Self {
+        Self::from_examples(
+            self.per_example_loss[examples.clone()].to_vec(),
+            self.per_example_correct[examples].to_vec(),
+        )
     }
 }
 
@@ -100,6 +109,26 @@ pub trait Evaluator: Send + Sync {
     /// Evaluates theta(alpha) = (1-alpha)·A + alpha·B for each alpha (any values; usually the
     /// interior of the grid), in order. The blend weights are rounded to f32 as PyTorch does.
     fn evaluate_path_prepared(&self, a: &Prepared, b: &Prepared, alphas: &[f64]) -> Result<Vec<EvalResult>>;
+
+    /// As [`Evaluator::evaluate_path_prepared`], on the eval examples `examples` only (per-example
+    /// results in that order). The default evaluates every example and keeps those asked for;
+    /// families that compute only what is asked say so with [`Evaluator::evaluates_subsets`].
+    fn evaluate_path_on(
+        &self,
+        a: &Prepared,
+        b: &Prepared,
+        alphas: &[f64],
+        examples: Range<usize>,
+    ) -> Result<Vec<EvalResult>> {
+        let all = self.evaluate_path_prepared(a, b, alphas)?;
+        Ok(all.iter().map(|r| r.restricted(examples.clone())).collect())
+    }
+
+    /// Whether [`Evaluator::evaluate_path_on`] costs in proportion to the examples asked for (the
+    /// economy mode's sequential examples need it).
+    fn evaluates_subsets(&self) -> bool {
+        false
+    }
 
     /// The permutation symmetries of this family for `params`, for alignment before interpolation
     /// ([`crate::methods::align`]). Families without a known spec keep the default: an error.

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::CoreError;
 use crate::pipeline::analysis::Analysis;
 use crate::pipeline::options::{BasinOptions, RepresentationOptions, SweepOptions};
+use crate::pipeline::sweep::WorkCount;
 
 /// The contents of `report.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -41,6 +42,13 @@ pub struct Report {
     pub computed: usize,
     /// Units taken from the result store.
     pub cached: usize,
+    /// The work done in this run (forward passes and example evaluations), by what was evaluated:
+    /// `checkpoints`, then each pair kind (`seeds`, `to_final`, `fork`), every eval set together.
+    #[serde(default)]
+    pub work: BTreeMap<String, WorkCount>,
+    /// Seed pairs `--economy` left out: connected pairs already joined their runs.
+    #[serde(default)]
+    pub pruned_pairs: usize,
     /// Wall-clock seconds.
     pub seconds: f64,
     /// Problems met, each once; the rest of the work went on.
@@ -171,6 +179,8 @@ impl Report {
             .collect(),
             computed: sweep.counts.computed,
             cached: sweep.counts.cached,
+            work: sweep.work.clone(),
+            pruned_pairs: sweep.pruned.len(),
             seconds: analysis.elapsed.as_secs_f64(),
             warnings: analysis.warnings.clone(),
             duplicate_content: sweep

@@ -66,7 +66,7 @@ pub fn analyse(
     let (selected, notes) = options.sweep.selection.select(zoo)?;
     let zoo = &selected;
     let factory = evaluator_on(device(&options.device)?, options.sweep.bn.clone());
-    let sweep = run_sweep(zoo, data, &options.sweep, &factory, progress)?;
+    let sweep = run_sweep(zoo, data, &options.sweep, &options.basins, &factory, progress)?;
     let runs: Vec<String> = zoo.runs.iter().map(|r| r.name.clone()).collect();
     let mut analysis = Analysis {
         starts,

@@ -143,6 +143,15 @@ fn resampled_co_membership(
                 }
             }
         }
+        // A pair not computed (pruned) has no resamples: it stays a gap in every resample.
+        let resamples = pairs.values().next().map_or(0, Vec::len);
+        for i in 0..n {
+            for j in i + 1..n {
+                if m.get(i, j).is_nan() {
+                    pairs.entry((i, j)).or_insert_with(|| vec![f32::NAN; resamples]);
+                }
+            }
+        }
         if pairs.len() < n * (n - 1) / 2 {
             skipped.push(m.step.to_string());
             continue;

@@ -5,7 +5,9 @@
 //!   while both ends are fine) counts as the zoo's ceiling: the largest of every finite barrier and
 //!   every step's mean loss (at least 1), so it is above any threshold and drawn as the top colour;
 //! - a run missing a barrier to another run at a step (a path that failed) is left out of that step,
-//!   the run with the most missing pairs first, until the matrix is complete.
+//!   the run with the most missing pairs first, until the matrix is complete;
+//! - a seed pair `--economy` pruned (its runs already joined by connected pairs) is a gap (`NaN`) in
+//!   the matrix, not a missing pair.
 //!
 //! Each choice is reported as a warning that names the step and the runs.
 
@@ -84,6 +86,12 @@ pub fn clusterable_matrices(
         entry.runs.extend([b.run_a.clone(), b.run_b.clone()]);
         let key = ordered(&b.run_a, &b.run_b);
         entry.barriers.insert(key, value);
+    }
+    for (step, a, b) in &sweep.pruned {
+        if live(*step, a) && live(*step, b) {
+            let entry = steps.entry(*step).or_default();
+            entry.barriers.insert(ordered(a, b), f64::NAN);
+        }
     }
     let mut matrices = Vec::new();
     for (step, mut pairs) in steps {

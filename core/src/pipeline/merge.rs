@@ -45,6 +45,9 @@ pub fn merge_shards(dirs: &[PathBuf]) -> Result<(Sweep, Report), CoreError> {
             computed: report.computed,
             cached: report.cached,
         };
+        for (kind, count) in &report.work {
+            *merged.work.entry(kind.clone()).or_default() += *count;
+        }
         for row in read_table::<CheckpointRow>(dir)? {
             checkpoints.insert((row.run.clone(), row.step), row);
         }

@@ -2,7 +2,7 @@
 //! [`options`]): the selection of runs, steps, examples and tensors
 //! ([`selection`]), the plan of pairs and shards ([`plan`]), content keys ([`keys`]) and the result store
 //! ([`store`]), what every stage of cached units shares ([`units`]), the interpolation sweep
-//! ([`sweep`]) with its paths' bootstrap summaries ([`bootstrap`]), basins over time ([`basins_over_time`]), how basins generalize on each eval set
+//! ([`sweep`]) with its paths' bootstrap summaries ([`bootstrap`]) and economy mode ([`economy`]), basins over time ([`basins_over_time`]), how basins generalize on each eval set
 //! ([`generalization`]), the representation and dynamics analyses
 //! ([`representations`]), and the merge of shard outputs ([`merge`]).
 
@@ -10,6 +10,7 @@ pub mod analysis;
 pub mod basins_over_time;
 pub mod bootstrap;
 pub mod clusterable;
+pub mod economy;
 pub mod generalization;
 pub mod keys;
 pub mod merge;

@@ -10,6 +10,7 @@ use crate::methods::basins::ClusterMethod;
 use crate::methods::interpolation::BarrierKind;
 use crate::methods::probe::ProbeOptions;
 use crate::models::cnn::BnOptions;
+use crate::pipeline::economy::EconomyOptions;
 use crate::pipeline::plan::{PairSets, Shard};
 use crate::pipeline::selection::SelectionOptions;
 
@@ -82,6 +83,11 @@ pub struct SweepOptions {
     /// (the evaluator's description, part of every cache key, names the mode of those with it).
     #[serde(default, skip_serializing_if = "BnOptions::is_default")]
     pub bn: BnOptions,
+    /// Economy mode (`--economy`, [`crate::pipeline::economy`]): adaptive alphas, sequential
+    /// examples and pair pruning, for the same basins with fewer forward passes. Off: the exact
+    /// full grid.
+    #[serde(default, skip_serializing_if = "EconomyOptions::is_off")]
+    pub economy: EconomyOptions,
 }
 
 fn default_bootstrap() -> usize {
@@ -118,6 +124,7 @@ impl Default for SweepOptions {
             bootstrap: default_bootstrap(),
             bootstrap_seed: 0,
             bn: BnOptions::default(),
+            economy: EconomyOptions::default(),
         }
     }
 }

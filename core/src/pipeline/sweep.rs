@@ -14,6 +14,9 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::Path;
+use std::sync::Mutex;
+
+use petgraph::unionfind::UnionFind;
 
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -24,6 +27,7 @@ use lineage_loaders::{ParamSet, Schema, Zoo};
 use crate::data::eval_sets::EvalSet;
 use crate::error::CoreError;
 use crate::methods::align::{ALGORITHM, DEFAULT_SEED, align_to};
+use crate::methods::basins::ClusterMethod;
 use crate::methods::bootstrap::{Resampler, resample_path};
 use crate::methods::interpolation::{BarrierKind, alpha_grid};
 use crate::models::evaluator::{EvalResult, Evaluator, Prepared};
@@ -31,8 +35,12 @@ use crate::models::registry::EvaluatorFactory;
 use crate::names::Named;
 use crate::output::tables::{BarrierRow, CheckpointRow, EvalRow, InterpolationRow};
 use crate::pipeline::bootstrap::PathBootstrap;
+use crate::pipeline::economy::DECISION_RESAMPLES;
+use crate::pipeline::economy::{
+    COARSE_ALPHAS, Decision, ECONOMY_VERSION, EconomyOptions, EconomyPath, chunk_ends, economy_path,
+};
 use crate::pipeline::keys::{FileKeys, Key, hash_parts};
-use crate::pipeline::options::SweepOptions;
+use crate::pipeline::options::{BasinOptions, SweepOptions};
 use crate::pipeline::plan::{CheckpointId, Pair, PairKind, PairSets, plan_pairs};
 use crate::pipeline::store::JsonlStore;
 use crate::pipeline::units::{
@@ -75,6 +83,7 @@ pub struct ResultStore {
     evals: JsonlStore<Metrics>,
     paths: JsonlStore<Vec<Metrics>>,
     bootstrap: JsonlStore<PathBootstrap>,
+    economy: JsonlStore<EconomyPath>,
 }
 
 impl ResultStore {
@@ -85,6 +94,7 @@ impl ResultStore {
             evals: JsonlStore::open(&dir.join("evals.jsonl"))?,
             paths: JsonlStore::open(&dir.join("paths.jsonl"))?,
             bootstrap: JsonlStore::open(&dir.join("bootstrap.jsonl"))?,
+            economy: JsonlStore::open(&dir.join("economy.jsonl"))?,
         })
     }
 }
@@ -116,7 +126,32 @@ pub struct Sweep {
     /// by (step, run A, run B): what co-membership clusters. Not a table.
     #[serde(skip)]
     pub resampled: BTreeMap<(u64, String, String), PathBootstrap>,
+    /// The work done in this run, by what was evaluated: `checkpoints`, then each pair kind.
+    pub work: BTreeMap<String, WorkCount>,
+    /// With `--economy` and threshold clustering, the seed pairs (step, run A, run B) left out
+    /// because other connected pairs already join their runs at that step: no rows.
+    pub pruned: BTreeSet<(u64, String, String)>,
 }
+
+/// Forward passes and example evaluations spent (a pass is one parameter set over a batch of
+/// examples; an example evaluation is one example through one pass).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkCount {
+    /// Forward passes.
+    pub forward_passes: u64,
+    /// Examples evaluated, summed over the passes.
+    pub example_evaluations: u64,
+}
+
+impl std::ops::AddAssign for WorkCount {
+    fn add_assign(&mut self, other: Self) {
+        self.forward_passes += other.forward_passes;
+        self.example_evaluations += other.example_evaluations;
+    }
+}
+
+/// The kind of work counted for checkpoint evaluations (pairs count under their kind's name).
+pub const CHECKPOINT_WORK: &str = "checkpoints";
 
 /// What a sweep computed on an eval set other than the basins' one.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -138,6 +173,9 @@ impl Sweep {
     /// warning once, see `Analysis::collect_warnings`).
     fn add_set(&mut self, other: Sweep) {
         self.counts += other.counts;
+        for (kind, count) in other.work {
+            *self.work.entry(kind).or_default() += count;
+        }
         self.warnings.extend(other.warnings);
         self.other_sets.push(SetRows {
             name: other.set,
@@ -230,14 +268,21 @@ impl Sweep {
 type PathUnit = (Pair, bool);
 
 /// Runs the sweep of `zoo` on the eval data at `data_path` (the basins' set), then evaluates every
-/// checkpoint on each of `options.more_sets` (and, with `paths_on_all`, every path too).
+/// checkpoint on each of `options.more_sets` (and, with `paths_on_all`, every path too). `basins`
+/// (the clustering to come) decides what economy mode may leave out.
 pub fn run_sweep(
     zoo: &Zoo,
     data_path: &Path,
     options: &SweepOptions,
+    basins: &BasinOptions,
     factory: &EvaluatorFactory,
     progress: &dyn Progress,
 ) -> Result<Sweep, CoreError> {
+    if options.economy.is_on() && options.shard.is_some() {
+        return Err(CoreError::InvalidArgument(
+            "--economy decides each step with all its runs at hand; it cannot be split into --shard shares".into(),
+        ));
+    }
     let basins_set = EvalSet {
         name: options.data_set_name(data_path),
         path: data_path.to_path_buf(),
@@ -252,7 +297,7 @@ pub fn run_sweep(
         }
         names.push(&set.name);
     }
-    let mut sweep = sweep_set(zoo, &basins_set, options, factory, progress)?;
+    let mut sweep = sweep_set(zoo, &basins_set, options, Some(basins), factory, progress)?;
     let others = SweepOptions {
         pairs: if options.paths_on_all {
             options.pairs
@@ -262,17 +307,18 @@ pub fn run_sweep(
         ..options.clone()
     };
     for set in &options.more_sets {
-        let other = sweep_set(zoo, set, &others, factory, progress)?;
+        let other = sweep_set(zoo, set, &others, None, factory, progress)?;
         sweep.add_set(other);
     }
     Ok(sweep)
 }
 
-/// The sweep of `zoo` on one eval set.
+/// The sweep of `zoo` on one eval set; `basins` on the set basins are clustered on.
 fn sweep_set(
     zoo: &Zoo,
     set: &EvalSet,
     options: &SweepOptions,
+    basins: Option<&BasinOptions>,
     factory: &EvaluatorFactory,
     progress: &dyn Progress,
 ) -> Result<Sweep, CoreError> {
@@ -292,11 +338,25 @@ fn sweep_set(
         evaluator.permutation_spec(&reference)?;
     }
     drop(reference);
-    let resampler = (options.bootstrap > 0).then(|| {
-        let units = evaluator.resampling_units();
-        match units {
-            Some(units) => Resampler::units(units, options.bootstrap, options.bootstrap_seed),
-            None => Resampler::examples(evaluator.n_examples(), options.bootstrap, options.bootstrap_seed),
+    let resampler_of = |resamples: usize| match evaluator.resampling_units() {
+        Some(units) => Resampler::units(units, resamples, options.bootstrap_seed),
+        None => Resampler::examples(evaluator.n_examples(), resamples, options.bootstrap_seed),
+    };
+    let resampler = (options.bootstrap > 0).then(|| resampler_of(options.bootstrap));
+    let parts = options.economy;
+    let economy = parts.is_on().then(|| {
+        let decider = resampler_of(DECISION_RESAMPLES);
+        let sequential = parts.examples && basins.is_some() && evaluator.evaluates_subsets();
+        Economy {
+            chunks: chunk_ends(decider.unit_of(), sequential),
+            sequential,
+            decider,
+            grid: if parts.alphas {
+                COARSE_ALPHAS.to_vec()
+            } else {
+                alphas[1..alphas.len() - 1].to_vec()
+            },
+            refine: parts.alphas,
         }
     });
     let checkpoint_keys = keyed.iter().map(|k| (k.id.clone(), k.key.clone())).collect();
@@ -311,8 +371,10 @@ fn sweep_set(
         .collect();
     let ids: Vec<CheckpointId> = keyed.iter().map(|k| k.id.clone()).collect();
     let (pending_evals, eval_counts) = pending(&ids, |id| store.evals.contains(&keys.eval(id)));
+    let eps = StepEps::from_store(&ids, &store, &keys, parts, basins);
+    let pruned = pruned_by_store(&eps, &ids, &paths, &store, &keys, &alphas);
     let (pending_paths, path_counts) = pending(&paths, |u| {
-        store.paths.contains(&keys.path(u)) && keys.bootstrap(u).is_none_or(|k| store.bootstrap.contains(&k))
+        eps.stored(u, &store, &keys) || pruned.contains(&(u.0.a.step, u.0.a.run.clone(), u.0.b.run.clone()))
     });
     let pending_paths: Vec<&PathUnit> = paths.iter().filter(|u| pending_paths.contains(*u)).collect();
     let counts = eval_counts + path_counts;
@@ -336,20 +398,40 @@ fn sweep_set(
             usize::MAX
         },
         in_flight: options.models_in_flight(),
+        economy,
+        eps: Mutex::new(eps),
+        all_paths: &paths,
+        ids: &ids,
+        spent: Mutex::new(BTreeMap::new()),
+        pruned: Mutex::new(pruned),
     };
     work.same_step_units(&ids, &pending_evals, &pending_paths, &mut warnings)?;
     work.cross_step_paths(&pending_paths, &mut warnings)?;
     progress.finish();
 
+    let eps = work.eps.into_inner().expect("eps poisoned");
     let mut sweep = Sweep {
         warnings,
         counts,
         data_key,
         evaluator: evaluator.describe(),
         set: set.name.clone(),
+        work: work.spent.into_inner().expect("counts poisoned"),
+        pruned: work.pruned.into_inner().expect("pruned poisoned"),
         ..Sweep::default()
     };
-    assemble_rows(&mut sweep, &keyed, &share.own, &paths, &alphas, &store, &keys);
+    assemble_rows(&mut sweep, &keyed, &share.own, &paths, &alphas, &store, &keys, &eps);
+    // A pair pruned before a pair of identical content was computed has rows after all.
+    let with_rows: HashSet<(u64, &str, &str)> = sweep
+        .barriers
+        .iter()
+        .map(|b| (b.step, b.run_a.as_str(), b.run_b.as_str()))
+        .collect();
+    let pruned = std::mem::take(&mut sweep.pruned);
+    sweep.pruned = pruned
+        .into_iter()
+        .filter(|(step, a, b)| !with_rows.contains(&(*step, a.as_str(), b.as_str())))
+        .collect();
     Ok(sweep)
 }
 
@@ -399,7 +481,7 @@ pub fn resampled_from_store(sweep: &mut Sweep, options: &SweepOptions) -> Result
             continue;
         }
         let unit = (pair, false);
-        if let Some(summary) = keys.bootstrap(&unit).and_then(|k| store.get(&k)) {
+        if let Some(summary) = keys.bootstrap(&keys.path(&unit)).and_then(|k| store.get(&k)) {
             found.insert((step, a.to_string(), b.to_string()), summary);
         }
     }
@@ -492,12 +574,254 @@ impl SweepKeys {
         }
     }
 
-    /// The key of a path's bootstrap summary (None without the bootstrap).
-    fn bootstrap(&self, unit: &PathUnit) -> Option<Key> {
+    /// The key of an economy path: the path's, the economy version and the decision it was made
+    /// under (its eps and barrier kind; none off the basins' set).
+    fn economy(&self, unit: &PathUnit, parts: EconomyOptions, decision: Option<Decision>) -> Key {
+        let decision = decision.map_or_else(
+            || "no decision".to_string(),
+            |d| format!("eps={:.17e} kind={}", d.eps, d.kind.name()),
+        );
+        hash_parts(&[&self.path(unit), ECONOMY_VERSION, &parts.describe(), &decision])
+    }
+
+    /// The key of the bootstrap summary of the path (plain or economy) stored under `path_key`
+    /// (None without the bootstrap).
+    fn bootstrap(&self, path_key: &Key) -> Option<Key> {
         let text = self.bootstrap_text.as_ref()?;
-        Some(hash_parts(&[&self.path(unit), text]))
+        Some(hash_parts(&[path_key, text]))
     }
 }
+
+/// Economy mode's setup on one eval set.
+struct Economy {
+    /// Ends of the chunks of examples (one chunk of all when examples are not sequential).
+    chunks: Vec<usize>,
+    /// Whether examples are sequential (decided against eps).
+    sequential: bool,
+    /// The interior alphas every path starts with.
+    grid: Vec<f64>,
+    /// Whether the bump is refined.
+    refine: bool,
+    /// Resamples behind the sequential decisions.
+    decider: Resampler,
+}
+
+/// Economy mode's decisions: per step, the threshold its paths are decided against (the
+/// clustering's eps, from the step's checkpoint evaluations), and the key each path is stored
+/// under (plain paths outside economy mode).
+#[derive(Default)]
+struct StepEps {
+    economy: EconomyOptions,
+    /// The clustering, on the basins' set.
+    basins: Option<BasinOptions>,
+    decisions: BTreeMap<u64, Decision>,
+}
+
+impl StepEps {
+    /// The decisions at every step whose checkpoints are evaluated in `store`.
+    fn from_store(
+        ids: &[CheckpointId],
+        store: &ResultStore,
+        keys: &SweepKeys,
+        economy: EconomyOptions,
+        basins: Option<&BasinOptions>,
+    ) -> Self {
+        let mut eps = Self {
+            economy,
+            basins: basins.cloned(),
+            decisions: BTreeMap::new(),
+        };
+        eps.refresh_all(ids, store, keys);
+        eps
+    }
+
+    /// [`StepEps::refresh`] at every step of `ids`.
+    fn refresh_all(&mut self, ids: &[CheckpointId], store: &ResultStore, keys: &SweepKeys) {
+        let steps: BTreeSet<u64> = ids.iter().map(|id| id.step).collect();
+        for step in steps {
+            self.refresh(step, ids, store, keys);
+        }
+    }
+
+    /// Recomputes the decision of `step` from the evaluations in `store`: the eps the clustering
+    /// resolves from the mean loss of the runs that did not diverge (as basins over time does).
+    fn refresh(&mut self, step: u64, ids: &[CheckpointId], store: &ResultStore, keys: &SweepKeys) {
+        let Some(basins) = self.basins.as_ref().filter(|_| self.economy.is_on()) else {
+            return;
+        };
+        let losses: Vec<f64> = ids
+            .iter()
+            .filter(|id| id.step == step)
+            .filter_map(|id| store.evals.get(&keys.eval(id)))
+            .map(|m| m.loss)
+            .filter(|l| l.is_finite())
+            .collect();
+        let mean = (!losses.is_empty()).then(|| losses.iter().sum::<f64>() / losses.len() as f64);
+        match basins.method.resolve(losses.len(), mean).eps() {
+            Some(eps) => {
+                self.decisions.insert(
+                    step,
+                    Decision {
+                        eps,
+                        kind: basins.barrier,
+                    },
+                );
+            }
+            None => {
+                self.decisions.remove(&step);
+            }
+        }
+    }
+
+    /// The decision of a path (that of its first checkpoint's step).
+    fn decision(&self, pair: &Pair) -> Option<Decision> {
+        self.decisions.get(&pair.a.step).copied()
+    }
+
+    /// Whether seed pairs may be pruned: economy mode with threshold clustering.
+    fn prunes(&self) -> bool {
+        self.economy.pairs
+            && matches!(
+                self.basins,
+                Some(BasinOptions {
+                    method: ClusterMethod::Threshold { .. },
+                    ..
+                })
+            )
+    }
+
+    /// The key `unit` is stored under.
+    fn key(&self, unit: &PathUnit, keys: &SweepKeys) -> Key {
+        if self.economy.is_on() {
+            keys.economy(unit, self.economy, self.decision(&unit.0))
+        } else {
+            keys.path(unit)
+        }
+    }
+
+    /// True when `unit` (and its bootstrap summary) is in `store`.
+    fn stored(&self, unit: &PathUnit, store: &ResultStore, keys: &SweepKeys) -> bool {
+        let key = self.key(unit, keys);
+        let path = if self.economy.is_on() {
+            store.economy.contains(&key)
+        } else {
+            store.paths.contains(&key)
+        };
+        path && keys.bootstrap(&key).is_none_or(|k| store.bootstrap.contains(&k))
+    }
+
+    /// The whole curve of a stored unit: alphas and metrics, endpoints included (`alphas` is the
+    /// grid of plain paths).
+    fn curve(
+        &self,
+        unit: &PathUnit,
+        store: &ResultStore,
+        keys: &SweepKeys,
+        alphas: &[f64],
+    ) -> Option<(Vec<f64>, Vec<Metrics>)> {
+        let (pair, _) = unit;
+        let ea = store.evals.get(&keys.eval(&pair.a))?;
+        let eb = store.evals.get(&keys.eval(&pair.b))?;
+        if self.economy.is_on() {
+            let path = store.economy.get(&self.key(unit, keys))?;
+            return Some((path.alphas, path.curve));
+        }
+        let inner = store.paths.get(&keys.path(unit))?;
+        let curve = std::iter::once(ea).chain(inner).chain(std::iter::once(eb)).collect();
+        Some((alphas.to_vec(), curve))
+    }
+}
+
+/// The seed pairs of one step found connected (barrier < eps) so far, for pruning.
+struct StepJoins {
+    index: HashMap<String, usize>,
+    sets: UnionFind<usize>,
+    decision: Decision,
+}
+
+impl StepJoins {
+    /// True when the runs of `pair` are already joined by connected pairs.
+    fn joined(&self, pair: &Pair) -> bool {
+        match (self.index.get(&pair.a.run), self.index.get(&pair.b.run)) {
+            (Some(&a), Some(&b)) => self.sets.equiv(a, b),
+            _ => false,
+        }
+    }
+
+    /// Joins the runs of `pair` when its stored curve's barrier is below eps.
+    fn add(&mut self, pair: &Pair, curve: &(Vec<f64>, Vec<Metrics>)) {
+        let losses: Vec<f64> = curve.1.iter().map(|m| m.loss).collect();
+        if self.decision.kind.barrier(&curve.0, &losses) < self.decision.eps
+            && let (Some(&a), Some(&b)) = (self.index.get(&pair.a.run), self.index.get(&pair.b.run))
+        {
+            self.sets.union(a, b);
+        }
+    }
+}
+
+/// With pruning, the runs at `step` joined by the stored seed pairs with barrier < eps.
+fn stored_joins(
+    eps: &StepEps,
+    step: u64,
+    ids: &[CheckpointId],
+    paths: &[PathUnit],
+    store: &ResultStore,
+    keys: &SweepKeys,
+    alphas: &[f64],
+) -> Option<StepJoins> {
+    if !eps.prunes() {
+        return None;
+    }
+    let decision = eps.decisions.get(&step).copied()?;
+    let runs: BTreeSet<&str> = ids
+        .iter()
+        .filter(|id| id.step == step)
+        .map(|id| id.run.as_str())
+        .collect();
+    let mut joins = StepJoins {
+        index: runs.iter().enumerate().map(|(i, r)| (r.to_string(), i)).collect(),
+        sets: UnionFind::new(runs.len()),
+        decision,
+    };
+    for unit in paths.iter().filter(|u| prunable(u, step)) {
+        if let Some(curve) = eps.curve(unit, store, keys, alphas) {
+            joins.add(&unit.0, &curve);
+        }
+    }
+    Some(joins)
+}
+
+/// The seed pairs a resumed run prunes without loading anything: not stored, their runs joined by
+/// stored connected pairs.
+fn pruned_by_store(
+    eps: &StepEps,
+    ids: &[CheckpointId],
+    paths: &[PathUnit],
+    store: &ResultStore,
+    keys: &SweepKeys,
+    alphas: &[f64],
+) -> BTreeSet<(u64, String, String)> {
+    let steps: BTreeSet<u64> = paths.iter().map(|u| u.0.a.step).collect();
+    let mut pruned = BTreeSet::new();
+    for step in steps {
+        let Some(joins) = stored_joins(eps, step, ids, paths, store, keys, alphas) else {
+            continue;
+        };
+        for (pair, _) in paths
+            .iter()
+            .filter(|u| prunable(u, step) && !eps.stored(u, store, keys))
+        {
+            if joins.joined(pair) {
+                pruned.insert((step, pair.a.run.clone(), pair.b.run.clone()));
+            }
+        }
+    }
+    pruned
+}
+
+/// Seed pairs evaluated together between two pruning decisions: fixed, so what is pruned does not
+/// depend on the number of threads.
+const PRUNING_WAVE: usize = 4;
 
 /// Checkpoints of one step in memory: prepared for the evaluator, raw when alignment needs them,
 /// and evaluated example by example when the bootstrap needs the paths' endpoints.
@@ -529,6 +853,18 @@ struct Work<'a> {
     min_len: usize,
     /// Most checkpoints of a step held in memory at once (at least 2).
     in_flight: usize,
+    /// Economy mode (None: the exact grid).
+    economy: Option<Economy>,
+    /// Economy mode's decisions, refreshed as steps are evaluated.
+    eps: Mutex<StepEps>,
+    /// Every path of the plan (pending or stored).
+    all_paths: &'a [PathUnit],
+    /// Every checkpoint of the sweep.
+    ids: &'a [CheckpointId],
+    /// Work done, by kind.
+    spent: Mutex<BTreeMap<String, WorkCount>>,
+    /// Seed pairs pruned (see [`Sweep::pruned`]).
+    pruned: Mutex<BTreeSet<(u64, String, String)>>,
 }
 
 impl Work<'_> {
@@ -561,6 +897,19 @@ impl Work<'_> {
                 (self.in_flight / 2).max(1)
             };
             let blocks: Vec<&[&CheckpointId]> = needed.chunks(block_size).collect();
+            // Economy decides a step's paths against its eps, from every checkpoint's evaluation:
+            // with several blocks, evaluate them all first.
+            let evals_first = self.economy.is_some() && blocks.len() > 1 && !step_paths.is_empty();
+            if evals_first {
+                for block in &blocks {
+                    check_cancel(self.progress)?;
+                    let block = self.load_block(block, false, false, warnings);
+                    self.evaluate_block(&block, pending_evals, warnings)?;
+                }
+            }
+            let no_evals = HashSet::new();
+            let pending_evals = if evals_first { &no_evals } else { pending_evals };
+            let mut joins: Option<Option<StepJoins>> = None;
             let block_of: HashMap<&CheckpointId, usize> = blocks
                 .iter()
                 .enumerate()
@@ -583,7 +932,8 @@ impl Work<'_> {
                     let Some(units) = by_blocks.get(&(i, j)) else { continue };
                     check_cancel(self.progress)?;
                     let second = (j != i).then(|| self.load_block(other, any_aligned(units), true, warnings));
-                    self.block_paths(units, &first, second.as_ref(), warnings)?;
+                    let joins = joins.get_or_insert_with(|| self.step_joins(step));
+                    self.block_paths(units, &first, second.as_ref(), joins.as_mut(), warnings)?;
                 }
             }
         }
@@ -607,7 +957,7 @@ impl Work<'_> {
         } else {
             HashMap::new()
         };
-        let examples = if path_ends && self.resampler.is_some() {
+        let examples = if path_ends && self.needs_ends() {
             self.evaluate_all(&points, warnings)
         } else {
             HashMap::new()
@@ -617,6 +967,43 @@ impl Work<'_> {
             params,
             examples,
         }
+    }
+
+    /// Whether paths need their endpoints evaluated example by example (bootstrap, economy).
+    fn needs_ends(&self) -> bool {
+        self.resampler.is_some() || self.economy.is_some()
+    }
+
+    /// Adds work done to the counts.
+    fn count(&self, kind: &str, forward_passes: u64, example_evaluations: u64) {
+        let mut spent = self.spent.lock().expect("counts poisoned");
+        *spent.entry(kind.to_string()).or_default() += WorkCount {
+            forward_passes,
+            example_evaluations,
+        };
+    }
+
+    /// Evaluates one prepared checkpoint, counted.
+    fn evaluate_counted(&self, point: &Prepared) -> Result<EvalResult, CoreError> {
+        let result = self.evaluator.evaluate_prepared(point)?;
+        self.count(CHECKPOINT_WORK, 1, result.per_example_loss.len() as u64);
+        Ok(result)
+    }
+
+    /// Refreshes the step's decision and, when seed pairs may be pruned, the pairs already found
+    /// connected at it (stored ones).
+    fn step_joins(&self, step: u64) -> Option<StepJoins> {
+        let mut eps = self.eps.lock().expect("eps poisoned");
+        eps.refresh(step, self.ids, self.store, self.keys);
+        stored_joins(
+            &eps,
+            step,
+            self.ids,
+            self.all_paths,
+            self.store,
+            self.keys,
+            &self.alphas,
+        )
     }
 
     /// Evaluates every point (in parallel); failures become warnings naming the checkpoint.
@@ -629,7 +1016,7 @@ impl Work<'_> {
         let evaluated: Vec<(&CheckpointId, Result<EvalResult, CoreError>)> = points
             .par_iter()
             .with_min_len(self.min_len)
-            .map(|&(id, point)| (*id, self.evaluator.evaluate_prepared(point)))
+            .map(|&(id, point)| (*id, self.evaluate_counted(point)))
             .collect();
         let mut examples = HashMap::new();
         for (id, result) in evaluated {
@@ -663,18 +1050,65 @@ impl Work<'_> {
         collect_errors(done, warnings)
     }
 
-    /// Evaluates the same-step paths `units`, whose endpoints are in `first` or `second`.
+    /// Evaluates the same-step paths `units`, whose endpoints are in `first` or `second`. With
+    /// `joins` (economy mode, threshold clustering), raw seed pairs go in a fixed order, a few at a
+    /// time, and a pair whose runs are already joined is pruned.
     fn block_paths(
         &self,
         units: &[&PathUnit],
         first: &Block,
         second: Option<&Block>,
+        joins: Option<&mut StepJoins>,
         warnings: &mut Vec<String>,
     ) -> Result<(), CoreError> {
+        let Some(joins) = joins else {
+            return collect_errors(self.compute_paths(units, first, second), warnings);
+        };
+        let (mut seeds, others): (Vec<&PathUnit>, Vec<&PathUnit>) = units.iter().partition(|u| prunable(u, u.0.a.step));
+        collect_errors(self.compute_paths(&others, first, second), warnings)?;
+        seeds.sort();
+        let mut queue = seeds.into_iter();
+        loop {
+            let mut wave = Vec::new();
+            while wave.len() < PRUNING_WAVE {
+                let Some(unit) = queue.next() else { break };
+                let stored = self
+                    .eps
+                    .lock()
+                    .expect("eps poisoned")
+                    .curve(unit, self.store, self.keys, &self.alphas);
+                if let Some(curve) = stored {
+                    // Known already: a pair of identical content was computed earlier in this run.
+                    joins.add(&unit.0, &curve);
+                    self.progress.advance(1);
+                } else if joins.joined(&unit.0) {
+                    let p = &unit.0;
+                    let mut pruned = self.pruned.lock().expect("pruned poisoned");
+                    pruned.insert((p.a.step, p.a.run.clone(), p.b.run.clone()));
+                    self.progress.advance(1);
+                } else {
+                    wave.push(unit);
+                }
+            }
+            if wave.is_empty() {
+                return Ok(());
+            }
+            collect_errors(self.compute_paths(&wave, first, second), warnings)?;
+            let eps = self.eps.lock().expect("eps poisoned");
+            for unit in wave {
+                if let Some(curve) = eps.curve(unit, self.store, self.keys, &self.alphas) {
+                    joins.add(&unit.0, &curve);
+                }
+            }
+        }
+    }
+
+    /// Computes the same-step paths `units` in parallel, whose endpoints are in `first` or `second`.
+    fn compute_paths(&self, units: &[&PathUnit], first: &Block, second: Option<&Block>) -> Vec<Result<(), CoreError>> {
         let point = |id: &CheckpointId| first.points.get(id).or_else(|| second?.points.get(id));
         let params = |id: &CheckpointId| first.params.get(id).or_else(|| second?.params.get(id));
         let examples = |id: &CheckpointId| first.examples.get(id).or_else(|| second?.examples.get(id));
-        let done: Vec<Result<(), CoreError>> = units
+        units
             .par_iter()
             .with_min_len(self.min_len)
             .filter_map(|unit| Some((unit, point(&unit.0.a)?, point(&unit.0.b)?)))
@@ -691,13 +1125,17 @@ impl Work<'_> {
                     ))),
                 }
             })
-            .collect();
-        collect_errors(done, warnings)
+            .collect()
     }
 
     /// Pass 2, final checkpoint by final checkpoint: paths across steps (a checkpoint vs its run's
     /// final one), with one final checkpoint in memory.
     fn cross_step_paths(&self, pending_paths: &[&PathUnit], warnings: &mut Vec<String>) -> Result<(), CoreError> {
+        // Every checkpoint is evaluated by now: the decisions of steps without same-step paths too.
+        self.eps
+            .lock()
+            .expect("eps poisoned")
+            .refresh_all(self.ids, self.store, self.keys);
         // Per pair, the variants (raw / aligned) still to compute.
         let mut cross: BTreeMap<&Pair, Vec<bool>> = BTreeMap::new();
         for (p, aligned) in pending_paths.iter().filter(|(p, _)| p.a.step != p.b.step) {
@@ -721,15 +1159,15 @@ impl Work<'_> {
                     continue;
                 }
             };
-            let final_examples = match self.resampler {
-                Some(_) => match self.evaluator.evaluate_prepared(&final_point) {
+            let final_examples = match self.needs_ends() {
+                true => match self.evaluate_counted(&final_point) {
                     Ok(r) => Some(r),
                     Err(e) => {
                         warnings.push(format!("{}: {e}", checkpoint_label(self.zoo, final_id)));
                         continue;
                     }
                 },
-                None => None,
+                false => None,
             };
             let with_final: Vec<(&&Pair, &Vec<bool>)> = cross.iter().filter(|(p, _)| &p.b == final_id).collect();
             let done: Vec<Result<(), CoreError>> = with_final
@@ -739,7 +1177,7 @@ impl Work<'_> {
                     let a = load_one(self.zoo, self.schema, &pair.a).and_then(|params| {
                         let point = self.evaluator.prepare(&params)?;
                         let examples = match final_examples {
-                            Some(_) => Some(self.evaluator.evaluate_prepared(&point)?),
+                            Some(_) => Some(self.evaluate_counted(&point)?),
                             None => None,
                         };
                         Ok((point, params, examples))
@@ -804,7 +1242,7 @@ impl Work<'_> {
     ) -> Result<(), CoreError> {
         let metrics = match evaluated {
             Some(r) => Metrics::from(r),
-            None => Metrics::from(&self.evaluator.evaluate_prepared(point)?),
+            None => Metrics::from(&self.evaluate_counted(point)?),
         };
         self.store.evals.insert(&self.keys.eval(id), &metrics)?;
         self.progress.advance(1);
@@ -821,8 +1259,13 @@ impl Work<'_> {
         ends: Option<(&EvalResult, &EvalResult)>,
     ) -> Result<(), CoreError> {
         check_cancel(self.progress)?;
+        if let Some(economy) = &self.economy {
+            return self.economy_path(economy, unit, a, b, ends);
+        }
         let results = self.evaluator.evaluate_path_prepared(a, b, &self.interior)?;
-        if let (Some(resampler), Some(key)) = (&self.resampler, self.keys.bootstrap(unit)) {
+        let n = results.first().map_or(0, |r| r.per_example_loss.len());
+        self.count(unit.0.kind.name(), results.len() as u64, (results.len() * n) as u64);
+        if let (Some(resampler), Some(key)) = (&self.resampler, self.keys.bootstrap(&self.keys.path(unit))) {
             let (ea, eb) = ends.ok_or_else(|| {
                 CoreError::Model(format!("{}: the endpoints were not evaluated", pair_label(&unit.0)))
             })?;
@@ -836,6 +1279,46 @@ impl Work<'_> {
         }
         let metrics: Vec<Metrics> = results.iter().map(Metrics::from).collect();
         self.store.paths.insert(&self.keys.path(unit), &metrics)?;
+        self.progress.advance(1);
+        Ok(())
+    }
+
+    /// Evaluates a path in economy mode ([`economy_path`]) and stores it, with its bootstrap summary
+    /// over the examples it used.
+    fn economy_path(
+        &self,
+        economy: &Economy,
+        unit: &PathUnit,
+        a: &Prepared,
+        b: &Prepared,
+        ends: Option<(&EvalResult, &EvalResult)>,
+    ) -> Result<(), CoreError> {
+        let ends =
+            ends.ok_or_else(|| CoreError::Model(format!("{}: the endpoints were not evaluated", pair_label(&unit.0))))?;
+        let (decision, key) = {
+            let eps = self.eps.lock().expect("eps poisoned");
+            (eps.decision(&unit.0), eps.key(unit, self.keys))
+        };
+        let result = economy_path(
+            self.evaluator,
+            (a, b),
+            ends,
+            (&economy.grid, economy.refine),
+            &economy.chunks,
+            decision.filter(|_| economy.sequential),
+            &economy.decider,
+        )?;
+        let path = &result.path;
+        self.count(unit.0.kind.name(), path.forward_passes, path.example_evaluations);
+        if let (Some(resampler), Some(bootstrap_key)) = (&self.resampler, self.keys.bootstrap(&key)) {
+            let curve: Vec<&EvalResult> = result.curve.iter().collect();
+            let resampled = resample_path(&path.alphas, &curve, &resampler.prefix(path.examples));
+            let keep_barriers = unit.0.kind == PairKind::Seeds && !unit.1;
+            self.store
+                .bootstrap
+                .insert(&bootstrap_key, &PathBootstrap::new(&resampled, keep_barriers))?;
+        }
+        self.store.economy.insert(&key, path)?;
         self.progress.advance(1);
         Ok(())
     }
@@ -865,6 +1348,11 @@ impl Work<'_> {
     }
 }
 
+/// True for a raw seed pair at `step`: what pair pruning may leave out.
+fn prunable((pair, aligned): &PathUnit, step: u64) -> bool {
+    pair.kind == PairKind::Seeds && !aligned && pair.a.step == step
+}
+
 /// `run@step vs run@step`.
 fn pair_label(p: &Pair) -> String {
     format!("{}@{} vs {}@{}", p.a.run, p.a.step, p.b.run, p.b.step)
@@ -872,6 +1360,7 @@ fn pair_label(p: &Pair) -> String {
 
 /// The rows of the sweep's tables, from the store: deterministic order, one row per unit, whatever
 /// was resumed. A path gives rows only when it and both endpoint evaluations are complete.
+#[allow(clippy::too_many_arguments)]
 fn assemble_rows(
     sweep: &mut Sweep,
     keyed: &[KeyedCheckpoint],
@@ -880,6 +1369,7 @@ fn assemble_rows(
     alphas: &[f64],
     store: &ResultStore,
     keys: &SweepKeys,
+    eps: &StepEps,
 ) {
     let mut own_keyed: Vec<&KeyedCheckpoint> = keyed.iter().filter(|k| own.contains(&k.id)).collect();
     own_keyed.sort_by(|a, b| a.id.cmp(&b.id));
@@ -917,15 +1407,13 @@ fn assemble_rows(
     }
     for unit in paths {
         let (pair, aligned) = unit;
-        let (Some(ea), Some(eb), Some(inner)) = (
-            store.evals.get(&keys.eval(&pair.a)),
-            store.evals.get(&keys.eval(&pair.b)),
-            store.paths.get(&keys.path(unit)),
-        ) else {
+        let Some((alphas, curve)) = eps.curve(unit, store, keys, alphas) else {
             continue;
         };
-        let curve: Vec<Metrics> = std::iter::once(ea).chain(inner).chain(std::iter::once(eb)).collect();
-        let bootstrap = keys.bootstrap(unit).and_then(|k| store.bootstrap.get(&k));
+        let alphas = alphas.as_slice();
+        let bootstrap = keys
+            .bootstrap(&eps.key(unit, keys))
+            .and_then(|k| store.bootstrap.get(&k));
         let losses: Vec<f64> = curve.iter().map(|m| m.loss).collect();
         let errors: Vec<f64> = curve.iter().map(|m| m.error).collect();
         for (alpha, m) in alphas.iter().zip(&curve) {

@@ -62,6 +62,9 @@ pub fn show(ui: &mut Ui, analysed: &Analysed, selection: &mut Selection) {
             c.resamples
         ));
     }
+    if matrix.has_gaps() {
+        ui.label("grey: not computed (pruned by --economy: connected pairs already join the two runs)");
+    }
     let cell = ((ui.available_width() - LABEL_WIDTH - 8.0) / n as f32).clamp(6.0, MAX_CELL);
     let size = vec2(LABEL_WIDTH + cell * n as f32 + 8.0, cell * n as f32 + 18.0);
     let (response, painter) = ui.allocate_painter(size, Sense::hover());
@@ -90,7 +93,11 @@ pub fn show(ui: &mut Ui, analysed: &Analysed, selection: &mut Selection) {
                 vec2(cell, cell),
             );
             let value = matrix.get(i, j);
-            let fill = heat_color(value / vmax);
+            let fill = if value.is_nan() {
+                Color32::from_gray(120)
+            } else {
+                heat_color(value / vmax)
+            };
             painter.rect_filled(rect.shrink(0.5), 0.0, fill);
             if i == j {
                 continue;
@@ -112,7 +119,11 @@ pub fn show(ui: &mut Ui, analysed: &Analysed, selection: &mut Selection) {
             if cell_response.clicked() {
                 selection.pair = Some((a.clone(), b.clone()));
             }
-            let mut hover = format!("{label}\nloss barrier {value:.4}");
+            let mut hover = if value.is_nan() {
+                format!("{label}\nnot computed: --economy pruned it (connected pairs join the two runs)")
+            } else {
+                format!("{label}\nloss barrier {value:.4}")
+            };
             if let Some(c) = together {
                 hover.push_str(&format!("\nsame basin in {:.0}% of bootstrap resamples", 100.0 * c));
             }

@@ -206,6 +206,15 @@ pub fn cluster_step(
     mean_endpoint_loss: Option<f64>,
 ) -> Result<StepClusters, BasinError> {
     method.validate()?;
+    if matrix.has_gaps() && !matches!(method, ClusterMethod::Threshold { .. }) {
+        return Err(BasinError::InvalidMatrix {
+            step: matrix.step,
+            problem: format!(
+                "some pairs were not computed (--economy pruning), which only threshold clustering can use, not {}",
+                method.name()
+            ),
+        });
+    }
     let used = method.resolve(matrix.len(), mean_endpoint_loss);
     let labels = match used {
         _ if matrix.is_empty() => Vec::new(),

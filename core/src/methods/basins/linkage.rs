@@ -35,7 +35,12 @@ pub struct Dendrogram {
 pub fn average_linkage(matrix: &BarrierMatrix) -> Dendrogram {
     let n = matrix.len();
     // Slot i holds the cluster whose smallest leaf is i (merged clusters keep the smaller slot).
-    let mut dist: Vec<f64> = matrix.values.clone();
+    // A pair not computed (pruned: connected pairs join its runs) counts as connected.
+    let mut dist: Vec<f64> = matrix
+        .values
+        .iter()
+        .map(|v| if v.is_nan() { 0.0 } else { *v })
+        .collect();
     let mut size = vec![1usize; n];
     let mut node: Vec<usize> = (0..n).collect();
     let mut active: Vec<bool> = vec![true; n];

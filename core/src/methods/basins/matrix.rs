@@ -12,7 +12,9 @@ const SAME_VALUE_TOL: f64 = 1e-9;
 ///
 /// Fields are public for reading; build with [`BarrierMatrix::new`] or [`BarrierMatrix::from_pairs`]
 /// so the invariants (sorted unique runs, `n*n` finite non-negative values, symmetric, zero diagonal)
-/// are checked.
+/// are checked. One exception: an off-diagonal `NaN` is a pair *not computed* (`--economy` pruned it
+/// because connected pairs already join its runs); only threshold clustering accepts such a matrix,
+/// and it reads the pair as no edge ([`BarrierMatrix::has_gaps`]).
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct BarrierMatrix {
     /// Training step.
@@ -51,6 +53,9 @@ impl BarrierMatrix {
         for i in 0..n {
             for j in 0..n {
                 let v = values[i * n + j];
+                if v.is_nan() && i != j && values[j * n + i].is_nan() {
+                    continue;
+                }
                 if !v.is_finite() || v < 0.0 {
                     return Err(BasinError::InvalidBarrier {
                         step,
@@ -95,7 +100,8 @@ impl BarrierMatrix {
                 run_b: b.to_string(),
                 value,
             };
-            if !value.is_finite() || value < 0.0 {
+            let not_computed = value.is_nan() && a != b;
+            if (!value.is_finite() && !not_computed) || value < 0.0 {
                 return Err(invalid());
             }
             runs.insert(a.to_string());
@@ -168,6 +174,11 @@ impl BarrierMatrix {
         self.runs.binary_search_by(|r| r.as_str().cmp(run)).ok()
     }
 
+    /// True when some pair was not computed (a `NaN` entry, see [`BarrierMatrix`]).
+    pub fn has_gaps(&self) -> bool {
+        self.values.iter().any(|v| v.is_nan())
+    }
+
     /// Barrier between two runs by name, if both are present.
     pub fn barrier(&self, run_a: &str, run_b: &str) -> Option<f64> {
         Some(self.get(self.index_of(run_a)?, self.index_of(run_b)?))
@@ -182,6 +193,7 @@ impl BarrierMatrix {
         for (k, &i) in inside.iter().enumerate() {
             for &j in &inside[k + 1..] {
                 within.push(self.get(i, j));
+                within.retain(|v| !v.is_nan());
             }
         }
         let to_others = inside
@@ -191,6 +203,7 @@ impl BarrierMatrix {
                     .filter(|j| !inside.contains(j))
                     .map(move |j| self.get(i, j))
             })
+            .filter(|v| !v.is_nan())
             .reduce(f64::min);
         GroupStats {
             within_mean: (!within.is_empty()).then(|| within.iter().sum::<f64>() / within.len() as f64),

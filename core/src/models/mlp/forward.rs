@@ -136,12 +136,14 @@ pub(crate) fn endpoint_block(
     finish_block(spec, layers, r, labels, loss, correct, &mut scratch.h, &mut scratch.z);
 }
 
-/// Evaluates theta(alpha) = (1-alpha)·A + alpha·B on all rows, in blocks of `block_rows`.
+/// Evaluates theta(alpha) = (1-alpha)·A + alpha·B on the eval rows `rows` (`labels` are every
+/// row's), in blocks of `block_rows`; per-row results in order.
 pub(crate) fn path_point(
     a: &MlpPoint,
     b: &MlpPoint,
     alpha: f64,
     labels: &[u32],
+    rows: Range<usize>,
     block_rows: usize,
     scratch: &mut Scratch,
 ) -> (Vec<f32>, Vec<bool>) {
@@ -159,13 +161,12 @@ pub(crate) fn path_point(
         wo += da.wt.len();
         bo += da.b.len();
     }
-    let n = labels.len();
     let w1 = padded(spec.layers[1]);
-    let mut loss = vec![0.0f32; n];
-    let mut correct = vec![false; n];
+    let mut loss = vec![0.0f32; rows.len()];
+    let mut correct = vec![false; rows.len()];
     let Scratch { weights, biases, h, z } = scratch;
-    for start in (0..n).step_by(block_rows.max(1)) {
-        let end = (start + block_rows).min(n);
+    for start in rows.clone().step_by(block_rows.max(1)) {
+        let end = (start + block_rows).min(rows.end);
         let r = end - start;
         let (fa, fb) = (&a.first[start * w1..end * w1], &b.first[start * w1..end * w1]);
         let hb = take(h, r * w1);
@@ -186,8 +187,8 @@ pub(crate) fn path_point(
             layers,
             r,
             &labels[start..end],
-            &mut loss[start..end],
-            &mut correct[start..end],
+            &mut loss[start - rows.start..end - rows.start],
+            &mut correct[start - rows.start..end - rows.start],
             h,
             z,
         );

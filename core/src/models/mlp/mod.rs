@@ -14,6 +14,7 @@ mod spec;
 
 pub use spec::{Activation, LinearLayer, MlpSpec, linear_chain, natural_cmp};
 
+use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use lineage_loaders::ParamSet;
@@ -195,17 +196,37 @@ impl Evaluator for MlpEvaluator {
     }
 
     fn evaluate_path_prepared(&self, a: &Prepared, b: &Prepared, alphas: &[f64]) -> Result<Vec<EvalResult>> {
+        self.evaluate_path_on(a, b, alphas, 0..self.labels.len())
+    }
+
+    fn evaluate_path_on(
+        &self,
+        a: &Prepared,
+        b: &Prepared,
+        alphas: &[f64],
+        examples: Range<usize>,
+    ) -> Result<Vec<EvalResult>> {
         let (a, b) = (self.point(a)?, self.point(b)?);
+        if examples.end > self.labels.len() {
+            return Err(CoreError::InvalidArgument(format!(
+                "examples {examples:?} asked of an eval set of {}",
+                self.labels.len()
+            )));
+        }
         Ok(alphas
             .par_iter()
             .with_max_len(1)
             .map(|&alpha| {
                 let (loss, correct) = forward::with_scratch(|scratch| {
-                    forward::path_point(a, b, alpha, &self.labels, self.block_rows, scratch)
+                    forward::path_point(a, b, alpha, &self.labels, examples.clone(), self.block_rows, scratch)
                 });
                 EvalResult::from_examples(loss, correct)
             })
             .collect())
+    }
+
+    fn evaluates_subsets(&self) -> bool {
+        true
     }
 }
 

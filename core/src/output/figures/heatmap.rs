@@ -109,6 +109,9 @@ pub fn barrier_heatmap_scaled(
             .collect(),
         None => Vec::new(),
     };
+    if matrix.has_gaps() {
+        subtitle.push_str(" · grey: not computed (pruned by --economy: joined through connected pairs)");
+    }
     if let Some(c) = co_membership {
         subtitle.push_str(&format!(
             " · hatched: co-membership 0.05–0.95 over {} resamples",
@@ -125,6 +128,18 @@ pub fn barrier_heatmap_scaled(
     };
     write_figure(&figure, path_stem)
 }
+
+/// The colour of a cell of barrier `value`: viridis up to `vmax`, grey for a pair not computed.
+fn cell_colour(value: f64, vmax: f64) -> RGBColor {
+    if value.is_nan() {
+        NOT_COMPUTED
+    } else {
+        viridis(value / vmax)
+    }
+}
+
+/// The colour of a cell whose pair was not computed.
+const NOT_COMPUTED: RGBColor = RGBColor(215, 215, 215);
 
 /// Diagonal hatching of the rectangle `[(x0, y0), (x1, y1)]`: lines `x + y = const` every 7 px,
 /// clipped to it.
@@ -222,7 +237,7 @@ impl Figure for Heatmap<'_> {
 
         for r in 0..n {
             for c in 0..n {
-                let color = viridis(self.values[r * n + c] / self.vmax);
+                let color = cell_colour(self.values[r * n + c], self.vmax);
                 let rect = [(x0 + px(c), y0 + px(r)), (x0 + px(c + 1), y0 + px(r + 1))];
                 body.draw(&Rectangle::new(rect, color.filled()))?;
                 if self.hatched.get(r * n + c) == Some(&true) {
@@ -241,11 +256,16 @@ impl Figure for Heatmap<'_> {
             for r in 0..n {
                 for c in 0..n {
                     let v = self.values[r * n + c];
-                    let bg = viridis(v / self.vmax);
+                    let bg = cell_colour(v, self.vmax);
                     let fg = if luminance(bg) > 0.35 { BLACK } else { WHITE };
                     let style = anchored(text(size, &fg), HPos::Center, VPos::Center);
                     let at = (x0 + (px(c) + px(c + 1)) / 2, y0 + (px(r) + px(r + 1)) / 2);
-                    body.draw_text(&format!("{v:.decimals$}"), &style, at)?;
+                    let label = if v.is_nan() {
+                        "–".to_string()
+                    } else {
+                        format!("{v:.decimals$}")
+                    };
+                    body.draw_text(&label, &style, at)?;
                 }
             }
         }
