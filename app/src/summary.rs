@@ -82,9 +82,17 @@ pub fn summary(analysis: &Analysis, out: &Path) -> String {
     };
     for tracked in &basins.history.steps {
         let rows: Vec<_> = seed_barriers(tracked.step, false).collect();
-        let mean = rows.iter().map(|b| b.loss_barrier).sum::<f64>() / rows.len().max(1) as f64;
-        let max_loss = rows.iter().map(|b| b.loss_barrier).fold(0.0, f64::max);
-        let max_err = rows.iter().map(|b| b.error_barrier).fold(0.0, f64::max);
+        // A step without a seed pair (a single run) has no barrier to summarise.
+        let shown = |value: f64| {
+            if rows.is_empty() {
+                "-".to_string()
+            } else {
+                format!("{value:.4}")
+            }
+        };
+        let mean = shown(rows.iter().map(|b| b.loss_barrier).sum::<f64>() / rows.len().max(1) as f64);
+        let max_loss = shown(rows.iter().map(|b| b.loss_barrier).fold(0.0, f64::max));
+        let max_err = shown(rows.iter().map(|b| b.error_barrier).fold(0.0, f64::max));
         let eps = tracked.method.eps().map_or("-".to_string(), |e| format!("{e:.4}"));
         let members: Vec<String> = tracked
             .basins
@@ -100,7 +108,7 @@ pub fn summary(analysis: &Analysis, out: &Path) -> String {
             .collect();
         let _ = writeln!(
             text,
-            "{:>8}  {:>7}  {mean:>9.4}  {max_loss:>9.4}  {max_err:>9.4}  {:>6}  {eps:>7}  {}",
+            "{:>8}  {:>7}  {mean:>9}  {max_loss:>9}  {max_err:>9}  {:>6}  {eps:>7}  {}",
             tracked.step,
             rows.len(),
             tracked.basins.len(),

@@ -1012,22 +1012,34 @@ impl Work<'_> {
         points: &HashMap<&'i CheckpointId, Prepared>,
         warnings: &mut Vec<String>,
     ) -> HashMap<&'i CheckpointId, EvalResult> {
-        let points: Vec<(&&CheckpointId, &Prepared)> = points.iter().collect();
-        let evaluated: Vec<(&CheckpointId, Result<EvalResult, CoreError>)> = points
+        let points: Vec<(&CheckpointId, &Prepared)> = points.iter().map(|(id, p)| (*id, p)).collect();
+        self.per_checkpoint(&points, self.min_len, |p| self.evaluate_counted(p), warnings)
+    }
+
+    /// Runs `f` on every checkpoint's item in parallel (`min_len` items per job at least); failures
+    /// become warnings naming the checkpoint.
+    fn per_checkpoint<'i, T: Sync, R: Send>(
+        &self,
+        items: &[(&'i CheckpointId, T)],
+        min_len: usize,
+        f: impl Fn(&T) -> Result<R, CoreError> + Sync,
+        warnings: &mut Vec<String>,
+    ) -> HashMap<&'i CheckpointId, R> {
+        let results: Vec<(&CheckpointId, Result<R, CoreError>)> = items
             .par_iter()
-            .with_min_len(self.min_len)
-            .map(|&(id, point)| (*id, self.evaluate_counted(point)))
+            .with_min_len(min_len)
+            .map(|(id, item)| (*id, f(item)))
             .collect();
-        let mut examples = HashMap::new();
-        for (id, result) in evaluated {
+        let mut out = HashMap::new();
+        for (id, result) in results {
             match result {
                 Ok(r) => {
-                    examples.insert(id, r);
+                    out.insert(id, r);
                 }
                 Err(e) => warnings.push(format!("{}: {e}", checkpoint_label(self.zoo, id))),
             }
         }
-        examples
+        out
     }
 
     /// Evaluates the pending checkpoints of `block`.
@@ -1216,20 +1228,7 @@ impl Work<'_> {
         loaded: &[(&'i CheckpointId, ParamSet)],
         warnings: &mut Vec<String>,
     ) -> HashMap<&'i CheckpointId, Prepared> {
-        let prepared: Vec<(&CheckpointId, Result<Prepared, CoreError>)> = loaded
-            .par_iter()
-            .map(|(id, params)| (*id, self.evaluator.prepare(params)))
-            .collect();
-        let mut points = HashMap::new();
-        for (id, p) in prepared {
-            match p {
-                Ok(p) => {
-                    points.insert(id, p);
-                }
-                Err(e) => warnings.push(format!("{}: {e}", checkpoint_label(self.zoo, id))),
-            }
-        }
-        points
+        self.per_checkpoint(loaded, 1, |params| self.evaluator.prepare(params), warnings)
     }
 
     /// Stores the metrics of one checkpoint: `evaluated` when the block has its evaluation already,

@@ -1,9 +1,10 @@
 //! The seed-pair barrier matrix at the selected step, rows and columns in dendrogram (average
 //! linkage) order, one colour scale for all steps. Click a cell to select that pair.
 
-use egui::{Align2, Color32, FontId, Rect, Sense, Stroke, StrokeKind, Ui, pos2, vec2};
+use egui::{Align2, Color32, FontId, Pos2, Rect, Sense, Stroke, StrokeKind, Ui, pos2, vec2};
 use lineage_core::Named;
 use lineage_core::methods::bootstrap::is_uncertain;
+use lineage_core::output::figures::geometry::hatch_segments;
 
 use super::{Selection, heat_color, shorten};
 use crate::gui::session::Analysed;
@@ -13,15 +14,12 @@ const LABEL_WIDTH: f32 = 120.0;
 /// Largest cell side.
 const MAX_CELL: f32 = 44.0;
 
-/// Diagonal hatching of `rect`: lines `x + y = const` every 6 points.
+/// Diagonal hatching of `rect` ([`hatch_segments`]), every 6 points.
 fn hatch(painter: &egui::Painter, rect: Rect, color: Color32) {
-    let (w, h) = (rect.width(), rect.height());
-    let mut s = 6.0;
-    while s < w + h {
-        let start = rect.min + vec2((s - h).max(0.0), s.min(h));
-        let end = rect.min + vec2(s.min(w), (s - w).max(0.0));
-        painter.line_segment([start, end], Stroke::new(1.0, color));
-        s += 6.0;
+    let corner = |p: Pos2| (f64::from(p.x), f64::from(p.y));
+    for [a, b] in hatch_segments(corner(rect.min), corner(rect.max), 6.0) {
+        let point = |(x, y): (f64, f64)| pos2(x as f32, y as f32);
+        painter.line_segment([point(a), point(b)], Stroke::new(1.0, color));
     }
 }
 

@@ -5,6 +5,7 @@ use egui::epaint::CubicBezierShape;
 use egui::{Align2, Color32, FontId, Pos2, Rect, Sense, Stroke, Ui, Vec2, pos2, vec2};
 use lineage_core::Named;
 use lineage_core::methods::basins::{BarrierMatrix, BasinHistory, ThreadPoint};
+use lineage_core::output::figures::geometry::circle_points;
 
 use super::{Selection, run_color, shorten, step_coordinate};
 use crate::gui::session::Analysed;
@@ -112,11 +113,9 @@ pub fn show(ui: &mut Ui, analysed: &Analysed, selection: &mut Selection, log_x: 
         painter.circle_filled(c, r, Color32::from_gray(215));
         if uncertain.contains(&(node.step, node.basin)) {
             // Membership uncertain under bootstrap resampling: a dashed ring.
-            let ring: Vec<Pos2> = (0..=48)
-                .map(|k| {
-                    let t = std::f32::consts::TAU * k as f32 / 48.0;
-                    c + (r + 2.0) * vec2(t.cos(), t.sin())
-                })
+            let ring: Vec<Pos2> = circle_points((f64::from(c.x), f64::from(c.y)), f64::from(r + 2.0), 48)
+                .into_iter()
+                .map(|(x, y)| pos2(x as f32, y as f32))
                 .collect();
             let stroke = Stroke::new(2.0, visuals.text_color());
             painter.extend(egui::Shape::dashed_line(&ring, stroke, 5.0, 3.0));

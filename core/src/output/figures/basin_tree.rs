@@ -12,6 +12,7 @@ use plotters::style::text_anchor::{HPos, VPos};
 use super::axes::{CategoryAxis, StepAxis};
 use super::chart::{builder, draw_step_break, mesh, step_desc, with_legend};
 use super::error::FigureError;
+use super::geometry::circle_points;
 use super::layout::{NoData, anchored, draw_marker, header, plural, text};
 use super::legend::{Legend, LegendEntry, Swatch};
 use super::palette::{INK, OKABE_ITO, SeedStyle, seed_style};
@@ -211,15 +212,10 @@ impl TreeFigure {
 
 /// Pixel points around a circle of radius `r` at `c`, closed.
 fn circle(c: (i32, i32), r: i32) -> Vec<(i32, i32)> {
-    let n = (r * 2).clamp(24, 96);
-    (0..=n)
-        .map(|i| {
-            let t = std::f64::consts::TAU * f64::from(i) / f64::from(n);
-            (
-                c.0 + (f64::from(r) * t.cos()).round() as i32,
-                c.1 + (f64::from(r) * t.sin()).round() as i32,
-            )
-        })
+    let n = (r * 2).clamp(24, 96) as usize;
+    circle_points((f64::from(c.0), f64::from(c.1)), f64::from(r), n)
+        .into_iter()
+        .map(|(x, y)| (x.round() as i32, y.round() as i32))
         .collect()
 }
 

@@ -10,6 +10,7 @@ use plotters::style::text_anchor::{HPos, VPos};
 
 use super::axes::{format_value, nice_ticks};
 use super::error::FigureError;
+use super::geometry::hatch_segments;
 use super::layout::{AXIS_TITLE, MARGIN, NoData, TICK, anchored, fit_text, header, plural, text};
 use super::palette::{INK, luminance, viridis};
 use super::render::{DrawResult, Figure, write_figure};
@@ -138,23 +139,11 @@ fn cell_colour(value: f64, vmax: f64) -> RGBColor {
     }
 }
 
+/// Spacing of the hatching of uncertain cells, in pixels.
+const HATCH_PX: f64 = 7.0;
+
 /// The colour of a cell whose pair was not computed.
 const NOT_COMPUTED: RGBColor = RGBColor(215, 215, 215);
-
-/// Diagonal hatching of the rectangle `[(x0, y0), (x1, y1)]`: lines `x + y = const` every 7 px,
-/// clipped to it.
-fn hatch_lines([(x0, y0), (x1, y1)]: [(i32, i32); 2]) -> Vec<Vec<(i32, i32)>> {
-    let (w, h) = (x1 - x0, y1 - y0);
-    (1..)
-        .map(|k| 7 * k)
-        .take_while(|&s| s < w + h)
-        .map(|s| {
-            let start = (x0 + (s - h).max(0), y0 + s.min(h));
-            let end = (x0 + s.min(w), y0 + (s - w).max(0));
-            vec![start, end]
-        })
-        .collect()
-}
 
 /// The longest common prefix of `names` that leaves every name non-empty and does not end inside a
 /// number (so `seed10`, `seed11` keep their whole numbers).
@@ -242,8 +231,11 @@ impl Figure for Heatmap<'_> {
                 body.draw(&Rectangle::new(rect, color.filled()))?;
                 if self.hatched.get(r * n + c) == Some(&true) {
                     let ink = if luminance(color) > 0.35 { BLACK } else { WHITE };
-                    for line in hatch_lines(rect) {
-                        body.draw(&PathElement::new(line, ink.stroke_width(1)))?;
+                    let ((x0, y0), (x1, y1)) = (rect[0], rect[1]);
+                    let corner = |x: i32, y: i32| (f64::from(x), f64::from(y));
+                    for [a, b] in hatch_segments(corner(x0, y0), corner(x1, y1), HATCH_PX) {
+                        let pixel = |p: (f64, f64)| (p.0.round() as i32, p.1.round() as i32);
+                        body.draw(&PathElement::new(vec![pixel(a), pixel(b)], ink.stroke_width(1)))?;
                     }
                 }
             }

@@ -32,6 +32,7 @@ pub mod basin_tree;
 pub mod error;
 mod font;
 pub mod generalization;
+pub mod geometry;
 pub mod heatmap;
 pub mod interpolation;
 pub mod palette;
