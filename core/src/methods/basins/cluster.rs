@@ -249,6 +249,19 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_pair_not_computed_is_no_edge_for_threshold_and_refused_by_other_methods() {
+        // a-b and b-c connected, a-c pruned: one basin by transitivity.
+        let m = BarrierMatrix::from_pairs(1, [("a", "b", 0.01), ("b", "c", 0.02), ("a", "c", f64::NAN)]).unwrap();
+        let t = cluster_step(&m, &ClusterMethod::Threshold { eps: Some(0.1) }, None).unwrap();
+        assert_eq!(t.labels, [0, 0, 0]);
+        let apart = BarrierMatrix::from_pairs(1, [("a", "b", 0.5), ("b", "c", 0.02), ("a", "c", f64::NAN)]).unwrap();
+        let t = cluster_step(&apart, &ClusterMethod::Threshold { eps: Some(0.1) }, None).unwrap();
+        assert_eq!(t.labels, [0, 1, 1]);
+        let refused = cluster_step(&m, &ClusterMethod::AverageLinkage { eps: Some(0.1) }, None);
+        assert!(refused.unwrap_err().to_string().contains("not computed"));
+    }
+
+    #[test]
     fn default_eps_rule() {
         assert!((default_eps(2.0) - 0.2).abs() < 1e-15);
         assert_eq!(default_eps(1e-6), MIN_EPS);

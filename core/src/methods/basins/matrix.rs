@@ -272,8 +272,14 @@ mod tests {
         assert!(matches!(conflict, Err(BasinError::ConflictingPair { .. })));
         let same_twice = BarrierMatrix::from_pairs(1, [("a", "b", 1.0), ("b", "a", 1.0)]);
         assert!(same_twice.is_ok());
-        let nan = BarrierMatrix::from_pairs(1, [("a", "b", f64::NAN)]);
-        assert!(matches!(nan, Err(BasinError::InvalidBarrier { .. })));
+        let infinite = BarrierMatrix::from_pairs(1, [("a", "b", f64::INFINITY)]);
+        assert!(matches!(infinite, Err(BasinError::InvalidBarrier { .. })));
+        let self_nan = BarrierMatrix::from_pairs(1, [("a", "a", f64::NAN)]);
+        assert!(matches!(self_nan, Err(BasinError::InvalidBarrier { .. })));
+        // NaN between two runs: a pair not computed (pruned), a gap.
+        let gap = BarrierMatrix::from_pairs(1, [("a", "b", f64::NAN)]).unwrap();
+        assert!(gap.has_gaps() && gap.get(0, 1).is_nan());
+        assert!(!same_twice.unwrap().has_gaps());
         let negative = BarrierMatrix::from_pairs(1, [("a", "b", -0.5)]);
         assert!(matches!(negative, Err(BasinError::InvalidBarrier { .. })));
     }
