@@ -1,12 +1,31 @@
-//! Speed of transformer interpolation paths: a BERT classifier and a GPT-NeoX language model (each
-//! 2 layers x 256 hidden, 4 heads, 1024 intermediate, vocabulary 1000) on 64 sequences of 64
-//! tokens, the 9 interior points of an 11-point path, each one forward pass over the eval set.
+//! Speed of transformer interpolation paths against PyTorch + transformers on the same weights and
+//! tokens, measured in the same run. Four cases, each the interior points of a path between two
+//! random checkpoints made in the bench (no download), one forward pass over the eval set each:
 //!
-//! `cargo bench -p lineage-core --bench transformer_path` prints forward passes and tokens per
-//! second, GFLOP/s, and ratios against two baselines measured in the same run: a large f32 matmul
-//! through candle on all cores, and the same paths in PyTorch + transformers
-//! (`transformer_pytorch.py`, run with `$LINEAGE_PYTHON` or `python3`; skipped with a message when
-//! torch is not installed).
+//! - `bert-small`, `gpt-neox-small`: 2 layers x 256 hidden (4 heads, 1024 intermediate,
+//!   vocabulary 1000) on 64 sequences of 64 tokens, 9 interior alphas;
+//! - `bert-base`: BERT-base (12 layers x 768 hidden, 12 heads, 3072 intermediate, vocabulary
+//!   30522, 4 classes, 109.5M parameters), and `pythia-160m`: Pythia-160m's GPT-NeoX (12 x 768,
+//!   vocabulary 50304, rotary 0.25, parallel residual, 162.3M parameters), each on 8 sequences of
+//!   128 tokens, 3 interior alphas (a 5-point grid).
+//!
+//! `cargo bench --workspace --bench transformer_path` prints, per case, lineage's and PyTorch's
+//! seconds per path (best / median / worst of the repeats), their ratio per repeat (PyTorch's time
+//! over lineage's, so above 1 means lineage is faster; each repeat times lineage, then PyTorch,
+//! so both see the same load), forward passes and tokens per second, GFLOP/s against a large f32
+//! matmul through candle timed in the same run, the peak resident memory of each during a path
+//! against the checkpoint size, and the largest difference between their mean losses along the
+//! path. PyTorch runs in one `transformer_pytorch.py` process (`$LINEAGE_PYTHON` or `python3`,
+//! with torch, transformers and safetensors); without it the bench says why and times lineage
+//! alone.
+//!
+//! Environment: `LINEAGE_BENCH_CASES` (comma-separated case names, default all),
+//! `LINEAGE_BENCH_SEQUENCES` (sequences of the two real-size cases, default 8),
+//! `LINEAGE_BENCH_REPEATS` (timed repeats after one warm-up, default 3), `LINEAGE_BENCH_DEVICE`
+//! (`cpu`, the default, or `cuda` / `cuda:N` in a build with the `cuda` feature: both lineage and
+//! PyTorch then run on that GPU, and the peak memory reported is PyTorch's GPU memory, lineage's
+//! being host memory only). `LINEAGE_CORE_DIR` names the `core` folder (for the PyTorch script)
+//! when a prebuilt bench executable runs away from its source tree (`scripts/gpu-check.sh`).
 
 mod common;
 
@@ -15,8 +34,11 @@ mod common;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-use std::path::Path;
-use std::process::Command;
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::time::Instant;
 
 use candle_core::{DType, Device, Tensor};
 use common::{checkpoint, time};
@@ -26,36 +48,114 @@ use lineage_core::models::evaluator::Evaluator;
 use lineage_core::models::transformer::{
     Architecture, BertSpec, CausalLm, GptNeoxSpec, SequenceClassifier, TransformerEvaluator,
 };
+use lineage_loaders::ParamSet;
+use serde_json::{Value, json};
 
-const SEQUENCES: usize = 64;
-const LENGTH: usize = 64;
-const ALPHAS: usize = 11;
-const REPEATS: usize = 5;
-
-const VOCAB: u32 = 1000;
 const CLASSES: u32 = 4;
 
-fn bert_config() -> serde_json::Value {
-    serde_json::json!({
-        "vocab_size": VOCAB, "hidden_size": 256, "num_hidden_layers": 2, "num_attention_heads": 4,
-        "intermediate_size": 1024, "hidden_act": "gelu", "hidden_dropout_prob": 0.1,
-        "max_position_embeddings": 128, "type_vocab_size": 2, "initializer_range": 0.02,
-        "layer_norm_eps": 1e-12, "pad_token_id": 0, "classifier_dropout": null, "num_labels": CLASSES,
-        "model_type": "bert"
+/// One benchmark case: a model configuration and the eval set it runs on.
+struct Case {
+    name: &'static str,
+    config: Value,
+    sequences: usize,
+    length: usize,
+    /// Points of the alpha grid, endpoints included (only the interior ones are evaluated).
+    alphas: usize,
+}
+
+impl Case {
+    fn family(&self) -> &str {
+        self.config["model_type"].as_str().unwrap()
+    }
+
+    fn get(&self, key: &str) -> f64 {
+        self.config[key].as_u64().unwrap() as f64
+    }
+
+    /// FLOPs of one forward pass (multiply-adds x 2): projections, attention scores and mixing,
+    /// MLP, and the output head (pooler and classifier per sequence, or logits per predicted token).
+    fn flop_per_pass(&self) -> f64 {
+        let (h, i, layers) = (
+            self.get("hidden_size"),
+            self.get("intermediate_size"),
+            self.get("num_hidden_layers"),
+        );
+        let tokens = (self.sequences * self.length) as f64;
+        let per_token_layer = 4.0 * h * h + 2.0 * h * i + 2.0 * self.length as f64 * h;
+        let head = match self.family() {
+            "bert" => self.sequences as f64 * (h * h + h * f64::from(CLASSES)),
+            _ => (self.sequences * (self.length - 1)) as f64 * h * self.get("vocab_size"),
+        };
+        2.0 * (tokens * layers * per_token_layer + head)
+    }
+}
+
+fn small(name: &'static str, model_type: &str) -> Case {
+    let mut config = json!({
+        "vocab_size": 1000, "hidden_size": 256, "num_hidden_layers": 2, "num_attention_heads": 4,
+        "intermediate_size": 1024, "hidden_act": "gelu", "max_position_embeddings": 128,
+        "layer_norm_eps": 1e-12, "model_type": model_type
+    });
+    if model_type == "gpt_neox" {
+        extend(&mut config, gpt_neox_extras());
+        config["layer_norm_eps"] = json!(1e-5);
+    } else {
+        extend(&mut config, bert_extras());
+    }
+    Case {
+        name,
+        config,
+        sequences: 64,
+        length: 64,
+        alphas: 11,
+    }
+}
+
+fn bert_extras() -> Value {
+    json!({
+        "hidden_dropout_prob": 0.1, "type_vocab_size": 2, "initializer_range": 0.02, "pad_token_id": 0,
+        "classifier_dropout": null, "num_labels": CLASSES
     })
 }
 
-fn gpt_neox_config() -> serde_json::Value {
-    serde_json::json!({
-        "vocab_size": VOCAB, "hidden_size": 256, "num_hidden_layers": 2, "num_attention_heads": 4,
-        "intermediate_size": 1024, "hidden_act": "gelu", "max_position_embeddings": 128,
-        "rotary_pct": 0.25, "rotary_emb_base": 10000, "use_parallel_residual": true,
-        "layer_norm_eps": 1e-5, "tie_word_embeddings": false, "model_type": "gpt_neox"
+fn gpt_neox_extras() -> Value {
+    json!({
+        "rotary_pct": 0.25, "rotary_emb_base": 10000, "use_parallel_residual": true, "tie_word_embeddings": false
     })
+}
+
+fn extend(config: &mut Value, extra: Value) {
+    let object = config.as_object_mut().unwrap();
+    object.extend(extra.as_object().unwrap().clone());
+}
+
+/// BERT-base (`bert-base-uncased`'s sizes) and Pythia-160m on `sequences` sequences of 128 tokens.
+fn real_size(sequences: usize) -> [Case; 2] {
+    let mut bert = json!({
+        "vocab_size": 30522, "hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12,
+        "intermediate_size": 3072, "hidden_act": "gelu", "max_position_embeddings": 512,
+        "layer_norm_eps": 1e-12, "model_type": "bert"
+    });
+    extend(&mut bert, bert_extras());
+    let mut pythia = json!({
+        "vocab_size": 50304, "hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12,
+        "intermediate_size": 3072, "hidden_act": "gelu", "max_position_embeddings": 2048,
+        "layer_norm_eps": 1e-5, "model_type": "gpt_neox"
+    });
+    extend(&mut pythia, gpt_neox_extras());
+    let case = |name, config| Case {
+        name,
+        config,
+        sequences,
+        length: 128,
+        alphas: 5,
+    };
+    [case("bert-base", bert), case("pythia-160m", pythia)]
 }
 
 /// Deterministic token ids in `1..vocab` and labels (none for a language model).
-fn eval_data(vocab: u32, classes: Option<u32>) -> EvalData {
+fn eval_data(case: &Case) -> (Vec<u32>, Vec<u32>) {
+    let vocab = case.get("vocab_size") as u32;
     let mut state = 0x2545_F491_4F6C_DD1Du64;
     let mut next = |m: u32| {
         state ^= state << 13;
@@ -63,117 +163,286 @@ fn eval_data(vocab: u32, classes: Option<u32>) -> EvalData {
         state ^= state << 17;
         (state % u64::from(m)) as u32
     };
-    let ids: Vec<u32> = (0..SEQUENCES * LENGTH).map(|_| 1 + next(vocab - 1)).collect();
-    let ids = Tensor::from_vec(ids, (SEQUENCES, LENGTH), &Device::Cpu).unwrap();
-    let labels = classes.map_or_else(Vec::new, |c| (0..SEQUENCES).map(|_| next(c)).collect());
-    EvalData::from_tensors(ids, labels, None, true).unwrap()
-}
-
-/// FLOPs of one forward pass (multiply-adds x 2): projections, attention scores and mixing, MLP,
-/// and the output head (pooler and classifier per sequence, or logits per predicted token).
-fn flop_per_pass(c: &serde_json::Value) -> f64 {
-    let get = |k: &str| c[k].as_u64().unwrap() as f64;
-    let (h, i, layers) = (get("hidden_size"), get("intermediate_size"), get("num_hidden_layers"));
-    let tokens = (SEQUENCES * LENGTH) as f64;
-    let per_token_layer = 4.0 * h * h + 2.0 * h * i + 2.0 * LENGTH as f64 * h;
-    let head = match c["model_type"].as_str() {
-        Some("bert") => SEQUENCES as f64 * (h * h + h * f64::from(CLASSES)),
-        _ => (SEQUENCES * (LENGTH - 1)) as f64 * h * get("vocab_size"),
+    let ids: Vec<u32> = (0..case.sequences * case.length).map(|_| 1 + next(vocab - 1)).collect();
+    let labels = match case.family() {
+        "bert" => (0..case.sequences).map(|_| next(CLASSES)).collect(),
+        _ => Vec::new(),
     };
-    2.0 * (tokens * layers * per_token_layer + head)
+    (ids, labels)
 }
 
-/// The same path in PyTorch, timed by `transformer_pytorch.py`: (best, median) seconds and version.
-fn pytorch_baseline(family: &str, config: &serde_json::Value, threads: usize) -> Result<(f64, f64, String), String> {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/transformer_pytorch.py");
-    let python = std::env::var("LINEAGE_PYTHON").unwrap_or_else(|_| "python3".into());
-    let output = Command::new(&python)
-        .arg(&script)
-        .arg(family)
-        .arg(config.to_string())
-        .args([SEQUENCES, LENGTH, ALPHAS, threads, REPEATS].map(|v| v.to_string()))
-        .output()
-        .map_err(|e| format!("cannot run {python}: {e}"))?;
-    if !output.status.success() {
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        return Err(format!(
-            "{python} {}: {}",
-            script.display(),
-            stderr.lines().last().unwrap_or("")
-        ));
+fn env_usize(key: &str, default: usize) -> usize {
+    std::env::var(key).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+/// Peak resident memory of this process since the last [`reset_peak_rss`] (Linux `VmHWM`), bytes.
+fn peak_rss() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024.0)
+}
+
+/// Resets the kernel's peak-RSS counter of this process (Linux).
+fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+/// Best, median and worst.
+fn spread(values: &[f64]) -> (f64, f64, f64) {
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    (v[0], v[v.len() / 2], v[v.len() - 1])
+}
+
+fn gb(bytes: f64) -> String {
+    format!("{:.2} GB", bytes / 1e9)
+}
+
+/// The PyTorch worker process (`transformer_pytorch.py`).
+struct PyTorch {
+    child: Child,
+    stdin: ChildStdin,
+    stdout: BufReader<ChildStdout>,
+}
+
+impl PyTorch {
+    fn start(threads: usize) -> Result<Self, String> {
+        let core =
+            std::env::var_os("LINEAGE_CORE_DIR").map_or_else(|| env!("CARGO_MANIFEST_DIR").into(), PathBuf::from);
+        let script = core.join("benches/transformer_pytorch.py");
+        let python = std::env::var("LINEAGE_PYTHON").unwrap_or_else(|_| "python3".into());
+        let mut child = Command::new(&python)
+            .arg(&script)
+            .arg(threads.to_string())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("cannot run {python}: {e}"))?;
+        let stdin = child.stdin.take().unwrap();
+        let stdout = BufReader::new(child.stdout.take().unwrap());
+        Ok(Self { child, stdin, stdout })
     }
-    let v: serde_json::Value = serde_json::from_slice(&output.stdout).map_err(|e| e.to_string())?;
-    Ok((
-        v["best"].as_f64().unwrap_or(f64::NAN),
-        v["median"].as_f64().unwrap_or(f64::NAN),
-        v["torch"].as_str().unwrap_or("?").to_string(),
-    ))
+
+    fn ask(&mut self, request: Value) -> Result<Value, String> {
+        writeln!(self.stdin, "{request}").map_err(|e| format!("PyTorch worker: {e}"))?;
+        let mut line = String::new();
+        self.stdout
+            .read_line(&mut line)
+            .map_err(|e| format!("PyTorch worker: {e}"))?;
+        if line.is_empty() {
+            return Err("the PyTorch worker exited (its error is above)".into());
+        }
+        serde_json::from_str(&line).map_err(|e| format!("PyTorch worker reply `{line}`: {e}"))
+    }
 }
 
-/// Times the path between two random checkpoints of `architecture` and compares it with the
-/// baselines.
-fn run_case<A: Architecture>(
-    family: &str,
-    architecture: A,
-    config: &serde_json::Value,
-    data: &EvalData,
-    mm_gflops: f64,
-) {
+impl Drop for PyTorch {
+    fn drop(&mut self) {
+        let _ = writeln!(self.stdin, "{}", json!({"op": "quit"}));
+        let _ = self.child.wait();
+    }
+}
+
+fn save(tensors: HashMap<String, Tensor>, path: &Path) {
+    candle_core::safetensors::save(&tensors, path).unwrap();
+}
+
+fn params_map(params: &ParamSet) -> HashMap<String, Tensor> {
+    params.iter().map(|(n, t)| (n.to_string(), t.clone())).collect()
+}
+
+/// Times the path between two random checkpoints of `architecture`, interleaved with PyTorch's.
+fn run_case<A: Architecture>(case: &Case, architecture: A, torch: &mut Option<PyTorch>, bench: &Bench) {
     let threads = rayon::current_num_threads();
+    let repeats = env_usize("LINEAGE_BENCH_REPEATS", 3).max(1);
+    let (ids, labels) = eval_data(case);
+    let ids_tensor = Tensor::from_vec(ids, (case.sequences, case.length), &Device::Cpu).unwrap();
+    let data = EvalData::from_tensors(ids_tensor.clone(), labels.clone(), None, true).unwrap();
     let (a, b) = (checkpoint(&architecture), checkpoint(&architecture));
-    let evaluator = TransformerEvaluator::new(architecture, &a, data, &Device::Cpu).unwrap();
+    let checkpoint_bytes: usize = a.iter().map(|(_, t)| t.elem_count() * 4).sum();
+    let evaluator = TransformerEvaluator::new(architecture, &a, &data, &bench.device).unwrap();
     let (pa, pb) = (evaluator.prepare(&a).unwrap(), evaluator.prepare(&b).unwrap());
-    let alphas = alpha_grid(ALPHAS).unwrap();
-    let interior = &alphas[1..ALPHAS - 1];
+    let alphas = alpha_grid(case.alphas).unwrap();
+    let interior = &alphas[1..case.alphas - 1];
     let passes = interior.len();
-    println!("\n{}: {passes} interior alphas", evaluator.describe());
-    let (best, median) = time(REPEATS, || {
-        evaluator.evaluate_paths(&[&pa, &pb], &[(0, 1)], interior).unwrap()
-    });
-    let secs = best.as_secs_f64();
-    let flop = flop_per_pass(config) * passes as f64;
-    let gflops = flop / secs / 1e9;
     println!(
-        "path: best {secs:.3} s, median {:.3} s over {REPEATS} runs -> {:.1} forward passes/s, {:.0} tokens/s, \
-         {:.2} GFLOP -> {gflops:.1} GFLOP/s ({:.0}% of the matmul)",
-        median.as_secs_f64(),
-        passes as f64 / secs,
-        (passes * SEQUENCES * LENGTH) as f64 / secs,
-        flop / 1e9,
-        100.0 * gflops / mm_gflops
+        "\n{} ({}): {} sequences x {} tokens, {passes} interior alphas, checkpoint {}",
+        case.name,
+        evaluator.describe(),
+        case.sequences,
+        case.length,
+        gb(checkpoint_bytes as f64)
     );
-    match pytorch_baseline(family, config, threads) {
-        Ok((torch_best, torch_median, version)) => println!(
-            "PyTorch {version} ({threads} threads): best {torch_best:.3} s, median {torch_median:.3} s -> lineage is \
-             {:.2}x PyTorch's speed (best vs best)",
-            torch_best / secs
-        ),
-        Err(why) => println!("PyTorch baseline unavailable ({why}); set LINEAGE_PYTHON to a python with torch"),
+
+    // The same weights and tokens for PyTorch.
+    let dir = tempfile::tempdir().unwrap();
+    let setup = torch.as_mut().map(|worker| {
+        save(params_map(&a), &dir.path().join("a.safetensors"));
+        save(params_map(&b), &dir.path().join("b.safetensors"));
+        let mut eval = HashMap::from([("input_ids".to_string(), ids_tensor.to_dtype(DType::I64).unwrap())]);
+        if !labels.is_empty() {
+            let l = Tensor::from_vec(labels.clone(), labels.len(), &Device::Cpu).unwrap();
+            eval.insert("labels".into(), l.to_dtype(DType::I64).unwrap());
+        }
+        save(eval, &dir.path().join("data.safetensors"));
+        worker.ask(json!({
+            "op": "setup", "family": case.family(), "config": case.config,
+            "a": dir.path().join("a.safetensors"), "b": dir.path().join("b.safetensors"),
+            "data": dir.path().join("data.safetensors"), "device": bench.device_name,
+        }))
+    });
+    let mut torch_ok = match setup {
+        Some(Ok(reply)) => {
+            println!("PyTorch {} ({threads} threads)", reply["torch"].as_str().unwrap_or("?"));
+            true
+        }
+        Some(Err(why)) => {
+            println!("PyTorch baseline unavailable: {why}");
+            false
+        }
+        None => false,
+    };
+
+    let lineage_path = || {
+        evaluator
+            .evaluate_paths(&[&pa, &pb], &[(0, 1)], interior)
+            .unwrap()
+            .remove(0)
+    };
+    let (mut ours, mut theirs, mut ratios, mut ours_rss, mut theirs_rss) = (vec![], vec![], vec![], 0.0f64, 0.0f64);
+    let mut max_diff = 0.0f64;
+    // One warm-up repeat (not timed), then the timed ones.
+    for repeat in 0..=repeats {
+        reset_peak_rss();
+        let start = Instant::now();
+        let results = std::hint::black_box(lineage_path());
+        let secs = start.elapsed().as_secs_f64();
+        ours_rss = ours_rss.max(peak_rss().unwrap_or(f64::NAN));
+        let mut torch_secs = None;
+        if torch_ok {
+            match torch.as_mut().unwrap().ask(json!({"op": "path", "alphas": interior})) {
+                Ok(reply) => {
+                    torch_secs = reply["seconds"].as_f64();
+                    theirs_rss = theirs_rss.max(reply["peak_rss"].as_f64().unwrap_or(f64::NAN));
+                    for (r, want) in results.iter().zip(reply["losses"].as_array().unwrap()) {
+                        max_diff = max_diff.max((r.loss - want.as_f64().unwrap()).abs());
+                    }
+                }
+                Err(why) => {
+                    println!("PyTorch baseline failed: {why}");
+                    torch_ok = false;
+                }
+            }
+        }
+        if repeat > 0 {
+            ours.push(secs);
+            if let Some(t) = torch_secs {
+                theirs.push(t);
+                ratios.push(t / secs);
+            }
+        }
+    }
+    let (best, median, worst) = spread(&ours);
+    let flop = case.flop_per_pass() * passes as f64;
+    println!(
+        "lineage: best {best:.3} s, median {median:.3} s, worst {worst:.3} s per path over {repeats} repeats -> \
+         {:.2} forward passes/s, {:.0} tokens/s, {:.1} GFLOP/s ({:.0}% of the matmul); peak RSS {} during a path \
+         ({:.1}x the checkpoint)",
+        passes as f64 / best,
+        (passes * case.sequences * case.length) as f64 / best,
+        flop / best / 1e9,
+        100.0 * flop / best / 1e9 / bench.mm_gflops,
+        gb(ours_rss),
+        ours_rss / checkpoint_bytes as f64
+    );
+    if !theirs.is_empty() {
+        let (tb, tm, tw) = spread(&theirs);
+        let (rb, rm, rw) = spread(&ratios);
+        println!(
+            "PyTorch: best {tb:.3} s, median {tm:.3} s, worst {tw:.3} s -> {:.2} forward passes/s; peak RSS {} \
+             ({:.1}x the checkpoint)",
+            passes as f64 / tb,
+            gb(theirs_rss),
+            theirs_rss / checkpoint_bytes as f64
+        );
+        println!(
+            "lineage / PyTorch speed per repeat: worst {rb:.2}x, median {rm:.2}x, best {rw:.2}x; mean losses along \
+             the path differ by at most {max_diff:.1e}"
+        );
+    }
+}
+
+/// Where the bench runs, and the matmul speed there.
+struct Bench {
+    device: Device,
+    device_name: String,
+    mm_gflops: f64,
+}
+
+/// Runs `case` with its family's architecture.
+fn run(case: &Case, torch: &mut Option<PyTorch>, bench: &Bench) {
+    let path = Path::new("bench/config.json");
+    match case.family() {
+        "bert" => {
+            let hidden = case.get("hidden_size") as usize;
+            let spec = BertSpec::from_config_json(&case.config, path, Some(&[CLASSES as usize, hidden])).unwrap();
+            run_case(case, SequenceClassifier(spec), torch, bench);
+        }
+        _ => {
+            let spec = GptNeoxSpec::from_config_json(&case.config, path).unwrap();
+            run_case(case, CausalLm(spec), torch, bench);
+        }
     }
 }
 
 fn main() {
     let threads = rayon::current_num_threads();
-    println!("lineage transformer path benchmark: {SEQUENCES} sequences x {LENGTH} tokens; rayon threads: {threads}");
-    // Baseline 1: a large f32 matmul through candle on this machine, in this run.
+    let sequences = env_usize("LINEAGE_BENCH_SEQUENCES", 8);
+    let selected = std::env::var("LINEAGE_BENCH_CASES").ok();
+    let [bert_base, pythia] = real_size(sequences);
+    let cases: Vec<Case> = [
+        small("bert-small", "bert"),
+        small("gpt-neox-small", "gpt_neox"),
+        bert_base,
+        pythia,
+    ]
+    .into_iter()
+    .filter(|c| {
+        selected
+            .as_deref()
+            .is_none_or(|s| s.split(',').any(|n| n.trim() == c.name))
+    })
+    .collect();
+    let device_name = std::env::var("LINEAGE_BENCH_DEVICE").unwrap_or_else(|_| "cpu".into());
+    let device = lineage_core::models::transformer::device(&device_name).unwrap();
+    println!("lineage transformer path benchmark on {device_name}; rayon threads: {threads}");
+    // Baseline: a large f32 matmul through candle on this device, in this run.
     let size = 1024;
-    let x = Tensor::ones((size, size), DType::F32, &Device::Cpu).unwrap();
-    let (mm_best, _) = time(REPEATS, || x.matmul(&x).unwrap());
+    let x = Tensor::ones((size, size), DType::F32, &device).unwrap();
+    let (mm_best, _) = time(5, || {
+        let y = x.matmul(&x).unwrap();
+        device.synchronize().unwrap();
+        y
+    });
     let mm_gflops = 2.0 * (size as f64).powi(3) / mm_best.as_secs_f64() / 1e9;
     println!("candle f32 matmul {size}^3: {mm_gflops:.1} GFLOP/s");
-
-    let config = bert_config();
-    let spec =
-        BertSpec::from_config_json(&config, Path::new("bench/config.json"), Some(&[CLASSES as usize, 256])).unwrap();
-    run_case(
-        "bert",
-        SequenceClassifier(spec),
-        &config,
-        &eval_data(VOCAB, Some(CLASSES)),
+    let bench = Bench {
+        device,
+        device_name,
         mm_gflops,
-    );
+    };
 
-    let config = gpt_neox_config();
-    let spec = GptNeoxSpec::from_config_json(&config, Path::new("bench/config.json")).unwrap();
-    run_case("gpt_neox", CausalLm(spec), &config, &eval_data(VOCAB, None), mm_gflops);
+    let mut torch = match PyTorch::start(threads) {
+        Ok(worker) => Some(worker),
+        Err(why) => {
+            println!(
+                "PyTorch baseline unavailable ({why}); set LINEAGE_PYTHON to a python with torch and transformers"
+            );
+            None
+        }
+    };
+    for case in &cases {
+        run(case, &mut torch, &bench);
+    }
 }

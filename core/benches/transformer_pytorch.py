@@ -1,23 +1,29 @@
-"""PyTorch baseline for `cargo bench --bench transformer_path`: the same path evaluation in
-transformers, timed on this machine in the same run.
+"""PyTorch baseline for `cargo bench --bench transformer_path`: the same path evaluations in
+transformers, on the same weights and tokens, timed on this machine in the same run.
 
-Usage: python3 transformer_pytorch.py FAMILY CONFIG_JSON SEQUENCES LENGTH ALPHAS THREADS REPEATS
-Prints one JSON line: {"best": seconds, "median": seconds, "torch": version}.
+Usage: python3 transformer_pytorch.py THREADS, then one JSON request per line on stdin, one JSON
+reply per line on stdout:
 
-FAMILY `bert` is `BertForSequenceClassification` (cross-entropy per sequence), `gpt_neox`
-`GPTNeoXForCausalLM` (cross-entropy per next token), with the configuration given (random weights:
-the cost does not depend on them). Two parameter sets A and B are blended at each interior alpha
-(theta = (1-a) A + a B, as lineage does) and the blended model scores all sequences in one batch
-under `torch.no_grad()`.
+- {"op": "setup", "family": F, "config": {...}, "a": PATH, "b": PATH, "data": PATH}: builds the
+  model (`bert`: `BertForSequenceClassification`, cross-entropy per sequence; `gpt_neox`:
+  `GPTNeoXForCausalLM`, cross-entropy per next token) and loads the two checkpoints and the eval
+  tokens (`input_ids`, and `labels` for a classifier) from safetensors files written by the bench,
+  onto `device` (`cpu`, `cuda` or `cuda:N`). Replies {"torch": version, "checkpoint_bytes": n}.
+- {"op": "path", "alphas": [...]}: blends theta = (1 - a) A + a B at each alpha, as lineage does,
+  and scores all sequences in one batch under `torch.no_grad()`. Replies {"seconds": s, "losses":
+  [mean loss per alpha], "peak_rss": bytes}, the peak resident memory of this process during the
+  path (the kernel's high-water mark, reset before it), or on a GPU its peak allocated memory.
+- {"op": "quit"}.
 """
 
 import json
-import statistics
+import resource
 import sys
 import time
 
 import torch
 import torch.nn.functional as F
+from safetensors.torch import load_file
 from transformers import BertConfig, BertForSequenceClassification, GPTNeoXConfig, GPTNeoXForCausalLM
 
 FAMILIES = {
@@ -26,45 +32,105 @@ FAMILIES = {
 }
 
 
-def main():
-    family, config_json, sequences, length, alphas, threads, repeats = sys.argv[1:8]
-    sequences, length, alphas = int(sequences), int(length), int(alphas)
-    threads, repeats = int(threads), int(repeats)
-    torch.set_num_threads(threads)
-    config_class, model_class = FAMILIES[family]
-    config = config_class(**json.loads(config_json))
-    torch.manual_seed(0)
-    a = model_class(config).eval()
-    b = model_class(config).eval()
-    sa, sb = a.state_dict(), b.state_dict()
-    model = model_class(config).eval()
-    ids = torch.randint(0, config.vocab_size, (sequences, length))
-    mask = torch.ones_like(ids)
-    labels = torch.randint(0, 4, (sequences,))
+def reset_peak_rss():
+    """Resets the kernel's peak-RSS counter of this process (Linux)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        pass
 
-    def losses(logits):
-        if family == "bert":
-            return F.cross_entropy(logits, labels, reduction="none")
-        return F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), ids[:, 1:].reshape(-1), reduction="none")
-    interior = [i / (alphas - 1) for i in range(1, alphas - 1)]
 
-    def path():
-        total = 0.0
-        for alpha in interior:
+def peak_rss():
+    """Peak resident memory in bytes since the last reset (VmHWM)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def renamed(state):
+    """The checkpoint's names as this transformers version has them: transformers 5 calls
+    GPT-NeoX's output layer `lm_head` (`embed_out` in the checkpoints lineage reads)."""
+    if "embed_out.weight" in state and "lm_head.weight" in GPTNeoXForCausalLM(GPTNeoXConfig(
+            vocab_size=8, hidden_size=8, num_hidden_layers=1, num_attention_heads=1, intermediate_size=8)).state_dict():
+        state["lm_head.weight"] = state.pop("embed_out.weight")
+    return state
+
+
+class Case:
+    def __init__(self, request):
+        self.family = request["family"]
+        self.device = torch.device(request.get("device", "cpu"))
+        config_class, model_class = FAMILIES[self.family]
+        self.model = model_class(config_class(**request["config"])).eval().to(self.device)
+        self.a = renamed(load_file(request["a"], device=str(self.device)))
+        self.b = renamed(load_file(request["b"], device=str(self.device)))
+        own = self.model.state_dict()
+        missing = [k for k in own if k not in self.a and own[k].is_floating_point()]
+        unexpected = [k for k in self.a if k not in own]
+        if missing or unexpected:
+            raise ValueError(f"checkpoint does not fit: missing {missing[:5]}, unexpected {unexpected[:5]}")
+        data = load_file(request["data"], device=str(self.device))
+        self.ids = data["input_ids"].long()
+        self.mask = torch.ones_like(self.ids)
+        self.labels = data["labels"].long() if "labels" in data else None
+        self.checkpoint_bytes = sum(t.numel() * t.element_size() for t in self.a.values())
+
+    def losses(self, logits):
+        if self.family == "bert":
+            return F.cross_entropy(logits, self.labels, reduction="none")
+        vocab = logits.shape[-1]
+        return F.cross_entropy(logits[:, :-1].reshape(-1, vocab), self.ids[:, 1:].reshape(-1), reduction="none")
+
+    def path(self, alphas):
+        means = []
+        for alpha in alphas:
             wa, wb = torch.tensor(1.0 - alpha), torch.tensor(alpha)
-            model.load_state_dict({k: wa * sa[k] + wb * sb[k] if sa[k].is_floating_point() else sa[k] for k in sa})
+            self.model.load_state_dict({k: wa * self.a[k] + wb * self.b[k] for k in self.a}, strict=False)
             with torch.no_grad():
-                logits = model(input_ids=ids, attention_mask=mask).logits
-                total += float(losses(logits).mean())
-        return total
+                logits = self.model(input_ids=self.ids, attention_mask=self.mask).logits
+                means.append(float(self.losses(logits).double().mean()))
+        return means
 
-    path()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        path()
-        times.append(time.perf_counter() - start)
-    print(json.dumps({"best": min(times), "median": statistics.median(times), "torch": torch.__version__}))
+    def synchronize(self):
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    def reset_peak(self):
+        reset_peak_rss()
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+
+    def peak(self):
+        if self.device.type == "cuda":
+            return torch.cuda.max_memory_allocated(self.device)
+        return peak_rss()
+
+
+def main():
+    torch.set_num_threads(int(sys.argv[1]))
+    case = None
+    for line in sys.stdin:
+        request = json.loads(line)
+        if request["op"] == "setup":
+            case = None
+            case = Case(request)
+            reply = {"torch": torch.__version__, "checkpoint_bytes": case.checkpoint_bytes}
+        elif request["op"] == "path":
+            case.reset_peak()
+            case.synchronize()
+            start = time.perf_counter()
+            losses = case.path(request["alphas"])
+            case.synchronize()
+            reply = {"seconds": time.perf_counter() - start, "losses": losses, "peak_rss": case.peak()}
+        else:
+            break
+        print(json.dumps(reply), flush=True)
 
 
 if __name__ == "__main__":

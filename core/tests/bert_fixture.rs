@@ -7,11 +7,11 @@ mod common;
 use std::path::PathBuf;
 
 use common::{
-    TORCH_TOLERANCE, assert_checkpoints_match, assert_close, assert_path_matches, floats, own_fixture, read_json, widen,
+    TORCH_TOLERANCE, assert_checkpoints_match, assert_close, assert_path_matches, evaluator_for, floats, own_fixture,
+    read_json, widen,
 };
 use lineage_core::methods::interpolation::endpoint_barrier;
 use lineage_core::models::evaluator::Evaluator;
-use lineage_core::models::registry::evaluator_for;
 use lineage_core::{CoreError, EvalData};
 use lineage_loaders::{ParamSet, load_params};
 use serde_json::Value;

@@ -7,13 +7,12 @@ mod common;
 use std::path::PathBuf;
 
 use common::{
-    TORCH_TOLERANCE, assert_checkpoints_match, assert_close, assert_path_matches, bools, floats, own_fixture,
-    read_json, widen,
+    TORCH_TOLERANCE, assert_checkpoints_match, assert_close, assert_path_matches, bools, evaluator_for, floats,
+    own_fixture, read_json, widen,
 };
 use lineage_core::EvalData;
 use lineage_core::methods::interpolation::{blend, endpoint_barrier};
 use lineage_core::models::evaluator::Evaluator;
-use lineage_core::models::registry::evaluator_for;
 use lineage_loaders::{ParamSet, load_params};
 use serde_json::Value;
 

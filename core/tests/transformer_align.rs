@@ -7,10 +7,9 @@ mod common;
 
 use std::path::PathBuf;
 
-use common::{barrier11, own_fixture};
+use common::{barrier11, evaluator_for, own_fixture};
 use lineage_core::EvalData;
 use lineage_core::methods::align::{align_to, weight_matching};
-use lineage_core::models::registry::evaluator_for;
 use lineage_loaders::load_params;
 
 /// (family, checkpoint folder of A, of B, eval data).

@@ -54,7 +54,8 @@ pub fn blend<'a>(
     b: impl Fn(&str) -> Option<&'a Tensor>,
     alpha: f64,
 ) -> Result<HashMap<String, Tensor>> {
-    let (wa, wb) = (f64::from((1.0 - alpha) as f32), f64::from(alpha as f32));
+    let (wa, wb) = blend_weights(alpha);
+    let (wa, wb) = (f64::from(wa), f64::from(wb));
     a.into_iter()
         .map(|(name, ta)| {
             let tb = b(name).ok_or_else(|| CoreError::Model(format!("`{name}` missing in model B")))?;
@@ -65,6 +66,69 @@ pub fn blend<'a>(
             Ok((name.to_string(), t))
         })
         .collect()
+}
+
+/// The weights of A and B at `alpha`, rounded to f32 as PyTorch's `(1 - a) * A + a * B` with a
+/// Python float `a`.
+fn blend_weights(alpha: f64) -> (f32, f32) {
+    ((1.0 - alpha) as f32, alpha as f32)
+}
+
+/// [`blend`] of one tensor written into `dst` in place: `dst = (1-alpha)·a + alpha·b`, the same f32
+/// values as [`blend`] gives, without allocating. All three must be contiguous f32 tensors of one
+/// shape on the CPU, and `dst` must share its storage with no tensor that is still in use.
+pub fn blend_into(dst: &Tensor, a: &Tensor, b: &Tensor, alpha: f64) -> Result<()> {
+    if a.shape() != dst.shape() || b.shape() != dst.shape() {
+        return Err(CoreError::Model(format!(
+            "blend into {:?}: A is {:?}, B is {:?}",
+            dst.shape(),
+            a.shape(),
+            b.shape()
+        )));
+    }
+    let (wa, wb) = blend_weights(alpha);
+    dst.inplace_op3(a, b, &BlendInto { wa, wb })
+        .map_err(|e| CoreError::Model(format!("blend in place: {e}")))
+}
+
+/// The in-place op of [`blend_into`].
+struct BlendInto {
+    wa: f32,
+    wb: f32,
+}
+
+impl candle_core::InplaceOp3 for BlendInto {
+    fn name(&self) -> &'static str {
+        "blend-into"
+    }
+
+    fn cpu_fwd(
+        &self,
+        dst: &mut candle_core::CpuStorage,
+        dst_layout: &candle_core::Layout,
+        a: &candle_core::CpuStorage,
+        a_layout: &candle_core::Layout,
+        b: &candle_core::CpuStorage,
+        b_layout: &candle_core::Layout,
+    ) -> candle_core::Result<()> {
+        use candle_core::CpuStorage::F32;
+        use rayon::prelude::*;
+        let span = |l: &candle_core::Layout| {
+            l.contiguous_offsets()
+                .ok_or_else(|| candle_core::Error::Msg("blend in place needs contiguous tensors".into()))
+        };
+        let ((d0, d1), (a0, a1), (b0, b1)) = (span(dst_layout)?, span(a_layout)?, span(b_layout)?);
+        let (F32(dst), F32(a), F32(b)) = (dst, a, b) else {
+            candle_core::bail!("blend in place needs f32 tensors")
+        };
+        let (wa, wb) = (self.wa, self.wb);
+        const CHUNK: usize = 1 << 16;
+        dst[d0..d1]
+            .par_chunks_mut(CHUNK)
+            .zip(a[a0..a1].par_chunks(CHUNK).zip(b[b0..b1].par_chunks(CHUNK)))
+            .for_each(|(d, (a, b))| crate::models::mlp::kernels::blend(wa, a, wb, b, d));
+        Ok(())
+    }
 }
 
 /// `n` evenly spaced alphas from 0 to 1 inclusive (`i / (n-1)`, so 0 and 1 are exact); `n >= 3`.

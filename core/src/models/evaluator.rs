@@ -243,25 +243,32 @@ pub fn score_logits(
     loss: &mut [f32],
     correct: &mut [bool],
 ) {
-    for (((row, &label), loss), correct) in logits
-        .chunks_exact(stride)
+    // Rows in parallel (a language model's rows are as wide as its vocabulary), at least
+    // ROW_BLOCK logits per task so that narrow rows are not split into tiny tasks.
+    const ROW_BLOCK: usize = 1 << 14;
+    let rows_per_task = (ROW_BLOCK / stride.max(1)).max(1);
+    logits
+        .par_chunks_exact(stride)
         .zip(labels)
-        .zip(loss.iter_mut())
-        .zip(correct.iter_mut())
-    {
-        let row = &row[..classes];
-        let mut best = 0;
-        let mut max = row[0];
-        for (c, &v) in row.iter().enumerate().skip(1) {
-            if v > max || (v.is_nan() && !max.is_nan()) {
-                best = c;
-                max = v;
-            }
+        .zip(loss)
+        .zip(correct)
+        .with_min_len(rows_per_task)
+        .for_each(|(((row, &label), loss), correct)| score_row(&row[..classes], label, loss, correct));
+}
+
+/// The cross-entropy and correctness of one row of logits (see [`score_logits`]).
+fn score_row(row: &[f32], label: u32, loss: &mut f32, correct: &mut bool) {
+    let mut best = 0;
+    let mut max = row[0];
+    for (c, &v) in row.iter().enumerate().skip(1) {
+        if v > max || (v.is_nan() && !max.is_nan()) {
+            best = c;
+            max = v;
         }
-        let sum: f32 = row.iter().map(|&v| (v - max).exp()).sum();
-        *loss = sum.ln() - (row[label as usize] - max);
-        *correct = best == label as usize;
     }
+    let sum: f32 = row.iter().map(|&v| (v - max).exp()).sum();
+    *loss = sum.ln() - (row[label as usize] - max);
+    *correct = best == label as usize;
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
 //! Helpers shared by the integration tests: the PyTorch fixture of `../shared/fixtures/digits-mlp`,
-//! the transformer fixtures of `tests/fixtures`, and comparisons with reference values.
+//! the transformer fixtures of `tests/fixtures`, the device the transformer fixture tests run on,
+//! and comparisons with reference values.
 
 #![allow(dead_code)] // each test file uses its own subset
 
@@ -20,9 +21,32 @@ pub fn load(run: &str, step: u64) -> ParamSet {
 }
 
 /// A file (or folder) of the transformer fixtures in `tests/fixtures` (written by their
-/// `make_fixture.py` with PyTorch and transformers).
+/// `make_fixture.py` with PyTorch and transformers). `LINEAGE_CORE_DIR` names the `core` folder
+/// when a prebuilt test executable runs away from the source tree it was built in
+/// (`scripts/gpu-check.sh`).
 pub fn own_fixture(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(rel)
+    let core =
+        std::env::var_os("LINEAGE_CORE_DIR").map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from);
+    core.join("tests/fixtures").join(rel)
+}
+
+/// The device the transformer fixture tests run on: `LINEAGE_TEST_DEVICE` (`cpu`, the default,
+/// `cuda` or `cuda:N`). A device asked for but not usable (no GPU, or a build without the `cuda`
+/// feature) fails the test with the reason: such a run must not pass on the CPU instead.
+pub fn test_device() -> candle_core::Device {
+    let name = std::env::var("LINEAGE_TEST_DEVICE").unwrap_or_else(|_| "cpu".into());
+    lineage_core::models::transformer::device(&name)
+        .unwrap_or_else(|e| panic!("LINEAGE_TEST_DEVICE={name} cannot be used, so this test cannot run: {e}"))
+}
+
+/// The evaluator of the registry for `config` on [`test_device`] (default BatchNorm options).
+pub fn evaluator_for(
+    config: Option<&Path>,
+    reference: &ParamSet,
+    data: &lineage_core::EvalData,
+) -> Result<Box<dyn lineage_core::Evaluator>, lineage_core::CoreError> {
+    let factory = lineage_core::models::registry::evaluator_on(test_device(), Default::default());
+    factory(config, reference, data)
 }
 
 /// A JSON file.

@@ -9,7 +9,7 @@
 //! each thread reusing its own scratch buffers.
 
 mod forward;
-mod kernels;
+pub(crate) mod kernels;
 mod spec;
 
 pub use spec::{Activation, LinearLayer, MlpSpec, linear_chain, natural_cmp};

@@ -1,15 +1,17 @@
-//! The `bert` family: Hugging Face `BertForSequenceClassification` (candle-transformers' BERT
-//! encoder, then the pooler and the classifier head of the HF model).
+//! The `bert` family: Hugging Face `BertForSequenceClassification`, the BERT encoder written with
+//! candle-nn as transformers computes it (candle-transformers' `BertModel` returns every token's
+//! final state, and this head reads only the first), then the pooler and the classifier head.
 
 use std::path::Path;
 
-use candle_core::{Module, Tensor};
-use candle_nn::{Linear, VarBuilder, linear};
-use candle_transformers::models::bert::{BertModel, Config};
+use candle_core::{DType, Module, Tensor};
+use candle_nn::{Embedding, LayerNorm, Linear, VarBuilder, embedding, layer_norm, linear};
+use candle_transformers::models::bert::{Config, HiddenAct};
 use lineage_loaders::ParamSet;
 
 use crate::error::{CoreError, Result};
 use crate::methods::align::PermutationSpec;
+use crate::models::transformer::causal::{Activation, attention};
 use crate::models::transformer::classifier::{Encoder, EncoderSizes, EncoderSpec, check_and_count_labels};
 use crate::models::transformer::permutations::{self, EncoderNames};
 
@@ -88,9 +90,112 @@ impl EncoderSpec for BertSpec {
     }
 }
 
+/// One encoder layer (`bert.encoder.layer.N`).
+struct Layer {
+    query: Linear,
+    key: Linear,
+    value: Linear,
+    attention_out: Linear,
+    attention_norm: LayerNorm,
+    up: Linear,
+    down: Linear,
+    out_norm: LayerNorm,
+}
+
+impl Layer {
+    fn load(vb: VarBuilder, config: &Config) -> candle_core::Result<Self> {
+        let (h, i, eps) = (config.hidden_size, config.intermediate_size, config.layer_norm_eps);
+        Ok(Self {
+            query: linear(h, h, vb.pp("attention.self.query"))?,
+            key: linear(h, h, vb.pp("attention.self.key"))?,
+            value: linear(h, h, vb.pp("attention.self.value"))?,
+            attention_out: linear(h, h, vb.pp("attention.output.dense"))?,
+            attention_norm: layer_norm(h, eps, vb.pp("attention.output.LayerNorm"))?,
+            up: linear(h, i, vb.pp("intermediate.dense"))?,
+            down: linear(i, h, vb.pp("output.dense"))?,
+            out_norm: layer_norm(h, eps, vb.pp("output.LayerNorm"))?,
+        })
+    }
+}
+
+/// The BERT encoder (`bert.embeddings`, `bert.encoder`) in eval mode.
+struct BertEncoder {
+    words: Embedding,
+    positions: Embedding,
+    token_types: Embedding,
+    embedding_norm: LayerNorm,
+    layers: Vec<Layer>,
+    heads: usize,
+    activation: Activation,
+}
+
+impl BertEncoder {
+    fn load(vb: VarBuilder, config: &Config) -> candle_core::Result<Self> {
+        let h = config.hidden_size;
+        let embeddings = vb.pp("embeddings");
+        let layers = (0..config.num_hidden_layers)
+            .map(|n| Layer::load(vb.pp(format!("encoder.layer.{n}")), config))
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        Ok(Self {
+            words: embedding(config.vocab_size, h, embeddings.pp("word_embeddings"))?,
+            positions: embedding(config.max_position_embeddings, h, embeddings.pp("position_embeddings"))?,
+            token_types: embedding(config.type_vocab_size, h, embeddings.pp("token_type_embeddings"))?,
+            embedding_norm: layer_norm(h, config.layer_norm_eps, embeddings.pp("LayerNorm"))?,
+            layers,
+            heads: config.num_attention_heads,
+            activation: match config.hidden_act {
+                HiddenAct::Gelu => Activation::Gelu,
+                HiddenAct::GeluApproximate => Activation::GeluTanh,
+                HiddenAct::Relu => Activation::Relu,
+            },
+        })
+    }
+
+    /// `[B, L, H]` states split into heads, `[B, heads, L, H / heads]`.
+    fn split_heads(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let (b, l, h) = x.dims3()?;
+        x.reshape((b, l, self.heads, h / self.heads))?.transpose(1, 2)
+    }
+
+    /// The final state of the first token of each sequence, `[B, H]`, of token ids `[B, L]` with
+    /// their segment ids and attention mask (1 = attend). The last layer computes only that
+    /// token's row (its keys and values still come from every token): the other rows feed nothing
+    /// the classifier reads.
+    fn first_token_state(
+        &self,
+        input_ids: &Tensor,
+        token_type_ids: &Tensor,
+        attention_mask: &Tensor,
+    ) -> candle_core::Result<Tensor> {
+        let (b, l) = input_ids.dims2()?;
+        let positions = Tensor::arange(0u32, l as u32, input_ids.device())?;
+        let embedded = (self.words.forward(input_ids)? + self.token_types.forward(token_type_ids)?)?
+            .broadcast_add(&self.positions.forward(&positions)?)?;
+        let mut x = self.embedding_norm.forward(&embedded)?;
+        // Masked keys get f32::MIN added to their scores, as transformers' eager attention.
+        let mask = attention_mask.to_dtype(DType::F32)?.reshape((b, 1, 1, l))?;
+        let bias = ((1.0 - mask)? * f64::from(f32::MIN))?;
+        let last = self.layers.len().saturating_sub(1);
+        for (n, layer) in self.layers.iter().enumerate() {
+            let queries = if n == last { x.narrow(1, 0, 1)? } else { x.clone() };
+            let head = x.dim(2)? / self.heads;
+            let q = self.split_heads(&layer.query.forward(&queries)?)?;
+            let k = self.split_heads(&layer.key.forward(&x)?)?;
+            let v = self.split_heads(&layer.value.forward(&x)?)?;
+            let mixed = attention(&q, &k, &v, 1.0 / (head as f64).sqrt(), &bias)?;
+            let attended = layer
+                .attention_norm
+                .forward(&(layer.attention_out.forward(&mixed)? + &queries)?)?;
+            let up = self.activation.apply(&layer.up.forward(&attended)?)?;
+            x = layer.out_norm.forward(&(layer.down.forward(&up)? + &attended)?)?;
+        }
+        x.narrow(1, 0, 1)?.squeeze(1)
+    }
+}
+
 /// `BertForSequenceClassification` in eval mode (dropout off).
 pub struct BertClassifier {
-    encoder: BertModel,
+    encoder: BertEncoder,
     pooler: Linear,
     classifier: Linear,
 }
@@ -101,7 +206,7 @@ impl BertClassifier {
     pub fn load(vb: VarBuilder, spec: &BertSpec) -> candle_core::Result<Self> {
         let hidden = spec.config.hidden_size;
         Ok(Self {
-            encoder: BertModel::load(vb.pp(ENCODER), &spec.config)?,
+            encoder: BertEncoder::load(vb.pp(ENCODER), &spec.config)?,
             pooler: linear(hidden, hidden, vb.pp(POOLER))?,
             classifier: linear(hidden, spec.sizes.labels, vb.pp(CLASSIFIER))?,
         })
@@ -124,8 +229,7 @@ impl Encoder for BertClassifier {
                 &zeros
             }
         };
-        let hidden = self.encoder.forward(input_ids, token_types, Some(attention_mask))?;
-        let first = hidden.narrow(1, 0, 1)?.squeeze(1)?;
+        let first = self.encoder.first_token_state(input_ids, token_types, attention_mask)?;
         let pooled = self.pooler.forward(&first)?.tanh()?;
         let logits = self.classifier.forward(&pooled)?;
         Ok((logits, pooled))

@@ -13,6 +13,7 @@ use crate::error::{CoreError, Result};
 use crate::methods::align::PermutationSpec;
 use crate::models::evaluator::score_logits;
 use crate::models::transformer::evaluator::{Architecture, Scores};
+use crate::models::transformer::kernels;
 use crate::models::transformer::tokens::{TokenBatch, TokenBatches};
 
 /// Logit values moved to the host at once when scoring (bounds memory for large vocabularies).
@@ -261,9 +262,13 @@ impl Activation {
     }
 }
 
-/// Scaled dot-product attention over heads: `softmax(q kᵀ · scale + bias) v` for `q`, `k`, `v`
-/// `[B, heads, L, head]` and `bias` `[B, 1, L, L]`; returns `[B, L, heads * head]`.
+/// Scaled dot-product attention over heads: `softmax(q kᵀ · scale + bias) v` for `q`
+/// `[B, heads, Lq, head]`, `k`, `v` `[B, heads, Lk, head]` and `bias` `[B, 1, Lq or 1, Lk]`;
+/// returns `[B, Lq, heads * head]`. On the CPU, one fused kernel (`kernels::attention`).
 pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, scale: f64, bias: &Tensor) -> candle_core::Result<Tensor> {
+    if kernels::supports(q) {
+        return kernels::attention(q, k, v, scale, bias);
+    }
     let scores = (q.contiguous()?.matmul(&k.t()?.contiguous()?)? * scale)?.broadcast_add(bias)?;
     let probs = candle_nn::ops::softmax_last_dim(&scores)?;
     let out = probs.matmul(&v.contiguous()?)?;

@@ -2,6 +2,7 @@
 //! device, the eval set runs in token batches, theta(a) is blended tensor by tensor.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use candle_core::{DType, Device, Tensor};
@@ -12,7 +13,7 @@ use crate::data::eval_data::EvalData;
 use crate::data::features::Features;
 use crate::error::{CoreError, Result};
 use crate::methods::align::PermutationSpec;
-use crate::methods::interpolation::blend;
+use crate::methods::interpolation::{blend, blend_into};
 use crate::models::evaluator::{EvalResult, Evaluator, Prepared, check_shapes};
 use crate::models::transformer::tokens::{TokenBatch, TokenBatches};
 
@@ -89,6 +90,10 @@ pub struct TransformerEvaluator<A: Architecture> {
     /// Names and shapes every parameter set must have (those of the reference checkpoint).
     shapes: BTreeMap<String, Vec<usize>>,
     description: String,
+    /// On the CPU, the parameters of the last interpolated point, kept so that the next point is
+    /// blended into them in place rather than into newly allocated tensors (one checkpoint's worth
+    /// of memory, held while the evaluator lives). A pass holds the lock while it uses them.
+    scratch: Mutex<Option<HashMap<String, Tensor>>>,
 }
 
 /// A checkpoint prepared by a [`TransformerEvaluator`]: its tensors on the device and the model.
@@ -134,6 +139,7 @@ impl<A: Architecture> TransformerEvaluator<A> {
             sequence_of,
             shapes: reference.shapes(),
             description,
+            scratch: Mutex::new(None),
         };
         evaluator.build(evaluator.on_device(reference.iter())?)?;
         Ok(evaluator)
@@ -189,6 +195,41 @@ impl<A: Architecture> TransformerEvaluator<A> {
     }
 }
 
+/// Whether [`blend_into`] can read these tensors (contiguous f32).
+fn reusable(tensors: &HashMap<String, Tensor>) -> bool {
+    tensors.values().all(|t| t.is_contiguous() && t.dtype() == DType::F32)
+}
+
+/// theta(alpha) between the tensors `a` and `b` (same names and shapes), written into `scratch`
+/// in place when it holds tensors of those names from an earlier call ([`blend_into`]), else newly
+/// blended into `scratch`; returns handles to them. The tensors of `scratch` are shared with no one
+/// but the handles returned, which must be dropped before the next call.
+fn blend_reusing(
+    scratch: &mut Option<HashMap<String, Tensor>>,
+    a: &HashMap<String, Tensor>,
+    b: &HashMap<String, Tensor>,
+    alpha: f64,
+) -> Result<HashMap<String, Tensor>> {
+    let missing = |name: &str| CoreError::Model(format!("`{name}` missing in model B"));
+    match scratch {
+        Some(dst) if dst.len() == a.len() && a.keys().all(|n| dst.contains_key(n)) => {
+            for (name, t) in dst.iter() {
+                blend_into(t, &a[name], b.get(name).ok_or_else(|| missing(name))?, alpha)?;
+            }
+        }
+        _ => {
+            // Drop the old tensors first: at most one blended point in memory.
+            *scratch = None;
+            *scratch = Some(blend(
+                a.iter().map(|(n, t)| (n.as_str(), t)),
+                |name| b.get(name),
+                alpha,
+            )?);
+        }
+    }
+    Ok(scratch.clone().unwrap_or_default())
+}
+
 impl<A: Architecture> Evaluator for TransformerEvaluator<A> {
     fn describe(&self) -> String {
         self.description.clone()
@@ -224,8 +265,23 @@ impl<A: Architecture> Evaluator for TransformerEvaluator<A> {
         alphas
             .iter()
             .map(|&alpha| {
-                let blended = blend(a.iter().map(|(n, t)| (n.as_str(), t)), |name| b.get(name), alpha)?;
-                let scores = self.run(&self.build(blended)?, None)?;
+                // A pass already running on the scratch tensors (or a poisoned lock) leaves this
+                // one to allocate its own: never wait for the lock, which a rayon thread holding it
+                // could otherwise be asked to take again while it helps with other work.
+                let scratch = match self.scratch.try_lock() {
+                    Ok(guard) if self.device.is_cpu() && reusable(a) && reusable(b) => Some(guard),
+                    _ => None,
+                };
+                let scores = match scratch {
+                    Some(mut scratch) => {
+                        let tensors = blend_reusing(&mut scratch, a, b, alpha)?;
+                        self.run(&self.build(tensors)?, None)?
+                    }
+                    None => {
+                        let blended = blend(a.iter().map(|(n, t)| (n.as_str(), t)), |name| b.get(name), alpha)?;
+                        self.run(&self.build(blended)?, None)?
+                    }
+                };
                 Ok(EvalResult::from_examples(scores.loss, scores.correct))
             })
             .collect()

@@ -2,8 +2,9 @@
 //! `attention_mask`; `labels` for classifiers), chosen by the `model_type` of a Hugging Face
 //! `config.json` next to the checkpoints:
 //!
-//! - `bert` ([`bert`]): `BertForSequenceClassification`; candle-transformers' BERT encoder plus the
-//!   HF pooler and classifier head. `roberta` / `xlm-roberta` ([`roberta`]):
+//! - `bert` ([`bert`]): `BertForSequenceClassification`; the BERT encoder written with candle-nn
+//!   (its last layer computes only the [CLS] row the head reads) plus the HF pooler and classifier
+//!   head. `roberta` / `xlm-roberta` ([`roberta`]):
 //!   `RobertaForSequenceClassification`; candle-transformers' XLM-RoBERTa encoder plus the HF head.
 //!   One example per sequence ([`classifier`]); the representation is the head's input (BERT's
 //!   pooled [CLS] state).
@@ -20,6 +21,7 @@ pub mod classifier;
 mod evaluator;
 pub mod gpt2;
 pub mod gpt_neox;
+mod kernels;
 pub mod permutations;
 pub mod roberta;
 mod tokens;

@@ -1,0 +1,233 @@
+//! CPU kernels of the transformer forward pass that candle would run as many separate operations.
+//!
+//! [`attention`]: scaled dot-product attention fused per (sequence, head): the scores of one head
+//! (`Lq x Lk`, small enough to stay in cache) are computed, scaled, biased and soft-maxed in one
+//! buffer and mixed with the values straight into the `[B, Lq, heads * head]` output. Queries, keys
+//! and values are read in place through their strides (no transposed or contiguous copies), no
+//! `[B, heads, Lq, Lk]` tensor is materialised, and the heads run in parallel, each GEMM on its own
+//! thread (rather than each small GEMM split over every core).
+
+use candle_core::{CpuStorage, DType, Layout, Tensor};
+use rayon::prelude::*;
+
+/// A tensor's f32 values on the CPU, with its layout (read through `storage_and_layout`).
+fn with_f32<R>(t: &Tensor, f: impl FnOnce(&[f32], &Layout) -> candle_core::Result<R>) -> candle_core::Result<R> {
+    let (storage, layout) = t.storage_and_layout();
+    match &*storage {
+        candle_core::Storage::Cpu(CpuStorage::F32(values)) => f(values, layout),
+        _ => candle_core::bail!("CPU attention needs f32 tensors on the CPU"),
+    }
+}
+
+/// Offsets and strides of a rank-4 `[B, heads, L, head]` view: (start, [4 strides]).
+fn strides4(layout: &Layout) -> candle_core::Result<(usize, [usize; 4])> {
+    match layout.stride() {
+        &[a, b, c, d] => Ok((layout.start_offset(), [a, b, c, d])),
+        other => candle_core::bail!("CPU attention: expected a rank-4 tensor, got strides {other:?}"),
+    }
+}
+
+/// A raw pointer that tasks writing disjoint parts of one buffer may share.
+#[derive(Clone, Copy)]
+struct SharedOut(*mut f32);
+// SAFETY: every task writes only its own (sequence, head) block of the output (see `attention`).
+unsafe impl Send for SharedOut {}
+unsafe impl Sync for SharedOut {}
+
+impl SharedOut {
+    /// The pointer (a method, so that closures capture the whole `Sync` wrapper).
+    fn at(self, offset: usize) -> *mut f32 {
+        self.0.wrapping_add(offset)
+    }
+}
+
+/// Whether [`attention`] can run on these tensors.
+pub(crate) fn supports(q: &Tensor) -> bool {
+    q.device().is_cpu() && q.dtype() == DType::F32
+}
+
+/// `softmax(q kᵀ · scale + bias) v` for `q` `[B, heads, Lq, head]`, `k` and `v`
+/// `[B, heads, Lk, head]` (any strides) and `bias` `[B, 1, Lq or 1, Lk]` (broadcast over heads, and
+/// over queries when its third dimension is 1); returns `[B, Lq, heads * head]`.
+pub(crate) fn attention(q: &Tensor, k: &Tensor, v: &Tensor, scale: f64, bias: &Tensor) -> candle_core::Result<Tensor> {
+    let (b, heads, lq, head) = q.dims4()?;
+    let lk = k.dim(2)?;
+    let bias = bias.contiguous()?;
+    let bias_rows = match bias.dims4()? {
+        (bb, 1, rows, cols) if bb == b && (rows == lq || rows == 1) && cols == lk => rows,
+        dims => candle_core::bail!("CPU attention: bias {dims:?} does not fit scores [{b}, {heads}, {lq}, {lk}]"),
+    };
+    if k.dims4()? != (b, heads, lk, head) || v.dims4()? != (b, heads, lk, head) {
+        candle_core::bail!("CPU attention: q {:?}, k {:?}, v {:?}", q.dims(), k.dims(), v.dims());
+    }
+    let width = heads * head;
+    let mut out = vec![0f32; b * lq * width];
+    let shared = SharedOut(out.as_mut_ptr());
+    let scale = scale as f32;
+    with_f32(q, |qv, ql| {
+        with_f32(k, |kv, kl| {
+            with_f32(v, |vv, vl| {
+                with_f32(&bias, |biases, bl| {
+                    let (q0, qs) = strides4(ql)?;
+                    let (k0, ks) = strides4(kl)?;
+                    let (v0, vs) = strides4(vl)?;
+                    let bias0 = bl.start_offset();
+                    (0..b * heads).into_par_iter().for_each_init(
+                        || vec![0f32; lq * lk],
+                        |scores, job| {
+                            let (s, h) = (job / heads, job % heads);
+                            let (qo, ko, vo) = (
+                                q0 + s * qs[0] + h * qs[1],
+                                k0 + s * ks[0] + h * ks[1],
+                                v0 + s * vs[0] + h * vs[1],
+                            );
+                            // SAFETY: the offsets and strides come from the tensors' own layouts,
+                            // so every element read lies inside their storage; `scores` holds
+                            // lq x lk values; the output block of (s, h) — rows s·lq.. of width
+                            // `width`, columns h·head.. — is written by this task alone.
+                            unsafe {
+                                gemm::gemm(
+                                    lq,
+                                    lk,
+                                    head,
+                                    scores.as_mut_ptr(),
+                                    1,
+                                    lk as isize,
+                                    false,
+                                    qv.as_ptr().add(qo),
+                                    qs[3] as isize,
+                                    qs[2] as isize,
+                                    kv.as_ptr().add(ko),
+                                    ks[2] as isize,
+                                    ks[3] as isize,
+                                    0.0,
+                                    scale,
+                                    false,
+                                    false,
+                                    false,
+                                    gemm::Parallelism::None,
+                                );
+                            }
+                            for (i, row) in scores.chunks_exact_mut(lk).enumerate() {
+                                let r = if bias_rows == 1 { 0 } else { i };
+                                let bias_row = &biases[bias0 + (s * bias_rows + r) * lk..][..lk];
+                                softmax_biased(row, bias_row);
+                            }
+                            unsafe {
+                                gemm::gemm(
+                                    lq,
+                                    head,
+                                    lk,
+                                    shared.at(s * lq * width + h * head),
+                                    1,
+                                    width as isize,
+                                    false,
+                                    scores.as_ptr(),
+                                    1,
+                                    lk as isize,
+                                    vv.as_ptr().add(vo),
+                                    vs[3] as isize,
+                                    vs[2] as isize,
+                                    0.0,
+                                    1.0,
+                                    false,
+                                    false,
+                                    false,
+                                    gemm::Parallelism::None,
+                                );
+                            }
+                        },
+                    );
+                    Ok(())
+                })
+            })
+        })
+    })?;
+    Tensor::from_vec(out, (b, lq, width), q.device())
+}
+
+/// `row = softmax(row + bias)` in place, in f32 (maximum subtracted first).
+fn softmax_biased(row: &mut [f32], bias: &[f32]) {
+    let mut max = f32::NEG_INFINITY;
+    for (x, &b) in row.iter_mut().zip(bias) {
+        *x += b;
+        max = max.max(*x);
+    }
+    let mut sum = 0f32;
+    for x in row.iter_mut() {
+        *x = (*x - max).exp();
+        sum += *x;
+    }
+    let inverse = 1.0 / sum;
+    for x in row.iter_mut() {
+        *x *= inverse;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    /// The fused kernel against candle's separate operations, on strided inputs with padding.
+    #[test]
+    fn fused_attention_matches_candle_ops() {
+        let device = Device::Cpu;
+        let (b, heads, l, head) = (2, 3, 5, 4);
+        let values = |n: usize, seed: f32| -> Vec<f32> { (0..n).map(|i| (i as f32 * 0.37 + seed).sin()).collect() };
+        // [B, L, heads, head] transposed to [B, heads, L, head]: strided, as the models pass them.
+        let make = |seed| {
+            Tensor::from_vec(values(b * l * heads * head, seed), (b, l, heads, head), &device)
+                .unwrap()
+                .transpose(1, 2)
+                .unwrap()
+        };
+        let (q, k, v) = (make(0.1), make(0.7), make(1.3));
+        let mut bias = vec![0f32; b * l * l];
+        bias[l * l + 3] = f32::MIN; // second sequence: key 3 of query 0 masked
+        let bias = Tensor::from_vec(bias, (b, 1, l, l), &device).unwrap();
+        let scale = 0.5;
+        let got = attention(&q, &k, &v, scale, &bias).unwrap();
+        let scores = (q
+            .contiguous()
+            .unwrap()
+            .matmul(&k.t().unwrap().contiguous().unwrap())
+            .unwrap()
+            * scale)
+            .unwrap()
+            .broadcast_add(&bias)
+            .unwrap();
+        let probs = candle_nn::ops::softmax_last_dim(&scores).unwrap();
+        let want = probs
+            .matmul(&v.contiguous().unwrap())
+            .unwrap()
+            .transpose(1, 2)
+            .unwrap()
+            .reshape((b, l, heads * head))
+            .unwrap();
+        let diff = (got - want)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert!(diff < 1e-6, "largest difference {diff}");
+
+        // One query row per sequence against a [B, 1, 1, Lk] bias (BERT's last layer).
+        let q1 = q.narrow(2, 0, 1).unwrap();
+        let bias1 = bias.narrow(2, 0, 1).unwrap();
+        let got = attention(&q1, &k, &v, scale, &bias1).unwrap();
+        let want = attention(&q, &k, &v, scale, &bias).unwrap().narrow(1, 0, 1).unwrap();
+        let diff = (got - want)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert!(diff < 1e-6, "largest difference {diff}");
+    }
+}

@@ -1,0 +1,144 @@
+#!/usr/bin/env bash
+# GPU check for lineage's `cuda` feature, in one command on a machine with an NVIDIA GPU:
+#
+#   1. builds the transformer fixture tests and the transformer_path bench with `--features cuda`
+#      (when cargo exists), or takes prebuilt executables (`--bin-dir DIR`, made by `--package`);
+#   2. runs the transformer fixture tests on the GPU (LINEAGE_TEST_DEVICE=cuda): lineage must
+#      agree with PyTorch's fixture values within 1e-4 there too;
+#   3. times the BERT-base and Pythia-160m paths of the bench on the GPU against PyTorch +
+#      transformers on the same GPU, in the same run (LINEAGE_BENCH_DEVICE=cuda).
+#
+# Usage:
+#   scripts/gpu-check.sh                  build with cargo (needs nvcc), then test and bench
+#   scripts/gpu-check.sh --bin-dir DIR    no Rust toolchain: use the executables and files in DIR
+#   scripts/gpu-check.sh --package DIR    on a build machine with cargo and nvcc (no GPU needed):
+#                                         build, and put the stripped executables, the fixtures
+#                                         and the PyTorch script in DIR for `--bin-dir DIR`
+#
+# Environment: CUDA_COMPUTE_CAP (e.g. 90 for an H100/H200; read from nvidia-smi when unset, and
+# required with --package on a machine without a GPU), LINEAGE_PYTHON (a python with torch,
+# transformers and safetensors; default python3), LINEAGE_BENCH_SEQUENCES (default 16),
+# LINEAGE_BENCH_REPEATS (default 3), LINEAGE_TEST_DEVICE / LINEAGE_BENCH_DEVICE (default cuda).
+#
+# Exit status: 0 when every step passed, 1 when one failed, 77 when the check was skipped (no
+# usable GPU; the reason is printed). It never reports success for a step it did not run.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+TESTS=(bert_fixture causal_lm_fixture roberta_fixture transformer_align)
+BENCH=transformer_path
+PYTHON="${LINEAGE_PYTHON:-python3}"
+DEVICE="${LINEAGE_TEST_DEVICE:-cuda}"
+
+mode=build
+dir=""
+case "${1:-}" in
+  --bin-dir) mode=prebuilt; dir="${2:?--bin-dir needs a folder}" ;;
+  --package) mode=package; dir="${2:?--package needs a folder}" ;;
+  "") ;;
+  *) sed -n '2,30p' "$0"; exit 2 ;;
+esac
+
+say() { printf '\n== %s\n' "$*"; }
+skip() { printf '\nSKIPPED: %s\n' "$*"; exit 77; }
+
+# The compute capability as nvcc wants it (9.0 -> 90), from nvidia-smi.
+compute_cap() {
+  nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | head -n1 | tr -d ' .'
+}
+
+if [[ "$mode" != package ]]; then
+  command -v nvidia-smi >/dev/null || skip "no NVIDIA driver on this machine (nvidia-smi not found)"
+  nvidia-smi -L >/dev/null 2>&1 || skip "nvidia-smi finds no GPU: $(nvidia-smi -L 2>&1 | head -n1)"
+  say "GPU"
+  nvidia-smi --query-gpu=name,compute_cap,memory.total,driver_version --format=csv
+fi
+if [[ -z "${CUDA_COMPUTE_CAP:-}" ]]; then
+  CUDA_COMPUTE_CAP="$(compute_cap || true)"
+  [[ -n "$CUDA_COMPUTE_CAP" ]] || { echo "set CUDA_COMPUTE_CAP (e.g. 90): no GPU to read it from" >&2; exit 2; }
+fi
+export CUDA_COMPUTE_CAP
+
+# Builds with cargo and prints "name path" for each test executable and the bench.
+build() {
+  command -v cargo >/dev/null || { echo "cargo not found: install Rust or pass --bin-dir DIR" >&2; exit 2; }
+  command -v nvcc >/dev/null || { echo "nvcc not found: the cuda feature compiles candle's kernels with it" >&2; exit 2; }
+  echo "building with --features cuda for compute capability $CUDA_COMPUTE_CAP" >&2
+  (cd "$ROOT" && cargo build --workspace --release --features cuda >&2)
+  local args=()
+  for t in "${TESTS[@]}"; do args+=(--test "$t"); done
+  (cd "$ROOT" && {
+    cargo test --workspace --release --features cuda --no-run --message-format=json "${args[@]}"
+    cargo bench --workspace --features cuda --bench "$BENCH" --no-run --message-format=json
+  }) | "$PYTHON" -c '
+import json, sys
+for line in sys.stdin:
+    try:
+        m = json.loads(line)
+    except ValueError:
+        continue
+    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["kind"] in (["test"], ["bench"]):
+        print(m["target"]["name"], m["executable"])
+'
+}
+
+declare -A exe
+core_dir="$ROOT/core"
+case "$mode" in
+  build|package)
+    while read -r name path; do exe[$name]="$path"; done < <(build)
+    ;;
+  prebuilt)
+    for name in "${TESTS[@]}" "$BENCH"; do exe[$name]="$dir/$name"; done
+    core_dir="$dir/core"
+    ;;
+esac
+for name in "${TESTS[@]}" "$BENCH"; do
+  [[ -x "${exe[$name]:-}" ]] || { echo "missing executable for $name (${exe[$name]:-not built})" >&2; exit 1; }
+done
+
+if [[ "$mode" == package ]]; then
+  mkdir -p "$dir/core/benches" "$dir/core/tests"
+  for name in "${TESTS[@]}" "$BENCH"; do
+    cp "${exe[$name]}" "$dir/$name"
+    strip "$dir/$name" 2>/dev/null || true
+  done
+  cp -r "$ROOT/core/tests/fixtures" "$dir/core/tests/"
+  cp "$ROOT/core/benches/transformer_pytorch.py" "$dir/core/benches/"
+  cp "$0" "$dir/gpu-check.sh"
+  echo "packaged for compute capability $CUDA_COMPUTE_CAP in $dir: run $dir/gpu-check.sh --bin-dir $dir on the GPU machine"
+  exit 0
+fi
+
+export LINEAGE_CORE_DIR="$core_dir"
+failed=()
+
+say "transformer fixture tests on $DEVICE (LINEAGE_TEST_DEVICE=$DEVICE)"
+for name in "${TESTS[@]}"; do
+  echo "-- $name"
+  if ! LINEAGE_TEST_DEVICE="$DEVICE" "${exe[$name]}" --test-threads=1; then
+    failed+=("$name")
+  fi
+done
+
+say "PyTorch"
+if "$PYTHON" -c 'import torch, transformers, safetensors; assert torch.cuda.is_available(), "torch sees no GPU"; print("torch", torch.__version__, "transformers", transformers.__version__, torch.cuda.get_device_name())'; then
+  torch_ok=1
+else
+  echo "no usable PyTorch on the GPU: the bench below times lineage alone" >&2
+  torch_ok=0
+  failed+=("pytorch")
+fi
+
+say "BERT-base and Pythia-160m paths on $DEVICE against PyTorch (LINEAGE_BENCH_DEVICE=${LINEAGE_BENCH_DEVICE:-$DEVICE})"
+if ! LINEAGE_BENCH_DEVICE="${LINEAGE_BENCH_DEVICE:-$DEVICE}" LINEAGE_BENCH_CASES=bert-base,pythia-160m \
+  LINEAGE_BENCH_SEQUENCES="${LINEAGE_BENCH_SEQUENCES:-16}" LINEAGE_PYTHON="$PYTHON" "${exe[$BENCH]}" --bench; then
+  failed+=("$BENCH")
+fi
+
+say "summary"
+if ((${#failed[@]})); then
+  echo "FAILED: ${failed[*]}"
+  exit 1
+fi
+echo "all fixture tests passed on $DEVICE; bench timings above (PyTorch baseline: $([[ $torch_ok == 1 ]] && echo yes || echo no))"
