@@ -1,8 +1,8 @@
 //! The convolutional family against PyTorch: the small torchvision zoos of `tests/fixtures/cnn`
-//! (written by `make_fixture.py`): a CIFAR-layout ResNet-20 at width 8, a VGG-11-BN at 1/16 width
-//! and a plain CNN without BatchNorm, on 1x32x32 digits. Per-example losses of every checkpoint,
-//! the interpolation path under each `--bn` mode, architecture inference, and permutation
-//! alignment of the ResNet and the VGG.
+//! (written by `make_fixture.py`): a CIFAR-layout ResNet-20 at width 16 on 1x8x8 digits, a
+//! VGG-11-BN at 1/16 width and a plain CNN without BatchNorm on 1x32x32 digits. Per-example losses
+//! of every checkpoint, the interpolation path under each `--bn` mode, architecture inference, and
+//! permutation alignment of every family (the ResNet's against a permutation found in PyTorch).
 
 mod common;
 
@@ -11,11 +11,12 @@ use std::path::PathBuf;
 
 use candle_core::{Device, Tensor};
 use common::{
-    TORCH_TOLERANCE, assert_checkpoints_match, assert_close, assert_path_matches, floats, own_fixture, read_json, widen,
+    TORCH_TOLERANCE, assert_checkpoints_match, assert_close, assert_path_matches, barrier11, floats, own_fixture,
+    read_json, widen,
 };
 use lineage_core::EvalData;
 use lineage_core::methods::align::{align_to, weight_matching};
-use lineage_core::methods::interpolation::{alpha_grid, endpoint_barrier};
+use lineage_core::methods::interpolation::endpoint_barrier;
 use lineage_core::models::cnn::{BnMode, BnOptions};
 use lineage_core::models::evaluator::Evaluator;
 use lineage_core::models::registry::evaluator_on;
@@ -44,8 +45,11 @@ fn reference() -> Value {
     read_json(&cnn_fixture("reference.json"))
 }
 
-fn data() -> EvalData {
-    EvalData::load(&cnn_fixture("eval.safetensors")).unwrap()
+/// The eval set of `family` (`reference.json` names its file: the ResNet's digits are 1x8x8, the
+/// others' 1x32x32).
+fn data(family: &str) -> EvalData {
+    let file = reference()["eval"][family].as_str().unwrap().to_string();
+    EvalData::load(&cnn_fixture(&file)).unwrap()
 }
 
 /// The BatchNorm options the reference was computed with.
@@ -60,7 +64,7 @@ fn bn(mode: BnMode) -> BnOptions {
 }
 
 fn evaluator(family: &str, mode: BnMode, reference_params: &ParamSet) -> Box<dyn Evaluator> {
-    evaluator_on(Device::Cpu, bn(mode))(Some(&config(family)), reference_params, &data()).unwrap()
+    evaluator_on(Device::Cpu, bn(mode))(Some(&config(family)), reference_params, &data(family)).unwrap()
 }
 
 /// The final checkpoints of the two seeds (different initialisations).
@@ -151,15 +155,11 @@ fn bn_modes_differ_where_pytorch_says_and_recomputing_lowers_the_barrier() {
 #[test]
 fn the_reset_set_is_part_of_the_key() {
     let dir = tempfile::tempdir().unwrap();
-    let eval = data();
+    let eval = data("resnet20");
+    let image: Vec<usize> = [48].into_iter().chain(eval.example_shape.iter().copied()).collect();
     let write = |name: &str, start: usize| {
         let path = dir.path().join(name);
-        let inputs = eval
-            .inputs
-            .narrow(0, start, 48)
-            .unwrap()
-            .reshape((48, 1, 32, 32))
-            .unwrap();
+        let inputs = eval.inputs.narrow(0, start, 48).unwrap().reshape(image.as_slice()).unwrap();
         let labels = Tensor::new(&eval.labels[start..start + 48], &Device::Cpu).unwrap();
         let map = HashMap::from([("inputs".to_string(), inputs), ("labels".to_string(), labels)]);
         candle_core::safetensors::save(&map, &path).unwrap();
@@ -189,7 +189,7 @@ fn the_architecture_is_inferred_from_tensor_names() {
     for family in FAMILIES {
         let (a, _) = pair(family);
         let named = evaluator(family, BnMode::Interpolate, &a);
-        let inferred = evaluator_on(Device::Cpu, bn(BnMode::Interpolate))(None, &a, &data()).unwrap();
+        let inferred = evaluator_on(Device::Cpu, bn(BnMode::Interpolate))(None, &a, &data(family)).unwrap();
         assert_eq!(inferred.describe(), named.describe(), "{family}");
         assert_eq!(inferred.evaluate(&a).unwrap(), named.evaluate(&a).unwrap(), "{family}");
     }
@@ -197,7 +197,7 @@ fn the_architecture_is_inferred_from_tensor_names() {
     assert!(
         resnet
             .describe()
-            .starts_with("resnet20 (cifar stem, basic blocks 3-3-3, width 8, 10 classes) on 64 images 1x32x32"),
+            .starts_with("resnet20 (cifar stem, basic blocks 3-3-3, width 16, 10 classes) on 64 images 1x8x8"),
         "{}",
         resnet.describe()
     );
@@ -215,7 +215,7 @@ fn cifar_resnet_names_are_accepted() {
     .unwrap();
     assert!(renamed.get("layer2.0.shortcut.0.weight").is_some() && renamed.get("linear.weight").is_some());
     let factory = evaluator_on(Device::Cpu, bn(BnMode::Interpolate));
-    let got = factory(None, &renamed, &data()).unwrap().evaluate(&renamed).unwrap();
+    let got = factory(None, &renamed, &data("resnet20")).unwrap().evaluate(&renamed).unwrap();
     let want = evaluator("resnet20", BnMode::Interpolate, &a).evaluate(&a).unwrap();
     assert_eq!(got, want);
 }
@@ -228,7 +228,7 @@ fn bad_configs_and_data_are_clear_errors() {
     let with_config = |text: &str| {
         let path = dir.path().join("config.json");
         std::fs::write(&path, text).unwrap();
-        factory(Some(&path), &a, &data()).err().unwrap().to_string()
+        factory(Some(&path), &a, &data("resnet20")).err().unwrap().to_string()
     };
     let err = with_config(r#"{"arch": "resnet", "depth": 32}"#);
     assert!(
@@ -246,7 +246,7 @@ fn bad_configs_and_data_are_clear_errors() {
     assert!(err.contains("`input_shape`"), "{err}");
 
     // Flattened images need `input_shape`.
-    let eval = data();
+    let eval = data("resnet20");
     let flat = EvalData::from_tensors(eval.inputs.clone(), eval.labels.clone(), None, false).unwrap();
     let err = factory(Some(&config("resnet20")), &a, &flat).err().unwrap().to_string();
     assert!(
@@ -254,7 +254,7 @@ fn bad_configs_and_data_are_clear_errors() {
         "{err}"
     );
     let path = dir.path().join("config.json");
-    std::fs::write(&path, r#"{"arch": "resnet", "input_shape": [1, 32, 32]}"#).unwrap();
+    std::fs::write(&path, r#"{"arch": "resnet", "input_shape": [1, 8, 8]}"#).unwrap();
     let shaped = factory(Some(&path), &a, &flat).unwrap();
     assert_eq!(
         shaped.evaluate(&a).unwrap(),
@@ -293,13 +293,10 @@ fn losses(evaluator: &dyn Evaluator, params: &ParamSet) -> Vec<f64> {
 }
 
 /// `--align` leaves each model's function unchanged: every family, with blended and recomputed
-/// BatchNorm statistics. The cross-init barriers before and after are printed: on this fixture
-/// (width 8, a few hundred SGD steps on 1000 digits) weight matching does not lower them (see
-/// `weight_matching_undoes_a_random_permutation_of_a_resnet` for the check that it finds a
-/// permutation that exists).
+/// BatchNorm statistics. The cross-init barriers before and after are printed (the ResNet's are
+/// checked in `aligning_the_resnet_matches_pytorch_and_lowers_its_barrier`).
 #[test]
 fn alignment_keeps_each_function() {
-    let alphas = alpha_grid(11).unwrap();
     for family in FAMILIES {
         let (a, b) = pair(family);
         for mode in [BnMode::Interpolate, BnMode::Reset] {
@@ -322,19 +319,10 @@ fn alignment_keeps_each_function() {
                 TORCH_TOLERANCE,
             );
             if mode == BnMode::Reset && family != "cnn" {
-                let barrier = |b: &ParamSet| {
-                    let curve: Vec<f64> = evaluator
-                        .evaluate_path(&a, b, &alphas)
-                        .unwrap()
-                        .iter()
-                        .map(|r| r.loss)
-                        .collect();
-                    endpoint_barrier(&alphas, &curve)
-                };
                 println!(
                     "{family} cross-init endpoint loss barrier (bn reset): raw {:.4}, aligned {:.4}",
-                    barrier(&b),
-                    barrier(&aligned)
+                    barrier11(evaluator.as_ref(), &a, &b),
+                    barrier11(evaluator.as_ref(), &a, &aligned)
                 );
             }
         }
@@ -376,4 +364,70 @@ fn weight_matching_undoes_a_random_permutation_of_a_resnet() {
             .unwrap();
         assert_eq!(diff, 0.0, "`{name}` differs after aligning pi(A) onto A");
     }
+}
+
+/// The ResNet aligned by the permutation PyTorch's weight matching found (`make_fixture.py`): the
+/// spec applies it as PyTorch does (the permuted B's per-example losses and the aligned paths
+/// under every `--bn` mode agree within 1e-4), it computes B's function, and it lowers the
+/// cross-init barrier under `--bn reset` in PyTorch's numbers and in lineage's own weight
+/// matching, whose aligned B also computes B's function.
+#[test]
+fn aligning_the_resnet_matches_pytorch_and_lowers_its_barrier() {
+    let reference = reference();
+    let alphas = floats(&reference["alphas"]);
+    let expected = &reference["paths"]["resnet20"];
+    let (a, b) = pair("resnet20");
+    let reset = evaluator("resnet20", BnMode::Reset, &a);
+    let spec = reset.permutation_spec(&a).unwrap();
+    let torch_perms = expected["aligned"]["perms"].as_object().unwrap();
+    let names: Vec<&str> = spec.groups.iter().map(|g| g.name.as_str()).collect();
+    let mut torch_names: Vec<&str> = torch_perms.keys().map(String::as_str).collect();
+    torch_names.sort_unstable();
+    let mut sorted = names.clone();
+    sorted.sort_unstable();
+    assert_eq!(sorted, torch_names, "lineage and the fixture script name the same groups");
+    let perms: Vec<Vec<usize>> = names
+        .iter()
+        .map(|g| {
+            let p = torch_perms[*g].as_array().unwrap();
+            p.iter().map(|i| i.as_u64().unwrap() as usize).collect()
+        })
+        .collect();
+    let torch_aligned = spec.apply(&b, &perms).unwrap();
+    let interpolate = evaluator("resnet20", BnMode::Interpolate, &a);
+    assert_close(
+        "per-example loss of B permuted by PyTorch's matching",
+        &losses(interpolate.as_ref(), &torch_aligned),
+        &floats(&expected["aligned"]["per_example_loss_b"]),
+        TORCH_TOLERANCE,
+    );
+    assert_close(
+        "per-example loss of B permuted by PyTorch's matching, against B's",
+        &losses(interpolate.as_ref(), &torch_aligned),
+        &losses(interpolate.as_ref(), &b),
+        TORCH_TOLERANCE,
+    );
+    for mode in BnMode::ALL {
+        let path = &expected["aligned"][mode.name()];
+        assert_path_matches(evaluator("resnet20", *mode, &a).as_ref(), &a, &torch_aligned, &alphas, path);
+    }
+    let torch_barrier = |path: &Value| endpoint_barrier(&alphas, &floats(&path["reset"]["loss"]));
+    let (raw, aligned) = (torch_barrier(expected), torch_barrier(&expected["aligned"]));
+    println!("PyTorch, bn reset, 5 alphas: endpoint loss barrier raw {raw:.4}, aligned {aligned:.4}");
+    assert!(aligned < raw, "PyTorch: aligned {aligned} is not below raw {raw}");
+
+    // lineage's own weight matching.
+    let ours = align_to(&spec, &a, &b, 0).unwrap();
+    assert_close(
+        "per-example loss of B aligned by lineage",
+        &losses(reset.as_ref(), &ours),
+        &losses(reset.as_ref(), &b),
+        TORCH_TOLERANCE,
+    );
+    let (raw, aligned) = (
+        barrier11(reset.as_ref(), &a, &b),
+        barrier11(reset.as_ref(), &a, &ours),
+    );
+    println!("lineage, bn reset, 11 alphas: endpoint loss barrier raw {raw:.4}, aligned {aligned:.4}");
+    assert!(aligned < raw, "lineage: aligned {aligned} is not below raw {raw}");
 }
