@@ -8,7 +8,15 @@ use lineage_core::models::transformer::Architecture;
 use lineage_loaders::ParamSet;
 
 /// Best and median of `repeats` timed runs of `f` (after one warm-up run).
-pub fn time<R>(repeats: usize, mut f: impl FnMut() -> R) -> (Duration, Duration) {
+#[allow(dead_code)] // every bench but cnn_path, which reports the worst run too
+pub fn time<R>(repeats: usize, f: impl FnMut() -> R) -> (Duration, Duration) {
+    let (best, median, _) = time_spread(repeats, f);
+    (best, median)
+}
+
+/// Best, median and worst of `repeats` timed runs of `f` (after one warm-up run).
+#[allow(dead_code)] // only cnn_path reports the worst run
+pub fn time_spread<R>(repeats: usize, mut f: impl FnMut() -> R) -> (Duration, Duration, Duration) {
     std::hint::black_box(f());
     let mut times: Vec<Duration> = (0..repeats.max(1))
         .map(|_| {
@@ -18,7 +26,7 @@ pub fn time<R>(repeats: usize, mut f: impl FnMut() -> R) -> (Duration, Duration)
         })
         .collect();
     times.sort();
-    (times[0], times[times.len() / 2])
+    (times[0], times[times.len() / 2], times[times.len() - 1])
 }
 
 /// A randomly initialised checkpoint with the HF names: the model built on a `VarMap`, which
