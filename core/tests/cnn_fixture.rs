@@ -159,7 +159,12 @@ fn the_reset_set_is_part_of_the_key() {
     let image: Vec<usize> = [48].into_iter().chain(eval.example_shape.iter().copied()).collect();
     let write = |name: &str, start: usize| {
         let path = dir.path().join(name);
-        let inputs = eval.inputs.narrow(0, start, 48).unwrap().reshape(image.as_slice()).unwrap();
+        let inputs = eval
+            .inputs
+            .narrow(0, start, 48)
+            .unwrap()
+            .reshape(image.as_slice())
+            .unwrap();
         let labels = Tensor::new(&eval.labels[start..start + 48], &Device::Cpu).unwrap();
         let map = HashMap::from([("inputs".to_string(), inputs), ("labels".to_string(), labels)]);
         candle_core::safetensors::save(&map, &path).unwrap();
@@ -215,7 +220,10 @@ fn cifar_resnet_names_are_accepted() {
     .unwrap();
     assert!(renamed.get("layer2.0.shortcut.0.weight").is_some() && renamed.get("linear.weight").is_some());
     let factory = evaluator_on(Device::Cpu, bn(BnMode::Interpolate));
-    let got = factory(None, &renamed, &data("resnet20")).unwrap().evaluate(&renamed).unwrap();
+    let got = factory(None, &renamed, &data("resnet20"))
+        .unwrap()
+        .evaluate(&renamed)
+        .unwrap();
     let want = evaluator("resnet20", BnMode::Interpolate, &a).evaluate(&a).unwrap();
     assert_eq!(got, want);
 }
@@ -385,7 +393,10 @@ fn aligning_the_resnet_matches_pytorch_and_lowers_its_barrier() {
     torch_names.sort_unstable();
     let mut sorted = names.clone();
     sorted.sort_unstable();
-    assert_eq!(sorted, torch_names, "lineage and the fixture script name the same groups");
+    assert_eq!(
+        sorted, torch_names,
+        "lineage and the fixture script name the same groups"
+    );
     let perms: Vec<Vec<usize>> = names
         .iter()
         .map(|g| {
@@ -409,7 +420,13 @@ fn aligning_the_resnet_matches_pytorch_and_lowers_its_barrier() {
     );
     for mode in BnMode::ALL {
         let path = &expected["aligned"][mode.name()];
-        assert_path_matches(evaluator("resnet20", *mode, &a).as_ref(), &a, &torch_aligned, &alphas, path);
+        assert_path_matches(
+            evaluator("resnet20", *mode, &a).as_ref(),
+            &a,
+            &torch_aligned,
+            &alphas,
+            path,
+        );
     }
     let torch_barrier = |path: &Value| endpoint_barrier(&alphas, &floats(&path["reset"]["loss"]));
     let (raw, aligned) = (torch_barrier(expected), torch_barrier(&expected["aligned"]));
@@ -424,10 +441,7 @@ fn aligning_the_resnet_matches_pytorch_and_lowers_its_barrier() {
         &losses(reset.as_ref(), &b),
         TORCH_TOLERANCE,
     );
-    let (raw, aligned) = (
-        barrier11(reset.as_ref(), &a, &b),
-        barrier11(reset.as_ref(), &a, &ours),
-    );
+    let (raw, aligned) = (barrier11(reset.as_ref(), &a, &b), barrier11(reset.as_ref(), &a, &ours));
     println!("lineage, bn reset, 11 alphas: endpoint loss barrier raw {raw:.4}, aligned {aligned:.4}");
     assert!(aligned < raw, "lineage: aligned {aligned} is not below raw {raw}");
 }
