@@ -169,6 +169,18 @@ mod tests {
     use super::*;
     use candle_core::Device;
 
+    /// The largest absolute difference between two tensors of one shape.
+    fn largest_difference(a: &Tensor, b: &Tensor) -> f32 {
+        (a - b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap()
+    }
+
     /// The fused kernel against candle's separate operations, on strided inputs with padding.
     #[test]
     fn fused_attention_matches_candle_ops() {
@@ -205,14 +217,7 @@ mod tests {
             .unwrap()
             .reshape((b, l, heads * head))
             .unwrap();
-        let diff = (got - want)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
+        let diff = largest_difference(&got, &want);
         assert!(diff < 1e-6, "largest difference {diff}");
 
         // One query row per sequence against a [B, 1, 1, Lk] bias (BERT's last layer).
@@ -220,14 +225,7 @@ mod tests {
         let bias1 = bias.narrow(2, 0, 1).unwrap();
         let got = attention(&q1, &k, &v, scale, &bias1).unwrap();
         let want = attention(&q, &k, &v, scale, &bias).unwrap().narrow(1, 0, 1).unwrap();
-        let diff = (got - want)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
+        let diff = largest_difference(&got, &want);
         assert!(diff < 1e-6, "largest difference {diff}");
     }
 }
