@@ -223,12 +223,9 @@ pub fn economy_path(
         }
     }
     let curve = full_curve(&points, ends, 0..done);
-    let mut alphas = vec![0.0];
-    alphas.extend(&interior);
-    alphas.push(1.0);
     Ok(EconomyResult {
         path: EconomyPath {
-            alphas,
+            alphas: with_ends(&interior),
             curve: curve.iter().map(Metrics::from).collect(),
             examples: done,
             forward_passes: passes,
@@ -255,6 +252,14 @@ fn full_curve(points: &[EvalResult], ends: (&EvalResult, &EvalResult), examples:
     curve
 }
 
+/// The interior alphas with the endpoints 0 and 1.
+fn with_ends(interior: &[f64]) -> Vec<f64> {
+    let mut alphas = vec![0.0];
+    alphas.extend(interior);
+    alphas.push(1.0);
+    alphas
+}
+
 /// Whole-curve alphas and mean losses on `examples`.
 fn curve_losses(
     interior: &[f64],
@@ -262,11 +267,8 @@ fn curve_losses(
     ends: (&EvalResult, &EvalResult),
     examples: Range<usize>,
 ) -> (Vec<f64>, Vec<f64>) {
-    let mut alphas = vec![0.0];
-    alphas.extend(interior);
-    alphas.push(1.0);
     let losses = full_curve(points, ends, examples).iter().map(|r| r.loss).collect();
-    (alphas, losses)
+    (with_ends(interior), losses)
 }
 
 /// True when the bootstrap interval of the loss barrier over the first `done` examples lies
@@ -281,8 +283,7 @@ fn decided(
 ) -> bool {
     let curve = full_curve(points, ends, 0..done);
     let refs: Vec<&EvalResult> = curve.iter().collect();
-    let (alphas, _) = curve_losses(interior, points, ends, 0..0);
-    let resampled = resample_path(&alphas, &refs, &decider.prefix(done));
+    let resampled = resample_path(&with_ends(interior), &refs, &decider.prefix(done));
     let kind = BarrierKind::ALL.iter().position(|k| *k == decision.kind).unwrap_or(0);
     let (lo, hi) = interval(&resampled.loss[kind]);
     hi < decision.eps || lo >= decision.eps
