@@ -382,3 +382,92 @@ fn shortcut_zoo_writes_both_eval_sets() {
     assert_eq!(config["task"], "shortcut");
     assert_eq!(config["parity_bits"], 2);
 }
+
+/// A CNN zoo (forked, so the BatchNorm statistics travel with a fork): its checkpoints are read by
+/// lineage's `cnn` family, whose loss on the eval set with the stored statistics is the trainer's
+/// own, and a child starts from its parent's statistics.
+#[test]
+fn cnn_zoo_is_read_by_the_cnn_family() {
+    use lineage_core::EvalData;
+    use lineage_core::models::cnn::vgg::Layer;
+    use lineage_core::models::cnn::{BnMode, BnOptions};
+    use lineage_core::models::registry::evaluator_on;
+    use lineage_core::train::ConvLayers;
+
+    let tmp = tempfile::tempdir().unwrap();
+    let zoo = tmp.path().join("cnn");
+    let config = TrainConfig {
+        hidden: vec![16],
+        conv: Some(ConvLayers {
+            input_shape: [1, 8, 8],
+            layers: vec![Layer::Conv(4), Layer::Pool, Layer::Conv(8), Layer::Pool],
+            batch_norm: true,
+        }),
+        total_steps: 60,
+        checkpoints: Schedule::Steps(vec![30]),
+        ..TrainConfig::default()
+    };
+    let recipe = Recipe::Forks {
+        fork_steps: vec![30],
+        children_per_fork: 1,
+    };
+    let summary = train_zoo(&recipe, &config, &zoo, &NoProgress).unwrap();
+    assert_eq!(summary.model, "CNN");
+    // conv 4x1x3x3 + 4, BN 4 x 4, conv 8x4x3x3 + 8, BN 8 x 4, linear 16x32 + 16, 10x16 + 10.
+    assert_eq!(summary.n_params, 40 + 16 + 296 + 32 + 528 + 170);
+    let parent = checkpoint(&zoo, "parent", 60);
+    for name in [
+        "features.0.weight",
+        "features.1.running_var",
+        "features.5.running_mean",
+        "classifier.2.bias",
+    ] {
+        assert!(parent.contains_key(name), "{name} missing: {:?}", parent.keys());
+    }
+    let bytes =
+        |run: &str, step: u64| std::fs::read(zoo.join(run).join(format!("step{step}/model.safetensors"))).unwrap();
+    assert_eq!(bytes("fork_k30_order1", 30), bytes("parent", 30));
+
+    let data = EvalData::load(&summary.eval_data).unwrap();
+    let stored = BnOptions {
+        mode: BnMode::Interpolate,
+        ..BnOptions::default()
+    };
+    let params = lineage_loaders::load_params(&zoo.join("parent/step60/model.safetensors")).unwrap();
+    let evaluator = evaluator_on(Device::Cpu, stored)(Some(&zoo.join("parent/config.json")), &params, &data).unwrap();
+    assert!(evaluator.describe().contains("1x8x8"), "{}", evaluator.describe());
+    let result = evaluator.evaluate(&params).unwrap();
+    let run = summary.runs.iter().find(|r| r.name == "parent").unwrap();
+    assert!(
+        (result.loss - f64::from(run.final_eval_loss)).abs() < 1e-4,
+        "lineage {} vs the trainer {}",
+        result.loss,
+        run.final_eval_loss
+    );
+    assert!((1.0 - result.error - f64::from(run.final_eval_accuracy)).abs() < 1e-6);
+    assert!(
+        run.final_eval_accuracy > 0.5,
+        "trained: accuracy {}",
+        run.final_eval_accuracy
+    );
+
+    // A CNN needs images of the task's size.
+    let err = train_zoo(
+        &Recipe::Families { inits: 1, orders: 1 },
+        &TrainConfig {
+            task: lineage_core::train::Task::ModularAddition {
+                modulus: 13,
+                train_fraction: 0.5,
+                split_seed: 0,
+            },
+            ..config
+        },
+        &tmp.path().join("bad"),
+        &NoProgress,
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string().contains("input_shape [1, 8, 8] holds 64 values"),
+        "{err}"
+    );
+}

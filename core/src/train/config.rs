@@ -5,6 +5,7 @@ use serde::Serialize;
 
 use super::data::Task;
 use super::error::TrainError;
+use crate::models::cnn::vgg::Layer;
 
 /// Hyper-parameters shared by all runs of a zoo. Run `init{i}` uses init seed `seed + i`; data
 /// order `order{j}` uses data seed `seed + 1000 + j`.
@@ -12,8 +13,11 @@ use super::error::TrainError;
 pub struct TrainConfig {
     /// The data.
     pub task: Task,
-    /// Hidden layer widths; the input and output widths come from the task.
+    /// Hidden layer widths; the input and output widths come from the task. With `conv`, the
+    /// hidden widths of the classifier after the convolutional layers.
     pub hidden: Vec<usize>,
+    /// Convolutional layers in front of the hidden layers (a CNN); `None` trains an MLP.
+    pub conv: Option<ConvLayers>,
     /// SGD learning rate.
     pub lr: f64,
     /// SGD momentum (PyTorch convention).
@@ -40,6 +44,7 @@ impl Default for TrainConfig {
         Self {
             task: Task::Digits,
             hidden: vec![128, 128],
+            conv: None,
             lr: 0.02,
             momentum: 0.9,
             batch_size: 64,
@@ -48,6 +53,42 @@ impl Default for TrainConfig {
             log_every: 10,
             seed: 0,
         }
+    }
+}
+
+/// The convolutional layers of a CNN (torchvision's VGG `features` layout): 3x3 convs with
+/// padding 1, each followed by a BatchNorm (optional) and a ReLU, and 2x2 max pools; the flattened
+/// maps then feed the hidden layers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConvLayers {
+    /// One example as an image `[C, H, W]`; `C * H * W` must be the task's number of features.
+    pub input_shape: [usize; 3],
+    /// Conv widths and max pools, in order (as torchvision's `cfgs`).
+    pub layers: Vec<Layer>,
+    /// Whether a BatchNorm follows each conv.
+    pub batch_norm: bool,
+}
+
+impl ConvLayers {
+    /// Checks the layers against an input of `dim` features.
+    pub fn validate(&self, dim: usize) -> Result<(), TrainError> {
+        let bad = |m: String| Err(TrainError::Config(m));
+        let [c, h, w] = self.input_shape;
+        if c * h * w != dim {
+            return bad(format!(
+                "input_shape {:?} holds {} values, but the task's examples have {dim} features",
+                self.input_shape,
+                c * h * w
+            ));
+        }
+        if !self.layers.iter().any(|l| matches!(l, Layer::Conv(_))) || self.layers.contains(&Layer::Conv(0)) {
+            return bad("a CNN needs at least one conv layer, each of positive width".into());
+        }
+        let pools = self.layers.iter().filter(|l| **l == Layer::Pool).count();
+        if pools >= usize::BITS as usize || h >> pools == 0 || w >> pools == 0 {
+            return bad(format!("{pools} max pools leave nothing of a {h}x{w} image"));
+        }
+        Ok(())
     }
 }
 
@@ -221,16 +262,65 @@ fn round_2_significant(x: f64) -> u64 {
     ((x / magnitude).round() * magnitude) as u64
 }
 
-/// A run's `config.json`: the architecture (read by lineage's `mlp` evaluator) and how it was
-/// trained.
+/// The architecture keys of a run's `config.json`, as lineage's evaluators read them.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "arch", rename_all = "snake_case")]
+pub enum ModelConfig {
+    /// `"arch": "mlp"`, for the `mlp` family.
+    Mlp {
+        /// Layer widths, input first.
+        layers: Vec<usize>,
+        /// Always `"relu"`.
+        activation: &'static str,
+    },
+    /// `"arch": "cnn"`, for the `cnn` family's VGG layout.
+    Cnn {
+        /// One example as an image `[C, H, W]` (the eval set stores them flattened).
+        input_shape: [usize; 3],
+        /// Conv widths and `"M"` (max pools), as torchvision's `cfgs`.
+        layers: Vec<serde_json::Value>,
+        /// Whether a BatchNorm follows each conv.
+        batch_norm: bool,
+        /// The classifier's hidden widths.
+        hidden: Vec<usize>,
+        /// Number of classes.
+        num_classes: usize,
+    },
+}
+
+impl ModelConfig {
+    /// The keys for `config`'s model on a task of `dim` features and `classes` classes.
+    pub fn of(config: &TrainConfig, dim: usize, classes: usize) -> Self {
+        match &config.conv {
+            None => Self::Mlp {
+                layers: config.layers(dim, classes),
+                activation: "relu",
+            },
+            Some(conv) => Self::Cnn {
+                input_shape: conv.input_shape,
+                layers: conv
+                    .layers
+                    .iter()
+                    .map(|l| match l {
+                        Layer::Conv(w) => serde_json::json!(w),
+                        Layer::Pool => serde_json::json!("M"),
+                    })
+                    .collect(),
+                batch_norm: conv.batch_norm,
+                hidden: config.hidden.clone(),
+                num_classes: classes,
+            },
+        }
+    }
+}
+
+/// A run's `config.json`: the architecture (read by lineage's `mlp` or `cnn` evaluator) and how
+/// it was trained.
 #[derive(Debug, Clone, Serialize)]
 pub struct RunConfig {
-    /// Always `"mlp"`.
-    pub arch: &'static str,
-    /// Layer widths, input first.
-    pub layers: Vec<usize>,
-    /// Always `"relu"`.
-    pub activation: &'static str,
+    /// The architecture.
+    #[serde(flatten)]
+    pub model: ModelConfig,
     /// Seed of the initial weights.
     pub init_seed: u64,
     /// Seed of the minibatch order.
@@ -291,9 +381,10 @@ mod tests {
     #[test]
     fn config_json_has_the_evaluator_keys() {
         let c = RunConfig {
-            arch: "mlp",
-            layers: vec![64, 10],
-            activation: "relu",
+            model: ModelConfig::Mlp {
+                layers: vec![64, 10],
+                activation: "relu",
+            },
             init_seed: 1,
             data_seed: 1001,
             optimizer: "sgd",
@@ -311,6 +402,47 @@ mod tests {
         assert_eq!(v["task"], "digits");
         assert_eq!(v["layers"], serde_json::json!([64, 10]));
         assert!(v.get("forked_from").is_none());
+        let cnn = TrainConfig {
+            hidden: vec![32],
+            conv: Some(ConvLayers {
+                input_shape: [1, 8, 8],
+                layers: vec![Layer::Conv(4), Layer::Pool],
+                batch_norm: true,
+            }),
+            ..Default::default()
+        };
+        let v = serde_json::to_value(ModelConfig::of(&cnn, 64, 10)).unwrap();
+        assert_eq!(v["arch"], "cnn");
+        assert_eq!(v["layers"], serde_json::json!([4, "M"]));
+        assert_eq!(v["input_shape"], serde_json::json!([1, 8, 8]));
+        assert_eq!(
+            (v["batch_norm"].as_bool(), v["num_classes"].as_u64()),
+            (Some(true), Some(10))
+        );
+    }
+
+    #[test]
+    fn conv_layers_must_fit_the_input() {
+        let conv = |input_shape, layers| ConvLayers {
+            input_shape,
+            layers,
+            batch_norm: false,
+        };
+        assert!(conv([1, 8, 8], vec![Layer::Conv(4), Layer::Pool]).validate(64).is_ok());
+        let err = conv([1, 8, 8], vec![Layer::Conv(4)]).validate(63).unwrap_err();
+        assert!(
+            err.to_string().contains("input_shape [1, 8, 8] holds 64 values"),
+            "{err}"
+        );
+        assert!(conv([1, 8, 8], vec![Layer::Pool]).validate(64).is_err());
+        let pools = vec![Layer::Conv(4), Layer::Pool, Layer::Pool, Layer::Pool, Layer::Pool];
+        assert!(
+            conv([1, 8, 8], pools)
+                .validate(64)
+                .unwrap_err()
+                .to_string()
+                .contains("4 max pools")
+        );
     }
 
     #[test]

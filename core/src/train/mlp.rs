@@ -22,9 +22,7 @@ impl Mlp {
         let mut params = Vec::with_capacity(2 * layers.len());
         for pair in layers.windows(2) {
             let (fan_in, fan_out) = (pair[0], pair[1]);
-            let bound = 1.0 / (fan_in as f32).sqrt();
-            let w: Vec<f32> = (0..fan_out * fan_in).map(|_| rng.uniform(-bound, bound)).collect();
-            let b: Vec<f32> = (0..fan_out).map(|_| rng.uniform(-bound, bound)).collect();
+            let (w, b) = pytorch_default_init(&mut rng, fan_in, fan_out * fan_in, fan_out);
             params.push(Var::from_tensor(&Tensor::from_vec(w, (fan_out, fan_in), device)?)?);
             params.push(Var::from_tensor(&Tensor::from_vec(b, fan_out, device)?)?);
         }
@@ -106,6 +104,21 @@ impl Mlp {
         let correct = pred.eq(y)?.to_dtype(DType::F32)?.mean_all()?;
         correct.to_scalar::<f32>()
     }
+}
+
+/// PyTorch's default init of a `Linear` or `Conv2d` layer with `fan_in` inputs per output:
+/// `n_weights` weights then `n_biases` biases, all from U(-1/sqrt(fan_in), 1/sqrt(fan_in))
+/// (kaiming-uniform with a = sqrt(5) for the weights), drawn in that order from `rng`.
+pub(super) fn pytorch_default_init(
+    rng: &mut Rng,
+    fan_in: usize,
+    n_weights: usize,
+    n_biases: usize,
+) -> (Vec<f32>, Vec<f32>) {
+    let bound = 1.0 / (fan_in as f32).sqrt();
+    let w = (0..n_weights).map(|_| rng.uniform(-bound, bound)).collect();
+    let b = (0..n_biases).map(|_| rng.uniform(-bound, bound)).collect();
+    (w, b)
 }
 
 #[cfg(test)]

@@ -4,12 +4,14 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use candle_core::Device;
 use lineage_loaders::manifest::{Manifest, ManifestCheckpoint, ManifestParent, ManifestRun};
 use rayon::prelude::*;
 
 use super::config::{Recipe, TrainConfig};
 use super::data::{Dataset, TaskData};
 use super::error::TrainError;
+use super::model::Model;
 use super::output::{checkpoint_dir, prepare_output, write_text};
 use super::run::{RunSpec, RunSummary, train_run};
 use crate::progress::Progress;
@@ -41,7 +43,9 @@ pub struct ZooSummary {
     pub n_train: usize,
     /// Eval examples.
     pub n_eval: usize,
-    /// Parameters per model.
+    /// The model: `MLP` or `CNN`.
+    pub model: &'static str,
+    /// Values per checkpoint (parameters, and a CNN's BatchNorm running statistics).
     pub n_params: usize,
 }
 
@@ -60,6 +64,12 @@ pub fn train_zoo(
     config.validate()?;
     recipe.validate(config)?;
     let TaskData { train, eval, ood } = config.task.load()?;
+    if let Some(conv) = &config.conv {
+        conv.validate(train.dim)?;
+    }
+    let model = Model::init(config, train.dim, train.classes, config.init_seed(0), &Device::Cpu)
+        .and_then(|m| Ok((m.kind(), m.n_params()?)))
+        .map_err(TrainError::tensor("building the model"))?;
     if config.batch_size > train.len() {
         return Err(TrainError::Config(format!(
             "batch_size {} is larger than the {} training examples",
@@ -90,7 +100,6 @@ pub fn train_zoo(
     progress.finish();
     let (mut runs, manifest) = result?;
     runs.sort_by(|a, b| a.name.cmp(&b.name));
-    let layers = config.layers(train.dim, train.classes);
     Ok(ZooSummary {
         root: out.to_path_buf(),
         eval_data,
@@ -99,7 +108,8 @@ pub fn train_zoo(
         runs,
         n_train: train.len(),
         n_eval: eval.len(),
-        n_params: layers.windows(2).map(|w| w[0] * w[1] + w[1]).sum(),
+        model: model.0,
+        n_params: model.1,
     })
 }
 

@@ -7,10 +7,10 @@ use std::sync::Arc;
 use candle_core::{Device, Tensor};
 
 use super::batches::BatchStream;
-use super::config::{ForkedFrom, RunConfig, TrainConfig};
+use super::config::{ForkedFrom, ModelConfig, RunConfig, TrainConfig};
 use super::data::Dataset;
 use super::error::TrainError;
-use super::mlp::Mlp;
+use super::model::Model;
 use super::output::{MetricsLog, create_dir, write_checkpoint, write_json};
 use super::sgd::Sgd;
 use crate::progress::Progress;
@@ -20,9 +20,9 @@ use crate::progress::Progress;
 pub struct TrainState {
     /// The step the state is after.
     pub step: u64,
-    /// Parameters in [`Mlp::vars`] order.
+    /// Every tensor of the model, in [`Model::tensors`] order.
     pub params: Vec<Tensor>,
-    /// Momentum buffers in the same order.
+    /// Momentum buffers, in [`Model::vars`] order.
     pub momentum: Vec<Tensor>,
 }
 
@@ -79,19 +79,15 @@ pub fn train_run(
     let (train, eval) = data;
     let device = Device::Cpu;
     let err = |what: &str| TrainError::tensor(format!("run `{}`: {what}", spec.name));
-    let layers = config.layers(train.dim, train.classes);
-    let (model, mut opt, mut step) = starting_point(spec, config, &layers, &device).map_err(err("start"))?;
+    let (mut model, mut opt, mut step) = starting_point(spec, config, train, &device).map_err(err("start"))?;
     let mut save_steps: Vec<u64> = spec.save_steps.iter().copied().filter(|&s| s > step).collect();
     save_steps.insert(0, step);
     let dir = zoo.join(&spec.name);
     create_dir(&dir)?;
-    write_json(
-        &dir.join("config.json"),
-        &run_config(spec, config, &layers, &save_steps),
-    )?;
+    write_json(&dir.join("config.json"), &run_config(spec, config, train, &save_steps))?;
     let names = model.names();
     let mut captured = Vec::new();
-    let mut checkpoint = |step: u64, model: &Mlp, opt: &Sgd| -> Result<(), TrainError> {
+    let mut checkpoint = |step: u64, model: &Model, opt: &Sgd| -> Result<(), TrainError> {
         if save_steps.contains(&step) {
             write_checkpoint(&dir, step, &names, &model.tensors().map_err(err("snapshot"))?)?;
         }
@@ -121,7 +117,7 @@ pub fn train_run(
             .select(batches.next_batch(config.batch_size))
             .tensors(&device)
             .map_err(err("batch"))?;
-        let loss = model.loss(&x, &y).map_err(err("forward"))?;
+        let loss = model.train_loss(&x, &y).map_err(err("forward"))?;
         let grads = loss.backward().map_err(err("backward"))?;
         opt.step(model.vars(), &grads).map_err(err("update"))?;
         step += 1;
@@ -145,11 +141,7 @@ pub fn train_run(
     }
     log.finish()?;
     let (ex, ey) = eval.tensors(&device).map_err(err("eval set"))?;
-    let final_eval_loss = model
-        .loss(&ex, &ey)
-        .and_then(|l| l.to_scalar::<f32>())
-        .map_err(err("eval"))?;
-    let final_eval_accuracy = model.accuracy(&ex, &ey).map_err(err("eval"))?;
+    let (final_eval_loss, final_eval_accuracy) = model.evaluate(&ex, &ey).map_err(err("eval"))?;
     let summary = RunSummary {
         name: spec.name.clone(),
         dir,
@@ -168,17 +160,17 @@ pub fn train_run(
 fn starting_point(
     spec: &RunSpec,
     config: &TrainConfig,
-    layers: &[usize],
+    train: &Dataset,
     device: &Device,
-) -> candle_core::Result<(Mlp, Sgd, u64)> {
+) -> candle_core::Result<(Model, Sgd, u64)> {
     match &spec.fork {
         None => {
-            let model = Mlp::init(layers, spec.init_seed, device)?;
+            let model = Model::init(config, train.dim, train.classes, spec.init_seed, device)?;
             let opt = Sgd::new(model.vars(), config.lr, config.momentum)?;
             Ok((model, opt, 0))
         }
         Some((_, state)) => {
-            let model = Mlp::from_tensors(layers, &state.params)?;
+            let model = Model::from_tensors(config, train.dim, train.classes, &state.params)?;
             let momentum = state
                 .momentum
                 .iter()
@@ -194,11 +186,9 @@ fn starting_point(
 }
 
 /// The run's `config.json`.
-fn run_config(spec: &RunSpec, config: &TrainConfig, layers: &[usize], save_steps: &[u64]) -> RunConfig {
+fn run_config(spec: &RunSpec, config: &TrainConfig, train: &Dataset, save_steps: &[u64]) -> RunConfig {
     RunConfig {
-        arch: "mlp",
-        layers: layers.to_vec(),
-        activation: "relu",
+        model: ModelConfig::of(config, train.dim, train.classes),
         init_seed: spec.init_seed,
         data_seed: spec.data_seed,
         optimizer: "sgd",
