@@ -243,3 +243,86 @@ fn shortcut_demo_finds_basins_that_differ_out_of_distribution_only() {
         "the per-basin table lists the ood set: {summary}"
     );
 }
+
+/// `lineage demo --model cnn`: lineage's trainer writes a zoo of BatchNorm CNNs in torchvision's
+/// VGG layout (on the digits as 1x8x8 images), which the `cnn` family reads and analyses with
+/// recomputed BatchNorm statistics (`--bn reset`, the default), finding basins among the seeds.
+#[test]
+#[ignore = "slow: 555 s of training and 1,697 s of analysis in a debug build on 2 shared cores (2026-12-04); run with `cargo test --workspace --test demo_cli -- --ignored`"]
+fn cnn_demo_trains_batchnorm_cnns_and_finds_basins() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("demo");
+    let output = Command::new(env!("CARGO_BIN_EXE_lineage"))
+        .args(["demo", "--no-gui", "--model", "cnn", "--out"])
+        .arg(&out)
+        .env("LINEAGE_CACHE", tmp.path().join("cache"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(stderr.contains("-parameter CNN on the UCI digits"), "{stderr}");
+    let zoo = out.join("zoo-families-cnn");
+    let config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(zoo.join("init0_order0/config.json")).unwrap()).unwrap();
+    assert_eq!(config["arch"], "cnn");
+    assert_eq!(config["input_shape"], serde_json::json!([1, 8, 8]));
+    assert_eq!(config["batch_norm"], true);
+    let results = out.join("results-families-cnn");
+    for table in [
+        "evals",
+        "interpolation",
+        "barriers",
+        "clusters",
+        "timeline",
+        "tree_edges",
+    ] {
+        assert!(
+            results.join(format!("{table}.parquet")).is_file(),
+            "{table}.parquet missing"
+        );
+    }
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(results.join("report.json")).unwrap()).unwrap();
+    let evaluator = report["evaluator"].as_str().unwrap();
+    assert!(
+        evaluator.contains("on 500 images 1x8x8") && evaluator.contains("batchnorm reset"),
+        "{evaluator}"
+    );
+    // The CNNs learn the digits.
+    let evals = read_parquet(&results.join("evals.parquet")).unwrap();
+    let (step, error) = (
+        evals.column("step").unwrap().u64().unwrap(),
+        evals.column("error").unwrap().f64().unwrap(),
+    );
+    let last = (0..evals.height()).filter_map(|i| step.get(i)).max().unwrap();
+    let final_errors: Vec<f64> = (0..evals.height())
+        .filter(|&i| step.get(i) == Some(last))
+        .map(|i| error.get(i).unwrap())
+        .collect();
+    assert_eq!(final_errors.len(), 9);
+    assert!(
+        final_errors.iter().all(|&e| e < 0.1),
+        "final eval errors {final_errors:?}"
+    );
+    // One basin at initialisation; the runs then split into several.
+    let basins = basins_by_step(&results);
+    let (first_step, early) = basins.first_key_value().unwrap();
+    assert_eq!((*first_step, early.len()), (0, 1), "{early:?}");
+    let (_, final_basins) = basins.last_key_value().unwrap();
+    assert!(
+        final_basins.len() >= 2,
+        "the runs end in several basins: {final_basins:?}"
+    );
+
+    let bad = Command::new(env!("CARGO_BIN_EXE_lineage"))
+        .args(["demo", "--no-gui", "--model", "cnn", "--task", "shortcut", "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("--model cnn trains on images"),
+        "{}",
+        String::from_utf8_lossy(&bad.stderr)
+    );
+}

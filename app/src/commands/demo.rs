@@ -5,7 +5,8 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use lineage_core::data::eval_sets::EvalSet;
-use lineage_core::train::{EVAL_FILE, OOD_EVAL_FILE, Recipe, ShortcutSpec, Task, TrainConfig, train_zoo};
+use lineage_core::models::cnn::vgg::Layer;
+use lineage_core::train::{ConvLayers, EVAL_FILE, OOD_EVAL_FILE, Recipe, ShortcutSpec, Task, TrainConfig, train_zoo};
 use lineage_core::{AnalysisOptions, analyse};
 use lineage_loaders::discover;
 
@@ -33,6 +34,11 @@ pub struct DemoArgs {
     /// The modulus p of `--task modular-addition` (at least 12, so the p^2 / 2 training pairs fill a batch).
     #[arg(long, default_value_t = 59)]
     pub modulus: usize,
+    /// The model: `mlp` (64-128-128-10) or `cnn` (the digits as 1x8x8 images: two 3x3 conv +
+    /// BatchNorm + ReLU + 2x2 max-pool stages of 8 and 16 channels, then a linear classifier,
+    /// torchvision's VGG names; analysed with `--bn reset`). `cnn` needs `--task digits`.
+    #[arg(long, default_value = "mlp")]
+    pub model: String,
 }
 
 /// Runs the command.
@@ -59,9 +65,22 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         "shortcut" => (Task::Shortcut(SHORTCUT), "-shortcut".to_string()),
         other => anyhow::bail!("unknown task `{other}` (expected `digits`, `modular-addition` or `shortcut`)"),
     };
-    let config = TrainConfig {
-        task,
-        ..TrainConfig::default()
+    let (config, suffix) = match args.model.as_str() {
+        "mlp" => (
+            TrainConfig {
+                task,
+                ..TrainConfig::default()
+            },
+            suffix,
+        ),
+        "cnn" => {
+            anyhow::ensure!(
+                task == Task::Digits,
+                "--model cnn trains on images: it needs --task digits (the 8x8 digits)"
+            );
+            (cnn_config(), format!("{suffix}-cnn"))
+        }
+        other => anyhow::bail!("unknown model `{other}` (expected `mlp` or `cnn`)"),
     };
     // One folder per recipe and task, so a zoo of another task is never reused by mistake.
     let zoo_dir = args.out.join(format!("zoo-{}{suffix}", args.recipe));
@@ -78,9 +97,10 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         std::fs::write(zoo_dir.join(COMPLETE_MARKER), b"")
             .with_context(|| format!("{}: cannot write", zoo_dir.join(COMPLETE_MARKER).display()))?;
         eprintln!(
-            "demo: trained {} runs of a {}-parameter MLP on {} in {:.1} s -> {}",
+            "demo: trained {} runs of a {}-parameter {} on {} in {:.1} s -> {}",
             zoo.runs.len(),
             zoo.n_params,
+            zoo.model,
             match config.task {
                 Task::Digits => "the UCI digits".to_string(),
                 Task::ModularAddition { modulus, .. } => format!("modular addition mod {modulus}"),
@@ -135,6 +155,20 @@ const SHORTCUT: ShortcutSpec = ShortcutSpec {
     eval_examples: 500,
     sample_seed: 0,
 };
+
+/// The CNN demo: the digits as 1x8x8 images, conv(8) BN ReLU pool, conv(16) BN ReLU pool (2x2
+/// maps), then one linear layer to the 10 classes; otherwise the MLP demo's settings.
+fn cnn_config() -> TrainConfig {
+    TrainConfig {
+        hidden: Vec::new(),
+        conv: Some(ConvLayers {
+            input_shape: [1, 8, 8],
+            layers: vec![Layer::Conv(8), Layer::Pool, Layer::Conv(16), Layer::Pool],
+            batch_norm: true,
+        }),
+        ..TrainConfig::default()
+    }
+}
 
 /// Written once the demo zoo is fully trained, so an interrupted demo retrains and a finished one does not.
 const COMPLETE_MARKER: &str = ".lineage-demo-complete";
