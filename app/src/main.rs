@@ -41,6 +41,8 @@ enum Command {
 }
 
 fn main() -> std::process::ExitCode {
+    // SAFETY: nothing else runs yet.
+    unsafe { lineage_core::threads::settle_thread_count() };
     let cli = Cli::parse();
     let result = match cli.command {
         Some(Command::Open(args)) => commands::open::run(&args),

@@ -104,7 +104,8 @@ fn pytorch_baseline(mode: BnMode, threads: usize) -> Result<(Spread, String), St
 }
 
 fn main() {
-    let threads = rayon::current_num_threads();
+    // SAFETY: nothing else runs yet.
+    let threads = unsafe { lineage_core::threads::settle_thread_count() };
     let data = images();
     let shape: Vec<String> = data.example_shape.iter().map(usize::to_string).collect();
     println!(
