@@ -13,6 +13,7 @@ use candle_core::{Device, Tensor, Var};
 use super::config::ConvLayers;
 use super::mlp::pytorch_default_init;
 use super::rng::Rng;
+use crate::models::cnn::layers::conv2d;
 use crate::models::cnn::vgg::Layer;
 
 /// PyTorch's `BatchNorm2d` epsilon.
@@ -197,9 +198,7 @@ impl Cnn {
                 continue;
             };
             let (weight, bias) = (self.vars[conv.var].as_tensor(), self.vars[conv.var + 1].as_tensor());
-            x = x
-                .conv2d(weight, 1, 1, 1, 1)?
-                .broadcast_add(&bias.reshape((1, (), 1, 1))?)?;
+            x = conv2d(&x, weight, 1, 1)?.broadcast_add(&bias.reshape((1, (), 1, 1))?)?;
             if let Some((var, stat)) = conv.norm {
                 let (gamma, beta) = (self.vars[var].as_tensor(), self.vars[var + 1].as_tensor());
                 let (mean, variance) = match batch_stats.as_deref_mut() {

@@ -4,10 +4,11 @@
 
 use std::collections::HashMap;
 
-use candle_core::{Module, Tensor};
+use candle_core::{DType, Module, Tensor};
 use candle_nn::Linear;
 
 use crate::models::cnn::batchnorm::BatchNorm;
+use crate::models::cnn::im2col::{Geometry, Im2Col};
 
 /// The tensors of one checkpoint, on the model's device, by name.
 pub type Tensors = HashMap<String, Tensor>;
@@ -55,12 +56,54 @@ impl Conv {
 
     /// Applies the conv (and its bias) to `[N, C, H, W]`.
     pub fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        let y = x.conv2d(&self.weight, self.padding, self.stride, 1, 1)?;
+        let y = conv2d(x, &self.weight, self.stride, self.padding)?;
         match &self.bias {
             Some(b) => y.broadcast_add(b),
             None => Ok(y),
         }
     }
+}
+
+/// Most elements of one im2col matrix: a larger batch is convolved in chunks of images.
+const IM2COL_ELEMENTS: usize = 1 << 23;
+
+/// PyTorch's `conv2d(x, weight, stride=stride, padding=padding)` without bias, for `x`
+/// `[B, C, H, W]` and a square `weight` `[O, C, k, k]`. On the CPU (f32, f64) as im2col
+/// ([`Im2Col`]) and one matmul per chunk of images; elsewhere, and for 1x1 convolutions with
+/// stride 1 (a plain matmul there), candle's `conv2d`. candle's CPU conv2d builds its im2col tiles
+/// image by image and multiplies each image separately, which was over half of an analysis of the
+/// 8x8 CNN demo (`perf`), and its backward pass (`conv_transpose2d`, one dot product per output
+/// value) about half of the demo's training; here the backward pass is col2im and a matmul.
+pub fn conv2d(x: &Tensor, weight: &Tensor, stride: usize, padding: usize) -> candle_core::Result<Tensor> {
+    let (o, c, k, k2) = weight.dims4()?;
+    let g = Geometry::new(x.dims(), k, stride, padding)?;
+    if g.channels != c || k != k2 {
+        candle_core::bail!(
+            "conv2d: input {:?}, weight {:?}: expected [B, C, H, W] and a square [O, C, k, k]",
+            x.dims(),
+            weight.dims()
+        );
+    }
+    let own = x.device().is_cpu() && matches!(x.dtype(), DType::F32 | DType::F64);
+    if !own || (k == 1 && stride == 1 && padding == 0) {
+        return x.conv2d(weight, padding, stride, 1, 1);
+    }
+    let (ho, wo) = g.output();
+    let weight = weight.reshape((o, g.rows()))?;
+    let per_image = g.rows() * ho * wo;
+    let chunk = (IM2COL_ELEMENTS / per_image.max(1)).clamp(1, g.batch.max(1));
+    let op = Im2Col {
+        kernel: k,
+        stride,
+        padding,
+    };
+    let mut outputs = Vec::with_capacity(g.batch.div_ceil(chunk));
+    for first in (0..g.batch).step_by(chunk) {
+        let images = chunk.min(g.batch - first);
+        let columns = x.narrow(0, first, images)?.contiguous()?.apply_op1(op)?;
+        outputs.push(weight.matmul(&columns)?.reshape((o, images, ho, wo))?.transpose(0, 1)?);
+    }
+    Tensor::cat(&outputs, 0)
 }
 
 /// A `BatchNorm2d` read from `{prefix}.weight`, `.bias`, `.running_mean`, `.running_var`.
@@ -131,6 +174,53 @@ pub fn max_pool_nonnegative(x: &Tensor, kernel: usize, stride: usize, padding: u
 mod tests {
     use super::*;
     use candle_core::Device;
+
+    #[test]
+    fn im2col_conv2d_is_candles_conv2d_in_value_and_gradient() {
+        use candle_core::Var;
+        let device = Device::Cpu;
+        let random = |shape: &[usize]| Var::from_tensor(&Tensor::randn(0f32, 1.0, shape, &device).unwrap()).unwrap();
+        let largest = |a: &Tensor, b: &Tensor| {
+            assert_eq!(a.dims(), b.dims());
+            let values = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            let (a, b) = (values(a), values(b));
+            a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max)
+        };
+        // (kernel, stride, padding): the 3x3 convs, a strided 3x3, the ImageNet stem's 7x7 with
+        // stride 2, a strided 1x1 shortcut, a plain 1x1, a 2x2 without padding.
+        for (k, stride, padding) in [(3, 1, 1), (3, 2, 1), (7, 2, 3), (1, 2, 0), (1, 1, 0), (2, 1, 0)] {
+            let x = random(&[3, 2, 9, 7]);
+            let weight = random(&[4, 2, k, k]);
+            let ours = conv2d(&x, &weight, stride, padding).unwrap();
+            let candles = x.conv2d(&weight, padding, stride, 1, 1).unwrap();
+            let case = format!("k {k}, stride {stride}, padding {padding}");
+            assert!(largest(&ours, &candles) < 1e-5, "{case}");
+            // A loss weighting every output differently, so that each gradient entry is checked.
+            let weights = Tensor::randn(0f32, 1.0, ours.dims(), &device).unwrap();
+            let gradients = |y: &Tensor| y.mul(&weights).unwrap().sum_all().unwrap().backward().unwrap();
+            let (g1, g2) = (gradients(&ours), gradients(&candles));
+            for var in [x.as_tensor(), weight.as_tensor()] {
+                assert!(largest(g1.get(var).unwrap(), g2.get(var).unwrap()) < 1e-4, "{case}");
+            }
+        }
+        // f64, a batch cut into chunks (11 images of 3 x 9 x 64 x 64 positions each), and inputs
+        // that do not fit.
+        let x = Tensor::randn(0f64, 1.0, (2, 1, 5, 5), &device).unwrap();
+        let weight = Tensor::randn(0f64, 1.0, (2, 1, 3, 3), &device).unwrap();
+        let diff = (conv2d(&x, &weight, 1, 1).unwrap() - x.conv2d(&weight, 1, 1, 1, 1).unwrap()).unwrap();
+        assert!(diff.abs().unwrap().max_all().unwrap().to_scalar::<f64>().unwrap() < 1e-12);
+        let x = random(&[11, 3, 64, 64]);
+        let weight = random(&[2, 3, 3, 3]);
+        assert!(
+            largest(
+                &conv2d(&x, &weight, 1, 1).unwrap(),
+                &x.conv2d(&weight, 1, 1, 1, 1).unwrap()
+            ) < 1e-4
+        );
+        let x = random(&[1, 2, 2, 2]);
+        assert!(conv2d(&x, &random(&[1, 2, 3, 3]), 1, 0).is_err());
+        assert!(conv2d(&x, &random(&[1, 3, 1, 1]), 1, 0).is_err());
+    }
 
     #[test]
     fn adaptive_pool_matches_pytorch_windows() {

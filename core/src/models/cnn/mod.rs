@@ -23,6 +23,7 @@
 
 pub mod batchnorm;
 mod evaluator;
+pub mod im2col;
 pub mod layers;
 mod permutations;
 pub mod resnet;
