@@ -1,6 +1,7 @@
 //! The convolutional family against PyTorch: the small torchvision zoos of `tests/fixtures/cnn`
-//! (written by `make_fixture.py`): a CIFAR-layout ResNet-20 at width 16 on 1x8x8 digits, a
-//! VGG-11-BN at 1/16 width and a plain CNN without BatchNorm on 1x32x32 digits. Per-example losses
+//! (written by `make_fixture.py`): a CIFAR-layout ResNet-20 at width 16 on 1x8x8 digits,
+//! torchvision's ResNet with its ImageNet stem and Bottleneck blocks at 1/8 width, a VGG-11-BN at
+//! 1/16 width and a plain CNN without BatchNorm on 1x32x32 digits. Per-example losses
 //! of every checkpoint, the interpolation path under each `--bn` mode, architecture inference, and
 //! permutation alignment of every family (the ResNet's against a permutation found in PyTorch).
 
@@ -24,7 +25,7 @@ use lineage_core::names::Named;
 use lineage_loaders::{ParamSet, load_params};
 use serde_json::Value;
 
-const FAMILIES: [&str; 3] = ["resnet20", "vgg11_bn", "cnn"];
+const FAMILIES: [&str; 4] = ["resnet20", "resnet_bottleneck", "vgg11_bn", "cnn"];
 
 fn cnn_fixture(rel: &str) -> PathBuf {
     own_fixture(&format!("cnn/{rel}"))
@@ -205,6 +206,14 @@ fn the_architecture_is_inferred_from_tensor_names() {
             .starts_with("resnet20 (cifar stem, basic blocks 3-3-3, width 16, 10 classes) on 64 images 1x8x8"),
         "{}",
         resnet.describe()
+    );
+    let bottleneck = evaluator("resnet_bottleneck", BnMode::Reset, &pair("resnet_bottleneck").0);
+    assert!(
+        bottleneck.describe().starts_with(
+            "resnet14 (imagenet stem, bottleneck blocks 1-1-1-1, width 8, 10 classes) on 64 images 1x32x32"
+        ),
+        "{}",
+        bottleneck.describe()
     );
 }
 
