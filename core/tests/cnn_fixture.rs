@@ -454,3 +454,67 @@ fn aligning_the_resnet_matches_pytorch_and_lowers_its_barrier() {
     println!("lineage, bn reset, 11 alphas: endpoint loss barrier raw {raw:.4}, aligned {aligned:.4}");
     assert!(aligned < raw, "lineage: aligned {aligned} is not below raw {raw}");
 }
+
+/// The representations (the inputs of the head's linear layers) are those the logits come from:
+/// the last one times the last linear layer gives each example's loss as evaluated, under
+/// stored and recomputed statistics; the pooled features come first, a hidden layer's output is
+/// after its ReLU.
+#[test]
+fn representations_are_the_inputs_of_the_head() {
+    for family in FAMILIES {
+        let (a, _) = pair(family);
+        let head = a
+            .names()
+            .filter(|n| n.ends_with(".weight") && (n.starts_with("classifier.") || *n == "fc.weight"))
+            .max_by_key(|n| n.split('.').nth(1).and_then(|i| i.parse::<usize>().ok()))
+            .unwrap()
+            .trim_end_matches(".weight")
+            .to_string();
+        let (weight, bias) = (
+            a.get(&format!("{head}.weight")).unwrap(),
+            a.get(&format!("{head}.bias")).unwrap(),
+        );
+        for mode in [BnMode::Interpolate, BnMode::Reset] {
+            let evaluator = evaluator(family, mode, &a);
+            let layers = evaluator.n_hidden_layers();
+            assert_eq!(layers, if family == "cnn" { 2 } else { 1 }, "{family}");
+            let point = evaluator.prepare(&a).unwrap();
+            let features = evaluator.hidden_activations(&point, layers - 1).unwrap();
+            let x = Tensor::from_vec(
+                features.as_slice().to_vec(),
+                (features.rows(), features.cols()),
+                &Device::Cpu,
+            )
+            .unwrap();
+            let logits = x
+                .matmul(&weight.t().unwrap())
+                .unwrap()
+                .broadcast_add(bias)
+                .unwrap()
+                .to_vec2::<f32>()
+                .unwrap();
+            let labels = &data(family).labels;
+            let from_head: Vec<f64> = logits
+                .iter()
+                .zip(labels)
+                .map(|(row, &label)| {
+                    let max = row.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v)) as f64;
+                    let sum: f64 = row.iter().map(|&v| (v as f64 - max).exp()).sum();
+                    max + sum.ln() - row[label as usize] as f64
+                })
+                .collect();
+            assert_close(
+                &format!("{family} {}: loss from the last representation", mode.name()),
+                &from_head,
+                &losses(evaluator.as_ref(), &a),
+                TORCH_TOLERANCE,
+            );
+            if layers == 2 {
+                let hidden = evaluator.hidden_activations(&point, 0).unwrap();
+                assert_eq!(hidden.cols(), 64, "{family}: 16 channels pooled to 2x2");
+                assert!(features.as_slice().iter().all(|&v| v >= 0.0), "after the ReLU");
+            }
+            assert!(evaluator.hidden_activations(&point, layers).is_err());
+        }
+    }
+}

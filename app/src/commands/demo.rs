@@ -35,8 +35,8 @@ pub struct DemoArgs {
     #[arg(long, default_value_t = 59)]
     pub modulus: usize,
     /// The model: `mlp` (64-128-128-10) or `cnn` (the digits as 1x8x8 images: two 3x3 conv +
-    /// BatchNorm + ReLU + 2x2 max-pool stages of 8 and 16 channels, then a linear classifier,
-    /// torchvision's VGG names; analysed with `--bn reset`). `cnn` needs `--task digits`.
+    /// BatchNorm + ReLU + 2x2 max-pool stages of 8 and 16 channels, then linear layers of 32 and
+    /// 10, torchvision's VGG names; analysed with `--bn reset`). `cnn` needs `--task digits`.
     #[arg(long, default_value = "mlp")]
     pub model: String,
 }
@@ -157,10 +157,11 @@ const SHORTCUT: ShortcutSpec = ShortcutSpec {
 };
 
 /// The CNN demo: the digits as 1x8x8 images, conv(8) BN ReLU pool, conv(16) BN ReLU pool (2x2
-/// maps), then one linear layer to the 10 classes; otherwise the MLP demo's settings.
+/// maps), a hidden linear layer of 32 (the layer the representation views read), then the 10
+/// classes; otherwise the MLP demo's settings.
 fn cnn_config() -> TrainConfig {
     TrainConfig {
-        hidden: Vec::new(),
+        hidden: vec![32],
         conv: Some(ConvLayers {
             input_shape: [1, 8, 8],
             layers: vec![Layer::Conv(8), Layer::Pool, Layer::Conv(16), Layer::Pool],

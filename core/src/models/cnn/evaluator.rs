@@ -9,6 +9,7 @@ use candle_core::{DType, Device, Tensor};
 use lineage_loaders::ParamSet;
 
 use crate::data::eval_data::EvalData;
+use crate::data::features::Features;
 use crate::error::{CoreError, Result};
 use crate::methods::align::PermutationSpec;
 use crate::methods::interpolation::blend;
@@ -37,6 +38,8 @@ pub struct CnnEvaluator {
     mode: BnMode,
     /// Names and shapes every parameter set must have (those of the reference checkpoint).
     shapes: BTreeMap<String, Vec<usize>>,
+    /// Representations the network gives ([`Net::representations`]).
+    representations: usize,
     description: String,
 }
 
@@ -129,9 +132,11 @@ impl CnnEvaluator {
             reset: Vec::new(),
             mode: BnMode::Interpolate,
             shapes: reference.shapes(),
+            representations: 0,
             description: String::new(),
         };
         let net = evaluator.build(&evaluator.on_device(reference)?)?;
+        evaluator.representations = net.representations();
         if !net.norms().is_empty() {
             evaluator.mode = bn.mode;
             description.push_str(&format!(", batchnorm {}", bn.mode.name()));
@@ -235,6 +240,12 @@ impl CnnEvaluator {
         Ok(net)
     }
 
+    /// The checkpoint's network as evaluated: its own statistics with `interpolate`, recomputed
+    /// as at alpha 0 of a path with `reset` / `repair`.
+    fn checkpoint_net(&self, p: &Point) -> Result<Net> {
+        self.handle_statistics(p.net.clone(), (&p.outputs, &p.outputs), 0.0)
+    }
+
     /// Loss and correctness of `net` (eval mode) on the eval set.
     fn run(&self, net: &Net) -> Result<EvalResult> {
         let n = self.labels.len();
@@ -291,9 +302,39 @@ impl Evaluator for CnnEvaluator {
     /// The checkpoint as stored with `interpolate`; with `reset` / `repair`, the point at alpha 0
     /// of any path from it (statistics recomputed), so that endpoints and interior agree.
     fn evaluate_prepared(&self, point: &Prepared) -> Result<EvalResult> {
-        let p = self.point(point)?;
-        let net = self.handle_statistics(p.net.clone(), (&p.outputs, &p.outputs), 0.0)?;
-        self.run(&net)
+        self.run(&self.checkpoint_net(self.point(point)?)?)
+    }
+
+    /// The inputs of the head's linear layers: 0 is the pooled convolutional features
+    /// (flattened), then the output of each hidden linear layer after its ReLU (a VGG's
+    /// classifier); a ResNet has only the first. The checkpoint's statistics are those of
+    /// [`Evaluator::evaluate_prepared`].
+    fn n_hidden_layers(&self) -> usize {
+        self.representations
+    }
+
+    fn hidden_activations(&self, point: &Prepared, layer: usize) -> Result<Features> {
+        if layer >= self.representations {
+            return Err(CoreError::InvalidArgument(format!(
+                "hidden layer {layer} does not exist: {} has {} (the pooled features, then the classifier's hidden layers)",
+                self.spec.describe(),
+                self.representations
+            )));
+        }
+        let net = self.checkpoint_net(self.point(point)?)?;
+        let mut values = Vec::new();
+        let mut width = 0;
+        for batch in &self.batches {
+            let features = net
+                .forward_to(batch, &mut Pass::Eval, layer)
+                .and_then(|f| {
+                    width = f.dim(1)?;
+                    f.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()
+                })
+                .map_err(|e| self.error("forward pass", e))?;
+            values.extend(features);
+        }
+        Features::new(self.labels.len(), width, values)
     }
 
     fn evaluate_path_prepared(&self, a: &Prepared, b: &Prepared, alphas: &[f64]) -> Result<Vec<EvalResult>> {

@@ -118,11 +118,12 @@ pub fn linear(tensors: &Tensors, prefix: &str) -> candle_core::Result<Linear> {
     Ok(Linear::new(weight, tensors.get(&format!("{prefix}.bias")).cloned()))
 }
 
-/// Applies linear layers in order, with a ReLU between consecutive ones (torchvision's VGG
-/// classifier without its dropouts, which are inactive in eval mode).
-pub fn classifier(layers: &[Linear], x: Tensor) -> candle_core::Result<Tensor> {
+/// Applies the first `upto` of the linear `layers` in order, each but the last of all followed by
+/// a ReLU (torchvision's VGG classifier without its dropouts, which are inactive in eval mode):
+/// `upto = layers.len()` gives the logits, a smaller `upto` the input of layer `upto`.
+pub fn classifier(layers: &[Linear], x: Tensor, upto: usize) -> candle_core::Result<Tensor> {
     let mut x = x;
-    for (i, layer) in layers.iter().enumerate() {
+    for (i, layer) in layers.iter().enumerate().take(upto) {
         x = layer.forward(&x)?;
         if i + 1 < layers.len() {
             x = x.relu()?;

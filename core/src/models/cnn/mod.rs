@@ -251,6 +251,23 @@ impl Net {
         }
     }
 
+    /// Number of representations [`Net::forward_to`] gives: the inputs of the head's linear layers
+    /// (the pooled features, then each hidden linear layer's output after its ReLU).
+    pub fn representations(&self) -> usize {
+        match self {
+            Self::ResNet(_) => 1,
+            Self::Vgg(v) => v.head_layers(),
+        }
+    }
+
+    /// Representation `layer` (below [`Net::representations`]) of images `x`, `[N, width]`.
+    pub fn forward_to(&self, x: &Tensor, pass: &mut Pass, layer: usize) -> candle_core::Result<Tensor> {
+        match self {
+            Self::ResNet(r) => r.forward_to(x, pass, layer),
+            Self::Vgg(v) => v.forward_to(x, pass, layer),
+        }
+    }
+
     /// Every BatchNorm (the indices of [`Pass`]'s moments).
     pub fn norms(&self) -> &[BatchNorm] {
         match self {

@@ -293,6 +293,11 @@ impl ResNet {
 
     /// Logits of images `x` (`[N, C, H, W]`).
     pub fn forward(&self, x: &Tensor, pass: &mut Pass) -> candle_core::Result<Tensor> {
+        self.forward_to(x, pass, 1)
+    }
+
+    /// The pooled features (`layer = 0`, flattened: the input of `fc`) or the logits (`layer = 1`).
+    pub fn forward_to(&self, x: &Tensor, pass: &mut Pass, layer: usize) -> candle_core::Result<Tensor> {
         let mut x = self.conv_bn(&self.stem, x, pass)?.relu()?;
         if self.imagenet_stem {
             x = max_pool_nonnegative(&x, 3, 2, 1)?;
@@ -312,6 +317,9 @@ impl ResNet {
             x = (out + identity)?.relu()?;
         }
         let pooled = adaptive_avg_pool(&x, 1)?.flatten_from(1)?;
+        if layer == 0 {
+            return Ok(pooled);
+        }
         self.head.forward(&pooled)
     }
 }

@@ -270,8 +270,19 @@ impl Vgg {
         })
     }
 
+    /// Number of linear layers of the classifier.
+    pub fn head_layers(&self) -> usize {
+        self.classifier.len()
+    }
+
     /// Logits of images `x` (`[N, C, H, W]`).
     pub fn forward(&self, x: &Tensor, pass: &mut Pass) -> candle_core::Result<Tensor> {
+        self.forward_to(x, pass, self.classifier.len())
+    }
+
+    /// The input of classifier layer `layer` (`layer = 0`: the pooled features, flattened; a
+    /// hidden layer's output after its ReLU; the number of layers: the logits).
+    pub fn forward_to(&self, x: &Tensor, pass: &mut Pass, layer: usize) -> candle_core::Result<Tensor> {
         let mut x = x.clone();
         for op in &self.features {
             x = match op {
@@ -287,6 +298,6 @@ impl Vgg {
             };
         }
         let pooled = adaptive_avg_pool(&x, self.pool)?.flatten_from(1)?;
-        classifier(&self.classifier, pooled)
+        classifier(&self.classifier, pooled, layer)
     }
 }
