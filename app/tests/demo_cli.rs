@@ -248,7 +248,6 @@ fn shortcut_demo_finds_basins_that_differ_out_of_distribution_only() {
 /// VGG layout (on the digits as 1x8x8 images), which the `cnn` family reads and analyses with
 /// recomputed BatchNorm statistics (`--bn reset`, the default), finding basins among the seeds.
 #[test]
-#[ignore = "slow: 555 s of training and 1,697 s of analysis in a debug build on 2 shared cores (2026-12-04); run with `cargo test --workspace --test demo_cli -- --ignored`"]
 fn cnn_demo_trains_batchnorm_cnns_and_finds_basins() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("demo");
@@ -275,6 +274,8 @@ fn cnn_demo_trains_batchnorm_cnns_and_finds_basins() {
         "clusters",
         "timeline",
         "tree_edges",
+        "similarity",
+        "probes",
     ] {
         assert!(
             results.join(format!("{table}.parquet")).is_file(),
@@ -283,6 +284,9 @@ fn cnn_demo_trains_batchnorm_cnns_and_finds_basins() {
     }
     let report: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(results.join("report.json")).unwrap()).unwrap();
+    // The representation views read the classifier's hidden layer (layer 1; 0 is the pooled maps).
+    assert_eq!(report["views"]["layer"], 1, "{}", report["views"]);
+    assert_eq!(report["views"]["rows"]["probes"], 81, "9 runs x 9 steps");
     let evaluator = report["evaluator"].as_str().unwrap();
     assert!(
         evaluator.contains("on 500 images 1x8x8") && evaluator.contains("batchnorm reset"),
