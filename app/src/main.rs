@@ -42,7 +42,7 @@ enum Command {
 
 fn main() -> std::process::ExitCode {
     // SAFETY: nothing else runs yet.
-    unsafe { lineage_core::threads::settle_thread_count() };
+    unsafe { lineage_core::runtime::configure_process() };
     let cli = Cli::parse();
     let result = match cli.command {
         Some(Command::Open(args)) => commands::open::run(&args),

@@ -105,7 +105,7 @@ fn pytorch_baseline(mode: BnMode, threads: usize) -> Result<(Spread, String), St
 
 fn main() {
     // SAFETY: nothing else runs yet.
-    let threads = unsafe { lineage_core::threads::settle_thread_count() };
+    let threads = unsafe { lineage_core::runtime::configure_process() };
     let data = images();
     let shape: Vec<String> = data.example_shape.iter().map(usize::to_string).collect();
     println!(

@@ -136,7 +136,7 @@ fn big_gemm(size: usize, lhs: &[f32], rhs: &[f32], dst: &mut [f32], threads: usi
 
 fn main() {
     // SAFETY: nothing else runs yet.
-    let threads = unsafe { lineage_core::threads::settle_thread_count() };
+    let threads = unsafe { lineage_core::runtime::configure_process() };
     let (data, source) = eval_data();
     let n = data.len();
     let spec = MlpSpec::new(LAYERS.to_vec(), Activation::Relu).unwrap();

@@ -398,7 +398,7 @@ fn run(case: &Case, torch: &mut Option<PyTorch>, bench: &Bench) {
 
 fn main() {
     // SAFETY: nothing else runs yet.
-    let threads = unsafe { lineage_core::threads::settle_thread_count() };
+    let threads = unsafe { lineage_core::runtime::configure_process() };
     let sequences = env_usize("LINEAGE_BENCH_SEQUENCES", 8);
     let selected = std::env::var("LINEAGE_BENCH_CASES").ok();
     let [bert_base, pythia] = real_size(sequences);

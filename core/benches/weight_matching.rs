@@ -76,7 +76,7 @@ fn assignment_seconds(n: usize) -> f64 {
 
 fn main() {
     // SAFETY: nothing else runs yet.
-    unsafe { lineage_core::threads::settle_thread_count() };
+    unsafe { lineage_core::runtime::configure_process() };
     let repeats: usize = std::env::var("LINEAGE_BENCH_REPEATS")
         .ok()
         .and_then(|v| v.parse().ok())

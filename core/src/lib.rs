@@ -18,7 +18,7 @@ pub mod names;
 pub mod output;
 pub mod pipeline;
 pub mod progress;
-pub mod threads;
+pub mod runtime;
 pub mod train;
 
 pub use data::EvalData;
