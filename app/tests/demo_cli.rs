@@ -7,9 +7,12 @@ use std::process::Command;
 
 use lineage_core::output::schema::read_parquet;
 
-fn demo(out: &Path, cache: &Path) -> std::process::Output {
+/// `lineage demo --no-gui <args> --out <out>` with its own cache; asserts that it succeeds.
+fn demo(args: &[&str], out: &Path, cache: &Path) -> std::process::Output {
     let output = Command::new(env!("CARGO_BIN_EXE_lineage"))
-        .args(["demo", "--no-gui", "--out"])
+        .args(["demo", "--no-gui"])
+        .args(args)
+        .arg("--out")
         .arg(out)
         .env("LINEAGE_CACHE", cache)
         .output()
@@ -42,7 +45,7 @@ fn demo_finds_the_init_families_and_a_rerun_is_cached() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("demo");
     let cache = tmp.path().join("cache");
-    let first = demo(&out, &cache);
+    let first = demo(&[], &out, &cache);
     let results = out.join("results-families");
     for table in [
         "checkpoints",
@@ -116,7 +119,7 @@ fn demo_finds_the_init_families_and_a_rerun_is_cached() {
     assert!(summary.contains("basins"), "{summary}");
 
     // Second run: no retraining, no forward pass.
-    demo(&out, &cache);
+    demo(&[], &out, &cache);
     let report: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(results.join("report.json")).unwrap()).unwrap();
     assert_eq!(report["computed"], 0);
@@ -207,14 +210,8 @@ fn last_step_errors(results: &Path, set: &str) -> BTreeMap<u32, f64> {
 fn shortcut_demo_finds_basins_that_differ_out_of_distribution_only() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("demo");
-    let output = Command::new(env!("CARGO_BIN_EXE_lineage"))
-        .args(["demo", "--no-gui", "--task", "shortcut", "--out"])
-        .arg(&out)
-        .env("LINEAGE_CACHE", tmp.path().join("cache"))
-        .output()
-        .unwrap();
+    let output = demo(&["--task", "shortcut"], &out, &tmp.path().join("cache"));
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "{stderr}");
     assert!(stderr.contains("parity with a shortcut input"), "{stderr}");
     let zoo = out.join("zoo-families-shortcut");
     for file in ["eval.safetensors", "eval_ood.safetensors"] {
@@ -251,14 +248,8 @@ fn shortcut_demo_finds_basins_that_differ_out_of_distribution_only() {
 fn cnn_demo_trains_batchnorm_cnns_and_finds_basins() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("demo");
-    let output = Command::new(env!("CARGO_BIN_EXE_lineage"))
-        .args(["demo", "--no-gui", "--model", "cnn", "--out"])
-        .arg(&out)
-        .env("LINEAGE_CACHE", tmp.path().join("cache"))
-        .output()
-        .unwrap();
+    let output = demo(&["--model", "cnn"], &out, &tmp.path().join("cache"));
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "{stderr}");
     assert!(stderr.contains("-parameter CNN on the UCI digits"), "{stderr}");
     let zoo = out.join("zoo-families-cnn");
     let config: serde_json::Value =
