@@ -21,6 +21,16 @@ fn demo(args: &[&str], out: &Path, cache: &Path) -> std::process::Output {
     output
 }
 
+/// Asserts that `<results>/<table>.parquet` exists for every table named.
+fn assert_tables_written(results: &Path, tables: &[&str]) {
+    for table in tables {
+        assert!(
+            results.join(format!("{table}.parquet")).is_file(),
+            "{table}.parquet missing"
+        );
+    }
+}
+
 /// step -> basin -> members, from clusters.parquet.
 fn basins_by_step(results: &Path) -> BTreeMap<u64, BTreeMap<u32, BTreeSet<String>>> {
     let df = read_parquet(&results.join("clusters.parquet")).unwrap();
@@ -47,20 +57,18 @@ fn demo_finds_the_init_families_and_a_rerun_is_cached() {
     let cache = tmp.path().join("cache");
     let first = demo(&[], &out, &cache);
     let results = out.join("results-families");
-    for table in [
-        "checkpoints",
-        "evals",
-        "interpolation",
-        "barriers",
-        "clusters",
-        "timeline",
-        "tree_edges",
-    ] {
-        assert!(
-            results.join(format!("{table}.parquet")).is_file(),
-            "{table}.parquet missing"
-        );
-    }
+    assert_tables_written(
+        &results,
+        &[
+            "checkpoints",
+            "evals",
+            "interpolation",
+            "barriers",
+            "clusters",
+            "timeline",
+            "tree_edges",
+        ],
+    );
     // The figures for the paper: basin tree, heatmaps and curves at first / middle / last step.
     let figures = results.join("figures");
     for stem in ["basin_tree", "barrier_vs_step", "training_curves"] {
@@ -258,21 +266,19 @@ fn cnn_demo_trains_batchnorm_cnns_and_finds_basins() {
     assert_eq!(config["input_shape"], serde_json::json!([1, 8, 8]));
     assert_eq!(config["batch_norm"], true);
     let results = out.join("results-families-cnn");
-    for table in [
-        "evals",
-        "interpolation",
-        "barriers",
-        "clusters",
-        "timeline",
-        "tree_edges",
-        "similarity",
-        "probes",
-    ] {
-        assert!(
-            results.join(format!("{table}.parquet")).is_file(),
-            "{table}.parquet missing"
-        );
-    }
+    assert_tables_written(
+        &results,
+        &[
+            "evals",
+            "interpolation",
+            "barriers",
+            "clusters",
+            "timeline",
+            "tree_edges",
+            "similarity",
+            "probes",
+        ],
+    );
     let report: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(results.join("report.json")).unwrap()).unwrap();
     // The representation views read the classifier's hidden layer (layer 1; 0 is the pooled maps).
