@@ -133,7 +133,8 @@ impl Encoder for RobertaClassifier {
         let hidden = self
             .encoder
             .forward(input_ids, attention_mask, types, None, None, None)?;
-        let first = hidden.narrow(1, 0, 1)?.squeeze(1)?;
+        // contiguous: CUDA matrix products take rows one after another, not a strided view.
+        let first = hidden.narrow(1, 0, 1)?.squeeze(1)?.contiguous()?;
         let head_input = self.dense.forward(&first)?.tanh()?;
         let logits = self.out_proj.forward(&head_input)?;
         Ok((logits, head_input))
