@@ -12,6 +12,7 @@ use std::any::Any;
 use std::collections::BTreeMap;
 use std::ops::Range;
 
+use candle_core::Tensor;
 use lineage_loaders::ParamSet;
 use lineage_loaders::params::describe_shape_difference;
 use rayon::prelude::*;
@@ -256,6 +257,35 @@ pub fn score_logits(
         .for_each(|(((row, &label), loss), correct)| score_row(&row[..classes], label, loss, correct));
 }
 
+/// [`score_logits`] for a `[rows, classes]` block of logits on their own device (a GPU): only the
+/// losses and the correctness flags come back to the host, not the logits (for a language model,
+/// `rows x vocabulary` values). Same rules: stable log-softmax in f32, and correct when the label
+/// is the first maximal index. A row holding NaN has a NaN loss and counts as wrong.
+pub fn score_logits_on_device(logits: &Tensor, labels: &[u32]) -> candle_core::Result<(Vec<f32>, Vec<bool>)> {
+    let (rows, classes) = logits.dims2()?;
+    let device = logits.device();
+    let labels = Tensor::from_slice(labels, (rows, 1), device)?;
+    let shifted = logits.broadcast_sub(&logits.max_keepdim(1)?)?;
+    let log_sum = shifted.exp()?.sum_keepdim(1)?.log()?;
+    let at_label = shifted.gather(&labels, 1)?;
+    let loss = (log_sum - &at_label)?.squeeze(1)?;
+    // The label is the first maximal index: its shifted logit is 0 and no earlier one is.
+    let maximal = shifted.eq(0f32)?;
+    let before_label = Tensor::arange(0u32, classes as u32, device)?
+        .unsqueeze(0)?
+        .broadcast_lt(&labels)?;
+    let earlier_maximum = (maximal * before_label)?.max(1)?;
+    let label_maximal = at_label.squeeze(1)?.eq(0f32)?;
+    let correct = label_maximal.to_vec1::<u8>()?;
+    let earlier = earlier_maximum.to_vec1::<u8>()?;
+    let correct = correct
+        .iter()
+        .zip(&earlier)
+        .map(|(&at, &before)| at == 1 && before == 0)
+        .collect();
+    Ok((loss.to_vec1::<f32>()?, correct))
+}
+
 /// The cross-entropy and correctness of one row of logits (see [`score_logits`]).
 fn score_row(row: &[f32], label: u32, loss: &mut f32, correct: &mut bool) {
     let mut best = 0;
@@ -304,6 +334,31 @@ mod tests {
         score_logits(&logits, 3, 3, &[1], &mut loss, &mut correct);
         assert!(correct[0]);
         assert!(loss[0].is_nan());
+    }
+
+    #[test]
+    fn scoring_on_the_device_matches_the_host() {
+        // Rows with ties (first maximal index wins), a huge spread and a label at the last class.
+        let (rows, classes) = (6, 7);
+        let mut logits: Vec<f32> = (0..rows * classes)
+            .map(|i| ((i * 37 % 11) as f32 - 5.0) * 0.7)
+            .collect();
+        logits[3 * classes..4 * classes].copy_from_slice(&[2.0, 5.0, 1.0, 5.0, 5.0, 0.0, -1.0]);
+        logits[4 * classes] = 900.0;
+        let labels = [0u32, 3, 6, 3, 0, 1];
+        let (mut loss, mut correct) = (vec![0.0; rows], vec![false; rows]);
+        score_logits(&logits, classes, classes, &labels, &mut loss, &mut correct);
+        let on_device = score_logits_on_device(
+            &Tensor::from_slice(&logits, (rows, classes), &candle_core::Device::Cpu).unwrap(),
+            &labels,
+        )
+        .unwrap();
+        for (a, b) in loss.iter().zip(&on_device.0) {
+            assert!((a - b).abs() < 1e-5, "{loss:?} vs {:?}", on_device.0);
+        }
+        assert_eq!(correct, on_device.1);
+        // Row 3's label ties for the maximum after an earlier index; row 4's label is its maximum.
+        assert!(!correct[3] && correct[4], "{correct:?}");
     }
 
     #[test]

@@ -11,13 +11,16 @@ use lineage_loaders::ParamSet;
 use crate::data::eval_data::EvalData;
 use crate::error::{CoreError, Result};
 use crate::methods::align::PermutationSpec;
-use crate::models::evaluator::score_logits;
+use crate::models::evaluator::{score_logits, score_logits_on_device};
 use crate::models::transformer::evaluator::{Architecture, Scores};
 use crate::models::transformer::kernels;
 use crate::models::transformer::tokens::{TokenBatch, TokenBatches};
 
-/// Logit values moved to the host at once when scoring (bounds memory for large vocabularies).
+/// Logit values computed and scored at once on the CPU (bounds memory for large vocabularies).
 const LOGITS_PER_CHUNK: usize = 1 << 24;
+/// The same on a GPU (512 MB of logits): fewer, larger output-layer products, each followed by a
+/// wait for its scores to reach the host.
+const DEVICE_LOGITS_PER_CHUNK: usize = 1 << 27;
 
 /// A decoder-only architecture read from an HF `config.json`.
 pub trait DecoderSpec: Send + Sync + 'static {
@@ -179,21 +182,26 @@ impl<S: DecoderSpec> Architecture for CausalLm<S> {
         };
         let selected = at_predictions(&hidden)?;
         let vocab = self.0.vocab_size();
-        let per_chunk = (LOGITS_PER_CHUNK / vocab).max(1);
+        let budget = if device.is_cpu() {
+            LOGITS_PER_CHUNK
+        } else {
+            DEVICE_LOGITS_PER_CHUNK
+        };
+        let per_chunk = (budget / vocab).max(1);
         for start in (0..rows.len()).step_by(per_chunk) {
             let n = per_chunk.min(rows.len() - start);
             let logits = model.logits(&selected.i(start..start + n)?)?;
-            let width = logits.dim(D::Minus1)?;
-            let logits = logits.flatten_all()?.to_vec1::<f32>()?;
-            let (mut loss, mut correct) = (vec![0.0; n], vec![false; n]);
-            score_logits(
-                &logits,
-                width,
-                width,
-                &targets[start..start + n],
-                &mut loss,
-                &mut correct,
-            );
+            let targets = &targets[start..start + n];
+            let (loss, correct) = if device.is_cpu() {
+                let width = logits.dim(D::Minus1)?;
+                let logits = logits.flatten_all()?.to_vec1::<f32>()?;
+                let (mut loss, mut correct) = (vec![0.0; n], vec![false; n]);
+                score_logits(&logits, width, width, targets, &mut loss, &mut correct);
+                (loss, correct)
+            } else {
+                // On a GPU the logits stay there: only a loss and a flag per token come back.
+                score_logits_on_device(&logits, targets)?
+            };
             out.loss.extend(loss);
             out.correct.extend(correct);
         }
