@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use candle_core::{DType, Module, Tensor};
-use candle_nn::{Embedding, LayerNorm, Linear, VarBuilder, embedding, layer_norm, linear};
+use candle_nn::{Embedding, LayerNorm, VarBuilder, embedding, layer_norm};
 use candle_transformers::models::bert::{Config, HiddenAct};
 use lineage_loaders::ParamSet;
 
@@ -13,6 +13,7 @@ use crate::error::{CoreError, Result};
 use crate::methods::align::PermutationSpec;
 use crate::models::transformer::causal::{Activation, attention};
 use crate::models::transformer::classifier::{Encoder, EncoderSizes, EncoderSpec, check_and_count_labels};
+use crate::models::transformer::dense::{Dense, dense};
 use crate::models::transformer::permutations::{self, EncoderNames};
 
 /// Prefix of the encoder's tensors in a `BertForSequenceClassification` checkpoint.
@@ -92,13 +93,13 @@ impl EncoderSpec for BertSpec {
 
 /// One encoder layer (`bert.encoder.layer.N`).
 struct Layer {
-    query: Linear,
-    key: Linear,
-    value: Linear,
-    attention_out: Linear,
+    query: Dense,
+    key: Dense,
+    value: Dense,
+    attention_out: Dense,
     attention_norm: LayerNorm,
-    up: Linear,
-    down: Linear,
+    up: Dense,
+    down: Dense,
     out_norm: LayerNorm,
 }
 
@@ -106,13 +107,13 @@ impl Layer {
     fn load(vb: VarBuilder, config: &Config) -> candle_core::Result<Self> {
         let (h, i, eps) = (config.hidden_size, config.intermediate_size, config.layer_norm_eps);
         Ok(Self {
-            query: linear(h, h, vb.pp("attention.self.query"))?,
-            key: linear(h, h, vb.pp("attention.self.key"))?,
-            value: linear(h, h, vb.pp("attention.self.value"))?,
-            attention_out: linear(h, h, vb.pp("attention.output.dense"))?,
+            query: dense(h, h, vb.pp("attention.self.query"))?,
+            key: dense(h, h, vb.pp("attention.self.key"))?,
+            value: dense(h, h, vb.pp("attention.self.value"))?,
+            attention_out: dense(h, h, vb.pp("attention.output.dense"))?,
             attention_norm: layer_norm(h, eps, vb.pp("attention.output.LayerNorm"))?,
-            up: linear(h, i, vb.pp("intermediate.dense"))?,
-            down: linear(i, h, vb.pp("output.dense"))?,
+            up: dense(h, i, vb.pp("intermediate.dense"))?,
+            down: dense(i, h, vb.pp("output.dense"))?,
             out_norm: layer_norm(h, eps, vb.pp("output.LayerNorm"))?,
         })
     }
@@ -196,8 +197,8 @@ impl BertEncoder {
 /// `BertForSequenceClassification` in eval mode (dropout off).
 pub struct BertClassifier {
     encoder: BertEncoder,
-    pooler: Linear,
-    classifier: Linear,
+    pooler: Dense,
+    classifier: Dense,
 }
 
 impl BertClassifier {
@@ -207,8 +208,8 @@ impl BertClassifier {
         let hidden = spec.config.hidden_size;
         Ok(Self {
             encoder: BertEncoder::load(vb.pp(ENCODER), &spec.config)?,
-            pooler: linear(hidden, hidden, vb.pp(POOLER))?,
-            classifier: linear(hidden, spec.sizes.labels, vb.pp(CLASSIFIER))?,
+            pooler: dense(hidden, hidden, vb.pp(POOLER))?,
+            classifier: dense(hidden, spec.sizes.labels, vb.pp(CLASSIFIER))?,
         })
     }
 }

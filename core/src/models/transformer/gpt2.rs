@@ -13,6 +13,7 @@ use lineage_loaders::ParamSet;
 use crate::error::{CoreError, Result};
 use crate::methods::align::PermutationSpec;
 use crate::models::transformer::causal::{Activation, Decoder, DecoderSpec, attention, field, required, run_blocks};
+use crate::models::transformer::dense::Dense;
 use crate::models::transformer::{check_heads, permutations};
 
 /// A GPT-2 architecture, from an HF `config.json` (`model_type: gpt2`).
@@ -110,20 +111,20 @@ impl DecoderSpec for Gpt2Spec {
 }
 
 /// A `Conv1D` of transformers (`y = x W + b`, `W` stored `[in, out]`) as a candle linear layer.
-fn conv1d(inputs: usize, outputs: usize, vb: VarBuilder) -> candle_core::Result<Linear> {
+fn conv1d(inputs: usize, outputs: usize, vb: VarBuilder) -> candle_core::Result<Dense> {
     let weight = vb.get((inputs, outputs), "weight")?;
     let bias = vb.get(outputs, "bias")?;
-    Ok(Linear::new(weight.t()?, Some(bias)))
+    Ok(Dense::new(Linear::new(weight.t()?, Some(bias))))
 }
 
 /// One GPT-2 block.
 struct Block {
     ln_1: LayerNorm,
-    c_attn: Linear,
-    c_proj: Linear,
+    c_attn: Dense,
+    c_proj: Dense,
     ln_2: LayerNorm,
-    c_fc: Linear,
-    mlp_proj: Linear,
+    c_fc: Dense,
+    mlp_proj: Dense,
     /// Attention score scale of this block.
     scale: f64,
 }
@@ -135,7 +136,7 @@ pub struct Gpt2 {
     wpe: Embedding,
     blocks: Vec<Block>,
     ln_f: LayerNorm,
-    head: Linear,
+    head: Dense,
 }
 
 impl Gpt2 {
@@ -174,9 +175,9 @@ impl Gpt2 {
             .collect::<candle_core::Result<Vec<_>>>()?;
         let wte = embedding(spec.vocab_size, h, body.pp("wte"))?;
         let head = if vb.contains_tensor("lm_head.weight") {
-            Linear::new(vb.get((spec.vocab_size, h), "lm_head.weight")?, None)
+            Dense::new(Linear::new(vb.get((spec.vocab_size, h), "lm_head.weight")?, None))
         } else {
-            Linear::new(wte.embeddings().clone(), None)
+            Dense::new(Linear::new(wte.embeddings().clone(), None))
         };
         Ok(Self {
             spec: spec.clone(),

@@ -5,13 +5,14 @@
 use std::path::Path;
 
 use candle_core::{D, DType, Device, Module, Tensor};
-use candle_nn::{Embedding, LayerNorm, Linear, VarBuilder, embedding, layer_norm, linear, linear_no_bias};
+use candle_nn::{Embedding, LayerNorm, VarBuilder, embedding, layer_norm};
 
 use lineage_loaders::ParamSet;
 
 use crate::error::{CoreError, Result};
 use crate::methods::align::PermutationSpec;
 use crate::models::transformer::causal::{Activation, Decoder, DecoderSpec, attention, field, required, run_blocks};
+use crate::models::transformer::dense::{Dense, dense, dense_no_bias};
 use crate::models::transformer::{check_heads, permutations};
 
 /// A GPT-NeoX architecture, from an HF `config.json` (`model_type: gpt_neox`).
@@ -148,10 +149,10 @@ impl DecoderSpec for GptNeoxSpec {
 struct Layer {
     input_norm: LayerNorm,
     post_attention_norm: LayerNorm,
-    qkv: Linear,
-    dense: Linear,
-    up: Linear,
-    down: Linear,
+    qkv: Dense,
+    dense: Dense,
+    up: Dense,
+    down: Dense,
 }
 
 /// `GPTNeoXForCausalLM` in eval mode.
@@ -160,7 +161,7 @@ pub struct GptNeox {
     embed: Embedding,
     layers: Vec<Layer>,
     final_norm: LayerNorm,
-    head: Linear,
+    head: Dense,
 }
 
 impl GptNeox {
@@ -171,9 +172,9 @@ impl GptNeox {
         let body = vb.pp("gpt_neox");
         let project = |inputs, outputs, vb: VarBuilder| {
             if spec.attention_bias {
-                linear(inputs, outputs, vb)
+                dense(inputs, outputs, vb)
             } else {
-                linear_no_bias(inputs, outputs, vb)
+                dense_no_bias(inputs, outputs, vb)
             }
         };
         let layers = (0..spec.num_layers)
@@ -184,8 +185,8 @@ impl GptNeox {
                     post_attention_norm: layer_norm(h, spec.layer_norm_eps, vb.pp("post_attention_layernorm"))?,
                     qkv: project(h, 3 * h, vb.pp("attention.query_key_value"))?,
                     dense: project(h, h, vb.pp("attention.dense"))?,
-                    up: linear(h, i, vb.pp("mlp.dense_h_to_4h"))?,
-                    down: linear(i, h, vb.pp("mlp.dense_4h_to_h"))?,
+                    up: dense(h, i, vb.pp("mlp.dense_h_to_4h"))?,
+                    down: dense(i, h, vb.pp("mlp.dense_4h_to_h"))?,
                 })
             })
             .collect::<candle_core::Result<Vec<_>>>()?;
@@ -194,7 +195,7 @@ impl GptNeox {
             embed: embedding(spec.vocab_size, h, body.pp("embed_in"))?,
             layers,
             final_norm: layer_norm(h, spec.layer_norm_eps, body.pp("final_layer_norm"))?,
-            head: linear_no_bias(h, spec.vocab_size, vb.pp("embed_out"))?,
+            head: dense_no_bias(h, spec.vocab_size, vb.pp("embed_out"))?,
         })
     }
 

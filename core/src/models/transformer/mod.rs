@@ -18,6 +18,7 @@
 pub mod bert;
 pub mod causal;
 pub mod classifier;
+mod dense;
 mod evaluator;
 pub mod gpt2;
 pub mod gpt_neox;

@@ -1,0 +1,88 @@
+//! Linear layers applied to every token as one matrix product.
+//!
+//! candle-nn's [`Linear`] multiplies a `[B, L, in]` input batch by batch (the weight broadcast over
+//! `B`): on a GPU that is a batched GEMM of `B` thin products. [`Dense`] folds the leading
+//! dimensions into rows first, `[B * L, in] x [in, out]`, the one large product transformers'
+//! `nn.Linear` runs (`torch.nn.functional.linear` flattens the same way), then restores the shape.
+
+use candle_core::{Module, Tensor};
+use candle_nn::{Linear, VarBuilder};
+
+/// A linear layer (`y = x Wᵀ + b`, `W` stored `[out, in]`) over the last dimension of any input.
+#[derive(Clone, Debug)]
+pub struct Dense(Linear);
+
+impl Dense {
+    /// Wraps a candle-nn linear layer.
+    pub fn new(linear: Linear) -> Self {
+        Self(linear)
+    }
+}
+
+impl Module for Dense {
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let dims = x.dims();
+        if dims.len() <= 2 {
+            return self.0.forward(x);
+        }
+        let (leading, inputs) = dims.split_at(dims.len() - 1);
+        let rows = x.reshape((leading.iter().product::<usize>(), inputs[0]))?;
+        let y = self.0.forward(&rows)?;
+        let mut shape = leading.to_vec();
+        shape.push(y.dim(1)?);
+        y.reshape(shape)
+    }
+}
+
+/// `inputs -> outputs` with a bias, from `vb`'s `weight` and `bias` (as [`candle_nn::linear`]).
+pub fn dense(inputs: usize, outputs: usize, vb: VarBuilder) -> candle_core::Result<Dense> {
+    candle_nn::linear(inputs, outputs, vb).map(Dense)
+}
+
+/// `inputs -> outputs` without a bias (as [`candle_nn::linear_no_bias`]).
+pub fn dense_no_bias(inputs: usize, outputs: usize, vb: VarBuilder) -> candle_core::Result<Dense> {
+    candle_nn::linear_no_bias(inputs, outputs, vb).map(Dense)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{Device, IndexOp};
+
+    #[test]
+    fn every_token_gets_the_linear_map() {
+        let device = Device::Cpu;
+        let weight = Tensor::arange(0f32, 12.0, &device).unwrap().reshape((3, 4)).unwrap();
+        let bias = Tensor::new(&[0.5f32, -1.0, 2.0], &device).unwrap();
+        let layer = Dense::new(Linear::new(weight.clone(), Some(bias.clone())));
+        let x = (Tensor::arange(0f32, 24.0, &device).unwrap().reshape((2, 3, 4)).unwrap() * 0.1).unwrap();
+        let y = layer.forward(&x).unwrap();
+        assert_eq!(y.dims(), [2, 3, 3]);
+        for (b, t) in [(0, 0), (0, 2), (1, 1)] {
+            let token = x.i((b, t)).unwrap().unsqueeze(1).unwrap();
+            let expected = (weight.matmul(&token).unwrap().squeeze(1).unwrap() + &bias).unwrap();
+            let got = y.i((b, t)).unwrap();
+            let diff = (got - expected)
+                .unwrap()
+                .abs()
+                .unwrap()
+                .max(0)
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap();
+            assert!(diff < 1e-5, "token ({b}, {t}) differs by {diff}");
+        }
+        // A non-contiguous input (a transposed view) is read correctly too.
+        let xt = x.transpose(0, 1).unwrap();
+        let yt = layer.forward(&xt).unwrap();
+        let diff = (yt - y.transpose(0, 1).unwrap())
+            .unwrap()
+            .abs()
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .max(0)
+            .unwrap();
+        assert!(diff.to_scalar::<f32>().unwrap() < 1e-5);
+    }
+}
