@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # GPU check for lineage's `cuda` feature, in one command on a machine with an NVIDIA GPU:
 #
-#   1. builds the transformer fixture tests, the transformer_path bench and the `lineage` binary
+#   1. builds the transformer and CNN fixture tests, the transformer_path bench and the `lineage` binary
 #      with `--features cuda` (when cargo exists), or takes prebuilt executables (`--bin-dir DIR`,
 #      made by `--package`);
-#   2. runs the transformer fixture tests on the GPU (LINEAGE_TEST_DEVICE=cuda): lineage must
+#   2. runs the transformer and CNN fixture tests on the GPU (LINEAGE_TEST_DEVICE=cuda): lineage must
 #      agree with PyTorch's fixture values within 1e-4 there too;
 #   3. runs `lineage batch` on the BERT, GPT-NeoX and ResNet-20 fixture zoos with `--device cuda`
 #      and `--device cpu` and compares their tables (scripts/compare_tables.py: every loss, barrier
@@ -31,7 +31,7 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-TESTS=(bert_fixture causal_lm_fixture roberta_fixture transformer_align)
+TESTS=(bert_fixture causal_lm_fixture roberta_fixture transformer_align cnn_fixture)
 BENCH=transformer_path
 APP=lineage
 PYTHON="${LINEAGE_PYTHON:-python3}"
@@ -147,7 +147,7 @@ compare_script="$ROOT/scripts/compare_tables.py"
 say "CUDA libraries"
 find_libraries "${exe[$APP]}"
 
-say "transformer fixture tests on $DEVICE (LINEAGE_TEST_DEVICE=$DEVICE)"
+say "transformer and CNN fixture tests on $DEVICE (LINEAGE_TEST_DEVICE=$DEVICE)"
 for name in "${TESTS[@]}"; do
   echo "-- $name"
   if ! LINEAGE_TEST_DEVICE="$DEVICE" "${exe[$name]}" --test-threads=1; then

@@ -4,6 +4,7 @@
 //! 1/16 width and a plain CNN without BatchNorm on 1x32x32 digits. Per-example losses
 //! of every checkpoint, the interpolation path under each `--bn` mode, architecture inference, and
 //! permutation alignment of every family (the ResNet's against a permutation found in PyTorch).
+//! The evaluators run on `LINEAGE_TEST_DEVICE` (default the CPU; `scripts/gpu-check.sh` sets `cuda`).
 
 mod common;
 
@@ -13,7 +14,7 @@ use std::path::PathBuf;
 use candle_core::{Device, Tensor};
 use common::{
     TORCH_TOLERANCE, assert_checkpoints_match, assert_close, assert_path_matches, barrier11, floats, own_fixture,
-    read_json, widen,
+    read_json, test_device, widen,
 };
 use lineage_core::EvalData;
 use lineage_core::methods::align::{align_to, weight_matching};
@@ -65,7 +66,7 @@ fn bn(mode: BnMode) -> BnOptions {
 }
 
 fn evaluator(family: &str, mode: BnMode, reference_params: &ParamSet) -> Box<dyn Evaluator> {
-    evaluator_on(Device::Cpu, bn(mode))(Some(&config(family)), reference_params, &data(family)).unwrap()
+    evaluator_on(test_device(), bn(mode))(Some(&config(family)), reference_params, &data(family)).unwrap()
 }
 
 /// The final checkpoints of the two seeds (different initialisations).
@@ -177,7 +178,7 @@ fn the_reset_set_is_part_of_the_key() {
             data: path,
             ..bn(BnMode::Reset)
         };
-        evaluator_on(Device::Cpu, options)(Some(&config("resnet20")), &a, &eval).unwrap()
+        evaluator_on(test_device(), options)(Some(&config("resnet20")), &a, &eval).unwrap()
     };
     let default = with(None);
     // The same images from a file: the same key and the same results.
@@ -195,7 +196,7 @@ fn the_architecture_is_inferred_from_tensor_names() {
     for family in FAMILIES {
         let (a, _) = pair(family);
         let named = evaluator(family, BnMode::Interpolate, &a);
-        let inferred = evaluator_on(Device::Cpu, bn(BnMode::Interpolate))(None, &a, &data(family)).unwrap();
+        let inferred = evaluator_on(test_device(), bn(BnMode::Interpolate))(None, &a, &data(family)).unwrap();
         assert_eq!(inferred.describe(), named.describe(), "{family}");
         assert_eq!(inferred.evaluate(&a).unwrap(), named.evaluate(&a).unwrap(), "{family}");
     }
@@ -228,7 +229,7 @@ fn cifar_resnet_names_are_accepted() {
     )
     .unwrap();
     assert!(renamed.get("layer2.0.shortcut.0.weight").is_some() && renamed.get("linear.weight").is_some());
-    let factory = evaluator_on(Device::Cpu, bn(BnMode::Interpolate));
+    let factory = evaluator_on(test_device(), bn(BnMode::Interpolate));
     let got = factory(None, &renamed, &data("resnet20"))
         .unwrap()
         .evaluate(&renamed)
@@ -241,7 +242,7 @@ fn cifar_resnet_names_are_accepted() {
 fn bad_configs_and_data_are_clear_errors() {
     let dir = tempfile::tempdir().unwrap();
     let (a, _) = pair("resnet20");
-    let factory = evaluator_on(Device::Cpu, bn(BnMode::Reset));
+    let factory = evaluator_on(test_device(), bn(BnMode::Reset));
     let with_config = |text: &str| {
         let path = dir.path().join("config.json");
         std::fs::write(&path, text).unwrap();
@@ -292,7 +293,7 @@ fn bad_configs_and_data_are_clear_errors() {
     let err = factory(None, &partial, &eval).err().unwrap().to_string();
     assert!(err.contains("layer3.2.bn2.running_var"), "{err}");
     let err = evaluator_on(
-        Device::Cpu,
+        test_device(),
         BnOptions {
             batch: 1,
             ..bn(BnMode::Reset)

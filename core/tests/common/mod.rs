@@ -30,7 +30,7 @@ pub fn own_fixture(rel: &str) -> PathBuf {
     core.join("tests/fixtures").join(rel)
 }
 
-/// The device the transformer fixture tests run on: `LINEAGE_TEST_DEVICE` (`cpu`, the default,
+/// The device the transformer and CNN fixture tests run on: `LINEAGE_TEST_DEVICE` (`cpu`, the default,
 /// `cuda` or `cuda:N`). A device asked for but not usable (no GPU, or a build without the `cuda`
 /// feature) fails the test with the reason: such a run must not pass on the CPU instead.
 pub fn test_device() -> candle_core::Device {
