@@ -275,14 +275,9 @@ pub fn score_logits_on_device(logits: &Tensor, labels: &[u32]) -> candle_core::R
         .unsqueeze(0)?
         .broadcast_lt(&labels)?;
     let earlier_maximum = (maximal * before_label)?.max(1)?;
-    let label_maximal = at_label.squeeze(1)?.eq(0f32)?;
-    let correct = label_maximal.to_vec1::<u8>()?;
-    let earlier = earlier_maximum.to_vec1::<u8>()?;
-    let correct = correct
-        .iter()
-        .zip(&earlier)
-        .map(|(&at, &before)| at == 1 && before == 0)
-        .collect();
+    // 1 > 0 only where the label is maximal and nothing before it is: one transfer of flags.
+    let correct = at_label.squeeze(1)?.eq(0f32)?.gt(&earlier_maximum)?;
+    let correct = correct.to_vec1::<u8>()?.into_iter().map(|flag| flag == 1).collect();
     Ok((loss.to_vec1::<f32>()?, correct))
 }
 
