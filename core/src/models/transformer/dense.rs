@@ -4,6 +4,7 @@
 //! `B`): on a GPU that is a batched GEMM of `B` thin products. [`Dense`] folds the leading
 //! dimensions into rows first, `[B * L, in] x [in, out]`, the one large product transformers'
 //! `nn.Linear` runs (`torch.nn.functional.linear` flattens the same way), then restores the shape.
+//! Inputs are made contiguous first, as the CUDA matrix product needs.
 
 use candle_core::{Module, Tensor};
 use candle_nn::{Linear, VarBuilder};
@@ -21,12 +22,11 @@ impl Dense {
 
 impl Module for Dense {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        let dims = x.dims();
-        if dims.len() <= 2 {
+        let Some((&inputs, leading)) = x.dims().split_last() else {
             return self.0.forward(x);
-        }
-        let (leading, inputs) = dims.split_at(dims.len() - 1);
-        let rows = x.reshape((leading.iter().product::<usize>(), inputs[0]))?;
+        };
+        // Contiguous rows: CUDA's matrix product refuses a strided view (a first-token slice, say).
+        let rows = x.contiguous()?.reshape((leading.iter().product::<usize>(), inputs))?;
         let y = self.0.forward(&rows)?;
         let mut shape = leading.to_vec();
         shape.push(y.dim(1)?);

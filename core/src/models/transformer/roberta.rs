@@ -6,13 +6,14 @@
 use std::path::Path;
 
 use candle_core::{Module, Tensor};
-use candle_nn::{Linear, VarBuilder, linear};
+use candle_nn::VarBuilder;
 use candle_transformers::models::xlm_roberta::{Config, XLMRobertaModel};
 use lineage_loaders::ParamSet;
 
 use crate::error::{CoreError, Result};
 use crate::methods::align::PermutationSpec;
 use crate::models::transformer::classifier::{Encoder, EncoderSizes, EncoderSpec, check_and_count_labels};
+use crate::models::transformer::dense::{Dense, dense};
 use crate::models::transformer::permutations::{self, EncoderNames};
 
 /// Prefix of the encoder's tensors.
@@ -98,8 +99,8 @@ impl EncoderSpec for RobertaSpec {
         let h = self.sizes.hidden;
         Ok(RobertaClassifier {
             encoder: XLMRobertaModel::new(&self.config, vb.pp(ENCODER))?,
-            dense: linear(h, h, vb.pp(HEAD_DENSE))?,
-            out_proj: linear(h, self.sizes.labels, vb.pp(HEAD_OUT))?,
+            dense: dense(h, h, vb.pp(HEAD_DENSE))?,
+            out_proj: dense(h, self.sizes.labels, vb.pp(HEAD_OUT))?,
         })
     }
 
@@ -116,8 +117,8 @@ impl EncoderSpec for RobertaSpec {
 /// `RobertaForSequenceClassification` in eval mode.
 pub struct RobertaClassifier {
     encoder: XLMRobertaModel,
-    dense: Linear,
-    out_proj: Linear,
+    dense: Dense,
+    out_proj: Dense,
 }
 
 impl Encoder for RobertaClassifier {
@@ -133,8 +134,7 @@ impl Encoder for RobertaClassifier {
         let hidden = self
             .encoder
             .forward(input_ids, attention_mask, types, None, None, None)?;
-        // contiguous: CUDA matrix products take rows one after another, not a strided view.
-        let first = hidden.narrow(1, 0, 1)?.squeeze(1)?.contiguous()?;
+        let first = hidden.narrow(1, 0, 1)?.squeeze(1)?;
         let head_input = self.dense.forward(&first)?.tanh()?;
         let logits = self.out_proj.forward(&head_input)?;
         Ok((logits, head_input))
