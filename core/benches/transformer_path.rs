@@ -12,12 +12,13 @@
 //! `cargo bench --workspace --bench transformer_path` prints, per case, lineage's and PyTorch's
 //! seconds per path (best / median / worst of the repeats), their ratio per repeat (PyTorch's time
 //! over lineage's, so above 1 means lineage is faster; each repeat times lineage, then PyTorch,
-//! so both see the same load), forward passes and tokens per second, GFLOP/s against a large f32
-//! matmul through candle timed in the same run, the peak resident memory of each during a path
-//! against the checkpoint size, and the largest difference between their mean losses along the
-//! path. PyTorch runs in one `transformer_pytorch.py` process (`$LINEAGE_PYTHON` or `python3`,
-//! with torch, transformers and safetensors); without it the bench says why and times lineage
-//! alone.
+//! so both see the same load), forward passes and tokens per second, each side's GFLOP/s against
+//! the same 1024^3 f32 matmul timed in the same run through candle and through PyTorch (where both
+//! sides spend most of a path in GEMMs, their speed ratio is near the two matmuls' ratio), the peak
+//! resident memory of each during a path against the checkpoint size, and the largest difference
+//! between their mean losses along the path. PyTorch runs in one `transformer_pytorch.py` process
+//! (`$LINEAGE_PYTHON` or `python3`, with torch, transformers and safetensors); without it the bench
+//! says why and times lineage alone.
 //!
 //! Environment: `LINEAGE_BENCH_CASES` (comma-separated case names, default all),
 //! `LINEAGE_BENCH_SEQUENCES` (sequences of the two real-size cases, default 8),
@@ -359,10 +360,15 @@ fn run_case<A: Architecture>(case: &Case, architecture: A, torch: &mut Option<Py
     if !theirs.is_empty() {
         let (tb, tm, tw) = spread(&theirs);
         let (rb, rm, rw) = spread(&ratios);
+        let share_of_matmul = bench
+            .torch_mm_gflops
+            .map(|mm| format!(" ({:.0}% of its matmul)", 100.0 * flop / tb / 1e9 / mm))
+            .unwrap_or_default();
         println!(
-            "PyTorch: best {tb:.3} s, median {tm:.3} s, worst {tw:.3} s -> {:.2} forward passes/s; peak RSS {} \
-             ({:.1}x the checkpoint)",
+            "PyTorch: best {tb:.3} s, median {tm:.3} s, worst {tw:.3} s -> {:.2} forward passes/s, {:.1} GFLOP/s\
+             {share_of_matmul}; peak RSS {} ({:.1}x the checkpoint)",
             passes as f64 / tb,
+            flop / tb / 1e9,
             gb(theirs_rss),
             theirs_rss / checkpoint_bytes as f64
         );
@@ -377,7 +383,10 @@ fn run_case<A: Architecture>(case: &Case, architecture: A, torch: &mut Option<Py
 struct Bench {
     device: Device,
     device_name: String,
+    /// candle's f32 matmul speed in this run.
     mm_gflops: f64,
+    /// PyTorch's speed on the same matmul in this run, when the worker runs.
+    torch_mm_gflops: Option<f64>,
 }
 
 /// Runs `case` with its family's architecture.
@@ -428,11 +437,6 @@ fn main() {
     });
     let mm_gflops = 2.0 * (size as f64).powi(3) / mm_best.as_secs_f64() / 1e9;
     println!("candle f32 matmul {size}^3: {mm_gflops:.1} GFLOP/s");
-    let bench = Bench {
-        device,
-        device_name,
-        mm_gflops,
-    };
 
     let mut torch = match PyTorch::start(threads) {
         Ok(worker) => Some(worker),
@@ -442,6 +446,27 @@ fn main() {
             );
             None
         }
+    };
+    // The same matmul in PyTorch, so that a speed ratio can be read against the two GEMMs' ratio.
+    let torch_mm_gflops = torch.as_mut().and_then(|worker| {
+        let reply = worker.ask(json!({"op": "matmul", "size": size, "repeats": 5, "device": device_name}));
+        match reply.map(|r| r["seconds"].as_f64()) {
+            Ok(Some(seconds)) => {
+                let gflops = 2.0 * (size as f64).powi(3) / seconds / 1e9;
+                println!(
+                    "PyTorch f32 matmul {size}^3: {gflops:.1} GFLOP/s ({:.2}x candle's)",
+                    gflops / mm_gflops
+                );
+                Some(gflops)
+            }
+            Ok(None) | Err(_) => None,
+        }
+    });
+    let bench = Bench {
+        device,
+        device_name,
+        mm_gflops,
+        torch_mm_gflops,
     };
     for case in &cases {
         run(case, &mut torch, &bench);

@@ -13,6 +13,8 @@ reply per line on stdout:
   and scores all sequences in one batch under `torch.no_grad()`. Replies {"seconds": s, "losses":
   [mean loss per alpha], "peak_rss": bytes}, the peak resident memory of this process during the
   path (the kernel's high-water mark, reset before it), or on a GPU its peak allocated memory.
+- {"op": "matmul", "size": n, "repeats": r, "device": D}: times an n x n x n f32 matmul on D (after
+  one warm-up) and replies {"seconds": best of r}, the GEMM speed PyTorch reaches in this run.
 - {"op": "quit"}.
 """
 
@@ -112,6 +114,21 @@ class Case:
         return peak_rss()
 
 
+def matmul_seconds(size, repeats, device):
+    """Best time of a `size`^3 f32 matmul on `device`, after one warm-up."""
+    x = torch.ones(size, size, device=device)
+    best = float("inf")
+    for repeat in range(repeats + 1):
+        sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+        sync()
+        start = time.perf_counter()
+        torch.matmul(x, x)
+        sync()
+        if repeat > 0:
+            best = min(best, time.perf_counter() - start)
+    return best
+
+
 def main():
     torch.set_num_threads(int(sys.argv[1]))
     case = None
@@ -121,6 +138,8 @@ def main():
             case = None
             case = Case(request)
             reply = {"torch": torch.__version__, "checkpoint_bytes": case.checkpoint_bytes}
+        elif request["op"] == "matmul":
+            reply = {"seconds": matmul_seconds(request["size"], request["repeats"], torch.device(request["device"]))}
         elif request["op"] == "path":
             case.reset_peak()
             case.synchronize()
