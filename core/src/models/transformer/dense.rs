@@ -4,10 +4,13 @@
 //! `B`): on a GPU that is a batched GEMM of `B` thin products. [`Dense`] folds the leading
 //! dimensions into rows first, `[B * L, in] x [in, out]`, the one large product transformers'
 //! `nn.Linear` runs (`torch.nn.functional.linear` flattens the same way), then restores the shape.
-//! Inputs are made contiguous first, as the CUDA matrix product needs.
+//! Inputs are made contiguous first, as the CUDA matrix product needs. On the CPU the product is
+//! [`kernels::linear`] (faer's GEMM, the bias added in it).
 
 use candle_core::{Module, Tensor};
 use candle_nn::{Linear, VarBuilder};
+
+use crate::models::transformer::kernels;
 
 /// A linear layer (`y = x Wᵀ + b`, `W` stored `[out, in]`) over the last dimension of any input.
 #[derive(Clone, Debug)]
@@ -27,7 +30,11 @@ impl Module for Dense {
         };
         // Contiguous rows: CUDA's matrix product refuses a strided view (a first-token slice, say).
         let rows = x.contiguous()?.reshape((leading.iter().product::<usize>(), inputs))?;
-        let y = self.0.forward(&rows)?;
+        let y = if kernels::supports(&rows) {
+            kernels::linear(&rows, self.0.weight(), self.0.bias())?
+        } else {
+            self.0.forward(&rows)?
+        };
         let mut shape = leading.to_vec();
         shape.push(y.dim(1)?);
         y.reshape(shape)
@@ -72,6 +79,17 @@ mod tests {
                 .unwrap();
             assert!(diff < 1e-5, "token ({b}, {t}) differs by {diff}");
         }
+        // Without a bias, the product alone.
+        let plain = Dense::new(Linear::new(weight.clone(), None)).forward(&x).unwrap();
+        let diff = (plain.broadcast_add(&bias).unwrap() - &y)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .max(0)
+            .unwrap();
+        assert!(diff.to_scalar::<f32>().unwrap() < 1e-5);
         // A non-contiguous input (a transposed view) is read correctly too.
         let xt = x.transpose(0, 1).unwrap();
         let yt = layer.forward(&xt).unwrap();
