@@ -8,9 +8,9 @@
 //! thread (rather than each small GEMM split over every core).
 //!
 //! [`linear`]: a linear layer as one faer matrix product whose output starts as the bias. faer's x86
-//! kernels ran the BERT-base and Pythia-160m shapes (2048 x 768 x 3072 and the like) at 140-178
-//! GFLOP/s on the 2-core development machine, where the `gemm` crate under candle's matmul ran them
-//! at 84-167 (README, "Benchmarks").
+//! kernels ran the BERT-base shapes (2048 x 768 x 3072 and 2048 x 3072 x 768) at 134-180 GFLOP/s
+//! run after run on the 2-core development machine, where the `gemm` crate under candle's matmul
+//! ranged from 84 to 182 (README, "Benchmarks").
 
 use candle_core::{CpuStorage, DType, Layout, Tensor};
 use rayon::prelude::*;
