@@ -389,6 +389,11 @@ struct Bench {
     torch_mm_gflops: Option<f64>,
 }
 
+/// GFLOP/s of a `size`^3 matmul that took `seconds`.
+fn matmul_gflops(size: usize, seconds: f64) -> f64 {
+    2.0 * (size as f64).powi(3) / seconds / 1e9
+}
+
 /// Runs `case` with its family's architecture.
 fn run(case: &Case, torch: &mut Option<PyTorch>, bench: &Bench) {
     let path = Path::new("bench/config.json");
@@ -435,7 +440,7 @@ fn main() {
         device.synchronize().unwrap();
         y
     });
-    let mm_gflops = 2.0 * (size as f64).powi(3) / mm_best.as_secs_f64() / 1e9;
+    let mm_gflops = matmul_gflops(size, mm_best.as_secs_f64());
     println!("candle f32 matmul {size}^3: {mm_gflops:.1} GFLOP/s");
 
     let mut torch = match PyTorch::start(threads) {
@@ -450,16 +455,19 @@ fn main() {
     // The same matmul in PyTorch, so that a speed ratio can be read against the two GEMMs' ratio.
     let torch_mm_gflops = torch.as_mut().and_then(|worker| {
         let reply = worker.ask(json!({"op": "matmul", "size": size, "repeats": 5, "device": device_name}));
-        match reply.map(|r| r["seconds"].as_f64()) {
-            Ok(Some(seconds)) => {
-                let gflops = 2.0 * (size as f64).powi(3) / seconds / 1e9;
+        match reply.and_then(|r| r["seconds"].as_f64().ok_or(format!("no seconds in {r}"))) {
+            Ok(seconds) => {
+                let gflops = matmul_gflops(size, seconds);
                 println!(
                     "PyTorch f32 matmul {size}^3: {gflops:.1} GFLOP/s ({:.2}x candle's)",
                     gflops / mm_gflops
                 );
                 Some(gflops)
             }
-            Ok(None) | Err(_) => None,
+            Err(why) => {
+                println!("PyTorch f32 matmul unavailable: {why}");
+                None
+            }
         }
     });
     let bench = Bench {

@@ -117,9 +117,9 @@ class Case:
 def matmul_seconds(size, repeats, device):
     """Best time of a `size`^3 f32 matmul on `device`, after one warm-up."""
     x = torch.ones(size, size, device=device)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     best = float("inf")
     for repeat in range(repeats + 1):
-        sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
         sync()
         start = time.perf_counter()
         torch.matmul(x, x)
