@@ -12,7 +12,6 @@ use std::any::Any;
 use std::collections::BTreeMap;
 use std::ops::Range;
 
-use candle_core::Tensor;
 use lineage_loaders::ParamSet;
 use lineage_loaders::params::describe_shape_difference;
 use rayon::prelude::*;
@@ -232,129 +231,9 @@ pub fn check_shapes(expected: &BTreeMap<String, Vec<usize>>, params: &ParamSet, 
     }
 }
 
-/// Scores a row-major block of logits (rows `stride` apart, the first `classes` values of each
-/// row are the logits): writes each row's cross-entropy (stable log-softmax in f32) and whether its
-/// argmax (first maximal index, NaN counting as maximal, as in PyTorch) equals the label.
-/// `labels` must be `< classes` and as long as the outputs; `classes` must be `1..=stride`.
-pub fn score_logits(
-    logits: &[f32],
-    stride: usize,
-    classes: usize,
-    labels: &[u32],
-    loss: &mut [f32],
-    correct: &mut [bool],
-) {
-    // Rows in parallel (a language model's rows are as wide as its vocabulary), at least
-    // ROW_BLOCK logits per task so that narrow rows are not split into tiny tasks.
-    const ROW_BLOCK: usize = 1 << 14;
-    let rows_per_task = (ROW_BLOCK / stride.max(1)).max(1);
-    logits
-        .par_chunks_exact(stride)
-        .zip(labels)
-        .zip(loss)
-        .zip(correct)
-        .with_min_len(rows_per_task)
-        .for_each(|(((row, &label), loss), correct)| score_row(&row[..classes], label, loss, correct));
-}
-
-/// [`score_logits`] for a `[rows, classes]` block of logits on their own device (a GPU): only the
-/// losses and the correctness flags come back to the host, not the logits (for a language model,
-/// `rows x vocabulary` values). Same rules: stable log-softmax in f32, and correct when the label
-/// is the first maximal index. A row holding NaN has a NaN loss and counts as wrong.
-pub fn score_logits_on_device(logits: &Tensor, labels: &[u32]) -> candle_core::Result<(Vec<f32>, Vec<bool>)> {
-    let (rows, classes) = logits.dims2()?;
-    let device = logits.device();
-    let labels = Tensor::from_slice(labels, (rows, 1), device)?;
-    let shifted = logits.broadcast_sub(&logits.max_keepdim(1)?)?;
-    let log_sum = shifted.exp()?.sum_keepdim(1)?.log()?;
-    let at_label = shifted.gather(&labels, 1)?;
-    let loss = (log_sum - &at_label)?.squeeze(1)?;
-    // The label is the first maximal index: its shifted logit is 0 and no earlier one is.
-    let maximal = shifted.eq(0f32)?;
-    let before_label = Tensor::arange(0u32, classes as u32, device)?
-        .unsqueeze(0)?
-        .broadcast_lt(&labels)?;
-    let earlier_maximum = (maximal * before_label)?.max(1)?;
-    // 1 > 0 only where the label is maximal and nothing before it is: one transfer of flags.
-    let correct = at_label.squeeze(1)?.eq(0f32)?.gt(&earlier_maximum)?;
-    let correct = correct.to_vec1::<u8>()?.into_iter().map(|flag| flag == 1).collect();
-    Ok((loss.to_vec1::<f32>()?, correct))
-}
-
-/// The cross-entropy and correctness of one row of logits (see [`score_logits`]).
-fn score_row(row: &[f32], label: u32, loss: &mut f32, correct: &mut bool) {
-    let mut best = 0;
-    let mut max = row[0];
-    for (c, &v) in row.iter().enumerate().skip(1) {
-        if v > max || (v.is_nan() && !max.is_nan()) {
-            best = c;
-            max = v;
-        }
-    }
-    let sum: f32 = row.iter().map(|&v| (v - max).exp()).sum();
-    *loss = sum.ln() - (row[label as usize] - max);
-    *correct = best == label as usize;
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn scoring_matches_hand_computed_cross_entropy() {
-        let logits = [1.0f32, 2.0, 3.0, 0.0, 0.0, 0.0];
-        let mut loss = [0.0; 2];
-        let mut correct = [false; 2];
-        score_logits(&logits, 3, 3, &[2, 1], &mut loss, &mut correct);
-        let lse = (1f64.exp() + 2f64.exp() + 3f64.exp()).ln();
-        assert!((f64::from(loss[0]) - (lse - 3.0)).abs() < 1e-6);
-        assert!((f64::from(loss[1]) - 3f64.ln()).abs() < 1e-6);
-        // Row 2 is a three-way tie: PyTorch's argmax picks index 0, so label 1 is wrong.
-        assert_eq!(correct, [true, false]);
-    }
-
-    #[test]
-    fn scoring_is_stable_for_huge_logits() {
-        let logits = [1000.0f32, -1000.0];
-        let (mut loss, mut correct) = ([0.0; 1], [false; 1]);
-        score_logits(&logits, 2, 2, &[1], &mut loss, &mut correct);
-        assert_eq!(loss[0], 2000.0);
-        assert!(!correct[0]);
-    }
-
-    #[test]
-    fn nan_counts_as_the_maximum_like_pytorch() {
-        let logits = [1.0f32, f32::NAN, 5.0];
-        let (mut loss, mut correct) = ([0.0; 1], [false; 1]);
-        score_logits(&logits, 3, 3, &[1], &mut loss, &mut correct);
-        assert!(correct[0]);
-        assert!(loss[0].is_nan());
-    }
-
-    #[test]
-    fn scoring_on_the_device_matches_the_host() {
-        // Rows with ties (first maximal index wins), a huge spread and a label at the last class.
-        let (rows, classes) = (6, 7);
-        let mut logits: Vec<f32> = (0..rows * classes)
-            .map(|i| ((i * 37 % 11) as f32 - 5.0) * 0.7)
-            .collect();
-        logits[3 * classes..4 * classes].copy_from_slice(&[2.0, 5.0, 1.0, 5.0, 5.0, 0.0, -1.0]);
-        logits[4 * classes] = 900.0;
-        let labels = [0u32, 3, 6, 3, 0, 1];
-        let (mut loss, mut correct) = (vec![0.0; rows], vec![false; rows]);
-        score_logits(&logits, classes, classes, &labels, &mut loss, &mut correct);
-        let on_device = score_logits_on_device(
-            &Tensor::from_slice(&logits, (rows, classes), &candle_core::Device::Cpu).unwrap(),
-            &labels,
-        )
-        .unwrap();
-        for (a, b) in loss.iter().zip(&on_device.0) {
-            assert!((a - b).abs() < 1e-5, "{loss:?} vs {:?}", on_device.0);
-        }
-        assert_eq!(correct, on_device.1);
-        // Row 3's label ties for the maximum after an earlier index; row 4's label is its maximum.
-        assert!(!correct[3] && correct[4], "{correct:?}");
-    }
 
     #[test]
     fn result_aggregates_in_f64() {

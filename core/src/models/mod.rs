@@ -1,13 +1,15 @@
 //! Model families: the [`Evaluator`] trait ([`evaluator`]), the registry that picks a family for a
-//! zoo ([`registry`]), and the families: the `mlp` family ([`mlp`]),
+//! zoo ([`registry`]), scoring logits ([`scoring`]), and the families: the `mlp` family ([`mlp`]),
 //! the Hugging Face transformers ([`transformer`]), convolutional networks on images ([`cnn`]) and
 //! any framework through a command protocol ([`external`]).
 
 pub mod cnn;
 pub mod evaluator;
 pub mod external;
+pub mod fast_math;
 pub mod mlp;
 pub mod registry;
+pub mod scoring;
 pub mod transformer;
 
 pub use evaluator::{EvalResult, Evaluator, Prepared};

@@ -15,7 +15,8 @@ use crate::methods::align::PermutationSpec;
 use crate::methods::interpolation::blend;
 use crate::models::cnn::batchnorm::{BnMode, BnOptions, Moments, Pass, repair_affine};
 use crate::models::cnn::{CnnSpec, Net};
-use crate::models::evaluator::{EvalResult, Evaluator, Prepared, check_shapes, score_logits};
+use crate::models::evaluator::{EvalResult, Evaluator, Prepared, check_shapes};
+use crate::models::scoring::score_logits;
 use crate::names::Named;
 use crate::pipeline::keys::hash_parts;
 

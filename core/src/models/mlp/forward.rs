@@ -10,7 +10,7 @@ use rayon::prelude::*;
 use super::kernels::{blend, blend_activate, copy_activate, dense, padded};
 use super::spec::{LinearLayer, MlpSpec};
 use crate::error::{CoreError, Result};
-use crate::models::evaluator::score_logits;
+use crate::models::scoring::score_logits;
 
 /// One Linear layer's parameters laid out for the kernels, zero-padded.
 #[derive(Debug, Clone)]

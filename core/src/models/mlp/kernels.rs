@@ -9,6 +9,7 @@
 //! level up (many independent forward passes at once).
 
 use super::spec::Activation;
+use crate::models::fast_math::has_avx2_fma;
 
 /// Padding unit of layer widths (two 8-lane AVX vectors).
 pub(crate) const LANES: usize = 16;
@@ -16,18 +17,6 @@ pub(crate) const LANES: usize = 16;
 /// `width` rounded up to a multiple of [`LANES`].
 pub(crate) fn padded(width: usize) -> usize {
     width.div_ceil(LANES) * LANES
-}
-
-/// True when the AVX2 + FMA kernels can run on this CPU.
-fn has_avx2_fma() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
 }
 
 /// A Linear layer on `r` rows: `out[r, n] = act(h[r, k] · wt[k, n] + bias[n])`, all row-major and

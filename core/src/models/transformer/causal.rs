@@ -11,7 +11,7 @@ use lineage_loaders::ParamSet;
 use crate::data::eval_data::EvalData;
 use crate::error::{CoreError, Result};
 use crate::methods::align::PermutationSpec;
-use crate::models::evaluator::{score_logits, score_logits_on_device};
+use crate::models::scoring::{score_logits, score_logits_on_device};
 use crate::models::transformer::evaluator::{Architecture, Scores};
 use crate::models::transformer::kernels;
 use crate::models::transformer::tokens::{TokenBatch, TokenBatches};
@@ -187,7 +187,9 @@ impl<S: DecoderSpec> Architecture for CausalLm<S> {
         } else {
             DEVICE_LOGITS_PER_CHUNK
         };
-        let per_chunk = (budget / vocab).max(1);
+        // Chunks of equal size: a small last chunk would read the whole output weight for a few rows.
+        let chunks = rows.len().div_ceil((budget / vocab).max(1));
+        let per_chunk = rows.len().div_ceil(chunks);
         for start in (0..rows.len()).step_by(per_chunk) {
             let n = per_chunk.min(rows.len() - start);
             let logits = model.logits(&selected.i(start..start + n)?)?;
@@ -263,6 +265,7 @@ impl Activation {
     /// Applies the activation.
     pub fn apply(self, xs: &Tensor) -> candle_core::Result<Tensor> {
         match self {
+            Self::Gelu if kernels::supports(xs) => kernels::gelu_erf(xs),
             Self::Gelu => xs.gelu_erf(),
             Self::GeluTanh => xs.gelu(),
             Self::Relu => xs.relu(),

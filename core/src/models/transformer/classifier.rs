@@ -10,7 +10,7 @@ use lineage_loaders::ParamSet;
 use crate::data::eval_data::EvalData;
 use crate::error::{CoreError, Result};
 use crate::methods::align::PermutationSpec;
-use crate::models::evaluator::score_logits;
+use crate::models::scoring::score_logits;
 use crate::models::transformer::check_heads;
 use crate::models::transformer::evaluator::{Architecture, Scores};
 use crate::models::transformer::tokens::{TokenBatch, TokenBatches};

@@ -5,7 +5,7 @@
 //! dimensions into rows first, `[B * L, in] x [in, out]`, the one large product transformers'
 //! `nn.Linear` runs (`torch.nn.functional.linear` flattens the same way), then restores the shape.
 //! Inputs are made contiguous first, as the CUDA matrix product needs. On the CPU the product is
-//! [`kernels::linear`] (faer's GEMM, the bias added in it).
+//! [`kernels::linear`] (one `gemm` product, the bias added in it).
 
 use candle_core::{Module, Tensor};
 use candle_nn::{Linear, VarBuilder};

@@ -7,13 +7,15 @@
 //! `[B, heads, Lq, Lk]` tensor is materialised, and the heads run in parallel, each GEMM on its own
 //! thread (rather than each small GEMM split over every core).
 //!
-//! [`linear`]: a linear layer as one faer matrix product whose output starts as the bias. faer's x86
-//! kernels ran the BERT-base shapes (2048 x 768 x 3072 and 2048 x 3072 x 768) at 134-180 GFLOP/s
-//! run after run on the 2-core development machine, where the `gemm` crate under candle's matmul
-//! ranged from 84 to 182 (README, "Benchmarks").
+//! [`linear`]: a linear layer as one `gemm` product whose output starts as the bias, so the bias
+//! costs neither a second pass over the output nor a temporary. In a same-run A/B of the
+//! `transformer_path` bench (README, "Benchmarks") this ran Pythia-160m's path 7-11% faster than
+//! faer's GEMM (whose kernels were slower on the 768 x 50304 output layer) and BERT-base's as fast.
 
 use candle_core::{CpuStorage, DType, Layout, Tensor};
 use rayon::prelude::*;
+
+use crate::models::fast_math;
 
 /// A tensor's f32 values on the CPU, with its layout (read through `storage_and_layout`).
 fn with_f32<R>(t: &Tensor, f: impl FnOnce(&[f32], &Layout) -> candle_core::Result<R>) -> candle_core::Result<R> {
@@ -76,22 +78,84 @@ pub(crate) fn linear(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> cand
             ) else {
                 candle_core::bail!("CPU linear: storage shorter than its layout");
             };
-            let lhs = faer::MatRef::from_row_major_slice(xs, m, k);
-            let rhs = faer::MatRef::from_row_major_slice(ws, n, k).transpose();
-            let accumulate = if bias.is_some() {
-                faer::Accum::Add
-            } else {
-                faer::Accum::Replace
-            };
-            let dst = faer::MatMut::from_row_major_slice_mut(&mut out, m, n);
-            faer::linalg::matmul::matmul(dst, accumulate, lhs, rhs, 1.0f32, faer::Par::rayon(0));
+            // SAFETY: the slices hold m x k and n x k values; `out` holds m x n.
+            unsafe {
+                gemm::gemm(
+                    m,
+                    n,
+                    k,
+                    out.as_mut_ptr(),
+                    1,
+                    n as isize,
+                    bias.is_some(),
+                    xs.as_ptr(),
+                    1,
+                    k as isize,
+                    ws.as_ptr(),
+                    k as isize,
+                    1,
+                    1.0,
+                    1.0,
+                    false,
+                    false,
+                    false,
+                    gemm::Parallelism::Rayon(0),
+                );
+            }
             Ok(())
         })
     })?;
     Tensor::from_vec(out, (m, n), x.device())
 }
 
-/// Whether [`attention`] and [`linear`] can run on these tensors.
+/// Values per parallel task of the element-wise kernels.
+const ELEMENTWISE_CHUNK: usize = 1 << 14;
+
+/// The exact (erf) GELU of every value of `x` (f32 on the CPU): [`fast_math::gelu_erf`] over
+/// chunks in parallel, vectorised (AVX2 where the processor has it), where candle's `gelu_erf`
+/// runs a scalar erf on one thread.
+pub(crate) fn gelu_erf(x: &Tensor) -> candle_core::Result<Tensor> {
+    let x = x.contiguous()?;
+    let mut out = vec![0f32; x.elem_count()];
+    with_f32(&x, |xs, layout| {
+        let Some(xs) = xs.get(layout.start_offset()..layout.start_offset() + out.len()) else {
+            candle_core::bail!("CPU GELU: storage shorter than its layout");
+        };
+        out.par_chunks_mut(ELEMENTWISE_CHUNK)
+            .zip(xs.par_chunks(ELEMENTWISE_CHUNK))
+            .for_each(|(out, xs)| gelu_erf_chunk(xs, out));
+        Ok(())
+    })?;
+    Tensor::from_vec(out, x.shape(), x.device())
+}
+
+/// [`gelu_erf_simd`], compiled for AVX2 + FMA where the processor has them.
+fn gelu_erf_chunk(xs: &[f32], out: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if fast_math::has_avx2_fma() {
+        // SAFETY: the processor has AVX2 and FMA.
+        unsafe { gelu_erf_avx2(xs, out) };
+        return;
+    }
+    gelu_erf_simd(xs, out);
+}
+
+/// [`gelu_erf_simd`] with AVX2 and FMA enabled.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn gelu_erf_avx2(xs: &[f32], out: &mut [f32]) {
+    gelu_erf_simd(xs, out);
+}
+
+/// `out[i] = gelu(xs[i])`, a loop the compiler vectorises.
+#[inline(always)]
+fn gelu_erf_simd(xs: &[f32], out: &mut [f32]) {
+    for (o, &x) in out.iter_mut().zip(xs) {
+        *o = fast_math::gelu_erf(x);
+    }
+}
+
+/// Whether [`attention`], [`linear`] and [`gelu_erf`] can run on these tensors.
 pub(crate) fn supports(q: &Tensor) -> bool {
     q.device().is_cpu() && q.dtype() == DType::F32
 }
@@ -196,23 +260,55 @@ pub(crate) fn attention(q: &Tensor, k: &Tensor, v: &Tensor, scale: f64, bias: &T
     Tensor::from_vec(out, (b, lq, width), q.device())
 }
 
-/// `row = softmax(row + bias)` in place, in f32 (maximum subtracted first).
+/// `row = softmax(row + bias)` in place, in f32 (maximum subtracted first), through
+/// [`softmax_biased_simd`] compiled for AVX2 + FMA where the processor has them.
 fn softmax_biased(row: &mut [f32], bias: &[f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if fast_math::has_avx2_fma() {
+        // SAFETY: the processor has AVX2 and FMA.
+        unsafe { softmax_biased_avx2(row, bias) };
+        return;
+    }
+    softmax_biased_simd(row, bias);
+}
+
+/// [`softmax_biased_simd`] with AVX2 and FMA enabled.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn softmax_biased_avx2(row: &mut [f32], bias: &[f32]) {
+    softmax_biased_simd(row, bias);
+}
+
+/// [`softmax_biased`] in loops the compiler vectorises: the exponentials by
+/// [`fast_math::exp_nonpositive`] (masked scores far below the maximum take no slow underflow path,
+/// as they did in libm's `expf`), the sum over [`SOFTMAX_LANES`] lanes. A NaN score makes the
+/// row NaN, as in PyTorch.
+#[inline(always)]
+fn softmax_biased_simd(row: &mut [f32], bias: &[f32]) {
     let mut max = f32::NEG_INFINITY;
     for (x, &b) in row.iter_mut().zip(bias) {
         *x += b;
         max = max.max(*x);
     }
-    let mut sum = 0f32;
     for x in row.iter_mut() {
-        *x = (*x - max).exp();
-        sum += *x;
+        *x = fast_math::exp_nonpositive(*x - max);
     }
-    let inverse = 1.0 / sum;
+    let mut sums = [0f32; SOFTMAX_LANES];
+    let chunks = row.chunks_exact(SOFTMAX_LANES);
+    let tail: f32 = chunks.remainder().iter().sum();
+    for chunk in chunks {
+        for (s, &x) in sums.iter_mut().zip(chunk) {
+            *s += x;
+        }
+    }
+    let inverse = 1.0 / (sums.iter().sum::<f32>() + tail);
     for x in row.iter_mut() {
         *x *= inverse;
     }
 }
+
+/// Lanes of the softmax's sum (one AVX2 register).
+const SOFTMAX_LANES: usize = 8;
 
 #[cfg(test)]
 mod tests {
@@ -229,6 +325,35 @@ mod tests {
             .unwrap()
             .to_scalar::<f32>()
             .unwrap()
+    }
+
+    /// A NaN score (a diverged model) makes its row of probabilities NaN instead of vanishing.
+    #[test]
+    fn softmax_keeps_nan_and_sums_to_one() {
+        let bias = vec![0f32; 19];
+        let mut row: Vec<f32> = (0..19).map(|i| i as f32 * 0.5 - 3.0).collect();
+        softmax_biased(&mut row, &bias);
+        assert!((row.iter().sum::<f32>() - 1.0).abs() < 1e-6, "{row:?}");
+        let exact: f64 = (0..19).map(|i| (f64::from(i) * 0.5 - 9.0).exp()).sum();
+        assert!((f64::from(row[18]) - 1.0 / exact).abs() < 1e-6);
+        row[4] = f32::NAN;
+        softmax_biased(&mut row, &bias);
+        assert!(row.iter().all(|p| p.is_nan()), "{row:?}");
+    }
+
+    /// The parallel GELU against candle's (f64 erf) on a strided input of several chunks.
+    #[test]
+    fn gelu_matches_candle_on_strided_input() {
+        let (rows, cols) = (3, ELEMENTWISE_CHUNK + 7);
+        let values: Vec<f32> = (0..rows * cols).map(|i| (i as f32 * 0.013).sin() * 7.0).collect();
+        let x = Tensor::from_vec(values, (rows, cols), &Device::Cpu)
+            .unwrap()
+            .t()
+            .unwrap();
+        let ours = gelu_erf(&x).unwrap();
+        assert_eq!(ours.dims(), [cols, rows]);
+        let difference = largest_difference(&ours, &x.gelu_erf().unwrap());
+        assert!(difference < 3e-6, "{difference}");
     }
 
     /// The fused kernel against candle's separate operations, on strided inputs with padding.
