@@ -16,9 +16,11 @@
 //! the same 1024^3 f32 matmul timed in the same run through candle and through PyTorch (where both
 //! sides spend most of a path in GEMMs, their speed ratio is near the two matmuls' ratio), the peak
 //! resident memory of each during a path against the checkpoint size, and the largest difference
-//! between their mean losses along the path. PyTorch runs in one `transformer_pytorch.py` process
-//! (`$LINEAGE_PYTHON` or `python3`, with torch, transformers and safetensors); without it the bench
-//! says why and times lineage alone.
+//! between their mean losses along the path. PyTorch is timed twice per repeat, once per way of
+//! blending the checkpoints: the common recipe (a blended state dict loaded with `load_state_dict`)
+//! and the fastest (`torch.lerp` in place into the parameters). PyTorch runs in one
+//! `transformer_pytorch.py` process (`$LINEAGE_PYTHON` or `python3`, with torch, transformers and
+//! safetensors); without it the bench says why and times lineage alone.
 //!
 //! Environment: `LINEAGE_BENCH_CASES` (comma-separated case names, default all),
 //! `LINEAGE_BENCH_SEQUENCES` (sequences of the two real-size cases, default 8),
@@ -293,7 +295,7 @@ fn run_case<A: Architecture>(case: &Case, architecture: A, torch: &mut Option<Py
             "data": dir.path().join("data.safetensors"), "device": bench.device_name,
         }))
     });
-    let mut torch_ok = match setup {
+    let torch_ok = match setup {
         Some(Ok(reply)) => {
             println!("PyTorch {} ({threads} threads)", reply["torch"].as_str().unwrap_or("?"));
             true
@@ -311,7 +313,15 @@ fn run_case<A: Architecture>(case: &Case, architecture: A, torch: &mut Option<Py
             .unwrap()
             .remove(0)
     };
-    let (mut ours, mut theirs, mut ratios, mut ours_rss, mut theirs_rss) = (vec![], vec![], vec![], 0.0f64, 0.0f64);
+    let mut baselines: Vec<Baseline> = if torch_ok {
+        BLENDS
+            .iter()
+            .map(|&(blend, label)| Baseline::new(blend, label))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let (mut ours, mut ours_rss) = (vec![], 0.0f64);
     let mut max_diff = 0.0f64;
     // One warm-up repeat (not timed), then the timed ones.
     for repeat in 0..=repeats {
@@ -320,27 +330,26 @@ fn run_case<A: Architecture>(case: &Case, architecture: A, torch: &mut Option<Py
         let results = std::hint::black_box(lineage_path());
         let secs = start.elapsed().as_secs_f64();
         ours_rss = ours_rss.max(peak_rss().unwrap_or(f64::NAN));
-        let mut torch_secs = None;
-        if torch_ok {
-            match torch.as_mut().unwrap().ask(json!({"op": "path", "alphas": interior})) {
+        if repeat > 0 {
+            ours.push(secs);
+        }
+        for baseline in baselines.iter_mut().filter(|b| b.ok) {
+            let request = json!({"op": "path", "alphas": interior, "blend": baseline.blend});
+            match torch.as_mut().unwrap().ask(request) {
                 Ok(reply) => {
-                    torch_secs = reply["seconds"].as_f64();
-                    theirs_rss = theirs_rss.max(reply["peak_rss"].as_f64().unwrap_or(f64::NAN));
+                    baseline.rss = baseline.rss.max(reply["peak_rss"].as_f64().unwrap_or(f64::NAN));
                     for (r, want) in results.iter().zip(reply["losses"].as_array().unwrap()) {
                         max_diff = max_diff.max((r.loss - want.as_f64().unwrap()).abs());
                     }
+                    if let (true, Some(t)) = (repeat > 0, reply["seconds"].as_f64()) {
+                        baseline.seconds.push(t);
+                        baseline.ratios.push(t / secs);
+                    }
                 }
                 Err(why) => {
-                    println!("PyTorch baseline failed: {why}");
-                    torch_ok = false;
+                    println!("{} failed: {why}", baseline.label);
+                    baseline.ok = false;
                 }
-            }
-        }
-        if repeat > 0 {
-            ours.push(secs);
-            if let Some(t) = torch_secs {
-                theirs.push(t);
-                ratios.push(t / secs);
             }
         }
     }
@@ -357,25 +366,58 @@ fn run_case<A: Architecture>(case: &Case, architecture: A, torch: &mut Option<Py
         gb(ours_rss),
         ours_rss / checkpoint_bytes as f64
     );
-    if !theirs.is_empty() {
-        let (tb, tm, tw) = spread(&theirs);
-        let (rb, rm, rw) = spread(&ratios);
+    for baseline in baselines.iter().filter(|b| !b.seconds.is_empty()) {
+        let (tb, tm, tw) = spread(&baseline.seconds);
+        let (rb, rm, rw) = spread(&baseline.ratios);
         let share_of_matmul = bench
             .torch_mm_gflops
             .map(|mm| format!(" ({:.0}% of its matmul)", 100.0 * flop / tb / 1e9 / mm))
             .unwrap_or_default();
         println!(
-            "PyTorch: best {tb:.3} s, median {tm:.3} s, worst {tw:.3} s -> {:.2} forward passes/s, {:.1} GFLOP/s\
+            "{}: best {tb:.3} s, median {tm:.3} s, worst {tw:.3} s -> {:.2} forward passes/s, {:.1} GFLOP/s\
              {share_of_matmul}; peak RSS {} ({:.1}x the checkpoint)",
+            baseline.label,
             passes as f64 / tb,
             flop / tb / 1e9,
-            gb(theirs_rss),
-            theirs_rss / checkpoint_bytes as f64
+            gb(baseline.rss),
+            baseline.rss / checkpoint_bytes as f64
         );
-        println!(
-            "lineage / PyTorch speed per repeat: worst {rb:.2}x, median {rm:.2}x, best {rw:.2}x; mean losses along \
-             the path differ by at most {max_diff:.1e}"
-        );
+        println!("  lineage / that speed per repeat: worst {rb:.2}x, median {rm:.2}x, best {rw:.2}x");
+    }
+    if baselines.iter().any(|b| !b.seconds.is_empty()) {
+        println!("mean losses along the path differ from PyTorch's by at most {max_diff:.1e}");
+    }
+}
+
+/// The two ways the PyTorch worker blends the checkpoints at each point (`blend` in
+/// `transformer_pytorch.py`), each timed as its own baseline: the common recipe, and the fastest.
+const BLENDS: [(&str, &str); 2] = [
+    ("state_dict", "PyTorch, blended state dict + load_state_dict"),
+    ("in_place", "PyTorch, torch.lerp in place into the parameters"),
+];
+
+/// One PyTorch baseline's measurements in a case.
+struct Baseline {
+    blend: &'static str,
+    label: &'static str,
+    /// False once a request failed (the case goes on without it).
+    ok: bool,
+    seconds: Vec<f64>,
+    /// PyTorch's time over lineage's, per repeat.
+    ratios: Vec<f64>,
+    rss: f64,
+}
+
+impl Baseline {
+    fn new(blend: &'static str, label: &'static str) -> Self {
+        Self {
+            blend,
+            label,
+            ok: true,
+            seconds: Vec::new(),
+            ratios: Vec::new(),
+            rss: 0.0,
+        }
     }
 }
 

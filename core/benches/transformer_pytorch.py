@@ -9,8 +9,11 @@ reply per line on stdout:
   `GPTNeoXForCausalLM`, cross-entropy per next token) and loads the two checkpoints and the eval
   tokens (`input_ids`, and `labels` for a classifier) from safetensors files written by the bench,
   onto `device` (`cpu`, `cuda` or `cuda:N`). Replies {"torch": version, "checkpoint_bytes": n}.
-- {"op": "path", "alphas": [...]}: blends theta = (1 - a) A + a B at each alpha, as lineage does,
-  and scores all sequences in one batch under `torch.no_grad()`. Replies {"seconds": s, "losses":
+- {"op": "path", "alphas": [...], "blend": B}: blends theta = (1 - a) A + a B at each alpha, as
+  lineage does, and scores all sequences in one batch under `torch.no_grad()`. `B` is how:
+  `state_dict` (the default; the common recipe: a new state dict `{k: (1 - a) * A[k] + a * B[k]}`
+  loaded with `load_state_dict`) or `in_place` (`torch.lerp(A[k], B[k], a, out=parameter)`: no
+  temporaries, the fastest blend PyTorch offers). Replies {"seconds": s, "losses":
   [mean loss per alpha], "peak_rss": bytes}, the peak resident memory of this process during the
   path (the kernel's high-water mark, reset before it), or on a GPU its peak allocated memory.
 - {"op": "matmul", "size": n, "repeats": r, "device": D}: times an n x n x n f32 matmul on D (after
@@ -82,6 +85,8 @@ class Case:
         self.mask = torch.ones_like(self.ids)
         self.labels = data["labels"].long() if "labels" in data else None
         self.checkpoint_bytes = sum(t.numel() * t.element_size() for t in self.a.values())
+        # The model's own tensors (sharing the parameters' storage), the targets of `in_place`.
+        self.own = own
 
     def losses(self, logits):
         if self.family == "bert":
@@ -89,11 +94,21 @@ class Case:
         vocab = logits.shape[-1]
         return F.cross_entropy(logits[:, :-1].reshape(-1, vocab), self.ids[:, 1:].reshape(-1), reduction="none")
 
-    def path(self, alphas):
-        means = []
-        for alpha in alphas:
+    def blend(self, alpha, how):
+        if how == "in_place":
+            with torch.no_grad():
+                for k in self.a:
+                    torch.lerp(self.a[k], self.b[k], alpha, out=self.own[k])
+        elif how == "state_dict":
             wa, wb = torch.tensor(1.0 - alpha), torch.tensor(alpha)
             self.model.load_state_dict({k: wa * self.a[k] + wb * self.b[k] for k in self.a}, strict=False)
+        else:
+            raise ValueError(f"unknown blend {how!r}")
+
+    def path(self, alphas, how):
+        means = []
+        for alpha in alphas:
+            self.blend(alpha, how)
             with torch.no_grad():
                 logits = self.model(input_ids=self.ids, attention_mask=self.mask).logits
                 means.append(float(self.losses(logits).double().mean()))
@@ -144,7 +159,7 @@ def main():
             case.reset_peak()
             case.synchronize()
             start = time.perf_counter()
-            losses = case.path(request["alphas"])
+            losses = case.path(request["alphas"], request.get("blend", "state_dict"))
             case.synchronize()
             reply = {"seconds": time.perf_counter() - start, "losses": losses, "peak_rss": case.peak()}
         else:
