@@ -18,6 +18,31 @@ pub fn has_avx2_fma() -> bool {
     }
 }
 
+/// Defines `fn NAME(ARGS)` (no return value) that runs `BODY(ARGS)` compiled with AVX2 and FMA
+/// enabled where [`has_avx2_fma`], and as plain code elsewhere. `BODY` should be
+/// `#[inline(always)]`, so that each copy is compiled (and vectorised) for its own target.
+macro_rules! multiversioned {
+    ($(#[$meta:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),* $(,)?) => $body:path) => {
+        $(#[$meta])*
+        $vis fn $name($($arg: $ty),*) {
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx2,fma")]
+                unsafe fn avx2_fma($($arg: $ty),*) {
+                    $body($($arg),*)
+                }
+                if $crate::models::fast_math::has_avx2_fma() {
+                    // SAFETY: the processor has AVX2 and FMA.
+                    unsafe { avx2_fma($($arg),*) };
+                    return;
+                }
+            }
+            $body($($arg),*)
+        }
+    };
+}
+pub(crate) use multiversioned;
+
 /// `exp(x)` for `x <= 0`: `x = n ln 2 + f` with `|f| <= ln 2 / 2` (Cody-Waite split of ln 2),
 /// `exp(f)` by Cephes' `expf` polynomial, times `2^n` built in the exponent bits; relative error
 /// below 2e-7. Below -87 (where `2^n` would leave the normal range) it returns `exp(-87)`,

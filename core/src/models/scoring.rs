@@ -4,7 +4,7 @@
 use candle_core::Tensor;
 use rayon::prelude::*;
 
-use crate::models::fast_math::{exp_nonpositive, has_avx2_fma};
+use crate::models::fast_math::{exp_nonpositive, multiversioned};
 
 /// Scores a row-major block of logits (rows `stride` apart, the first `classes` values of each
 /// row are the logits): writes each row's cross-entropy (stable log-softmax in f32) and whether its
@@ -55,24 +55,10 @@ pub fn score_logits_on_device(logits: &Tensor, labels: &[u32]) -> candle_core::R
     Ok((loss.to_vec1::<f32>()?, correct))
 }
 
-/// The cross-entropy and correctness of one row of logits (see [`score_logits`]), through
-/// [`score_row_simd`] compiled for AVX2 + FMA where the processor has them (a language model's rows are
-/// its vocabulary wide: this exp-sum is most of the scoring time).
-fn score_row(row: &[f32], label: u32, loss: &mut f32, correct: &mut bool) {
-    #[cfg(target_arch = "x86_64")]
-    if has_avx2_fma() {
-        // SAFETY: the processor has AVX2 and FMA.
-        unsafe { score_row_avx2(row, label, loss, correct) };
-        return;
-    }
-    score_row_simd(row, label, loss, correct);
-}
-
-/// [`score_row_simd`] with AVX2 and FMA enabled.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn score_row_avx2(row: &[f32], label: u32, loss: &mut f32, correct: &mut bool) {
-    score_row_simd(row, label, loss, correct);
+multiversioned! {
+    /// The cross-entropy and correctness of one row of logits (see [`score_logits`]): a language
+    /// model's rows are its vocabulary wide, and this exp-sum is most of the scoring time.
+    fn score_row(row: &[f32], label: u32, loss: &mut f32, correct: &mut bool) => score_row_simd
 }
 
 /// Lanes of the vectorised loops of [`score_row_simd`] (two AVX2 registers).

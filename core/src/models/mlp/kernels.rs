@@ -9,7 +9,7 @@
 //! level up (many independent forward passes at once).
 
 use super::spec::Activation;
-use crate::models::fast_math::has_avx2_fma;
+use crate::models::fast_math::{has_avx2_fma, multiversioned};
 
 /// Padding unit of layer widths (two 8-lane AVX vectors).
 pub(crate) const LANES: usize = 16;
@@ -92,16 +92,15 @@ pub(crate) fn matmul(m: usize, k: usize, n: usize, lhs: &[f32], rhs: &[f32], out
     }
 }
 
-/// `out = wa·a + wb·b` elementwise (two rounded products, then a rounded sum, like PyTorch's
-/// `(1 - alpha) * a + alpha * b`; never fused into an FMA).
-pub(crate) fn blend(wa: f32, a: &[f32], wb: f32, b: &[f32], out: &mut [f32]) {
-    #[cfg(target_arch = "x86_64")]
-    if has_avx2_fma() {
-        // SAFETY: AVX2 is available (checked above); the function only uses safe slice code.
-        unsafe { avx2::blend(wa, a, wb, b, out) };
-        return;
-    }
-    blend_generic(wa, a, wb, b, out);
+multiversioned! {
+    /// `out = wa·a + wb·b` elementwise (two rounded products, then a rounded sum, like PyTorch's
+    /// `(1 - alpha) * a + alpha * b`; never fused into an FMA).
+    pub(crate) fn blend(wa: f32, a: &[f32], wb: f32, b: &[f32], out: &mut [f32]) => blend_generic
+}
+
+multiversioned! {
+    /// `out = relu(wa·a + wb·b)` elementwise.
+    fn blend_relu(wa: f32, a: &[f32], wb: f32, b: &[f32], out: &mut [f32]) => blend_relu_generic
 }
 
 #[inline(always)]
@@ -114,13 +113,7 @@ fn blend_generic(wa: f32, a: &[f32], wb: f32, b: &[f32], out: &mut [f32]) {
 /// `out = act(wa·a + wb·b)` elementwise: the blended first-layer pre-activations, activated.
 pub(crate) fn blend_activate(act: Activation, wa: f32, a: &[f32], wb: f32, b: &[f32], out: &mut [f32]) {
     if act == Activation::Relu {
-        #[cfg(target_arch = "x86_64")]
-        if has_avx2_fma() {
-            // SAFETY: AVX2 is available (checked above); the function only uses safe slice code.
-            unsafe { avx2::blend_relu(wa, a, wb, b, out) };
-            return;
-        }
-        blend_relu_generic(wa, a, wb, b, out);
+        blend_relu(wa, a, wb, b, out);
     } else {
         blend(wa, a, wb, b, out);
         activate(act, out);
@@ -270,24 +263,6 @@ mod avx2 {
                 _mm256_storeu_ps(o.add(8), v1);
             }
         }
-    }
-
-    /// [`super::blend_generic`] compiled for AVX2.
-    ///
-    /// # Safety
-    /// AVX2 and FMA must be available.
-    #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn blend(wa: f32, a: &[f32], wb: f32, b: &[f32], out: &mut [f32]) {
-        super::blend_generic(wa, a, wb, b, out);
-    }
-
-    /// [`super::blend_relu_generic`] compiled for AVX2.
-    ///
-    /// # Safety
-    /// AVX2 and FMA must be available.
-    #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn blend_relu(wa: f32, a: &[f32], wb: f32, b: &[f32], out: &mut [f32]) {
-        super::blend_relu_generic(wa, a, wb, b, out);
     }
 }
 

@@ -129,22 +129,9 @@ pub(crate) fn gelu_erf(x: &Tensor) -> candle_core::Result<Tensor> {
     Tensor::from_vec(out, x.shape(), x.device())
 }
 
-/// [`gelu_erf_simd`], compiled for AVX2 + FMA where the processor has them.
-fn gelu_erf_chunk(xs: &[f32], out: &mut [f32]) {
-    #[cfg(target_arch = "x86_64")]
-    if fast_math::has_avx2_fma() {
-        // SAFETY: the processor has AVX2 and FMA.
-        unsafe { gelu_erf_avx2(xs, out) };
-        return;
-    }
-    gelu_erf_simd(xs, out);
-}
-
-/// [`gelu_erf_simd`] with AVX2 and FMA enabled.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn gelu_erf_avx2(xs: &[f32], out: &mut [f32]) {
-    gelu_erf_simd(xs, out);
+fast_math::multiversioned! {
+    /// [`gelu_erf_simd`], compiled for AVX2 + FMA where the processor has them.
+    fn gelu_erf_chunk(xs: &[f32], out: &mut [f32]) => gelu_erf_simd
 }
 
 /// `out[i] = gelu(xs[i])`, a loop the compiler vectorises.
@@ -260,23 +247,10 @@ pub(crate) fn attention(q: &Tensor, k: &Tensor, v: &Tensor, scale: f64, bias: &T
     Tensor::from_vec(out, (b, lq, width), q.device())
 }
 
-/// `row = softmax(row + bias)` in place, in f32 (maximum subtracted first), through
-/// [`softmax_biased_simd`] compiled for AVX2 + FMA where the processor has them.
-fn softmax_biased(row: &mut [f32], bias: &[f32]) {
-    #[cfg(target_arch = "x86_64")]
-    if fast_math::has_avx2_fma() {
-        // SAFETY: the processor has AVX2 and FMA.
-        unsafe { softmax_biased_avx2(row, bias) };
-        return;
-    }
-    softmax_biased_simd(row, bias);
-}
-
-/// [`softmax_biased_simd`] with AVX2 and FMA enabled.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn softmax_biased_avx2(row: &mut [f32], bias: &[f32]) {
-    softmax_biased_simd(row, bias);
+fast_math::multiversioned! {
+    /// `row = softmax(row + bias)` in place, in f32 (maximum subtracted first), through
+    /// [`softmax_biased_simd`] compiled for AVX2 + FMA where the processor has them.
+    fn softmax_biased(row: &mut [f32], bias: &[f32]) => softmax_biased_simd
 }
 
 /// [`softmax_biased`] in loops the compiler vectorises: the exponentials by
