@@ -56,19 +56,7 @@ mod tests {
     use super::*;
     use candle_core::{Device, IndexOp};
 
-    /// Largest absolute difference between two tensors of one shape.
-    fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
-        (a - b)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .max(0)
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap()
-    }
+    use crate::models::transformer::kernels::largest_difference;
 
     #[test]
     fn every_token_gets_the_linear_map() {
@@ -82,14 +70,14 @@ mod tests {
         for (b, t) in [(0, 0), (0, 2), (1, 1)] {
             let token = x.i((b, t)).unwrap().unsqueeze(1).unwrap();
             let expected = (weight.matmul(&token).unwrap().squeeze(1).unwrap() + &bias).unwrap();
-            let diff = max_abs_diff(&y.i((b, t)).unwrap(), &expected);
+            let diff = largest_difference(&y.i((b, t)).unwrap(), &expected);
             assert!(diff < 1e-5, "token ({b}, {t}) differs by {diff}");
         }
         // Without a bias, the product alone.
         let plain = Dense::new(Linear::new(weight.clone(), None)).forward(&x).unwrap();
-        assert!(max_abs_diff(&plain.broadcast_add(&bias).unwrap(), &y) < 1e-5);
+        assert!(largest_difference(&plain.broadcast_add(&bias).unwrap(), &y) < 1e-5);
         // A non-contiguous input (a transposed view) is read correctly too.
         let yt = layer.forward(&x.transpose(0, 1).unwrap()).unwrap();
-        assert!(max_abs_diff(&yt, &y.transpose(0, 1).unwrap()) < 1e-5);
+        assert!(largest_difference(&yt, &y.transpose(0, 1).unwrap()) < 1e-5);
     }
 }

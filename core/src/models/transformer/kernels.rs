@@ -284,22 +284,23 @@ fn softmax_biased_simd(row: &mut [f32], bias: &[f32]) {
 /// Lanes of the softmax's sum (one AVX2 register).
 const SOFTMAX_LANES: usize = 8;
 
+/// The largest absolute difference between two tensors of one shape (for this folder's tests).
+#[cfg(test)]
+pub(crate) fn largest_difference(a: &Tensor, b: &Tensor) -> f32 {
+    (a - b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use candle_core::Device;
-
-    /// The largest absolute difference between two tensors of one shape.
-    fn largest_difference(a: &Tensor, b: &Tensor) -> f32 {
-        (a - b)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap()
-    }
 
     /// A NaN score (a diverged model) makes its row of probabilities NaN instead of vanishing.
     #[test]
