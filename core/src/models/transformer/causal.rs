@@ -131,7 +131,7 @@ impl<S: DecoderSpec> Architecture for CausalLm<S> {
                     self.0.vocab_size()
                 )));
             }
-            sequence_of.extend(rows.iter().map(|&row| (batch.start + row as usize / batch.len) as u32));
+            sequence_of.extend(rows.iter().map(|&row| batch.sequences[row as usize / batch.len]));
         }
         if sequence_of.is_empty() {
             return Err(CoreError::Model(
@@ -311,7 +311,7 @@ mod tests {
     fn batch(ids: Vec<u32>, mask: Vec<u32>, rows: usize) -> TokenBatch {
         let len = ids.len() / rows;
         TokenBatch {
-            start: 0,
+            sequences: (0..rows as u32).collect(),
             rows,
             len,
             input_ids: Tensor::from_slice(&ids, (rows, len), &Device::Cpu).unwrap(),

@@ -161,7 +161,10 @@ impl<S: EncoderSpec> Architecture for SequenceClassifier<S> {
                 sizes.labels
             )));
         }
-        Ok((0..tokens.n_examples() as u32).collect())
+        Ok(tokens
+            .iter()
+            .flat_map(|batch| batch.sequences.iter().copied())
+            .collect())
     }
 
     /// The head's input (BERT's pooled [CLS] state).
@@ -194,9 +197,9 @@ impl<S: EncoderSpec> Architecture for SequenceClassifier<S> {
             model.forward(&batch.input_ids, batch.token_type_ids.as_ref(), &batch.attention_mask)?;
         let logits = logits.flatten_all()?.to_vec1::<f32>()?;
         let (mut loss, mut correct) = (vec![0.0; batch.rows], vec![false; batch.rows]);
-        let labels = &labels[batch.start..batch.start + batch.rows];
+        let labels: Vec<u32> = batch.sequences.iter().map(|&s| labels[s as usize]).collect();
         let classes = self.0.sizes().labels;
-        score_logits(&logits, classes, classes, labels, &mut loss, &mut correct);
+        score_logits(&logits, classes, classes, &labels, &mut loss, &mut correct);
         out.loss.extend(loss);
         out.correct.extend(correct);
         if layer.is_some() {

@@ -46,7 +46,9 @@ pub trait Architecture: Send + Sync + 'static {
 
     /// Checks what else the eval data must satisfy (e.g. labels below the number of classes) and
     /// returns the examples it gives (sequences, or predicted tokens for a language model) as the
-    /// index of each example's sequence, in example order.
+    /// index of each example's sequence, in the order [`Architecture::score`] appends them (batch
+    /// by batch, as [`TokenBatches::iter`] gives them; a sequence's examples together, in
+    /// position order).
     fn examples(&self, data: &EvalData, tokens: &TokenBatches) -> Result<Vec<u32>>;
 
     /// Width of the representation rows that [`Architecture::score`] appends.
@@ -62,7 +64,7 @@ pub trait Architecture: Send + Sync + 'static {
     /// The permutation symmetries searched by weight matching ([`crate::models::transformer::permutations`]).
     fn permutation_spec(&self, params: &ParamSet) -> PermutationSpec;
 
-    /// Runs `model` on one batch and appends, for each of its examples in order, the loss, the
+    /// Runs `model` on one batch and appends, for each of its examples in turn, the loss, the
     /// correctness and, when `layer` is given, the representation row at that layer. `labels` are
     /// the eval set's class labels (all of them; empty for language-model data).
     fn score(
@@ -87,6 +89,9 @@ pub struct TransformerEvaluator<A: Architecture> {
     n_examples: usize,
     /// The sequence of each example: what a bootstrap resamples.
     sequence_of: Vec<u32>,
+    /// For each example (in eval-set order), its position in scoring order, when the two differ
+    /// (batches of sequences sorted by length).
+    scoring_position: Option<Vec<usize>>,
     /// Names and shapes every parameter set must have (those of the reference checkpoint).
     shapes: BTreeMap<String, Vec<usize>>,
     description: String,
@@ -122,7 +127,7 @@ impl<A: Architecture> TransformerEvaluator<A> {
                 tokens.max_len()
             )));
         }
-        let sequence_of = architecture.examples(data, &tokens)?;
+        let (sequence_of, scoring_position) = eval_set_order(architecture.examples(data, &tokens)?);
         let n_examples = sequence_of.len();
         let mut description = format!("{} on {n_examples} examples", architecture.describe());
         if !device.is_cpu() {
@@ -137,6 +142,7 @@ impl<A: Architecture> TransformerEvaluator<A> {
             labels: data.labels.clone(),
             n_examples,
             sequence_of,
+            scoring_position,
             shapes: reference.shapes(),
             description,
             scratch: Mutex::new(None),
@@ -175,7 +181,8 @@ impl<A: Architecture> TransformerEvaluator<A> {
             .ok_or_else(|| CoreError::InvalidArgument("checkpoint was prepared by a different evaluator".into()))
     }
 
-    /// Runs `model` over the eval set, keeping the representation at `layer` if given.
+    /// Runs `model` over the eval set, keeping the representation at `layer` if given; the scores
+    /// are in eval-set order.
     fn run(&self, model: &A::Model, layer: Option<usize>) -> Result<Scores> {
         let mut scores = Scores::default();
         for batch in self.tokens.iter() {
@@ -191,7 +198,43 @@ impl<A: Architecture> TransformerEvaluator<A> {
                 self.n_examples
             )));
         }
-        Ok(scores)
+        Ok(match &self.scoring_position {
+            Some(position) => scores.reordered(position, self.architecture.representation_width()),
+            None => scores,
+        })
+    }
+}
+
+/// The sequence of each example in eval-set order (sequence by sequence, a sequence's examples in
+/// position order) from `scored` (the same in scoring order), and where each example of eval-set
+/// order is in scoring order; `None` when the two orders are the same.
+fn eval_set_order(scored: Vec<u32>) -> (Vec<u32>, Option<Vec<usize>>) {
+    if scored.is_sorted() {
+        return (scored, None);
+    }
+    let mut position: Vec<usize> = (0..scored.len()).collect();
+    // Stable: a sequence's examples keep their order.
+    position.sort_by_key(|&i| scored[i]);
+    (position.iter().map(|&i| scored[i]).collect(), Some(position))
+}
+
+impl Scores {
+    /// The scores taken at `position` (example i of the result is example `position[i]` of
+    /// `self`); representation rows are `width` values.
+    fn reordered(self, position: &[usize], width: usize) -> Self {
+        let features = if self.features.is_empty() {
+            Vec::new()
+        } else {
+            position
+                .iter()
+                .flat_map(|&i| self.features[i * width..(i + 1) * width].iter().copied())
+                .collect()
+        };
+        Self {
+            loss: position.iter().map(|&i| self.loss[i]).collect(),
+            correct: position.iter().map(|&i| self.correct[i]).collect(),
+            features,
+        }
     }
 }
 
@@ -322,5 +365,39 @@ impl<A: Architecture> Evaluator for TransformerEvaluator<A> {
             self.architecture.representation_width(),
             scores.features,
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scores_return_to_eval_set_order() {
+        // Scoring order: sequence 2 (one example), then sequence 0 (two tokens), then sequence 1.
+        let (sequence_of, position) = eval_set_order(vec![2, 0, 0, 1]);
+        assert_eq!(sequence_of, vec![0, 0, 1, 2]);
+        let position = position.expect("the orders differ");
+        assert_eq!(position, vec![1, 2, 3, 0]);
+        let scored = Scores {
+            loss: vec![2.0, 0.0, 0.5, 1.0],
+            correct: vec![true, false, false, true],
+            features: vec![20.0, 21.0, 0.0, 1.0, 5.0, 6.0, 10.0, 11.0],
+        };
+        let back = scored.reordered(&position, 2);
+        assert_eq!(back.loss, vec![0.0, 0.5, 1.0, 2.0]);
+        assert_eq!(back.correct, vec![false, false, true, true]);
+        assert_eq!(back.features, vec![0.0, 1.0, 5.0, 6.0, 10.0, 11.0, 20.0, 21.0]);
+        let without_features = Scores {
+            loss: vec![1.0, 2.0],
+            correct: vec![true, false],
+            features: Vec::new(),
+        };
+        assert!(without_features.reordered(&[1, 0], 3).features.is_empty());
+    }
+
+    #[test]
+    fn eval_set_order_is_kept_when_scoring_follows_it() {
+        assert_eq!(eval_set_order(vec![0, 0, 1, 3]), (vec![0, 0, 1, 3], None));
     }
 }

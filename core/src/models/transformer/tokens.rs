@@ -8,12 +8,16 @@ use crate::error::{CoreError, Result};
 /// Tokens per forward pass (examples x sequence length): bounds the attention scores' memory.
 const TOKENS_PER_BATCH: usize = 4096;
 
-/// One forward-pass batch: consecutive sequences, their ids and mask on the device (and on the
-/// host, row-major, for scoring).
+/// A batch of at least this many tokens ends before a longer sequence (which would add padding to
+/// all its rows): enough rows for the matrix products to run at full speed, little padding.
+const ENOUGH_TOKENS: usize = 1024;
+
+/// One forward-pass batch: sequences of similar length, their ids and mask on the device (and on
+/// the host, row-major, for scoring).
 #[derive(Debug, Clone)]
 pub struct TokenBatch {
-    /// Index of the batch's first sequence.
-    pub start: usize,
+    /// The eval set's index of the sequence in each row.
+    pub sequences: Vec<u32>,
     /// Number of sequences `B`.
     pub rows: usize,
     /// Sequence length `L'` after trimming.
@@ -33,17 +37,21 @@ pub struct TokenBatch {
     pub labels: Option<Vec<i64>>,
 }
 
-/// Rows `start..end` of a row-major `[N, width]` array, each cut to its first `len` values.
-fn rows<T: Copy>(values: &[T], (start, end, width, len): (usize, usize, usize, usize)) -> Vec<T> {
-    values[start * width..end * width]
-        .chunks_exact(width)
-        .flat_map(|row| row[..len].iter().copied())
+/// Rows `members` of a row-major `[N, width]` array, each cut to its first `len` values.
+fn rows<T: Copy>(values: &[T], members: &[usize], width: usize, len: usize) -> Vec<T> {
+    members
+        .iter()
+        .flat_map(|&s| values[s * width..s * width + len].iter().copied())
         .collect()
 }
 
-/// The eval set as forward-pass batches. Trailing columns that are padding in every example of a
-/// batch are cut off: with right padding this changes nothing (masked keys get zero attention and
-/// positions are absolute) and saves the work on padding.
+/// The eval set as forward-pass batches. The sequences are taken in order of their unpadded length
+/// (equal lengths in the eval set's order), so that each batch holds sequences of similar length,
+/// and the trailing columns that are padding in every sequence of a batch are cut off: with right
+/// padding this changes nothing (masked keys get zero attention and positions are absolute) and
+/// saves the work on padding, most of an eval set padded to a fixed length (HF's
+/// `padding="max_length"`). Batches are scored in this order; [`TokenBatch::sequences`] says which
+/// sequences a batch holds.
 #[derive(Debug, Clone)]
 pub struct TokenBatches {
     batches: Vec<TokenBatch>,
@@ -84,25 +92,41 @@ impl TokenBatches {
             .chunks_exact(width.max(1))
             .map(|row| row.iter().rposition(|&m| m != 0).map_or(0, |p| p + 1))
             .collect();
-        let per_batch = (TOKENS_PER_BATCH / width.max(1)).max(1);
+        let mut order: Vec<usize> = (0..n).collect();
+        order.sort_by_key(|&s| lengths[s]);
+        let padded_len = |s: usize| lengths[s].max(1);
         let mut batches = Vec::new();
-        for start in (0..n).step_by(per_batch) {
-            let end = (start + per_batch).min(n);
-            let len = lengths[start..end].iter().copied().max().unwrap_or(0).max(1);
-            let span = (start, end, width, len);
-            let tensor = |values: &[u32]| Tensor::from_slice(values, (end - start, len), device).map_err(what);
-            let (batch_ids, batch_mask) = (rows(&ids, span), rows(&mask, span));
+        let mut first = 0;
+        while first < n {
+            // At least one sequence; more while rows x the longest one's length fit the budget,
+            // until the batch has enough tokens and the next sequence is longer.
+            let mut end = first + 1;
+            while end < n && (end + 1 - first) * padded_len(order[end]) <= TOKENS_PER_BATCH {
+                let (longest, next) = (padded_len(order[end - 1]), padded_len(order[end]));
+                if (end - first) * longest >= ENOUGH_TOKENS && next > longest {
+                    break;
+                }
+                end += 1;
+            }
+            let members = &order[first..end];
+            let len = padded_len(order[end - 1]);
+            let tensor = |values: &[u32]| Tensor::from_slice(values, (members.len(), len), device).map_err(what);
+            let (batch_ids, batch_mask) = (rows(&ids, members, width, len), rows(&mask, members, width, len));
             batches.push(TokenBatch {
-                start,
-                rows: end - start,
+                sequences: members.iter().map(|&s| s as u32).collect(),
+                rows: members.len(),
                 len,
                 input_ids: tensor(&batch_ids)?,
                 attention_mask: tensor(&batch_mask)?,
-                token_type_ids: types.as_deref().map(|t| tensor(&rows(t, span))).transpose()?,
+                token_type_ids: types
+                    .as_deref()
+                    .map(|t| tensor(&rows(t, members, width, len)))
+                    .transpose()?,
                 ids: batch_ids,
                 mask: batch_mask,
-                labels: labels.as_deref().map(|l| rows(l, span)),
+                labels: labels.as_deref().map(|l| rows(l, members, width, len)),
             });
+            first = end;
         }
         Ok(Self {
             batches,
@@ -111,7 +135,7 @@ impl TokenBatches {
         })
     }
 
-    /// The batches, in example order.
+    /// The batches, in scoring order (shortest sequences first).
     pub fn iter(&self) -> impl Iterator<Item = &TokenBatch> {
         self.batches.iter()
     }
@@ -152,13 +176,15 @@ mod tests {
         let b = TokenBatches::new(&d, &Device::Cpu).unwrap();
         let batches: Vec<_> = b.iter().collect();
         assert_eq!(batches.len(), 1);
+        // The shorter sequence first.
+        assert_eq!(batches[0].sequences, vec![1, 0]);
         assert_eq!(
             batches[0].input_ids.to_vec2::<u32>().unwrap(),
-            vec![vec![5, 6], vec![7, 0]]
+            vec![vec![7, 0], vec![5, 6]]
         );
         assert_eq!(
             batches[0].attention_mask.to_vec2::<u32>().unwrap(),
-            vec![vec![1, 1], vec![1, 0]]
+            vec![vec![1, 0], vec![1, 1]]
         );
         assert_eq!((b.max_len(), b.n_examples()), (2, 2));
     }
@@ -170,8 +196,8 @@ mod tests {
         let ids: Vec<u32> = (0..n * width).map(|i| (i / width) as u32).collect();
         let d = data(ids, vec![1; n * width], width);
         let b = TokenBatches::new(&d, &Device::Cpu).unwrap();
-        let starts: Vec<usize> = b.iter().map(|t| t.start).collect();
-        assert_eq!(starts, vec![0, 4, 8]);
+        let sequences: Vec<Vec<u32>> = b.iter().map(|t| t.sequences.clone()).collect();
+        assert_eq!(sequences, vec![vec![0, 1, 2, 3], vec![4, 5, 6, 7], vec![8, 9]]);
         let firsts: Vec<u32> = b
             .iter()
             .flat_map(|t| {
@@ -185,6 +211,53 @@ mod tests {
             })
             .collect();
         assert_eq!(firsts, (0..n as u32).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn sequences_are_batched_by_length_within_the_token_budget() {
+        // 300 sequences padded to 128 tokens, of lengths 1..=128 in a scrambled order.
+        let (n, width) = (300, 128);
+        let length = |s: usize| (s * 37) % width + 1;
+        let mut ids = vec![0u32; n * width];
+        let mut mask = vec![0u32; n * width];
+        for s in 0..n {
+            for t in 0..length(s) {
+                ids[s * width + t] = (s * 1000 + t) as u32;
+                mask[s * width + t] = 1;
+            }
+        }
+        let b = TokenBatches::new(&data(ids, mask, width), &Device::Cpu).unwrap();
+        let mut seen = vec![0; n];
+        let mut previous_len = 0;
+        let mut scored_tokens = 0;
+        for batch in b.iter() {
+            assert_eq!(batch.rows, batch.sequences.len());
+            assert!(batch.rows == 1 || batch.rows * batch.len <= TOKENS_PER_BATCH);
+            let longest = batch.sequences.iter().map(|&s| length(s as usize)).max().unwrap();
+            assert_eq!(batch.len, longest, "a batch is cut to its longest sequence");
+            assert!(batch.len >= previous_len, "batches come shortest first");
+            previous_len = batch.len;
+            scored_tokens += batch.rows * batch.len;
+            for (row, &s) in batch.sequences.iter().enumerate() {
+                seen[s as usize] += 1;
+                let row_ids = &batch.ids[row * batch.len..(row + 1) * batch.len];
+                let row_mask = &batch.mask[row * batch.len..(row + 1) * batch.len];
+                for t in 0..batch.len {
+                    let real = t < length(s as usize);
+                    assert_eq!(row_mask[t], real as u32);
+                    assert_eq!(row_ids[t], if real { s * 1000 + t as u32 } else { 0 });
+                }
+            }
+        }
+        assert!(seen.iter().all(|&k| k == 1), "every sequence exactly once");
+        let real_tokens: usize = (0..n).map(length).sum();
+        // Sorted batches hold 20% padding here; in eval-set order every batch would keep ~128
+        // columns (twice the real tokens).
+        assert!(
+            scored_tokens < real_tokens * 5 / 4,
+            "{scored_tokens} tokens for {real_tokens}"
+        );
+        assert_eq!((b.max_len(), b.n_examples()), (width, n));
     }
 
     #[test]
