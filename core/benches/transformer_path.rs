@@ -1,5 +1,5 @@
 //! Speed of transformer interpolation paths against PyTorch + transformers on the same weights and
-//! tokens, measured in the same run. Four cases, each the interior points of a path between two
+//! tokens, measured in the same run. Five cases, each the interior points of a path between two
 //! random checkpoints made in the bench (no download), one forward pass over the eval set each:
 //!
 //! - `bert-small`, `gpt-neox-small`: 2 layers x 256 hidden (4 heads, 1024 intermediate,
@@ -7,12 +7,17 @@
 //! - `bert-base`: BERT-base (12 layers x 768 hidden, 12 heads, 3072 intermediate, vocabulary
 //!   30522, 4 classes, 109.5M parameters), and `pythia-160m`: Pythia-160m's GPT-NeoX (12 x 768,
 //!   vocabulary 50304, rotary 0.25, parallel residual, 162.3M parameters), each on 8 sequences of
-//!   128 tokens, 3 interior alphas (a 5-point grid).
+//!   128 tokens, 3 interior alphas (a 5-point grid);
+//! - `bert-base-padded`: BERT-base on an eval set as a tokenizer with `padding="max_length"`
+//!   writes it: 64 sequences of 16 to 128 real tokens (uniform, mean 72) right-padded to 128, with
+//!   their attention mask. PyTorch runs the set as one batch cut to its longest sequence (what
+//!   `DataCollatorWithPadding` does to a batch), lineage as it runs any eval set: sequences sorted by
+//!   length into batches, each cut to its longest. The FLOPs counted are those of the real tokens.
 //!
 //! `cargo bench --workspace --bench transformer_path` prints, per case, lineage's and PyTorch's
 //! seconds per path (best / median / worst of the repeats), their ratio per repeat (PyTorch's time
 //! over lineage's, so above 1 means lineage is faster; each repeat times lineage, then PyTorch,
-//! so both see the same load), forward passes and tokens per second, each side's GFLOP/s against
+//! so both see the same load), forward passes and real (not padding) tokens per second, each side's GFLOP/s against
 //! the same 1024^3 f32 matmul timed in the same run through candle and through PyTorch (where both
 //! sides spend most of a path in GEMMs, their speed ratio is near the two matmuls' ratio), the peak
 //! resident memory of each during a path against the checkpoint size, and the largest difference
@@ -23,7 +28,7 @@
 //! safetensors); without it the bench says why and times lineage alone.
 //!
 //! Environment: `LINEAGE_BENCH_CASES` (comma-separated case names, default all),
-//! `LINEAGE_BENCH_SEQUENCES` (sequences of the two real-size cases, default 8),
+//! `LINEAGE_BENCH_SEQUENCES` (sequences of `bert-base` and `pythia-160m`, default 8),
 //! `LINEAGE_BENCH_REPEATS` (timed repeats after one warm-up, default 3), `LINEAGE_BENCH_DEVICE`
 //! (`cpu`, the default, or `cuda` / `cuda:N` in a build with the `cuda` feature: both lineage and
 //! PyTorch then run on that GPU, and the peak memory reported is PyTorch's GPU memory, lineage's
@@ -49,7 +54,7 @@ use lineage_core::EvalData;
 use lineage_core::methods::interpolation::alpha_grid;
 use lineage_core::models::evaluator::Evaluator;
 use lineage_core::models::transformer::{
-    Architecture, BertSpec, CausalLm, GptNeoxSpec, SequenceClassifier, TransformerEvaluator,
+    Architecture, BertSpec, CausalLm, GptNeoxSpec, SequenceClassifier, TokenBatches, TransformerEvaluator,
 };
 use lineage_loaders::ParamSet;
 use serde_json::{Value, json};
@@ -61,7 +66,10 @@ struct Case {
     name: &'static str,
     config: Value,
     sequences: usize,
+    /// Tokens per sequence, padding included.
     length: usize,
+    /// Whether the sequences have fewer real tokens than `length` (then right-padded).
+    padded: bool,
     /// Points of the alpha grid, endpoints included (only the interior ones are evaluated).
     alphas: usize,
 }
@@ -75,21 +83,24 @@ impl Case {
         self.config[key].as_u64().unwrap() as f64
     }
 
-    /// FLOPs of one forward pass (multiply-adds x 2): projections, attention scores and mixing,
-    /// MLP, and the output head (pooler and classifier per sequence, or logits per predicted token).
-    fn flop_per_pass(&self) -> f64 {
+    /// FLOPs of one forward pass over sequences of `lengths` real tokens (multiply-adds x 2):
+    /// projections, attention scores and mixing, MLP, and the output head (pooler and classifier
+    /// per sequence, or logits per predicted token).
+    fn flop_per_pass(&self, lengths: &[usize]) -> f64 {
         let (h, i, layers) = (
             self.get("hidden_size"),
             self.get("intermediate_size"),
             self.get("num_hidden_layers"),
         );
-        let tokens = (self.sequences * self.length) as f64;
-        let per_token_layer = 4.0 * h * h + 2.0 * h * i + 2.0 * self.length as f64 * h;
-        let head = match self.family() {
-            "bert" => self.sequences as f64 * (h * h + h * f64::from(CLASSES)),
-            _ => (self.sequences * (self.length - 1)) as f64 * h * self.get("vocab_size"),
+        let sequence = |l: f64| {
+            let per_token_layer = 4.0 * h * h + 2.0 * h * i + 2.0 * l * h;
+            let head = match self.family() {
+                "bert" => h * h + h * f64::from(CLASSES),
+                _ => (l - 1.0) * h * self.get("vocab_size"),
+            };
+            2.0 * (l * layers * per_token_layer + head)
         };
-        2.0 * (tokens * layers * per_token_layer + head)
+        lengths.iter().map(|&l| sequence(l as f64)).sum()
     }
 }
 
@@ -110,6 +121,7 @@ fn small(name: &'static str, model_type: &str) -> Case {
         config,
         sequences: 64,
         length: 64,
+        padded: false,
         alphas: 11,
     }
 }
@@ -132,8 +144,9 @@ fn extend(config: &mut Value, extra: Value) {
     object.extend(extra.as_object().unwrap().clone());
 }
 
-/// BERT-base (`bert-base-uncased`'s sizes) and Pythia-160m on `sequences` sequences of 128 tokens.
-fn real_size(sequences: usize) -> [Case; 2] {
+/// BERT-base (`bert-base-uncased`'s sizes) and Pythia-160m on `sequences` sequences of 128 tokens,
+/// and BERT-base on 64 padded sequences.
+fn real_size(sequences: usize) -> [Case; 3] {
     let mut bert = json!({
         "vocab_size": 30522, "hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12,
         "intermediate_size": 3072, "hidden_act": "gelu", "max_position_embeddings": 512,
@@ -146,18 +159,34 @@ fn real_size(sequences: usize) -> [Case; 2] {
         "layer_norm_eps": 1e-5, "model_type": "gpt_neox"
     });
     extend(&mut pythia, gpt_neox_extras());
-    let case = |name, config| Case {
+    let case = |name, config: &Value, sequences, padded| Case {
         name,
-        config,
+        config: config.clone(),
         sequences,
         length: 128,
+        padded,
         alphas: 5,
     };
-    [case("bert-base", bert), case("pythia-160m", pythia)]
+    [
+        case("bert-base", &bert, sequences, false),
+        case("pythia-160m", &pythia, sequences, false),
+        case("bert-base-padded", &bert, 64, true),
+    ]
 }
 
-/// Deterministic token ids in `1..vocab` and labels (none for a language model).
-fn eval_data(case: &Case) -> (Vec<u32>, Vec<u32>) {
+/// Shortest sequence of a padded case, in real tokens.
+const SHORTEST_PADDED: usize = 16;
+
+/// A case's eval set: token ids in `1..vocab` (0 = padding), the attention mask, the real length
+/// of each sequence, and labels (none for a language model); deterministic.
+struct Tokens {
+    ids: Vec<u32>,
+    mask: Vec<u32>,
+    lengths: Vec<usize>,
+    labels: Vec<u32>,
+}
+
+fn eval_data(case: &Case) -> Tokens {
     let vocab = case.get("vocab_size") as u32;
     let mut state = 0x2545_F491_4F6C_DD1Du64;
     let mut next = |m: u32| {
@@ -166,12 +195,30 @@ fn eval_data(case: &Case) -> (Vec<u32>, Vec<u32>) {
         state ^= state << 17;
         (state % u64::from(m)) as u32
     };
-    let ids: Vec<u32> = (0..case.sequences * case.length).map(|_| 1 + next(vocab - 1)).collect();
+    let lengths: Vec<usize> = (0..case.sequences)
+        .map(|_| match case.padded {
+            true => SHORTEST_PADDED + next((case.length - SHORTEST_PADDED + 1) as u32) as usize,
+            false => case.length,
+        })
+        .collect();
+    let (mut ids, mut mask) = (Vec::new(), Vec::new());
+    for &length in &lengths {
+        for t in 0..case.length {
+            let real = t < length;
+            ids.push(if real { 1 + next(vocab - 1) } else { 0 });
+            mask.push(u32::from(real));
+        }
+    }
     let labels = match case.family() {
         "bert" => (0..case.sequences).map(|_| next(CLASSES)).collect(),
         _ => Vec::new(),
     };
-    (ids, labels)
+    Tokens {
+        ids,
+        mask,
+        lengths,
+        labels,
+    }
 }
 
 fn env_usize(key: &str, default: usize) -> usize {
@@ -259,9 +306,17 @@ fn params_map(params: &ParamSet) -> HashMap<String, Tensor> {
 fn run_case<A: Architecture>(case: &Case, architecture: A, torch: &mut Option<PyTorch>, bench: &Bench) {
     let threads = rayon::current_num_threads();
     let repeats = env_usize("LINEAGE_BENCH_REPEATS", 3).max(1);
-    let (ids, labels) = eval_data(case);
-    let ids_tensor = Tensor::from_vec(ids, (case.sequences, case.length), &Device::Cpu).unwrap();
-    let data = EvalData::from_tensors(ids_tensor.clone(), labels.clone(), None, true).unwrap();
+    let Tokens {
+        ids,
+        mask,
+        lengths,
+        labels,
+    } = eval_data(case);
+    let shape = (case.sequences, case.length);
+    let ids_tensor = Tensor::from_vec(ids, shape, &Device::Cpu).unwrap();
+    let mask_tensor = Tensor::from_vec(mask, shape, &Device::Cpu).unwrap();
+    let data = EvalData::from_tensors(ids_tensor.clone(), labels.clone(), Some(mask_tensor.clone()), true).unwrap();
+    let real_tokens: usize = lengths.iter().sum();
     let (a, b) = (checkpoint(&architecture), checkpoint(&architecture));
     let checkpoint_bytes: usize = a.iter().map(|(_, t)| t.elem_count() * 4).sum();
     let evaluator = TransformerEvaluator::new(architecture, &a, &data, &bench.device).unwrap();
@@ -269,8 +324,18 @@ fn run_case<A: Architecture>(case: &Case, architecture: A, torch: &mut Option<Py
     let alphas = alpha_grid(case.alphas).unwrap();
     let interior = &alphas[1..case.alphas - 1];
     let passes = interior.len();
+    // Tokens one pass computes, padding included: lineage's length-sorted batches, and PyTorch's one
+    // batch cut to its longest sequence.
+    let batched: usize = TokenBatches::new(&data, &Device::Cpu)
+        .unwrap()
+        .iter()
+        .map(|batch| batch.rows * batch.len)
+        .sum();
+    let one_batch = case.sequences * lengths.iter().copied().max().unwrap_or(0);
     println!(
-        "\n{} ({}): {} sequences x {} tokens, {passes} interior alphas, checkpoint {}",
+        "\n{} ({}): {} sequences x {} tokens ({real_tokens} real), {passes} interior alphas, checkpoint {}\n\
+         tokens computed per pass, padding included: lineage {batched} (batches sorted by length), PyTorch \
+         {one_batch} (one batch)",
         case.name,
         evaluator.describe(),
         case.sequences,
@@ -283,7 +348,10 @@ fn run_case<A: Architecture>(case: &Case, architecture: A, torch: &mut Option<Py
     let setup = torch.as_mut().map(|worker| {
         save(params_map(&a), &dir.path().join("a.safetensors"));
         save(params_map(&b), &dir.path().join("b.safetensors"));
-        let mut eval = HashMap::from([("input_ids".to_string(), ids_tensor.to_dtype(DType::I64).unwrap())]);
+        let mut eval = HashMap::from([
+            ("input_ids".to_string(), ids_tensor.to_dtype(DType::I64).unwrap()),
+            ("attention_mask".to_string(), mask_tensor.to_dtype(DType::I64).unwrap()),
+        ]);
         if !labels.is_empty() {
             let l = Tensor::from_vec(labels.clone(), labels.len(), &Device::Cpu).unwrap();
             eval.insert("labels".into(), l.to_dtype(DType::I64).unwrap());
@@ -354,13 +422,13 @@ fn run_case<A: Architecture>(case: &Case, architecture: A, torch: &mut Option<Py
         }
     }
     let (best, median, worst) = spread(&ours);
-    let flop = case.flop_per_pass() * passes as f64;
+    let flop = case.flop_per_pass(&lengths) * passes as f64;
     println!(
         "lineage: best {best:.3} s, median {median:.3} s, worst {worst:.3} s per path over {repeats} repeats -> \
-         {:.2} forward passes/s, {:.0} tokens/s, {:.1} GFLOP/s ({:.0}% of the matmul); peak RSS {} during a path \
-         ({:.1}x the checkpoint)",
+         {:.2} forward passes/s, {:.0} real tokens/s, {:.1} GFLOP/s ({:.0}% of the matmul); peak RSS {} during a \
+         path ({:.1}x the checkpoint)",
         passes as f64 / best,
-        (passes * case.sequences * case.length) as f64 / best,
+        (passes * real_tokens) as f64 / best,
         flop / best / 1e9,
         100.0 * flop / best / 1e9 / bench.mm_gflops,
         gb(ours_rss),
@@ -457,12 +525,13 @@ fn main() {
     let threads = unsafe { lineage_core::runtime::configure_process() };
     let sequences = env_usize("LINEAGE_BENCH_SEQUENCES", 8);
     let selected = std::env::var("LINEAGE_BENCH_CASES").ok();
-    let [bert_base, pythia] = real_size(sequences);
+    let [bert_base, pythia, bert_padded] = real_size(sequences);
     let cases: Vec<Case> = [
         small("bert-small", "bert"),
         small("gpt-neox-small", "gpt_neox"),
         bert_base,
         pythia,
+        bert_padded,
     ]
     .into_iter()
     .filter(|c| {

@@ -8,7 +8,10 @@ reply per line on stdout:
   model (`bert`: `BertForSequenceClassification`, cross-entropy per sequence; `gpt_neox`:
   `GPTNeoXForCausalLM`, cross-entropy per next token) and loads the two checkpoints and the eval
   tokens (`input_ids`, and `labels` for a classifier) from safetensors files written by the bench,
-  onto `device` (`cpu`, `cuda` or `cuda:N`). Replies {"torch": version, "checkpoint_bytes": n}.
+  onto `device` (`cpu`, `cuda` or `cuda:N`), with the `attention_mask` when the file has one (right
+  padding: the columns that are padding in every sequence are cut off, as `DataCollatorWithPadding`
+  pads a batch to its longest sequence; a language model scores only the tokens the mask keeps).
+  Replies {"torch": version, "checkpoint_bytes": n}.
 - {"op": "path", "alphas": [...], "blend": B}: blends theta = (1 - a) A + a B at each alpha, as
   lineage does, and scores all sequences in one batch under `torch.no_grad()`. `B` is how:
   `state_dict` (the default; the common recipe: a new state dict `{k: (1 - a) * A[k] + a * B[k]}`
@@ -81,8 +84,10 @@ class Case:
         if missing or unexpected:
             raise ValueError(f"checkpoint does not fit: missing {missing[:5]}, unexpected {unexpected[:5]}")
         data = load_file(request["data"], device=str(self.device))
-        self.ids = data["input_ids"].long()
-        self.mask = torch.ones_like(self.ids)
+        ids = data["input_ids"].long()
+        mask = data["attention_mask"].long() if "attention_mask" in data else torch.ones_like(ids)
+        longest = int(mask.sum(dim=0).nonzero().max()) + 1 if mask.any() else 1
+        self.ids, self.mask = ids[:, :longest], mask[:, :longest]
         self.labels = data["labels"].long() if "labels" in data else None
         self.checkpoint_bytes = sum(t.numel() * t.element_size() for t in self.a.values())
         # The model's own tensors (sharing the parameters' storage), the targets of `in_place`.
@@ -92,7 +97,9 @@ class Case:
         if self.family == "bert":
             return F.cross_entropy(logits, self.labels, reduction="none")
         vocab = logits.shape[-1]
-        return F.cross_entropy(logits[:, :-1].reshape(-1, vocab), self.ids[:, 1:].reshape(-1), reduction="none")
+        targets = self.ids[:, 1:].masked_fill(self.mask[:, 1:] == 0, -100).reshape(-1)
+        losses = F.cross_entropy(logits[:, :-1].reshape(-1, vocab), targets, reduction="none")
+        return losses[targets != -100]
 
     def blend(self, alpha, how):
         if how == "in_place":
