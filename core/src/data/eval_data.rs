@@ -281,6 +281,12 @@ fn features(path: &Path, x: Tensor) -> Result<Tensor> {
 fn token_ids(path: &Path, name: &str, x: Tensor) -> Result<Tensor> {
     let x = as_matrix(path, name, x)?;
     let dims = x.dims().to_vec();
+    if dims[0] > 0 && dims[1] == 0 {
+        return Err(CoreError::data(
+            path,
+            format!("`{name}` holds no tokens (every sequence is empty)"),
+        ));
+    }
     let values = integers(path, name, &x)?;
     let ids = values
         .iter()
@@ -627,6 +633,13 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("<memory>") && err.contains("attention_mask"), "{err}");
+
+        // Sequences without a single token (Parquet lists that are all empty).
+        let empty = Tensor::zeros((2, 0), DType::I64, &Device::Cpu).unwrap();
+        let err = EvalData::from_tensors(empty, vec![0, 1], None, true)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("<memory>") && err.contains("no tokens"), "{err}");
 
         let ids = Tensor::new(&[[101i64, 7, 0], [101, 8, 9]], &Device::Cpu).unwrap();
         let d = EvalData::from_tensors(ids, vec![0, 1], None, true).unwrap();
