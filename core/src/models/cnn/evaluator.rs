@@ -113,11 +113,14 @@ impl CnnEvaluator {
     ) -> Result<Self> {
         let eval_images = images(data, shape, spec.in_channels())?;
         if data.min_classes() > spec.classes() {
-            return Err(CoreError::Model(format!(
-                "eval data has label {}, beyond the model's {} classes",
-                data.min_classes() - 1,
-                spec.classes()
-            )));
+            return Err(CoreError::data(
+                &data.source,
+                format!(
+                    "label {} is beyond the model's {} classes",
+                    data.min_classes() - 1,
+                    spec.classes()
+                ),
+            ));
         }
         let on_device = |e: candle_core::Error| CoreError::Model(format!("images to {device:?}: {e}"));
         let batches_of = |images: &Tensor, size| batches(images, size, device).map_err(on_device);

@@ -121,22 +121,25 @@ impl<S: DecoderSpec> Architecture for CausalLm<S> {
 
     /// One example per predicted token (per-sequence class labels, if any, are not used); per-token
     /// labels must be token ids of the vocabulary.
-    fn examples(&self, _data: &EvalData, tokens: &TokenBatches) -> Result<Vec<u32>> {
+    fn examples(&self, data: &EvalData, tokens: &TokenBatches) -> Result<Vec<u32>> {
         let mut sequence_of = Vec::new();
         for batch in tokens.iter() {
             let (rows, targets) = predictions(batch);
             if let Some(&bad) = targets.iter().find(|&&t| t as usize >= self.0.vocab_size()) {
-                return Err(CoreError::Model(format!(
-                    "eval data has label {bad}, beyond the model's vocabulary of {}",
-                    self.0.vocab_size()
-                )));
+                return Err(CoreError::data(
+                    &data.source,
+                    format!(
+                        "label {bad} is beyond the model's vocabulary of {}",
+                        self.0.vocab_size()
+                    ),
+                ));
             }
             sequence_of.extend(rows.iter().map(|&row| batch.sequences[row as usize / batch.len]));
         }
         if sequence_of.is_empty() {
-            return Err(CoreError::Model(
-                "the eval sequences predict no token (no sequence has 2 attended tokens, or every label is -100)"
-                    .into(),
+            return Err(CoreError::data(
+                &data.source,
+                "the sequences predict no token (no sequence has 2 attended tokens, or every label is -100)",
             ));
         }
         Ok(sequence_of)

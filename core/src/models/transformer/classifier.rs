@@ -138,28 +138,33 @@ impl<S: EncoderSpec> Architecture for SequenceClassifier<S> {
         if let Some(types) = &data.token_type_ids {
             let max = max_u32(types, "token_type_ids")?;
             if max as usize >= sizes.token_types {
-                return Err(CoreError::Model(format!(
-                    "eval data has token type {max}, but the model has {} token types",
-                    sizes.token_types
-                )));
+                return Err(CoreError::data(
+                    &data.source,
+                    format!("token type {max}, but the model has {} token types", sizes.token_types),
+                ));
             }
         }
         if data.token_labels.is_some() {
-            return Err(CoreError::Model(
-                "a sequence classifier needs one label per sequence, not per token".into(),
+            return Err(CoreError::data(
+                &data.source,
+                "a sequence classifier needs one label per sequence, not per token",
             ));
         }
         if !data.has_labels() {
-            return Err(CoreError::Model(
-                "a sequence classifier needs class labels: the eval data has no `labels`".into(),
+            return Err(CoreError::data(
+                &data.source,
+                "a sequence classifier needs class labels: there is no `labels`",
             ));
         }
         if data.min_classes() > sizes.labels {
-            return Err(CoreError::Model(format!(
-                "eval data has label {}, but the classifier has {} classes",
-                data.min_classes() - 1,
-                sizes.labels
-            )));
+            return Err(CoreError::data(
+                &data.source,
+                format!(
+                    "label {}, but the classifier has {} classes",
+                    data.min_classes() - 1,
+                    sizes.labels
+                ),
+            ));
         }
         Ok(tokens
             .iter()

@@ -116,16 +116,22 @@ impl<A: Architecture> TransformerEvaluator<A> {
         let tokens = TokenBatches::new(data, device)?;
         let max_id = TokenBatches::max_id(data)?;
         if max_id as usize >= architecture.vocab_size() {
-            return Err(CoreError::Model(format!(
-                "eval data has token id {max_id}, beyond the model's vocabulary of {}",
-                architecture.vocab_size()
-            )));
+            return Err(CoreError::data(
+                &data.source,
+                format!(
+                    "token id {max_id} is beyond the model's vocabulary of {}",
+                    architecture.vocab_size()
+                ),
+            ));
         }
         if let Some(positions) = architecture.max_positions().filter(|&p| tokens.max_len() > p) {
-            return Err(CoreError::Model(format!(
-                "eval sequences have up to {} tokens, more than the model's {positions} positions",
-                tokens.max_len()
-            )));
+            return Err(CoreError::data(
+                &data.source,
+                format!(
+                    "sequences have up to {} tokens, more than the model's {positions} positions",
+                    tokens.max_len()
+                ),
+            ));
         }
         let (sequence_of, scoring_position) = eval_set_order(architecture.examples(data, &tokens)?);
         let n_examples = sequence_of.len();
