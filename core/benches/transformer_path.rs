@@ -329,7 +329,7 @@ fn run_case<A: Architecture>(case: &Case, architecture: A, torch: &mut Option<Py
     let batched: usize = TokenBatches::new(&data, &Device::Cpu)
         .unwrap()
         .iter()
-        .map(|batch| batch.rows * batch.len)
+        .map(|batch| batch.rows() * batch.len)
         .sum();
     let one_batch = case.sequences * lengths.iter().copied().max().unwrap_or(0);
     println!(

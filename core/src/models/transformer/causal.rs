@@ -66,7 +66,7 @@ pub struct CausalLm<S>(pub S);
 /// The additive attention bias `[B, 1, L, L]` of a batch: 0 where query i may attend key j (j <= i
 /// and key j is not padding), `f32::MIN` elsewhere, as Hugging Face's eager attention.
 pub fn attention_bias(batch: &TokenBatch, device: &Device) -> candle_core::Result<Tensor> {
-    let (b, l) = (batch.rows, batch.len);
+    let (b, l) = (batch.rows(), batch.len);
     let mut bias = vec![f32::MIN; b * l * l];
     for s in 0..b {
         let mask = &batch.mask[s * l..(s + 1) * l];
@@ -88,7 +88,7 @@ fn predictions(batch: &TokenBatch) -> (Vec<u32>, Vec<u32>) {
     let l = batch.len;
     let mut rows = Vec::new();
     let mut targets = Vec::new();
-    for s in 0..batch.rows {
+    for s in 0..batch.rows() {
         for t in 0..l.saturating_sub(1) {
             let next = s * l + t + 1;
             let target = match &batch.labels {
@@ -180,7 +180,7 @@ impl<S: DecoderSpec> Architecture for CausalLm<S> {
         let index = Tensor::from_slice(&rows, rows.len(), device)?;
         let at_predictions = |states: &Tensor| {
             states
-                .reshape((batch.rows * batch.len, self.0.hidden_size()))?
+                .reshape((batch.rows() * batch.len, self.0.hidden_size()))?
                 .index_select(&index, 0)
         };
         let selected = at_predictions(&hidden)?;
@@ -315,7 +315,6 @@ mod tests {
         let len = ids.len() / rows;
         TokenBatch {
             sequences: (0..rows as u32).collect(),
-            rows,
             len,
             input_ids: Tensor::from_slice(&ids, (rows, len), &Device::Cpu).unwrap(),
             attention_mask: Tensor::from_slice(&mask, (rows, len), &Device::Cpu).unwrap(),

@@ -201,7 +201,7 @@ impl<S: EncoderSpec> Architecture for SequenceClassifier<S> {
         let (logits, head_input) =
             model.forward(&batch.input_ids, batch.token_type_ids.as_ref(), &batch.attention_mask)?;
         let logits = logits.flatten_all()?.to_vec1::<f32>()?;
-        let (mut loss, mut correct) = (vec![0.0; batch.rows], vec![false; batch.rows]);
+        let (mut loss, mut correct) = (vec![0.0; batch.rows()], vec![false; batch.rows()]);
         let labels: Vec<u32> = batch.sequences.iter().map(|&s| labels[s as usize]).collect();
         let classes = self.0.sizes().labels;
         score_logits(&logits, classes, classes, &labels, &mut loss, &mut correct);

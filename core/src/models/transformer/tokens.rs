@@ -16,10 +16,8 @@ const ENOUGH_TOKENS: usize = 1024;
 /// the host, row-major, for scoring).
 #[derive(Debug, Clone)]
 pub struct TokenBatch {
-    /// The eval set's index of the sequence in each row.
+    /// The eval set's index of the sequence in each row (`B` rows).
     pub sequences: Vec<u32>,
-    /// Number of sequences `B`.
-    pub rows: usize,
     /// Sequence length `L'` after trimming.
     pub len: usize,
     /// `[B, L']` token ids (u32).
@@ -35,6 +33,13 @@ pub struct TokenBatch {
     /// Per-token targets on the host (language-model data with `labels` per token), -100 = not
     /// scored.
     pub labels: Option<Vec<i64>>,
+}
+
+impl TokenBatch {
+    /// Number of sequences `B`.
+    pub fn rows(&self) -> usize {
+        self.sequences.len()
+    }
 }
 
 /// Rows `members` of a row-major `[N, width]` array, each cut to its first `len` values.
@@ -114,7 +119,6 @@ impl TokenBatches {
             let (batch_ids, batch_mask) = (rows(&ids, members, width, len), rows(&mask, members, width, len));
             batches.push(TokenBatch {
                 sequences: members.iter().map(|&s| s as u32).collect(),
-                rows: members.len(),
                 len,
                 input_ids: tensor(&batch_ids)?,
                 attention_mask: tensor(&batch_mask)?,
@@ -231,13 +235,12 @@ mod tests {
         let mut previous_len = 0;
         let mut scored_tokens = 0;
         for batch in b.iter() {
-            assert_eq!(batch.rows, batch.sequences.len());
-            assert!(batch.rows == 1 || batch.rows * batch.len <= TOKENS_PER_BATCH);
+            assert!(batch.rows() == 1 || batch.rows() * batch.len <= TOKENS_PER_BATCH);
             let longest = batch.sequences.iter().map(|&s| length(s as usize)).max().unwrap();
             assert_eq!(batch.len, longest, "a batch is cut to its longest sequence");
             assert!(batch.len >= previous_len, "batches come shortest first");
             previous_len = batch.len;
-            scored_tokens += batch.rows * batch.len;
+            scored_tokens += batch.rows() * batch.len;
             for (row, &s) in batch.sequences.iter().enumerate() {
                 seen[s as usize] += 1;
                 let row_ids = &batch.ids[row * batch.len..(row + 1) * batch.len];
