@@ -1,8 +1,8 @@
 //! Element-wise f32 functions written in plain arithmetic (no calls into libm, no branches), so
 //! that the compiler vectorises the loops that use them: the exponential of the log-softmax
 //! ([`crate::models::scoring`]) and of attention, and the erf of the exact GELU
-//! (`transformer::kernels`). Callers compile those loops a second time with AVX2 and FMA enabled
-//! and pick that copy at run time ([`has_avx2_fma`]).
+//! (`transformer::kernels`). Callers compile those loops again for AVX-512 and for AVX2 + FMA and
+//! pick a copy at run time ([`multiversioned`]).
 
 /// Whether this processor runs AVX2 and FMA code (checked once, then cached by the standard
 /// library): the condition of every run-time choice of AVX2 kernels in lineage.
@@ -18,18 +18,46 @@ pub fn has_avx2_fma() -> bool {
     }
 }
 
-/// Defines `fn NAME(ARGS)` (no return value) that runs `BODY(ARGS)` compiled with AVX2 and FMA
-/// enabled where [`has_avx2_fma`], and as plain code elsewhere. `BODY` should be
-/// `#[inline(always)]`, so that each copy is compiled (and vectorised) for its own target.
+/// Whether this processor runs the AVX-512 code of [`multiversioned`] kernels (foundation, with
+/// the byte/word, doubleword/quadword and 128/256-bit-vector extensions; checked once, then cached).
+#[inline]
+pub fn has_avx512() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx512f")
+            && std::arch::is_x86_feature_detected!("avx512bw")
+            && std::arch::is_x86_feature_detected!("avx512dq")
+            && std::arch::is_x86_feature_detected!("avx512vl")
+            && has_avx2_fma()
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// Defines `fn NAME(ARGS)` (no return value) that runs `BODY(ARGS)` compiled for AVX-512 where
+/// [`has_avx512`] (16 lanes to a register instead of 8), for AVX2 and FMA where
+/// [`has_avx2_fma`], and as plain code elsewhere. `BODY` should be `#[inline(always)]`, so that each copy is compiled (and vectorised)
+/// for its own target.
 macro_rules! multiversioned {
     ($(#[$meta:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),* $(,)?) => $body:path) => {
         $(#[$meta])*
         $vis fn $name($($arg: $ty),*) {
             #[cfg(target_arch = "x86_64")]
             {
+                #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx2,fma")]
+                unsafe fn avx512($($arg: $ty),*) {
+                    $body($($arg),*)
+                }
                 #[target_feature(enable = "avx2,fma")]
                 unsafe fn avx2_fma($($arg: $ty),*) {
                     $body($($arg),*)
+                }
+                if $crate::models::fast_math::has_avx512() {
+                    // SAFETY: the processor has these AVX-512 extensions, AVX2 and FMA.
+                    unsafe { avx512($($arg),*) };
+                    return;
                 }
                 if $crate::models::fast_math::has_avx2_fma() {
                     // SAFETY: the processor has AVX2 and FMA.

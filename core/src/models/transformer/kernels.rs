@@ -48,8 +48,22 @@ impl SharedOut {
     }
 }
 
-/// `x Wᵀ + b` for rows `x` `[m, k]`, a weight `W` `[n, k]` (as `nn.Linear` stores it) and an
-/// optional bias `[n]`, all f32 on the CPU; returns `[m, n]`.
+/// How [`linear`] reads a weight `[n, k]`: its column and row strides as the right-hand side
+/// `Wᵀ` `[k, n]` of the product, when its storage is dense in one of the two layouts.
+fn weight_strides(weight: &Tensor, n: usize, k: usize) -> Option<(isize, isize)> {
+    match *weight.stride() {
+        // Row-major `[n, k]`, as `nn.Linear` stores it.
+        [row, 1] if row == k => Some((k as isize, 1)),
+        // Stored transposed (`[k, n]` row-major, viewed as `[n, k]`): GPT-2's `Conv1D` weights,
+        // read in place (they were copied to `[n, k]` at every pass).
+        [1, column] if column == n => Some((1, n as isize)),
+        _ => None,
+    }
+}
+
+/// `x Wᵀ + b` for rows `x` `[m, k]`, a weight `W` `[n, k]` (as `nn.Linear` stores it, or a
+/// transposed view of `[k, n]` values; other layouts are copied first) and an optional bias `[n]`,
+/// all f32 on the CPU; returns `[m, n]`.
 pub(crate) fn linear(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> candle_core::Result<Tensor> {
     let (m, k) = x.dims2()?;
     let (n, weight_k) = weight.dims2()?;
@@ -69,7 +83,11 @@ pub(crate) fn linear(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> cand
         ),
         None => vec![0f32; m * n],
     };
-    let (x, weight) = (x.contiguous()?, weight.contiguous()?);
+    let x = x.contiguous()?;
+    let (weight, (rhs_cs, rhs_rs)) = match weight_strides(weight, n, k) {
+        Some(strides) => (weight.clone(), strides),
+        None => (weight.contiguous()?, (k as isize, 1)),
+    };
     with_f32(&x, |xs, x_layout| {
         with_f32(&weight, |ws, w_layout| {
             let (Some(xs), Some(ws)) = (
@@ -78,7 +96,8 @@ pub(crate) fn linear(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> cand
             ) else {
                 candle_core::bail!("CPU linear: storage shorter than its layout");
             };
-            // SAFETY: the slices hold m x k and n x k values; `out` holds m x n.
+            // SAFETY: the slices hold m x k and n x k values (the weight's n x k in either layout
+            // of `weight_strides`); `out` holds m x n.
             unsafe {
                 gemm::gemm(
                     m,
@@ -92,8 +111,8 @@ pub(crate) fn linear(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> cand
                     1,
                     k as isize,
                     ws.as_ptr(),
-                    k as isize,
-                    1,
+                    rhs_cs,
+                    rhs_rs,
                     1.0,
                     1.0,
                     false,
@@ -112,7 +131,7 @@ pub(crate) fn linear(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> cand
 const ELEMENTWISE_CHUNK: usize = 1 << 14;
 
 /// The exact (erf) GELU of every value of `x` (f32 on the CPU): [`fast_math::gelu_erf`] over
-/// chunks in parallel, vectorised (AVX2 where the processor has it), where candle's `gelu_erf`
+/// chunks in parallel, vectorised (AVX-512 or AVX2 where the processor has it), where candle's `gelu_erf`
 /// runs a scalar erf on one thread.
 pub(crate) fn gelu_erf(x: &Tensor) -> candle_core::Result<Tensor> {
     let x = x.contiguous()?;
@@ -130,7 +149,7 @@ pub(crate) fn gelu_erf(x: &Tensor) -> candle_core::Result<Tensor> {
 }
 
 fast_math::multiversioned! {
-    /// [`gelu_erf_simd`], compiled for AVX2 + FMA where the processor has them.
+    /// [`gelu_erf_simd`], compiled for AVX-512 or AVX2 + FMA where the processor has them.
     fn gelu_erf_chunk(xs: &[f32], out: &mut [f32]) => gelu_erf_simd
 }
 
@@ -249,7 +268,7 @@ pub(crate) fn attention(q: &Tensor, k: &Tensor, v: &Tensor, scale: f64, bias: &T
 
 fast_math::multiversioned! {
     /// `row = softmax(row + bias)` in place, in f32 (maximum subtracted first), through
-    /// [`softmax_biased_simd`] compiled for AVX2 + FMA where the processor has them.
+    /// [`softmax_biased_simd`] compiled for AVX-512 or AVX2 + FMA where the processor has them.
     fn softmax_biased(row: &mut [f32], bias: &[f32]) => softmax_biased_simd
 }
 
@@ -259,11 +278,25 @@ fast_math::multiversioned! {
 /// row NaN, as in PyTorch.
 #[inline(always)]
 fn softmax_biased_simd(row: &mut [f32], bias: &[f32]) {
-    let mut max = f32::NEG_INFINITY;
-    for (x, &b) in row.iter_mut().zip(bias) {
-        *x += b;
-        max = max.max(*x);
+    // The maximum over SOFTMAX_LANES lanes (a comparison the compiler vectorises, where
+    // `f32::max`'s NaN rule kept this loop scalar); a NaN score is passed over here and makes the
+    // row NaN through its exponential.
+    let mut maxes = [f32::NEG_INFINITY; SOFTMAX_LANES];
+    let mut rows = row.chunks_exact_mut(SOFTMAX_LANES);
+    let mut biases = bias.chunks_exact(SOFTMAX_LANES);
+    for (chunk, bias) in rows.by_ref().zip(biases.by_ref()) {
+        for ((m, x), &b) in maxes.iter_mut().zip(chunk).zip(bias) {
+            *x += b;
+            *m = if *x > *m { *x } else { *m };
+        }
     }
+    for (x, &b) in rows.into_remainder().iter_mut().zip(biases.remainder()) {
+        *x += b;
+        maxes[0] = if *x > maxes[0] { *x } else { maxes[0] };
+    }
+    let max = maxes
+        .into_iter()
+        .fold(f32::NEG_INFINITY, |m, x| if x > m { x } else { m });
     for x in row.iter_mut() {
         *x = fast_math::exp_nonpositive(*x - max);
     }
@@ -281,8 +314,8 @@ fn softmax_biased_simd(row: &mut [f32], bias: &[f32]) {
     }
 }
 
-/// Lanes of the softmax's sum (one AVX2 register).
-const SOFTMAX_LANES: usize = 8;
+/// Lanes of the softmax's maximum and sum (one AVX-512 register).
+const SOFTMAX_LANES: usize = 16;
 
 /// The largest absolute difference between two tensors of one shape (for this folder's tests).
 #[cfg(test)]
@@ -314,6 +347,82 @@ mod tests {
         row[4] = f32::NAN;
         softmax_biased(&mut row, &bias);
         assert!(row.iter().all(|p| p.is_nan()), "{row:?}");
+    }
+
+    /// A weight stored transposed (`[k, n]` values viewed as `[n, k]`) or strided otherwise gives
+    /// the product of the same weight stored as `nn.Linear` stores it.
+    #[test]
+    fn linear_reads_the_weight_in_either_layout() {
+        let device = Device::Cpu;
+        let (m, k, n) = (5, 7, 3);
+        let x = Tensor::arange(0f32, (m * k) as f32, &device)
+            .unwrap()
+            .reshape((m, k))
+            .unwrap();
+        let x = (x * 0.1).unwrap();
+        let weight = Tensor::arange(0f32, (n * k) as f32, &device)
+            .unwrap()
+            .reshape((n, k))
+            .unwrap();
+        let weight = ((weight * 0.37).unwrap().sin()).unwrap();
+        let bias = Tensor::new(&[0.5f32, -1.0, 2.0], &device).unwrap();
+        let expected = x.matmul(&weight.t().unwrap()).unwrap().broadcast_add(&bias).unwrap();
+        let row_major = linear(&x, &weight, Some(&bias)).unwrap();
+        assert!(largest_difference(&row_major, &expected) < 1e-5);
+        let transposed = weight.t().unwrap().contiguous().unwrap().t().unwrap();
+        assert_eq!(transposed.stride(), [1, n]);
+        assert!(largest_difference(&linear(&x, &transposed, Some(&bias)).unwrap(), &expected) < 1e-5);
+        // Neither layout (every other column of a wider tensor): copied, same product.
+        let wide = Tensor::cat(&[&weight, &weight], 1).unwrap().reshape((n, k, 2)).unwrap();
+        let strided = wide.narrow(2, 0, 1).unwrap().squeeze(2).unwrap();
+        assert_eq!(strided.stride(), [2 * k, 2]);
+        let from_strided = linear(&x, &strided, None).unwrap().broadcast_add(&bias).unwrap();
+        let expected_strided = x.matmul(&strided.t().unwrap()).unwrap().broadcast_add(&bias).unwrap();
+        assert!(largest_difference(&from_strided, &expected_strided) < 1e-5);
+    }
+
+    /// Rows of every length around the lane width, the maximum anywhere, masked keys (a bias of
+    /// `f32::MIN`) exactly 0: the softmax of f64 arithmetic.
+    #[test]
+    fn softmax_matches_f64_at_every_length_and_mask() {
+        for len in 1..=50usize {
+            for peak in [0, len / 2, len - 1] {
+                let scores: Vec<f32> = (0..len)
+                    .map(|i| {
+                        if i == peak {
+                            4.0
+                        } else {
+                            ((i * 7) % 11) as f32 * 0.3 - 1.0
+                        }
+                    })
+                    .collect();
+                let bias: Vec<f32> = (0..len)
+                    .map(|i| if i % 3 == 1 && i != peak { f32::MIN } else { 0.0 })
+                    .collect();
+                let mut row = scores.clone();
+                softmax_biased(&mut row, &bias);
+                let kept = |i: usize| bias[i] == 0.0;
+                let total: f64 = (0..len)
+                    .filter(|&i| kept(i))
+                    .map(|i| f64::from(scores[i] - 4.0).exp())
+                    .sum();
+                for i in 0..len {
+                    let exact = if kept(i) {
+                        f64::from(scores[i] - 4.0).exp() / total
+                    } else {
+                        0.0
+                    };
+                    assert!(
+                        (f64::from(row[i]) - exact).abs() < 1e-6,
+                        "len {len}, peak {peak}, key {i}: {} vs {exact}",
+                        row[i]
+                    );
+                    if !kept(i) {
+                        assert_eq!(row[i], 0.0, "len {len}: a masked key must be exactly 0");
+                    }
+                }
+            }
+        }
     }
 
     /// The parallel GELU against candle's (f64 erf) on a strided input of several chunks.
