@@ -300,6 +300,33 @@ pub fn refine_peak(
 mod tests {
     use super::*;
 
+    /// In place, the very values of [`blend`]; a destination of another shape is refused.
+    #[test]
+    fn blend_into_gives_blends_values() {
+        let device = candle_core::Device::Cpu;
+        for (n, k) in [(5, 7), (300, 450)] {
+            let values = |seed: f32| {
+                let t = Tensor::arange(0f32, (n * k) as f32, &device)
+                    .unwrap()
+                    .reshape((n, k))
+                    .unwrap();
+                ((t * f64::from(seed)).unwrap().sin()).unwrap()
+            };
+            let (a, b) = (values(0.37), values(1.3));
+            let expected = blend([("w", &a)], |_| Some(&b), 0.3).unwrap().remove("w").unwrap();
+            let dst = Tensor::zeros((n, k), candle_core::DType::F32, &device).unwrap();
+            blend_into(&dst, &a, &b, 0.3).unwrap();
+            assert_eq!(
+                dst.to_vec2::<f32>().unwrap(),
+                expected.to_vec2::<f32>().unwrap(),
+                "{n} x {k}"
+            );
+        }
+        let wrong = Tensor::zeros((3, 2), candle_core::DType::F32, &device).unwrap();
+        let a = Tensor::zeros((2, 3), candle_core::DType::F32, &device).unwrap();
+        assert!(blend_into(&wrong, &a, &a, 0.5).is_err());
+    }
+
     /// The definition in ARCHITECTURE.md, "Loss barriers", literally (indices, all triples).
     fn segment_brute_force(values: &[f64]) -> f64 {
         let n = values.len();
