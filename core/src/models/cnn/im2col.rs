@@ -83,7 +83,8 @@ impl Geometry {
     }
 
     /// The output columns (of `outputs`) whose kernel offset `offset` reads inside an input of
-    /// width `size` rather than its padding: input column `j·stride + offset - padding`.
+    /// width `size` rather than its padding: input column `j·stride + offset - padding`. The same
+    /// rule gives the output rows for a vertical offset and the input's height.
     fn inside(&self, offset: usize, size: usize, outputs: usize) -> std::ops::Range<usize> {
         let first = self.padding.saturating_sub(offset).div_ceil(self.stride);
         let end = (size + self.padding)
@@ -115,22 +116,26 @@ fn unroll<T: Element>(g: &Geometry, x: &[T]) -> Vec<T> {
     let mut columns = vec![T::default(); g.rows() * g.columns()];
     for_each_chunk(&mut columns, g.columns(), |row, out| {
         let (c, di, dj) = (row / (k * k), row % (k * k) / k, row % k);
+        // The output rows and columns that read inside the input (the rest stays 0), the same
+        // for every image: found once per row of the column matrix, not per output row.
+        let (rows, inside) = (g.inside(di, g.height, ho), g.inside(dj, g.width, wo));
+        if inside.is_empty() {
+            return;
+        }
+        let first = inside.start * g.stride + dj - g.padding;
         for b in 0..g.batch {
             let input = &x[(b * g.channels + c) * plane..][..plane];
-            for i in 0..ho {
-                let Some(y) = g.source(i, di, g.height) else { continue };
-                let source = &input[y * g.width..][..g.width];
-                let target = &mut out[(b * ho + i) * wo..][..wo];
-                let inside = g.inside(dj, g.width, wo);
-                if inside.is_empty() {
-                    continue;
-                }
-                let first = inside.start * g.stride + dj - g.padding;
+            for i in rows.clone() {
+                let y = i * g.stride + di - g.padding;
+                let source = &input[y * g.width + first..];
+                let target = &mut out[(b * ho + i) * wo..][inside.clone()];
+                // Element loops, not `copy_from_slice`: rows of a small map are a few values,
+                // where a call to `memcpy` per row cost more than the copy.
                 if g.stride == 1 {
-                    target[inside.clone()].copy_from_slice(&source[first..first + inside.len()]);
+                    target.iter_mut().zip(source).for_each(|(t, &s)| *t = s);
                 } else {
-                    let sources = source[first..].iter().step_by(g.stride);
-                    target[inside].iter_mut().zip(sources).for_each(|(t, &s)| *t = s);
+                    let sources = source.iter().step_by(g.stride);
+                    target.iter_mut().zip(sources).for_each(|(t, &s)| *t = s);
                 }
             }
         }
