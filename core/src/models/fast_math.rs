@@ -38,8 +38,8 @@ pub fn has_avx512() -> bool {
 
 /// Defines `fn NAME(ARGS)` (no return value) that runs `BODY(ARGS)` compiled for AVX-512 where
 /// [`has_avx512`] (16 lanes to a register instead of 8), for AVX2 and FMA where
-/// [`has_avx2_fma`], and as plain code elsewhere. `BODY` should be `#[inline(always)]`, so that each copy is compiled (and vectorised)
-/// for its own target.
+/// [`has_avx2_fma`], and as plain code elsewhere. `BODY` should be `#[inline(always)]`, so that
+/// each copy is compiled (and vectorised) for its own target.
 macro_rules! multiversioned {
     ($(#[$meta:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),* $(,)?) => $body:path) => {
         $(#[$meta])*

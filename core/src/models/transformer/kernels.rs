@@ -131,8 +131,8 @@ pub(crate) fn linear(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> cand
 const ELEMENTWISE_CHUNK: usize = 1 << 14;
 
 /// The exact (erf) GELU of every value of `x` (f32 on the CPU): [`fast_math::gelu_erf`] over
-/// chunks in parallel, vectorised (AVX-512 or AVX2 where the processor has it), where candle's `gelu_erf`
-/// runs a scalar erf on one thread.
+/// chunks in parallel, vectorised (AVX-512 or AVX2 where the processor has it), where candle's
+/// `gelu_erf` runs a scalar erf on one thread.
 pub(crate) fn gelu_erf(x: &Tensor) -> candle_core::Result<Tensor> {
     let x = x.contiguous()?;
     let mut out = vec![0f32; x.elem_count()];
