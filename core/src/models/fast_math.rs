@@ -86,10 +86,17 @@ pub fn exp_nonpositive(x: f32) -> f32 {
     // Cephes expf: ln 2 = C1 + C2, C1 exact in few bits.
     const C1: f32 = 0.693_359_4;
     const C2: f32 = -2.121_944_4e-4;
+    // 1.5 * 2^23: adding it to a value of magnitude below 2^22 leaves that value rounded to an
+    // integer (to nearest, ties to even) in the low bits of the sum. Not `.round()` and `as i32`:
+    // `round`'s ties away from zero and the saturating cast have no vector instruction, so the
+    // compiler ran them lane by lane and every loop over this function 5x slower (1.66 against
+    // 0.32 ns a value on one AVX-512 core, the same results).
+    const SHIFT: f32 = 12_582_912.0;
     // Not `x.max(-87.0)`, which would turn NaN into -87.
     let underflow = x < -87.0;
     let x = if underflow { -87.0 } else { x };
-    let n = (x * std::f32::consts::LOG2_E).round();
+    let shifted = x * std::f32::consts::LOG2_E + SHIFT;
+    let n = shifted - SHIFT;
     let f = x - n * C1 - n * C2;
     let p = (((((1.987_569_1e-4 * f + 1.398_199_9e-3) * f + 8.333_452e-3) * f + 4.166_579_6e-2) * f + 1.666_666_5e-1)
         * f
@@ -98,7 +105,9 @@ pub fn exp_nonpositive(x: f32) -> f32 {
         * f
         + f
         + 1.0;
-    let value = p * f32::from_bits(((n as i32 + 127) as u32) << 23);
+    // 2^n, n in [-126, 0] (two's complement in the low bits of `shifted`), in the exponent bits.
+    let n_bits = shifted.to_bits().wrapping_sub(SHIFT.to_bits());
+    let value = p * f32::from_bits(n_bits.wrapping_add(127) << 23);
     if underflow { 0.0 } else { value }
 }
 
