@@ -1,6 +1,6 @@
 //! Element-wise f32 functions written in plain arithmetic (no calls into libm, no branches), so
 //! that the compiler vectorises the loops that use them: the exponential of the log-softmax
-//! ([`crate::models::scoring`]) and of attention, and the erf of the exact GELU
+//! ([`crate::models::scoring`]) and of attention, and the erf and tanh of the two GELUs
 //! (`transformer::kernels`). Callers compile those loops again for AVX-512 and for AVX2 + FMA and
 //! pick a copy at run time ([`multiversioned`]).
 
@@ -135,6 +135,23 @@ pub fn gelu_erf(x: f32) -> f32 {
     0.5 * x * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2))
 }
 
+/// `tanh(x)` as `(1 - e) / (1 + e)` with `e = exp(-2|x|)` by [`exp_nonpositive`], sign restored:
+/// absolute error below 2e-7 (relative error grows near 0, where `1 - e` cancels). NaN gives NaN,
+/// +-inf gives +-1.
+#[inline(always)]
+pub fn tanh(x: f32) -> f32 {
+    let e = exp_nonpositive(-2.0 * x.abs());
+    ((1.0 - e) / (1.0 + e)).copysign(x)
+}
+
+/// GELU's tanh approximation, `x / 2 * (1 + tanh(sqrt(2 / pi) (x + 0.044715 x^3)))`, as
+/// `torch.nn.functional.gelu(approximate="tanh")` and transformers' `gelu_new`.
+#[inline(always)]
+pub fn gelu_tanh(x: f32) -> f32 {
+    const SQRT_2_OVER_PI: f32 = 0.797_884_6;
+    0.5 * x * (1.0 + tanh(SQRT_2_OVER_PI * (x + 0.044_715 * x * x * x)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -195,5 +212,25 @@ mod tests {
         assert_eq!(erf(f32::NEG_INFINITY), -1.0);
         assert!(erf(f32::NAN).is_nan() && gelu_erf(f32::NAN).is_nan());
         assert_eq!(gelu_erf(0.0), 0.0);
+    }
+
+    #[test]
+    fn tanh_and_its_gelu_are_close_to_f64() {
+        let mut x = -12.0f32;
+        while x <= 12.0 {
+            let exact = f64::from(x).tanh();
+            let error = (f64::from(tanh(x)) - exact).abs();
+            assert!(error < 2e-7, "tanh({x}) = {} vs {exact}: {error:e}", tanh(x));
+            let x64 = f64::from(x);
+            let u = (2.0 / std::f64::consts::PI).sqrt() * (x64 + 0.044715 * x64.powi(3));
+            let gelu = x64 / 2.0 * (1.0 + u.tanh());
+            let error = (f64::from(gelu_tanh(x)) - gelu).abs();
+            assert!(error < 4e-7 * x64.abs().max(1.0), "gelu_tanh({x}): {error:e}");
+            x += 0.00071;
+        }
+        assert_eq!(tanh(f32::INFINITY), 1.0);
+        assert_eq!(tanh(f32::NEG_INFINITY), -1.0);
+        assert!(tanh(f32::NAN).is_nan() && gelu_tanh(f32::NAN).is_nan());
+        assert_eq!(gelu_tanh(0.0), 0.0);
     }
 }

@@ -187,7 +187,7 @@ impl BertEncoder {
             let attended = layer
                 .attention_norm
                 .forward(&(layer.attention_out.forward(&mixed)? + &queries)?)?;
-            let up = self.activation.apply(&layer.up.forward(&attended)?)?;
+            let up = layer.up.forward_activated(&attended, self.activation)?;
             x = layer.out_norm.forward(&(layer.down.forward(&up)? + &attended)?)?;
         }
         x.narrow(1, 0, 1)?.squeeze(1)

@@ -265,10 +265,11 @@ impl Activation {
         }
     }
 
-    /// Applies the activation.
+    /// Applies the activation with candle's operations (on the CPU,
+    /// [`crate::models::transformer::dense::Dense::forward_activated`] applies it in place to the
+    /// product instead).
     pub fn apply(self, xs: &Tensor) -> candle_core::Result<Tensor> {
         match self {
-            Self::Gelu if kernels::supports(xs) => kernels::gelu_erf(xs),
             Self::Gelu => xs.gelu_erf(),
             Self::GeluTanh => xs.gelu(),
             Self::Relu => xs.relu(),

@@ -5,11 +5,13 @@
 //! dimensions into rows first, `[B * L, in] x [in, out]`, the one large product transformers'
 //! `nn.Linear` runs (`torch.nn.functional.linear` flattens the same way), then restores the shape.
 //! Inputs are made contiguous first, as the CUDA matrix product needs. On the CPU the product is
-//! [`kernels::linear`] (one `gemm` product, the bias added in it).
+//! [`kernels::linear`] (one `gemm` product, the bias added in it, an MLP's activation applied in
+//! place to it).
 
 use candle_core::{Module, Tensor};
 use candle_nn::{Linear, VarBuilder};
 
+use crate::models::transformer::causal::Activation;
 use crate::models::transformer::kernels;
 
 /// A linear layer (`y = x Wᵀ + b`, `W` stored `[out, in]`) over the last dimension of any input.
@@ -21,23 +23,38 @@ impl Dense {
     pub fn new(linear: Linear) -> Self {
         Self(linear)
     }
-}
 
-impl Module for Dense {
-    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+    /// `activation(x Wᵀ + b)`: on the CPU the activation runs in place on the product (one buffer
+    /// for an MLP's widest state instead of two), elsewhere as a separate operation.
+    pub fn forward_activated(&self, x: &Tensor, activation: Activation) -> candle_core::Result<Tensor> {
+        self.apply(x, Some(activation))
+    }
+
+    /// The layer, then `activation` if given.
+    fn apply(&self, x: &Tensor, activation: Option<Activation>) -> candle_core::Result<Tensor> {
+        let activate = |y: Tensor| match activation {
+            Some(activation) => activation.apply(&y),
+            None => Ok(y),
+        };
         let Some((&inputs, leading)) = x.dims().split_last() else {
-            return self.0.forward(x);
+            return activate(self.0.forward(x)?);
         };
         // Contiguous rows: CUDA's matrix product refuses a strided view (a first-token slice, say).
         let rows = x.contiguous()?.reshape((leading.iter().product::<usize>(), inputs))?;
         let y = if kernels::supports(&rows) {
-            kernels::linear(&rows, self.0.weight(), self.0.bias())?
+            kernels::linear(&rows, self.0.weight(), self.0.bias(), activation)?
         } else {
-            self.0.forward(&rows)?
+            activate(self.0.forward(&rows)?)?
         };
         let mut shape = leading.to_vec();
         shape.push(y.dim(1)?);
         y.reshape(shape)
+    }
+}
+
+impl Module for Dense {
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        self.apply(x, None)
     }
 }
 

@@ -216,10 +216,9 @@ impl Decoder for Gpt2 {
             .broadcast_add(&self.wpe.forward(&positions)?)?;
         let block = |block: &Block, x: &Tensor| -> candle_core::Result<Tensor> {
             let x = (self.attend(block, &block.ln_1.forward(x)?, bias)? + x)?;
-            let up = self
-                .spec
-                .activation
-                .apply(&block.c_fc.forward(&block.ln_2.forward(&x)?)?)?;
+            let up = block
+                .c_fc
+                .forward_activated(&block.ln_2.forward(&x)?, self.spec.activation)?;
             block.mlp_proj.forward(&up)? + &x
         };
         run_blocks(x, &self.blocks, keep, block, |x| self.ln_f.forward(x))

@@ -265,10 +265,9 @@ impl Decoder for GptNeox {
         let block = |layer: &Layer, x: &Tensor| -> candle_core::Result<Tensor> {
             let attn = self.attend(layer, &layer.input_norm.forward(x)?, bias, &rotary)?;
             let mlp = |input: &Tensor| -> candle_core::Result<Tensor> {
-                let up = self
-                    .spec
-                    .activation
-                    .apply(&layer.up.forward(&layer.post_attention_norm.forward(input)?)?)?;
+                let up = layer
+                    .up
+                    .forward_activated(&layer.post_attention_norm.forward(input)?, self.spec.activation)?;
                 layer.down.forward(&up)
             };
             if self.spec.parallel_residual {

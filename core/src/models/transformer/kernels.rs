@@ -16,6 +16,7 @@ use candle_core::{CpuStorage, DType, Layout, Tensor};
 use rayon::prelude::*;
 
 use crate::models::fast_math;
+use crate::models::transformer::causal::Activation;
 
 /// A tensor's f32 values on the CPU, with its layout (read through `storage_and_layout`).
 fn with_f32<R>(t: &Tensor, f: impl FnOnce(&[f32], &Layout) -> candle_core::Result<R>) -> candle_core::Result<R> {
@@ -63,8 +64,14 @@ fn weight_strides(weight: &Tensor, n: usize, k: usize) -> Option<(isize, isize)>
 
 /// `x Wᵀ + b` for rows `x` `[m, k]`, a weight `W` `[n, k]` (as `nn.Linear` stores it, or a
 /// transposed view of `[k, n]` values; other layouts are copied first) and an optional bias `[n]`,
-/// all f32 on the CPU; returns `[m, n]`.
-pub(crate) fn linear(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> candle_core::Result<Tensor> {
+/// all f32 on the CPU, then `activation` (if any) applied in place to the product, so that an MLP's
+/// up projection and its activation make one `[m, n]` buffer, not two; returns `[m, n]`.
+pub(crate) fn linear(
+    x: &Tensor,
+    weight: &Tensor,
+    bias: Option<&Tensor>,
+    activation: Option<Activation>,
+) -> candle_core::Result<Tensor> {
     let (m, k) = x.dims2()?;
     let (n, weight_k) = weight.dims2()?;
     if weight_k != k {
@@ -124,44 +131,60 @@ pub(crate) fn linear(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> cand
             Ok(())
         })
     })?;
+    if let Some(activation) = activation {
+        activate_in_place(&mut out, activation);
+    }
     Tensor::from_vec(out, (m, n), x.device())
 }
 
 /// Values per parallel task of the element-wise kernels.
 const ELEMENTWISE_CHUNK: usize = 1 << 14;
 
-/// The exact (erf) GELU of every value of `x` (f32 on the CPU): [`fast_math::gelu_erf`] over
-/// chunks in parallel, vectorised (AVX-512 or AVX2 where the processor has it), where candle's
-/// `gelu_erf` runs a scalar erf on one thread.
-pub(crate) fn gelu_erf(x: &Tensor) -> candle_core::Result<Tensor> {
-    let x = x.contiguous()?;
-    let mut out = vec![0f32; x.elem_count()];
-    with_f32(&x, |xs, layout| {
-        let Some(xs) = xs.get(layout.start_offset()..layout.start_offset() + out.len()) else {
-            candle_core::bail!("CPU GELU: storage shorter than its layout");
-        };
-        out.par_chunks_mut(ELEMENTWISE_CHUNK)
-            .zip(xs.par_chunks(ELEMENTWISE_CHUNK))
-            .for_each(|(out, xs)| gelu_erf_chunk(xs, out));
-        Ok(())
-    })?;
-    Tensor::from_vec(out, x.shape(), x.device())
+/// `activation` of every value of `values`, in place: chunks in parallel, each loop vectorised
+/// (AVX-512 or AVX2 where the processor has it), where candle runs the GELUs' scalar erf and tanh
+/// on one thread. The GELUs by [`fast_math::gelu_erf`] and [`fast_math::gelu_tanh`]; ReLU keeps
+/// NaN (as `torch.relu`).
+pub(crate) fn activate_in_place(values: &mut [f32], activation: Activation) {
+    let kernel: fn(&mut [f32]) = match activation {
+        Activation::Gelu => gelu_erf_chunk,
+        Activation::GeluTanh => gelu_tanh_chunk,
+        Activation::Relu => relu_chunk,
+    };
+    values.par_chunks_mut(ELEMENTWISE_CHUNK).for_each(kernel);
 }
 
 fast_math::multiversioned! {
-    /// [`gelu_erf_simd`], compiled for AVX-512 or AVX2 + FMA where the processor has them.
-    fn gelu_erf_chunk(xs: &[f32], out: &mut [f32]) => gelu_erf_simd
+    /// [`fast_math::gelu_erf`] of every value, in place, vectorised.
+    fn gelu_erf_chunk(values: &mut [f32]) => gelu_erf_simd
 }
 
-/// `out[i] = gelu(xs[i])`, a loop the compiler vectorises.
+fast_math::multiversioned! {
+    /// [`fast_math::gelu_tanh`] of every value, in place, vectorised.
+    fn gelu_tanh_chunk(values: &mut [f32]) => gelu_tanh_simd
+}
+
+fast_math::multiversioned! {
+    /// ReLU of every value, in place, vectorised.
+    fn relu_chunk(values: &mut [f32]) => relu_simd
+}
+
 #[inline(always)]
-fn gelu_erf_simd(xs: &[f32], out: &mut [f32]) {
-    for (o, &x) in out.iter_mut().zip(xs) {
-        *o = fast_math::gelu_erf(x);
-    }
+fn gelu_erf_simd(values: &mut [f32]) {
+    values.iter_mut().for_each(|v| *v = fast_math::gelu_erf(*v));
 }
 
-/// Whether [`attention`], [`linear`] and [`gelu_erf`] can run on these tensors.
+#[inline(always)]
+fn gelu_tanh_simd(values: &mut [f32]) {
+    values.iter_mut().for_each(|v| *v = fast_math::gelu_tanh(*v));
+}
+
+/// Not `f32::max`, which would turn NaN into 0.
+#[inline(always)]
+fn relu_simd(values: &mut [f32]) {
+    values.iter_mut().for_each(|v| *v = if *v < 0.0 { 0.0 } else { *v });
+}
+
+/// Whether [`attention`] and [`linear`] can run on these tensors.
 pub(crate) fn supports(q: &Tensor) -> bool {
     q.device().is_cpu() && q.dtype() == DType::F32
 }
@@ -367,16 +390,16 @@ mod tests {
         let weight = ((weight * 0.37).unwrap().sin()).unwrap();
         let bias = Tensor::new(&[0.5f32, -1.0, 2.0], &device).unwrap();
         let expected = x.matmul(&weight.t().unwrap()).unwrap().broadcast_add(&bias).unwrap();
-        let row_major = linear(&x, &weight, Some(&bias)).unwrap();
+        let row_major = linear(&x, &weight, Some(&bias), None).unwrap();
         assert!(largest_difference(&row_major, &expected) < 1e-5);
         let transposed = weight.t().unwrap().contiguous().unwrap().t().unwrap();
         assert_eq!(transposed.stride(), [1, n]);
-        assert!(largest_difference(&linear(&x, &transposed, Some(&bias)).unwrap(), &expected) < 1e-5);
+        assert!(largest_difference(&linear(&x, &transposed, Some(&bias), None).unwrap(), &expected) < 1e-5);
         // Neither layout (every other column of a wider tensor): copied, same product.
         let wide = Tensor::cat(&[&weight, &weight], 1).unwrap().reshape((n, k, 2)).unwrap();
         let strided = wide.narrow(2, 0, 1).unwrap().squeeze(2).unwrap();
         assert_eq!(strided.stride(), [2 * k, 2]);
-        let from_strided = linear(&x, &strided, None).unwrap().broadcast_add(&bias).unwrap();
+        let from_strided = linear(&x, &strided, None, None).unwrap().broadcast_add(&bias).unwrap();
         let expected_strided = x.matmul(&strided.t().unwrap()).unwrap().broadcast_add(&bias).unwrap();
         assert!(largest_difference(&from_strided, &expected_strided) < 1e-5);
     }
@@ -425,19 +448,43 @@ mod tests {
         }
     }
 
-    /// The parallel GELU against candle's (f64 erf) on a strided input of several chunks.
+    /// Each activation in place, over several chunks, against candle's (f64 erf, f32 tanh, max):
+    /// the same values within the fast functions' error, NaN kept.
     #[test]
-    fn gelu_matches_candle_on_strided_input() {
-        let (rows, cols) = (3, ELEMENTWISE_CHUNK + 7);
-        let values: Vec<f32> = (0..rows * cols).map(|i| (i as f32 * 0.013).sin() * 7.0).collect();
-        let x = Tensor::from_vec(values, (rows, cols), &Device::Cpu)
-            .unwrap()
-            .t()
-            .unwrap();
-        let ours = gelu_erf(&x).unwrap();
-        assert_eq!(ours.dims(), [cols, rows]);
-        let difference = largest_difference(&ours, &x.gelu_erf().unwrap());
-        assert!(difference < 3e-6, "{difference}");
+    fn activations_in_place_match_candle() {
+        let n = 3 * ELEMENTWISE_CHUNK + 7;
+        let mut values: Vec<f32> = (0..n).map(|i| (i as f32 * 0.013).sin() * 7.0).collect();
+        values[5] = f32::NAN;
+        let x = Tensor::from_vec(values.clone(), n, &Device::Cpu).unwrap();
+        for (activation, expected, tolerance) in [
+            (Activation::Gelu, x.gelu_erf().unwrap(), 3e-6),
+            (Activation::GeluTanh, x.gelu().unwrap(), 3e-6),
+            (Activation::Relu, x.relu().unwrap(), 0.0),
+        ] {
+            let mut ours = values.clone();
+            activate_in_place(&mut ours, activation);
+            let expected = expected.to_vec1::<f32>().unwrap();
+            assert!(ours[5].is_nan(), "{activation:?} of NaN");
+            let worst = ours
+                .iter()
+                .zip(&expected)
+                .filter(|(a, _)| !a.is_nan())
+                .map(|(a, b)| (a - b).abs())
+                .fold(0f32, f32::max);
+            assert!(worst <= tolerance, "{activation:?}: {worst}");
+        }
+    }
+
+    /// The activation runs on the product, bias included.
+    #[test]
+    fn linear_applies_the_activation_after_the_bias() {
+        let device = Device::Cpu;
+        let x = (Tensor::arange(0f32, 12.0, &device).unwrap().reshape((3, 4)).unwrap() * 0.3).unwrap();
+        let weight = (Tensor::arange(0f32, 8.0, &device).unwrap().reshape((2, 4)).unwrap() * -0.2).unwrap();
+        let bias = Tensor::new(&[1.5f32, -0.5], &device).unwrap();
+        let plain = linear(&x, &weight, Some(&bias), None).unwrap();
+        let activated = linear(&x, &weight, Some(&bias), Some(Activation::Gelu)).unwrap();
+        assert!(largest_difference(&activated, &plain.gelu_erf().unwrap()) < 1e-6);
     }
 
     /// The fused kernel against candle's separate operations, on strided inputs with padding.
