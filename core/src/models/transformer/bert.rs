@@ -1,6 +1,8 @@
 //! The `bert` family: Hugging Face `BertForSequenceClassification`, the BERT encoder written with
-//! candle-nn as transformers computes it (candle-transformers' `BertModel` returns every token's
-//! final state, and this head reads only the first), then the pooler and the classifier head.
+//! candle-nn and lineage's CPU kernels as transformers computes it (candle-transformers' `BertModel`
+//! returns every token's final state, and this head reads only the first), then the pooler and the
+//! classifier head. The `roberta` family runs the same encoder ([`BertEncoder`]) with its own
+//! position ids.
 
 use std::path::Path;
 
@@ -104,8 +106,8 @@ struct Layer {
 }
 
 impl Layer {
-    fn load(vb: VarBuilder, config: &Config) -> candle_core::Result<Self> {
-        let (h, i, eps) = (config.hidden_size, config.intermediate_size, config.layer_norm_eps);
+    fn load(vb: VarBuilder, config: &EncoderConfig) -> candle_core::Result<Self> {
+        let (h, i, eps) = (config.hidden, config.intermediate, config.layer_norm_eps);
         Ok(Self {
             query: dense(h, h, vb.pp("attention.self.query"))?,
             key: dense(h, h, vb.pp("attention.self.key"))?,
@@ -119,8 +121,52 @@ impl Layer {
     }
 }
 
-/// The BERT encoder (`bert.embeddings`, `bert.encoder`) in eval mode.
-struct BertEncoder {
+/// The sizes a [`BertEncoder`] is built with (from a BERT or a RoBERTa config).
+pub(crate) struct EncoderConfig {
+    /// `hidden_size`.
+    pub hidden: usize,
+    /// `intermediate_size`.
+    pub intermediate: usize,
+    /// `num_attention_heads`.
+    pub heads: usize,
+    /// `num_hidden_layers`.
+    pub layers: usize,
+    /// `layer_norm_eps`.
+    pub layer_norm_eps: f64,
+    /// `vocab_size`.
+    pub vocab: usize,
+    /// `max_position_embeddings` (rows of the position table).
+    pub max_positions: usize,
+    /// `type_vocab_size`.
+    pub token_types: usize,
+    /// `hidden_act`.
+    pub activation: Activation,
+}
+
+impl EncoderConfig {
+    /// The sizes of a BERT config.
+    fn of_bert(config: &Config) -> Self {
+        Self {
+            hidden: config.hidden_size,
+            intermediate: config.intermediate_size,
+            heads: config.num_attention_heads,
+            layers: config.num_hidden_layers,
+            layer_norm_eps: config.layer_norm_eps,
+            vocab: config.vocab_size,
+            max_positions: config.max_position_embeddings,
+            token_types: config.type_vocab_size,
+            activation: match config.hidden_act {
+                HiddenAct::Gelu => Activation::Gelu,
+                HiddenAct::GeluApproximate => Activation::GeluTanh,
+                HiddenAct::Relu => Activation::Relu,
+            },
+        }
+    }
+}
+
+/// The BERT encoder (`bert.embeddings`, `bert.encoder`; RoBERTa's `roberta.*` has the same
+/// layout) in eval mode.
+pub(crate) struct BertEncoder {
     words: Embedding,
     positions: Embedding,
     token_types: Embedding,
@@ -131,24 +177,21 @@ struct BertEncoder {
 }
 
 impl BertEncoder {
-    fn load(vb: VarBuilder, config: &Config) -> candle_core::Result<Self> {
-        let h = config.hidden_size;
+    /// The encoder from `vb`'s `embeddings.*` and `encoder.layer.N.*` tensors.
+    pub(crate) fn load(vb: VarBuilder, config: &EncoderConfig) -> candle_core::Result<Self> {
+        let h = config.hidden;
         let embeddings = vb.pp("embeddings");
-        let layers = (0..config.num_hidden_layers)
+        let layers = (0..config.layers)
             .map(|n| Layer::load(vb.pp(format!("encoder.layer.{n}")), config))
             .collect::<candle_core::Result<Vec<_>>>()?;
         Ok(Self {
-            words: embedding(config.vocab_size, h, embeddings.pp("word_embeddings"))?,
-            positions: embedding(config.max_position_embeddings, h, embeddings.pp("position_embeddings"))?,
-            token_types: embedding(config.type_vocab_size, h, embeddings.pp("token_type_embeddings"))?,
+            words: embedding(config.vocab, h, embeddings.pp("word_embeddings"))?,
+            positions: embedding(config.max_positions, h, embeddings.pp("position_embeddings"))?,
+            token_types: embedding(config.token_types, h, embeddings.pp("token_type_embeddings"))?,
             embedding_norm: layer_norm(h, config.layer_norm_eps, embeddings.pp("LayerNorm"))?,
             layers,
-            heads: config.num_attention_heads,
-            activation: match config.hidden_act {
-                HiddenAct::Gelu => Activation::Gelu,
-                HiddenAct::GeluApproximate => Activation::GeluTanh,
-                HiddenAct::Relu => Activation::Relu,
-            },
+            heads: config.heads,
+            activation: config.activation,
         })
     }
 
@@ -159,19 +202,19 @@ impl BertEncoder {
     }
 
     /// The final state of the first token of each sequence, `[B, H]`, of token ids `[B, L]` with
-    /// their segment ids and attention mask (1 = attend). The last layer computes only that
-    /// token's row (its keys and values still come from every token): the other rows feed nothing
-    /// the classifier reads.
-    fn first_token_state(
+    /// their segment ids, attention mask (1 = attend) and position ids (`[L]` for every sequence
+    /// or `[B, L]`). The last layer computes only that token's row (its keys and values still
+    /// come from every token): the other rows feed nothing the classifier reads.
+    pub(crate) fn first_token_state(
         &self,
         input_ids: &Tensor,
         token_type_ids: &Tensor,
         attention_mask: &Tensor,
+        position_ids: &Tensor,
     ) -> candle_core::Result<Tensor> {
         let (b, l) = input_ids.dims2()?;
-        let positions = Tensor::arange(0u32, l as u32, input_ids.device())?;
         let embedded = (self.words.forward(input_ids)? + self.token_types.forward(token_type_ids)?)?
-            .broadcast_add(&self.positions.forward(&positions)?)?;
+            .broadcast_add(&self.positions.forward(position_ids)?)?;
         let mut x = self.embedding_norm.forward(&embedded)?;
         // Masked keys get f32::MIN added to their scores, as transformers' eager attention.
         let mask = attention_mask.to_dtype(DType::F32)?.reshape((b, 1, 1, l))?;
@@ -207,7 +250,7 @@ impl BertClassifier {
     pub fn load(vb: VarBuilder, spec: &BertSpec) -> candle_core::Result<Self> {
         let hidden = spec.config.hidden_size;
         Ok(Self {
-            encoder: BertEncoder::load(vb.pp(ENCODER), &spec.config)?,
+            encoder: BertEncoder::load(vb.pp(ENCODER), &EncoderConfig::of_bert(&spec.config))?,
             pooler: dense(hidden, hidden, vb.pp(POOLER))?,
             classifier: dense(hidden, spec.sizes.labels, vb.pp(CLASSIFIER))?,
         })
@@ -230,7 +273,11 @@ impl Encoder for BertClassifier {
                 &zeros
             }
         };
-        let first = self.encoder.first_token_state(input_ids, token_types, attention_mask)?;
+        // Absolute positions 0..L, as transformers' BERT.
+        let positions = Tensor::arange(0u32, input_ids.dim(1)? as u32, input_ids.device())?;
+        let first = self
+            .encoder
+            .first_token_state(input_ids, token_types, attention_mask, &positions)?;
         let pooled = self.pooler.forward(&first)?.tanh()?;
         let logits = self.classifier.forward(&pooled)?;
         Ok((logits, pooled))

@@ -1,17 +1,22 @@
 //! The `roberta` family: Hugging Face `RobertaForSequenceClassification` and
-//! `XLMRobertaForSequenceClassification` (candle-transformers' XLM-RoBERTa encoder, which computes
-//! RoBERTa's position ids from the padding token, then the HF classification head: dense, tanh,
-//! output projection on the first token).
+//! `XLMRobertaForSequenceClassification`: BERT's encoder ([`BertEncoder`]: the same tensors and
+//! computation, lineage's CPU kernels, the last layer on the first token only) with RoBERTa's
+//! position ids counted from the padding token (transformers'
+//! `create_position_ids_from_input_ids`), then the HF classification head: dense, tanh, output
+//! projection on the first token. The config is read with candle-transformers' XLM-RoBERTa
+//! `Config`.
 
 use std::path::Path;
 
-use candle_core::{Module, Tensor};
+use candle_core::{DType, Module, Tensor};
 use candle_nn::VarBuilder;
-use candle_transformers::models::xlm_roberta::{Config, XLMRobertaModel};
+use candle_transformers::models::xlm_roberta::Config;
 use lineage_loaders::ParamSet;
 
 use crate::error::{CoreError, Result};
 use crate::methods::align::PermutationSpec;
+use crate::models::transformer::bert::{BertEncoder, EncoderConfig};
+use crate::models::transformer::causal::Activation;
 use crate::models::transformer::classifier::{Encoder, EncoderSizes, EncoderSpec, check_and_count_labels};
 use crate::models::transformer::dense::{Dense, dense};
 use crate::models::transformer::permutations::{self, EncoderNames};
@@ -30,6 +35,8 @@ pub struct RobertaSpec {
     pub config: Config,
     /// The sizes (number of classes from `classifier.out_proj.weight`).
     pub sizes: EncoderSizes,
+    /// The MLP activation (`hidden_act`).
+    pub activation: Activation,
 }
 
 impl RobertaSpec {
@@ -57,6 +64,17 @@ impl RobertaSpec {
                 ),
             ));
         }
+        let activation = match config.hidden_act {
+            candle_nn::Activation::Gelu => Activation::Gelu,
+            candle_nn::Activation::NewGelu | candle_nn::Activation::GeluPytorchTanh => Activation::GeluTanh,
+            candle_nn::Activation::Relu => Activation::Relu,
+            other => {
+                return Err(CoreError::config(
+                    path,
+                    format!("hidden_act {other:?} is not supported (gelu, gelu_new, gelu_pytorch_tanh, relu)"),
+                ));
+            }
+        };
         let labels = check_and_count_labels(
             path,
             (config.hidden_size, config.num_attention_heads),
@@ -79,7 +97,11 @@ impl RobertaSpec {
                 .saturating_sub(config.pad_token_id as usize + 1),
             labels,
         };
-        Ok(Self { config, sizes })
+        Ok(Self {
+            config,
+            sizes,
+            activation,
+        })
     }
 
     /// Name of the output weight, whose shape gives the number of labels.
@@ -97,8 +119,21 @@ impl EncoderSpec for RobertaSpec {
 
     fn load(&self, vb: VarBuilder) -> candle_core::Result<RobertaClassifier> {
         let h = self.sizes.hidden;
+        let config = &self.config;
+        let encoder = EncoderConfig {
+            hidden: h,
+            intermediate: config.intermediate_size,
+            heads: config.num_attention_heads,
+            layers: config.num_hidden_layers,
+            layer_norm_eps: config.layer_norm_eps,
+            vocab: config.vocab_size,
+            max_positions: config.max_position_embeddings,
+            token_types: config.type_vocab_size,
+            activation: self.activation,
+        };
         Ok(RobertaClassifier {
-            encoder: XLMRobertaModel::new(&self.config, vb.pp(ENCODER))?,
+            encoder: BertEncoder::load(vb.pp(ENCODER), &encoder)?,
+            padding_id: config.pad_token_id,
             dense: dense(h, h, vb.pp(HEAD_DENSE))?,
             out_proj: dense(h, self.sizes.labels, vb.pp(HEAD_OUT))?,
         })
@@ -116,7 +151,9 @@ impl EncoderSpec for RobertaSpec {
 
 /// `RobertaForSequenceClassification` in eval mode.
 pub struct RobertaClassifier {
-    encoder: XLMRobertaModel,
+    encoder: BertEncoder,
+    /// `pad_token_id`: positions count from the token after it.
+    padding_id: u32,
     dense: Dense,
     out_proj: Dense,
 }
@@ -131,12 +168,22 @@ impl Encoder for RobertaClassifier {
     ) -> candle_core::Result<(Tensor, Tensor)> {
         let zeros = input_ids.zeros_like()?;
         let types = token_type_ids.unwrap_or(&zeros);
-        let hidden = self
+        let first = self
             .encoder
-            .forward(input_ids, attention_mask, types, None, None, None)?;
-        let first = hidden.narrow(1, 0, 1)?.squeeze(1)?;
+            .first_token_state(input_ids, types, attention_mask, &self.position_ids(input_ids)?)?;
         let head_input = self.dense.forward(&first)?.tanh()?;
         let logits = self.out_proj.forward(&head_input)?;
         Ok((logits, head_input))
+    }
+}
+
+impl RobertaClassifier {
+    /// transformers' `create_position_ids_from_input_ids`: each token that is not the padding id
+    /// gets `padding_id` + its rank among such tokens of its sequence (1, 2, ...), a padding token
+    /// gets `padding_id`.
+    fn position_ids(&self, input_ids: &Tensor) -> candle_core::Result<Tensor> {
+        let counted = input_ids.ne(self.padding_id)?.to_dtype(DType::F32)?;
+        // Ranks up to the sequence length are exact in f32.
+        ((counted.cumsum(1)? * &counted)? + f64::from(self.padding_id))?.to_dtype(DType::U32)
     }
 }
