@@ -13,7 +13,7 @@ use crate::error::{CoreError, Result};
 use crate::methods::align::PermutationSpec;
 use crate::models::transformer::causal::{Activation, Decoder, DecoderSpec, attention, field, required, run_blocks};
 use crate::models::transformer::dense::{Dense, dense, dense_no_bias};
-use crate::models::transformer::{check_heads, permutations};
+use crate::models::transformer::{check_heads, kernels, permutations};
 
 /// A GPT-NeoX architecture, from an HF `config.json` (`model_type: gpt_neox`).
 #[derive(Debug, Clone, PartialEq)]
@@ -224,15 +224,20 @@ impl GptNeox {
     ) -> candle_core::Result<Tensor> {
         let (b, l, _) = x.dims3()?;
         let (heads, head) = (self.spec.num_heads, self.spec.head_size());
-        let qkv = layer
-            .qkv
-            .forward(x)?
-            .reshape((b, l, heads, 3 * head))?
-            .transpose(1, 2)?;
+        let qkv = layer.qkv.forward(x)?;
+        // On the CPU the queries and keys are rotated in place in the fresh projection.
+        let in_place = kernels::supports(&qkv) && self.spec.rotary_dims() > 0;
+        if in_place {
+            kernels::rotate_queries_and_keys(&qkv, head, self.spec.rotary_dims(), &rotary.0, &rotary.1)?;
+        }
+        let qkv = qkv.reshape((b, l, heads, 3 * head))?.transpose(1, 2)?;
         let q = qkv.narrow(D::Minus1, 0, head)?;
         let k = qkv.narrow(D::Minus1, head, head)?;
         let v = qkv.narrow(D::Minus1, 2 * head, head)?;
-        let (q, k) = (self.rotate(&q, rotary)?, self.rotate(&k, rotary)?);
+        let (q, k) = match in_place {
+            true => (q, k),
+            false => (self.rotate(&q, rotary)?, self.rotate(&k, rotary)?),
+        };
         let out = attention(&q, &k, &v, 1.0 / (head as f64).sqrt(), bias)?;
         layer.dense.forward(&out)
     }
