@@ -12,7 +12,7 @@ use candle_core::{Module, Tensor};
 use candle_nn::{Linear, VarBuilder};
 
 use crate::models::transformer::causal::Activation;
-use crate::models::transformer::kernels;
+use crate::models::transformer::kernels::{self, Then};
 
 /// A linear layer (`y = x Wᵀ + b`, `W` stored `[out, in]`) over the last dimension of any input.
 #[derive(Clone, Debug)]
@@ -27,24 +27,24 @@ impl Dense {
     /// `activation(x Wᵀ + b)`: on the CPU the activation runs in place on the product (one buffer
     /// for an MLP's widest state instead of two), elsewhere as a separate operation.
     pub fn forward_activated(&self, x: &Tensor, activation: Activation) -> candle_core::Result<Tensor> {
-        self.apply(x, Some(activation))
+        self.apply(x, Then::Activate(activation))
     }
 
-    /// The layer, then `activation` if given.
-    fn apply(&self, x: &Tensor, activation: Option<Activation>) -> candle_core::Result<Tensor> {
-        let activate = |y: Tensor| match activation {
-            Some(activation) => activation.apply(&y),
-            None => Ok(y),
+    /// The layer, then `then`.
+    fn apply(&self, x: &Tensor, then: Then) -> candle_core::Result<Tensor> {
+        let finish = |y: Tensor| match then {
+            Then::Nothing => Ok(y),
+            Then::Activate(activation) => activation.apply(&y),
         };
         let Some((&inputs, leading)) = x.dims().split_last() else {
-            return activate(self.0.forward(x)?);
+            return finish(self.0.forward(x)?);
         };
         // Contiguous rows: CUDA's matrix product refuses a strided view (a first-token slice, say).
         let rows = x.contiguous()?.reshape((leading.iter().product::<usize>(), inputs))?;
         let y = if kernels::supports(&rows) {
-            kernels::linear(&rows, self.0.weight(), self.0.bias(), activation)?
+            kernels::linear(&rows, self.0.weight(), self.0.bias(), then)?
         } else {
-            activate(self.0.forward(&rows)?)?
+            finish(self.0.forward(&rows)?)?
         };
         let mut shape = leading.to_vec();
         shape.push(y.dim(1)?);
@@ -54,7 +54,7 @@ impl Dense {
 
 impl Module for Dense {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        self.apply(x, None)
+        self.apply(x, Then::Nothing)
     }
 }
 
