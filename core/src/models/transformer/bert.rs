@@ -106,8 +106,8 @@ struct Layer {
 }
 
 impl Layer {
-    fn load(vb: VarBuilder, config: &EncoderConfig) -> candle_core::Result<Self> {
-        let (h, i, eps) = (config.hidden, config.intermediate, config.layer_norm_eps);
+    fn load(vb: VarBuilder, sizes: &EncoderSizes, eps: f64) -> candle_core::Result<Self> {
+        let (h, i) = (sizes.hidden, sizes.intermediate);
         Ok(Self {
             query: dense(h, h, vb.pp("attention.self.query"))?,
             key: dense(h, h, vb.pp("attention.self.key"))?,
@@ -121,40 +121,23 @@ impl Layer {
     }
 }
 
-/// The sizes a [`BertEncoder`] is built with (from a BERT or a RoBERTa config).
-pub(crate) struct EncoderConfig {
-    /// `hidden_size`.
-    pub hidden: usize,
-    /// `intermediate_size`.
-    pub intermediate: usize,
-    /// `num_attention_heads`.
-    pub heads: usize,
-    /// `num_hidden_layers`.
-    pub layers: usize,
+/// What a [`BertEncoder`] is built with beyond its [`EncoderSizes`] (from a BERT or a RoBERTa
+/// config).
+pub(crate) struct EncoderExtras {
     /// `layer_norm_eps`.
     pub layer_norm_eps: f64,
-    /// `vocab_size`.
-    pub vocab: usize,
-    /// `max_position_embeddings` (rows of the position table).
-    pub max_positions: usize,
-    /// `type_vocab_size`.
-    pub token_types: usize,
+    /// `max_position_embeddings`: rows of the position table.
+    pub position_rows: usize,
     /// `hidden_act`.
     pub activation: Activation,
 }
 
-impl EncoderConfig {
-    /// The sizes of a BERT config.
+impl EncoderExtras {
+    /// Those of a BERT config.
     fn of_bert(config: &Config) -> Self {
         Self {
-            hidden: config.hidden_size,
-            intermediate: config.intermediate_size,
-            heads: config.num_attention_heads,
-            layers: config.num_hidden_layers,
             layer_norm_eps: config.layer_norm_eps,
-            vocab: config.vocab_size,
-            max_positions: config.max_position_embeddings,
-            token_types: config.type_vocab_size,
+            position_rows: config.max_position_embeddings,
             activation: match config.hidden_act {
                 HiddenAct::Gelu => Activation::Gelu,
                 HiddenAct::GeluApproximate => Activation::GeluTanh,
@@ -178,20 +161,20 @@ pub(crate) struct BertEncoder {
 
 impl BertEncoder {
     /// The encoder from `vb`'s `embeddings.*` and `encoder.layer.N.*` tensors.
-    pub(crate) fn load(vb: VarBuilder, config: &EncoderConfig) -> candle_core::Result<Self> {
-        let h = config.hidden;
+    pub(crate) fn load(vb: VarBuilder, sizes: &EncoderSizes, extras: &EncoderExtras) -> candle_core::Result<Self> {
+        let (h, eps) = (sizes.hidden, extras.layer_norm_eps);
         let embeddings = vb.pp("embeddings");
-        let layers = (0..config.layers)
-            .map(|n| Layer::load(vb.pp(format!("encoder.layer.{n}")), config))
+        let layers = (0..sizes.layers)
+            .map(|n| Layer::load(vb.pp(format!("encoder.layer.{n}")), sizes, eps))
             .collect::<candle_core::Result<Vec<_>>>()?;
         Ok(Self {
-            words: embedding(config.vocab, h, embeddings.pp("word_embeddings"))?,
-            positions: embedding(config.max_positions, h, embeddings.pp("position_embeddings"))?,
-            token_types: embedding(config.token_types, h, embeddings.pp("token_type_embeddings"))?,
-            embedding_norm: layer_norm(h, config.layer_norm_eps, embeddings.pp("LayerNorm"))?,
+            words: embedding(sizes.vocab, h, embeddings.pp("word_embeddings"))?,
+            positions: embedding(extras.position_rows, h, embeddings.pp("position_embeddings"))?,
+            token_types: embedding(sizes.token_types, h, embeddings.pp("token_type_embeddings"))?,
+            embedding_norm: layer_norm(h, eps, embeddings.pp("LayerNorm"))?,
             layers,
-            heads: config.heads,
-            activation: config.activation,
+            heads: sizes.heads,
+            activation: extras.activation,
         })
     }
 
@@ -250,7 +233,7 @@ impl BertClassifier {
     pub fn load(vb: VarBuilder, spec: &BertSpec) -> candle_core::Result<Self> {
         let hidden = spec.config.hidden_size;
         Ok(Self {
-            encoder: BertEncoder::load(vb.pp(ENCODER), &EncoderConfig::of_bert(&spec.config))?,
+            encoder: BertEncoder::load(vb.pp(ENCODER), &spec.sizes, &EncoderExtras::of_bert(&spec.config))?,
             pooler: dense(hidden, hidden, vb.pp(POOLER))?,
             classifier: dense(hidden, spec.sizes.labels, vb.pp(CLASSIFIER))?,
         })

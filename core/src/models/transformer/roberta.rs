@@ -15,7 +15,7 @@ use lineage_loaders::ParamSet;
 
 use crate::error::{CoreError, Result};
 use crate::methods::align::PermutationSpec;
-use crate::models::transformer::bert::{BertEncoder, EncoderConfig};
+use crate::models::transformer::bert::{BertEncoder, EncoderExtras};
 use crate::models::transformer::causal::Activation;
 use crate::models::transformer::classifier::{Encoder, EncoderSizes, EncoderSpec, check_and_count_labels};
 use crate::models::transformer::dense::{Dense, dense};
@@ -119,21 +119,14 @@ impl EncoderSpec for RobertaSpec {
 
     fn load(&self, vb: VarBuilder) -> candle_core::Result<RobertaClassifier> {
         let h = self.sizes.hidden;
-        let config = &self.config;
-        let encoder = EncoderConfig {
-            hidden: h,
-            intermediate: config.intermediate_size,
-            heads: config.num_attention_heads,
-            layers: config.num_hidden_layers,
-            layer_norm_eps: config.layer_norm_eps,
-            vocab: config.vocab_size,
-            max_positions: config.max_position_embeddings,
-            token_types: config.type_vocab_size,
+        let extras = EncoderExtras {
+            layer_norm_eps: self.config.layer_norm_eps,
+            position_rows: self.config.max_position_embeddings,
             activation: self.activation,
         };
         Ok(RobertaClassifier {
-            encoder: BertEncoder::load(vb.pp(ENCODER), &encoder)?,
-            padding_id: config.pad_token_id,
+            encoder: BertEncoder::load(vb.pp(ENCODER), &self.sizes, &extras)?,
+            padding_id: self.config.pad_token_id,
             dense: dense(h, h, vb.pp(HEAD_DENSE))?,
             out_proj: dense(h, self.sizes.labels, vb.pp(HEAD_OUT))?,
         })
