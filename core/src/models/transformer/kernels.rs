@@ -111,8 +111,8 @@ pub(crate) fn linear(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>, then: T
                 candle_core::bail!("CPU linear: storage shorter than its layout");
             };
             // SAFETY: the slices hold m x k and n x k values (the weight's n x k in either layout
-            // of `weight_strides`); `out` has room for m x n (its length, or without a bias its
-            // capacity).
+            // of `weight_strides`); `out` has room for m x n (its length when it starts as the
+            // bias or as zeros, else its capacity).
             unsafe {
                 gemm::gemm(
                     m,
