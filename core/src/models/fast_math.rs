@@ -135,6 +135,12 @@ pub fn gelu_erf(x: f32) -> f32 {
     0.5 * x * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2))
 }
 
+/// `max(x, 0)` keeping NaN, as `torch.relu` (not `f32::max`, which would turn NaN into 0).
+#[inline(always)]
+pub fn relu(x: f32) -> f32 {
+    if x < 0.0 { 0.0 } else { x }
+}
+
 /// `tanh(x)` as `(1 - e) / (1 + e)` with `e = exp(-2|x|)` by [`exp_nonpositive`], sign restored:
 /// absolute error below 2e-7 (relative error grows near 0, where `1 - e` cancels). NaN gives NaN,
 /// +-inf gives +-1.

@@ -9,7 +9,7 @@
 //! level up (many independent forward passes at once).
 
 use super::spec::Activation;
-use crate::models::fast_math::{has_avx2_fma, multiversioned};
+use crate::models::fast_math::{has_avx2_fma, multiversioned, relu};
 
 /// Padding unit of layer widths (two 8-lane AVX vectors).
 pub(crate) const LANES: usize = 16;
@@ -152,12 +152,6 @@ pub(crate) fn activate(act: Activation, values: &mut [f32]) {
         Activation::Tanh => values.iter_mut().for_each(|v| *v = v.tanh()),
         Activation::Gelu => values.iter_mut().for_each(|v| *v = gelu(*v)),
     }
-}
-
-/// max(x, 0) keeping NaN (like PyTorch).
-#[inline(always)]
-fn relu(x: f32) -> f32 {
-    if x < 0.0 { 0.0 } else { x }
 }
 
 /// Exact GELU: x/2 · (1 + erf(x/√2)), evaluated in f64 and rounded.

@@ -210,13 +210,12 @@ fn gelu_tanh_simd(values: &mut [f32], bias: &[f32]) {
         .for_each(|(v, &b)| *v = fast_math::gelu_tanh(*v + b));
 }
 
-/// Not `f32::max`, which would turn NaN into 0.
 #[inline(always)]
 fn relu_simd(values: &mut [f32], bias: &[f32]) {
-    values.iter_mut().zip(bias).for_each(|(v, &b)| {
-        let x = *v + b;
-        *v = if x < 0.0 { 0.0 } else { x };
-    });
+    values
+        .iter_mut()
+        .zip(bias)
+        .for_each(|(v, &b)| *v = fast_math::relu(*v + b));
 }
 
 /// GPT-NeoX's rotary position embedding (rotate-half form, as `candle_nn::rotary_emb::rope`)
