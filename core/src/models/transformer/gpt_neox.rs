@@ -234,9 +234,10 @@ impl GptNeox {
         let q = qkv.narrow(D::Minus1, 0, head)?;
         let k = qkv.narrow(D::Minus1, head, head)?;
         let v = qkv.narrow(D::Minus1, 2 * head, head)?;
-        let (q, k) = match in_place {
-            true => (q, k),
-            false => (self.rotate(&q, rotary)?, self.rotate(&k, rotary)?),
+        let (q, k) = if in_place {
+            (q, k)
+        } else {
+            (self.rotate(&q, rotary)?, self.rotate(&k, rotary)?)
         };
         let out = attention(&q, &k, &v, 1.0 / (head as f64).sqrt(), bias)?;
         layer.dense.forward(&out)

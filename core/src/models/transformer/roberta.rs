@@ -16,7 +16,7 @@ use lineage_loaders::ParamSet;
 use crate::error::{CoreError, Result};
 use crate::methods::align::PermutationSpec;
 use crate::models::transformer::bert::{BertEncoder, EncoderExtras};
-use crate::models::transformer::causal::Activation;
+use crate::models::transformer::causal::{Activation, field};
 use crate::models::transformer::classifier::{Encoder, EncoderSizes, EncoderSpec, check_and_count_labels};
 use crate::models::transformer::dense::{Dense, dense};
 use crate::models::transformer::permutations::{self, EncoderNames};
@@ -48,6 +48,10 @@ impl RobertaSpec {
         path: &Path,
         classifier_shape: Option<&[usize]>,
     ) -> Result<Self> {
+        // transformers' RobertaConfig defaults to `gelu`.
+        let act: String = field(value, "hidden_act").unwrap_or_else(|| "gelu".into());
+        let activation = Activation::from_name(&act)
+            .ok_or_else(|| CoreError::config(path, format!("unsupported hidden_act `{act}`")))?;
         let mut value = value.clone();
         // transformers writes no `position_embedding_type` when it is the default.
         if value.get("position_embedding_type").is_none_or(|v| v.is_null()) {
@@ -64,17 +68,6 @@ impl RobertaSpec {
                 ),
             ));
         }
-        let activation = match config.hidden_act {
-            candle_nn::Activation::Gelu => Activation::Gelu,
-            candle_nn::Activation::NewGelu | candle_nn::Activation::GeluPytorchTanh => Activation::GeluTanh,
-            candle_nn::Activation::Relu => Activation::Relu,
-            other => {
-                return Err(CoreError::config(
-                    path,
-                    format!("hidden_act {other:?} is not supported (gelu, gelu_new, gelu_pytorch_tanh, relu)"),
-                ));
-            }
-        };
         let labels = check_and_count_labels(
             path,
             (config.hidden_size, config.num_attention_heads),
