@@ -7,8 +7,9 @@
 //! `[B, heads, Lq, Lk]` tensor is materialised, and the heads run in parallel, each GEMM on its own
 //! thread (rather than each small GEMM split over every core).
 //!
-//! [`linear`]: a linear layer as one `gemm` product whose output starts as the bias, so the bias
-//! costs neither a second pass over the output nor a temporary. In a same-run A/B of the
+//! [`linear`]: a linear layer as `gemm` products whose output starts as the bias, so the bias
+//! costs neither a second pass over the output nor a temporary; the output's columns are cut into
+//! one slice per thread, each its own single-threaded product ([`column_slices`]). In a same-run A/B of the
 //! `transformer_path` bench (README, "Benchmarks") this ran Pythia-160m's path 7-11% faster than
 //! faer's GEMM (whose kernels were slower on the 768 x 50304 output layer) and BERT-base's as fast.
 
@@ -38,7 +39,8 @@ fn strides4(layout: &Layout) -> candle_core::Result<(usize, [usize; 4])> {
 /// A raw pointer that tasks writing disjoint parts of one buffer may share.
 #[derive(Clone, Copy)]
 struct SharedOut(*mut f32);
-// SAFETY: every task writes only its own (sequence, head) block of the output (see `attention`).
+// SAFETY: every task writes only its own part of the output: a (sequence, head) block in
+// `attention`, a slice of output columns in `linear`.
 unsafe impl Send for SharedOut {}
 unsafe impl Sync for SharedOut {}
 
@@ -110,31 +112,47 @@ pub(crate) fn linear(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>, then: T
             ) else {
                 candle_core::bail!("CPU linear: storage shorter than its layout");
             };
-            // SAFETY: the slices hold m x k and n x k values (the weight's n x k in either layout
-            // of `weight_strides`); `out` has room for m x n (its length when it starts as the
-            // bias or as zeros, else its capacity).
-            unsafe {
-                gemm::gemm(
-                    m,
-                    n,
-                    k,
-                    out.as_mut_ptr(),
-                    1,
-                    n as isize,
-                    bias_first.is_some(),
-                    xs.as_ptr(),
-                    1,
-                    k as isize,
-                    ws.as_ptr(),
-                    rhs_cs,
-                    rhs_rs,
-                    1.0,
-                    1.0,
-                    false,
-                    false,
-                    false,
-                    gemm::Parallelism::Rayon(0),
-                );
+            let out = SharedOut(out.as_mut_ptr());
+            let product = |first: usize, columns: usize, parallelism: gemm::Parallelism| {
+                // SAFETY: the slices hold m x k and n x k values (the weight's n x k in either
+                // layout of `weight_strides`); `out` has room for m x n (its length when it starts
+                // as the bias or as zeros, else its capacity); `first + columns <= n`, and each
+                // call writes only the output columns `first..first + columns`.
+                unsafe {
+                    gemm::gemm(
+                        m,
+                        columns,
+                        k,
+                        out.at(first),
+                        1,
+                        n as isize,
+                        bias_first.is_some(),
+                        xs.as_ptr(),
+                        1,
+                        k as isize,
+                        ws.as_ptr().wrapping_offset(first as isize * rhs_cs),
+                        rhs_cs,
+                        rhs_rs,
+                        1.0,
+                        1.0,
+                        false,
+                        false,
+                        false,
+                        parallelism,
+                    );
+                }
+            };
+            let slices = column_slices(n);
+            if slices == 1 {
+                product(0, n, gemm::Parallelism::Rayon(0));
+            } else {
+                let width = n.div_ceil(slices);
+                (0..slices).into_par_iter().for_each(|slice| {
+                    let first = slice * width;
+                    if first < n {
+                        product(first, width.min(n - first), gemm::Parallelism::None);
+                    }
+                });
             }
             Ok(())
         })
@@ -149,6 +167,19 @@ pub(crate) fn linear(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>, then: T
         activate_in_place(&mut out, &bias, activation);
     }
     Tensor::from_vec(out, (m, n), x.device())
+}
+
+/// Output columns a slice of [`linear`]'s product has at least: in a micro-benchmark on the pass's
+/// shapes (1,024 rows), slices of 64 columns ran 5-10% slower than slices of 384.
+const MIN_SLICE_COLUMNS: usize = 64;
+
+/// Into how many slices of output columns [`linear`] cuts an `n`-column product, one single-threaded
+/// GEMM each, run in parallel: one per thread, each of at least [`MIN_SLICE_COLUMNS`]. gemm's own
+/// threading of a whole product ran 15-20% slower on the 768-column outputs of BERT-base and
+/// Pythia-160m (1,024 x 768 by 768 and by 3,072: 240-265 GFLOP/s on this project's 2-core Xeon,
+/// 300-310 as two 384-column slices). A single slice leaves the threading to gemm.
+fn column_slices(n: usize) -> usize {
+    (n / MIN_SLICE_COLUMNS).clamp(1, rayon::current_num_threads())
 }
 
 /// What [`linear`] does to its product, in place, after the matrix product.
@@ -636,6 +667,36 @@ mod tests {
             assert!(difference < 1e-6, "part {part}: {difference}");
         }
         assert!(rotate_queries_and_keys(&qkv, head, 5, &cos, &sin).is_err());
+    }
+
+    /// A product cut into column slices (three threads: 200 columns as 67 + 67 + 66) gives every
+    /// column, with the bias, in either weight layout, and with an activation.
+    #[test]
+    fn linear_cut_into_column_slices_gives_every_column() {
+        let device = Device::Cpu;
+        let (m, k, n) = (9, 33, 200);
+        let values = |count: usize, scale: f32| (0..count).map(|i| (i as f32 * scale).sin()).collect::<Vec<f32>>();
+        let x = Tensor::from_vec(values(m * k, 0.31), (m, k), &device).unwrap();
+        let weight = Tensor::from_vec(values(n * k, 0.17), (n, k), &device).unwrap();
+        let bias = Tensor::from_vec(values(n, 0.9), n, &device).unwrap();
+        let expected = x.matmul(&weight.t().unwrap()).unwrap().broadcast_add(&bias).unwrap();
+        let transposed = weight.t().unwrap().contiguous().unwrap().t().unwrap();
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(3).build().unwrap();
+        pool.install(|| {
+            assert_eq!(column_slices(n), 3);
+            for w in [&weight, &transposed] {
+                let got = linear(&x, w, Some(&bias), Then::Nothing).unwrap();
+                assert!(largest_difference(&got, &expected) < 1e-5);
+                let no_bias = linear(&x, w, None, Then::Nothing)
+                    .unwrap()
+                    .broadcast_add(&bias)
+                    .unwrap();
+                assert!(largest_difference(&no_bias, &expected) < 1e-5);
+                let relu = linear(&x, w, Some(&bias), Then::Activate(Activation::Relu)).unwrap();
+                assert!(largest_difference(&relu, &expected.relu().unwrap()) < 1e-5);
+            }
+        });
+        assert_eq!(column_slices(63), 1);
     }
 
     /// The activation runs on the product, bias included.
