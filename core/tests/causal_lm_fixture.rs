@@ -16,7 +16,7 @@ use lineage_core::models::evaluator::Evaluator;
 use lineage_loaders::{ParamSet, load_params};
 use serde_json::Value;
 
-const FAMILIES: [&str; 2] = ["gpt2", "gpt_neox"];
+const FAMILIES: [&str; 4] = ["gpt2", "gpt_neox", "olmo", "olmo2"];
 
 fn lm_fixture(rel: &str) -> PathBuf {
     own_fixture(&format!("causal_lm/{rel}"))

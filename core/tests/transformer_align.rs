@@ -1,4 +1,4 @@
-//! Weight matching on the transformer fixtures (BERT, RoBERTa, GPT-2, GPT-NeoX, two inits each): the aligned
+//! Weight matching on the transformer fixtures (BERT, RoBERTa, GPT-2, GPT-NeoX, OLMo, OLMo-2, two inits each): the aligned
 //! model B computes exactly the function of B (the permutation spec names every tensor touching a
 //! permuted axis), the matching objective rises, and the barrier between A and aligned B is lower
 //! than the raw one.
@@ -37,6 +37,18 @@ fn cases() -> Vec<(&'static str, PathBuf, PathBuf, PathBuf)> {
             "gpt_neox",
             own_fixture("causal_lm/zoo-gpt_neox/seed0/step150"),
             own_fixture("causal_lm/zoo-gpt_neox/seed1/step150"),
+            own_fixture("causal_lm/eval.parquet"),
+        ),
+        (
+            "olmo",
+            own_fixture("causal_lm/zoo-olmo/seed0/step150"),
+            own_fixture("causal_lm/zoo-olmo/seed1/step150"),
+            own_fixture("causal_lm/eval.parquet"),
+        ),
+        (
+            "olmo2",
+            own_fixture("causal_lm/zoo-olmo2/seed0/step150"),
+            own_fixture("causal_lm/zoo-olmo2/seed1/step150"),
             own_fixture("causal_lm/eval.parquet"),
         ),
     ]

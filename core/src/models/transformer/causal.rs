@@ -3,7 +3,7 @@
 //! `labels = input_ids` with padding ignored), so the mean loss is the usual per-token eval loss and
 //! the error rate is 1 - next-token accuracy.
 
-use candle_core::{D, Device, IndexOp, Tensor};
+use candle_core::{D, DType, Device, IndexOp, Tensor};
 use candle_nn::VarBuilder;
 
 use lineage_loaders::ParamSet;
@@ -289,6 +289,39 @@ pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, scale: f64, bias: &Tensor) 
     let out = probs.matmul(&v.contiguous()?)?;
     let (b, heads, l, head) = out.dims4()?;
     out.transpose(1, 2)?.reshape((b, l, heads * head))
+}
+
+/// The default rotary embedding's settings in the HF config `value` at `path`: `rope_theta` and
+/// `partial_rotary_factor` from `rope_parameters` (transformers 5) or `rope_scaling`, when given
+/// there (families add their own top-level keys); a rope type other than `default` is an error.
+pub fn rope_settings(value: &serde_json::Value, path: &std::path::Path) -> Result<(Option<f64>, Option<f64>)> {
+    let rope = value.get("rope_parameters").or_else(|| value.get("rope_scaling"));
+    if let Some(kind) = rope.and_then(|r| field::<String>(r, "rope_type").or_else(|| field(r, "type")))
+        && kind != "default"
+    {
+        return Err(CoreError::config(
+            path,
+            format!("rope type `{kind}` is not supported (only default)"),
+        ));
+    }
+    let rope_field = |key: &str| rope.and_then(|r| field::<f64>(r, key));
+    Ok((rope_field("rope_theta"), rope_field("partial_rotary_factor")))
+}
+
+/// cos and sin `[len, dims / 2]` of positions `0..len` for a rotary embedding of `dims` dimensions
+/// with base `base`, in f32 as transformers computes them (`inv_freq = 1 / base^(2i / dims)`).
+pub fn rotary_tables(dims: usize, base: f64, len: usize, device: &Device) -> candle_core::Result<(Tensor, Tensor)> {
+    let base = base as f32;
+    let inv_freq: Vec<f32> = (0..dims)
+        .step_by(2)
+        .map(|i| 1.0 / base.powf(i as f32 / dims as f32))
+        .collect();
+    let inv_freq = Tensor::from_vec(inv_freq, (1, dims / 2), device)?;
+    let positions = Tensor::arange(0u32, len as u32, device)?
+        .to_dtype(DType::F32)?
+        .reshape((len, 1))?;
+    let freqs = positions.broadcast_mul(&inv_freq)?;
+    Ok((freqs.cos()?, freqs.sin()?))
 }
 
 /// Reads an optional field of an HF config.

@@ -4,14 +4,16 @@
 
 use std::path::Path;
 
-use candle_core::{D, DType, Device, Module, Tensor};
+use candle_core::{D, Module, Tensor};
 use candle_nn::{Embedding, LayerNorm, VarBuilder, embedding, layer_norm};
 
 use lineage_loaders::ParamSet;
 
 use crate::error::{CoreError, Result};
 use crate::methods::align::PermutationSpec;
-use crate::models::transformer::causal::{Activation, Decoder, DecoderSpec, attention, field, required, run_blocks};
+use crate::models::transformer::causal::{
+    Activation, Decoder, DecoderSpec, attention, field, required, rope_settings, rotary_tables, run_blocks,
+};
 use crate::models::transformer::dense::{Dense, dense, dense_no_bias};
 use crate::models::transformer::{check_heads, kernels, permutations};
 
@@ -46,16 +48,7 @@ pub struct GptNeoxSpec {
 impl GptNeoxSpec {
     /// Reads the architecture from a parsed HF `config.json` at `path`.
     pub fn from_config_json(value: &serde_json::Value, path: &Path) -> Result<Self> {
-        let rope = value.get("rope_parameters").or_else(|| value.get("rope_scaling"));
-        let rope_field = |key: &str| rope.and_then(|r| field::<f64>(r, key));
-        if let Some(kind) = rope.and_then(|r| field::<String>(r, "rope_type").or_else(|| field(r, "type")))
-            && kind != "default"
-        {
-            return Err(CoreError::config(
-                path,
-                format!("rope type `{kind}` is not supported (only default)"),
-            ));
-        }
+        let (rope_theta, partial_rotary_factor) = rope_settings(value, path)?;
         let act: String = field(value, "hidden_act").unwrap_or_else(|| "gelu".into());
         let spec = Self {
             vocab_size: required(value, "vocab_size", path)?,
@@ -63,12 +56,8 @@ impl GptNeoxSpec {
             num_layers: required(value, "num_hidden_layers", path)?,
             num_heads: required(value, "num_attention_heads", path)?,
             intermediate_size: required(value, "intermediate_size", path)?,
-            rotary_pct: field(value, "rotary_pct")
-                .or_else(|| rope_field("partial_rotary_factor"))
-                .unwrap_or(0.25),
-            rotary_base: field(value, "rotary_emb_base")
-                .or_else(|| rope_field("rope_theta"))
-                .unwrap_or(10000.0),
+            rotary_pct: field(value, "rotary_pct").or(partial_rotary_factor).unwrap_or(0.25),
+            rotary_base: field(value, "rotary_emb_base").or(rope_theta).unwrap_or(10000.0),
             parallel_residual: field(value, "use_parallel_residual").unwrap_or(true),
             layer_norm_eps: field(value, "layer_norm_eps").unwrap_or(1e-5),
             activation: Activation::from_name(&act)
@@ -199,22 +188,6 @@ impl GptNeox {
         })
     }
 
-    /// cos and sin `[L, rotary_dims / 2]` of positions `0..len`, in f32 as transformers.
-    fn rotary(&self, len: usize, device: &Device) -> candle_core::Result<(Tensor, Tensor)> {
-        let dims = self.spec.rotary_dims();
-        let base = self.spec.rotary_base as f32;
-        let inv_freq: Vec<f32> = (0..dims)
-            .step_by(2)
-            .map(|i| 1.0 / base.powf(i as f32 / dims as f32))
-            .collect();
-        let inv_freq = Tensor::from_vec(inv_freq, (1, dims / 2), device)?;
-        let positions = Tensor::arange(0u32, len as u32, device)?
-            .to_dtype(DType::F32)?
-            .reshape((len, 1))?;
-        let freqs = positions.broadcast_mul(&inv_freq)?;
-        Ok((freqs.cos()?, freqs.sin()?))
-    }
-
     fn attend(
         &self,
         layer: &Layer,
@@ -266,7 +239,7 @@ impl Decoder for GptNeox {
         keep: Option<usize>,
     ) -> candle_core::Result<(Tensor, Option<Tensor>)> {
         let (_, l) = input_ids.dims2()?;
-        let rotary = self.rotary(l, input_ids.device())?;
+        let rotary = rotary_tables(self.spec.rotary_dims(), self.spec.rotary_base, l, input_ids.device())?;
         let x = self.embed.forward(input_ids)?;
         let block = |layer: &Layer, x: &Tensor| -> candle_core::Result<Tensor> {
             let attn = self.attend(layer, &layer.input_norm.forward(x)?, bias, &rotary)?;

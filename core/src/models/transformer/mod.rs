@@ -5,11 +5,11 @@
 //! - `bert` ([`bert`]): `BertForSequenceClassification`; the BERT encoder written with candle-nn
 //!   (its last layer computes only the [CLS] row the head reads) plus the HF pooler and classifier
 //!   head. `roberta` / `xlm-roberta` ([`roberta`]):
-//!   `RobertaForSequenceClassification`; candle-transformers' XLM-RoBERTa encoder plus the HF head.
+//!   `RobertaForSequenceClassification`; BERT's encoder with RoBERTa's position ids, plus the HF head.
 //!   One example per sequence ([`classifier`]); the representation is the head's input (BERT's
 //!   pooled [CLS] state).
-//! - `gpt2` ([`gpt2`]) and `gpt_neox` ([`gpt_neox`], Pythia): causal language models, written with
-//!   candle-nn because candle-transformers has neither. One example per predicted token
+//! - `gpt2` ([`gpt2`]), `gpt_neox` ([`gpt_neox`], Pythia) and `olmo` / `olmo2` ([`olmo`]): causal
+//!   language models, written with candle-nn on lineage's kernels. One example per predicted token
 //!   ([`causal`]); the representation is the final hidden state at each predicting position.
 //!
 //! All run through one [`TransformerEvaluator`] on a candle [`Device`]: the CPU, or an NVIDIA GPU
@@ -23,6 +23,7 @@ mod evaluator;
 pub mod gpt2;
 pub mod gpt_neox;
 mod kernels;
+pub mod olmo;
 pub mod permutations;
 pub mod roberta;
 mod tokens;
@@ -38,6 +39,7 @@ pub use classifier::SequenceClassifier;
 pub use evaluator::{Architecture, Scores, TransformerEvaluator};
 pub use gpt_neox::GptNeoxSpec;
 pub use gpt2::Gpt2Spec;
+pub use olmo::{OlmoSpec, OlmoVersion};
 pub use roberta::RobertaSpec;
 pub use tokens::{TokenBatch, TokenBatches};
 
@@ -46,7 +48,7 @@ use crate::error::{CoreError, Result};
 use crate::models::evaluator::Evaluator;
 
 /// `model_type` values of HF configs that lineage evaluates.
-pub const MODEL_TYPES: &[&str] = &["bert", "roberta", "xlm-roberta", "gpt2", "gpt_neox"];
+pub const MODEL_TYPES: &[&str] = &["bert", "roberta", "xlm-roberta", "gpt2", "gpt_neox", "olmo", "olmo2"];
 
 /// The evaluator of the HF `model_type` in the parsed `config.json` at `path`, on `device`, or
 /// `None` when lineage does not know that model type.
@@ -75,6 +77,15 @@ pub fn evaluator_for_model_type(
         }
         "gpt_neox" => {
             let spec = CausalLm(GptNeoxSpec::from_config_json(value, path)?);
+            Box::new(TransformerEvaluator::new(spec, reference, data, device)?)
+        }
+        "olmo" | "olmo2" => {
+            let version = if model_type == "olmo" {
+                OlmoVersion::One
+            } else {
+                OlmoVersion::Two
+            };
+            let spec = CausalLm(OlmoSpec::from_config_json(value, path, version)?);
             Box::new(TransformerEvaluator::new(spec, reference, data, device)?)
         }
         _ => return Ok(None),

@@ -185,3 +185,43 @@ pub fn gpt_neox(params: &ParamSet, layers: usize, hidden: usize, intermediate: u
     groups.insert(0, group("P_residual".into(), hidden, &residual, params));
     PermutationSpec { groups }
 }
+
+/// The spec of an `OlmoForCausalLM` or `Olmo2ForCausalLM` whose body's tensors start with `prefix`
+/// (`model.`, or nothing when the loaders stripped it); tensors OLMo-1 lacks (its norms) and a tied
+/// output layer are left out. The SwiGLU MLP's units permute the gate's and the up projection's
+/// rows together.
+pub fn olmo(params: &ParamSet, prefix: &str, layers: usize, hidden: usize, intermediate: usize) -> PermutationSpec {
+    let mut residual = named(prefix, &[("embed_tokens.weight", 1)]);
+    let mut groups = Vec::new();
+    for l in 0..layers {
+        let p = format!("{prefix}layers.{l}.");
+        residual.extend(named(
+            &p,
+            &[
+                ("self_attn.q_proj.weight", 1),
+                ("self_attn.k_proj.weight", 1),
+                ("self_attn.v_proj.weight", 1),
+                ("self_attn.o_proj.weight", 0),
+                ("self_attn.o_proj.bias", 0),
+                ("post_attention_layernorm.weight", 0),
+                ("mlp.gate_proj.weight", 1),
+                ("mlp.up_proj.weight", 1),
+                ("mlp.down_proj.weight", 0),
+                ("post_feedforward_layernorm.weight", 0),
+            ],
+        ));
+        let mlp = named(
+            &p,
+            &[
+                ("mlp.gate_proj.weight", 0),
+                ("mlp.up_proj.weight", 0),
+                ("mlp.down_proj.weight", 1),
+            ],
+        );
+        groups.push(group(format!("P_layer{l}_mlp"), intermediate, &mlp, params));
+    }
+    residual.extend(named(prefix, &[("norm.weight", 0)]));
+    residual.push(("lm_head.weight".into(), 1));
+    groups.insert(0, group("P_residual".into(), hidden, &residual, params));
+    PermutationSpec { groups }
+}
