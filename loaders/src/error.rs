@@ -46,8 +46,8 @@ pub enum LoadError {
         /// The dtype found.
         dtype: String,
     },
-    /// The file holds no tensors at all.
-    #[error("{path}: no tensors found")]
+    /// The file holds no floating-point tensor (parameters): none at all, or integer buffers only.
+    #[error("{path}: no floating-point tensors (parameters) found")]
     Empty {
         /// File concerned.
         path: PathBuf,

@@ -18,7 +18,7 @@ pub enum ProblemKind {
     UnsafePickle,
     /// A tensor dtype lineage cannot use.
     UnsupportedDtype,
-    /// A checkpoint holds no tensors.
+    /// A checkpoint holds no floating-point tensors.
     Empty,
     /// A checkpoint's parameter names or shapes differ from the zoo's reference checkpoint.
     ShapeMismatch,
