@@ -58,6 +58,12 @@ fn cnn_evaluator(
     Ok(Box::new(evaluator))
 }
 
+/// Whether `params` are named as the OLMo repository saves its models (`model.pt` in
+/// `stepN-unsharded/`), not as transformers does.
+fn is_native_olmo(params: &ParamSet) -> bool {
+    params.names().any(|n| n.ends_with("blocks.0.att_proj.weight"))
+}
+
 fn build_evaluator(
     config: Option<&Path>,
     reference: &ParamSet,
@@ -111,10 +117,41 @@ fn build_evaluator(
         Some(spec) => spec,
         None => match CnnSpec::infer(reference) {
             Some(cnn) => return cnn_evaluator(cnn?, None, reference, data, device, bn),
+            None if is_native_olmo(reference) => {
+                return Err(CoreError::Model(
+                    "an OLMo checkpoint in the OLMo repository's own format (`transformer.blocks.N.att_proj`): \
+                     lineage reads OLMo in the Hugging Face format (`config.json` with model_type `olmo` or \
+                     `olmo2`); convert it with transformers' `convert_olmo_weights_to_hf.py`"
+                        .into(),
+                ));
+            }
             None => MlpSpec::infer(reference)?,
         },
     };
     let evaluator = MlpEvaluator::new(spec, data)?;
     evaluator.check(reference)?;
     Ok(Box::new(evaluator))
+}
+
+#[cfg(test)]
+mod tests {
+    use candle_core::{DType, Tensor};
+
+    use super::*;
+
+    /// A checkpoint of the OLMo repository's own format gets an error saying how to convert it,
+    /// not an MLP inference failure.
+    #[test]
+    fn native_olmo_checkpoints_are_named() {
+        let zeros = |shape: (usize, usize)| Tensor::zeros(shape, DType::F32, &Device::Cpu).unwrap();
+        let params = ParamSet::from_raw(vec![
+            ("model.transformer.wte.weight".into(), zeros((24, 16))),
+            ("model.transformer.blocks.0.att_proj.weight".into(), zeros((48, 16))),
+        ])
+        .unwrap();
+        let ids = Tensor::zeros((2, 4), DType::U32, &Device::Cpu).unwrap();
+        let data = EvalData::from_tensors(ids, Vec::new(), None, true).unwrap();
+        let err = evaluator_for(None, &params, &data).err().unwrap().to_string();
+        assert!(err.contains("convert_olmo_weights_to_hf.py"), "{err}");
+    }
 }
