@@ -5,9 +5,10 @@
 //! - `bert-small`, `gpt-neox-small`: 2 layers x 256 hidden (4 heads, 1024 intermediate,
 //!   vocabulary 1000) on 64 sequences of 64 tokens, 9 interior alphas;
 //! - `bert-base`: BERT-base (12 layers x 768 hidden, 12 heads, 3072 intermediate, vocabulary
-//!   30522, 4 classes, 109.5M parameters), and `pythia-160m`: Pythia-160m's GPT-NeoX (12 x 768,
-//!   vocabulary 50304, rotary 0.25, parallel residual, 162.3M parameters), each on 8 sequences of
-//!   128 tokens, 3 interior alphas (a 5-point grid);
+//!   30522, 4 classes, 109.5M parameters), `pythia-160m`: Pythia-160m's GPT-NeoX (12 x 768,
+//!   vocabulary 50304, rotary 0.25, parallel residual, 162.3M parameters), and `olmo2-768`: an
+//!   OLMo-2 of the same sizes (SwiGLU MLP 3072 wide, untied output layer, 190.6M parameters), each on
+//!   8 sequences of 128 tokens, 3 interior alphas (a 5-point grid);
 //! - `bert-base-padded`: BERT-base on an eval set as a tokenizer with `padding="max_length"`
 //!   writes it: 64 sequences of 16 to 128 real tokens (uniform, mean 72) right-padded to 128, with
 //!   their attention mask. PyTorch runs the set as one batch cut to its longest sequence (what
@@ -29,7 +30,8 @@
 //!
 //! Environment: `LINEAGE_BENCH_CASES` (comma-separated case names, default all),
 //! `LINEAGE_BENCH_SEQUENCES` (sequences of `bert-base` and `pythia-160m`, default 8),
-//! `LINEAGE_BENCH_REPEATS` (timed repeats after one warm-up, default 3), `LINEAGE_BENCH_DEVICE`
+//! `LINEAGE_BENCH_REPEATS` (timed repeats after one warm-up, default 3), `LINEAGE_BENCH_LOSSES` (set:
+//! print both sides' mean loss at each point), `LINEAGE_BENCH_DEVICE`
 //! (`cpu`, the default, or `cuda` / `cuda:N` in a build with the `cuda` feature: both lineage and
 //! PyTorch then run on that GPU, and the peak memory reported is PyTorch's GPU memory, lineage's
 //! being host memory only). `LINEAGE_CORE_DIR` names the `core` folder (for the PyTorch script)
@@ -54,7 +56,8 @@ use lineage_core::EvalData;
 use lineage_core::methods::interpolation::alpha_grid;
 use lineage_core::models::evaluator::Evaluator;
 use lineage_core::models::transformer::{
-    Architecture, BertSpec, CausalLm, GptNeoxSpec, SequenceClassifier, TokenBatches, TransformerEvaluator,
+    Architecture, BertSpec, CausalLm, GptNeoxSpec, OlmoSpec, OlmoVersion, SequenceClassifier, TokenBatches,
+    TransformerEvaluator,
 };
 use lineage_loaders::ParamSet;
 use serde_json::{Value, json};
@@ -93,7 +96,9 @@ impl Case {
             self.get("num_hidden_layers"),
         );
         let sequence = |l: f64| {
-            let per_token_layer = 4.0 * h * h + 2.0 * h * i + 2.0 * l * h;
+            // A SwiGLU MLP (OLMo) has three matrices, the others two.
+            let mlp_matrices = if self.family() == "olmo2" { 3.0 } else { 2.0 };
+            let per_token_layer = 4.0 * h * h + mlp_matrices * h * i + 2.0 * l * h;
             let head = match self.family() {
                 "bert" => h * h + h * f64::from(CLASSES),
                 _ => (l - 1.0) * h * self.get("vocab_size"),
@@ -144,9 +149,10 @@ fn extend(config: &mut Value, extra: Value) {
     object.extend(extra.as_object().unwrap().clone());
 }
 
-/// BERT-base (`bert-base-uncased`'s sizes) and Pythia-160m on `sequences` sequences of 128 tokens,
-/// and BERT-base on 64 padded sequences.
-fn real_size(sequences: usize) -> [Case; 3] {
+/// BERT-base (`bert-base-uncased`'s sizes), Pythia-160m and an OLMo-2 of Pythia-160m's sizes (its
+/// SwiGLU MLP as wide, so 17% more weights) on `sequences` sequences of 128 tokens, and BERT-base on
+/// 64 padded sequences.
+fn real_size(sequences: usize) -> [Case; 4] {
     let mut bert = json!({
         "vocab_size": 30522, "hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12,
         "intermediate_size": 3072, "hidden_act": "gelu", "max_position_embeddings": 512,
@@ -159,6 +165,12 @@ fn real_size(sequences: usize) -> [Case; 3] {
         "layer_norm_eps": 1e-5, "model_type": "gpt_neox"
     });
     extend(&mut pythia, gpt_neox_extras());
+    let olmo2 = json!({
+        "vocab_size": 50304, "hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12,
+        "num_key_value_heads": 12, "intermediate_size": 3072, "hidden_act": "silu",
+        "max_position_embeddings": 2048, "rms_norm_eps": 1e-6, "rope_theta": 10000, "model_type": "olmo2",
+        "tie_word_embeddings": false, "attention_bias": false, "pad_token_id": 1
+    });
     let case = |name, config: &Value, sequences, padded| Case {
         name,
         config: config.clone(),
@@ -170,6 +182,7 @@ fn real_size(sequences: usize) -> [Case; 3] {
     [
         case("bert-base", &bert, sequences, false),
         case("pythia-160m", &pythia, sequences, false),
+        case("olmo2-768", &olmo2, sequences, false),
         case("bert-base-padded", &bert, 64, true),
     ]
 }
@@ -408,6 +421,9 @@ fn run_case<A: Architecture>(case: &Case, architecture: A, torch: &mut Option<Py
                     baseline.rss = baseline.rss.max(reply["peak_rss"].as_f64().unwrap_or(f64::NAN));
                     for (r, want) in results.iter().zip(reply["losses"].as_array().unwrap()) {
                         max_diff = max_diff.max((r.loss - want.as_f64().unwrap()).abs());
+                        if std::env::var_os("LINEAGE_BENCH_LOSSES").is_some() {
+                            println!("  mean loss at a point: lineage {}, PyTorch {want}", r.loss);
+                        }
                     }
                     if let (true, Some(t)) = (repeat > 0, reply["seconds"].as_f64()) {
                         baseline.seconds.push(t);
@@ -513,6 +529,10 @@ fn run(case: &Case, torch: &mut Option<PyTorch>, bench: &Bench) {
             let spec = BertSpec::from_config_json(&case.config, path, Some(&[CLASSES as usize, hidden])).unwrap();
             run_case(case, SequenceClassifier(spec), torch, bench);
         }
+        "olmo2" => {
+            let spec = OlmoSpec::from_config_json(&case.config, path, OlmoVersion::Two).unwrap();
+            run_case(case, CausalLm(spec), torch, bench);
+        }
         _ => {
             let spec = GptNeoxSpec::from_config_json(&case.config, path).unwrap();
             run_case(case, CausalLm(spec), torch, bench);
@@ -525,12 +545,13 @@ fn main() {
     let threads = unsafe { lineage_core::runtime::configure_process() };
     let sequences = env_usize("LINEAGE_BENCH_SEQUENCES", 8);
     let selected = std::env::var("LINEAGE_BENCH_CASES").ok();
-    let [bert_base, pythia, bert_padded] = real_size(sequences);
+    let [bert_base, pythia, olmo2, bert_padded] = real_size(sequences);
     let cases: Vec<Case> = [
         small("bert-small", "bert"),
         small("gpt-neox-small", "gpt_neox"),
         bert_base,
         pythia,
+        olmo2,
         bert_padded,
     ]
     .into_iter()

@@ -6,7 +6,7 @@ reply per line on stdout:
 
 - {"op": "setup", "family": F, "config": {...}, "a": PATH, "b": PATH, "data": PATH}: builds the
   model (`bert`: `BertForSequenceClassification`, cross-entropy per sequence; `gpt_neox`:
-  `GPTNeoXForCausalLM`, cross-entropy per next token) and loads the two checkpoints and the eval
+  `GPTNeoXForCausalLM`, `olmo2`: `Olmo2ForCausalLM`, cross-entropy per next token) and loads the two checkpoints and the eval
   tokens (`input_ids`, and `labels` for a classifier) from safetensors files written by the bench,
   onto `device` (`cpu`, `cuda` or `cuda:N`), with the `attention_mask` when the file has one (right
   padding: the columns that are padding in every sequence are cut off, as `DataCollatorWithPadding`
@@ -32,11 +32,19 @@ import time
 import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file
-from transformers import BertConfig, BertForSequenceClassification, GPTNeoXConfig, GPTNeoXForCausalLM
+from transformers import (
+    BertConfig,
+    BertForSequenceClassification,
+    GPTNeoXConfig,
+    GPTNeoXForCausalLM,
+    Olmo2Config,
+    Olmo2ForCausalLM,
+)
 
 FAMILIES = {
     "bert": (BertConfig, BertForSequenceClassification),
     "gpt_neox": (GPTNeoXConfig, GPTNeoXForCausalLM),
+    "olmo2": (Olmo2Config, Olmo2ForCausalLM),
 }
 
 

@@ -158,6 +158,15 @@ pub fn gelu_tanh(x: f32) -> f32 {
     0.5 * x * (1.0 + tanh(SQRT_2_OVER_PI * (x + 0.044_715 * x * x * x)))
 }
 
+/// SiLU, `x * sigmoid(x)` (`torch.nn.functional.silu`), the sigmoid from `exp(-|x|)` so that it
+/// keeps its relative accuracy for large `|x|` of either sign.
+#[inline(always)]
+pub fn silu(x: f32) -> f32 {
+    let e = exp_nonpositive(-x.abs());
+    let numerator = if x >= 0.0 { 1.0 } else { e };
+    x * (numerator / (1.0 + e))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -238,5 +247,27 @@ mod tests {
         assert_eq!(tanh(f32::NEG_INFINITY), -1.0);
         assert!(tanh(f32::NAN).is_nan() && gelu_tanh(f32::NAN).is_nan());
         assert_eq!(gelu_tanh(0.0), 0.0);
+    }
+
+    #[test]
+    fn silu_is_close_to_f64() {
+        let mut x = -90.0f32;
+        while x <= 90.0 {
+            let x64 = f64::from(x);
+            let exact = x64 / (1.0 + (-x64).exp());
+            let error = (f64::from(silu(x)) - exact).abs();
+            // Below -87 the exponential flushes to 0 (`exp_nonpositive`): absolute error < 1e-35.
+            assert!(
+                error <= 4e-7 * exact.abs() + 1e-35,
+                "silu({x}) = {} vs {exact}: {error:e}",
+                silu(x)
+            );
+            x += 0.0037;
+        }
+        assert_eq!(silu(0.0), 0.0);
+        assert_eq!(silu(f32::INFINITY), f32::INFINITY);
+        // As `torch.nn.functional.silu`: -inf times sigmoid(-inf) = 0 is NaN.
+        assert!(silu(f32::NEG_INFINITY).is_nan());
+        assert!(silu(f32::NAN).is_nan());
     }
 }

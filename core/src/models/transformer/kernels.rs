@@ -331,6 +331,57 @@ impl candle_core::InplaceOp1 for RotateInPlace {
     }
 }
 
+/// A SwiGLU MLP's gated state `silu(gate) * up`, written over `gate` (`[.., width]` each): chunks
+/// in parallel, vectorised, on [`fast_math::silu`], where candle runs silu on libm's exp and the
+/// product as a second pass into a new tensor. Both must be contiguous f32 tensors on the CPU of
+/// one shape, and `gate` must share its storage with no tensor still in use (a projection's fresh
+/// output).
+pub(crate) fn swiglu_in_place(gate: &Tensor, up: &Tensor) -> candle_core::Result<()> {
+    if gate.shape() != up.shape() || !gate.is_contiguous() || !up.is_contiguous() {
+        candle_core::bail!(
+            "CPU SwiGLU: gate {:?} and up {:?} must be contiguous and of one shape",
+            gate.dims(),
+            up.dims()
+        );
+    }
+    gate.inplace_op2(up, &SwiGluInPlace)
+}
+
+/// The in-place op of [`swiglu_in_place`].
+struct SwiGluInPlace;
+
+impl candle_core::InplaceOp2 for SwiGluInPlace {
+    fn name(&self) -> &'static str {
+        "swiglu"
+    }
+
+    fn cpu_fwd(&self, gate: &mut CpuStorage, gl: &Layout, up: &CpuStorage, ul: &Layout) -> candle_core::Result<()> {
+        let (CpuStorage::F32(gate), CpuStorage::F32(up)) = (gate, up) else {
+            candle_core::bail!("CPU SwiGLU needs f32 tensors")
+        };
+        let (Some((g0, g1)), Some((u0, u1))) = (gl.contiguous_offsets(), ul.contiguous_offsets()) else {
+            candle_core::bail!("CPU SwiGLU needs contiguous tensors")
+        };
+        let (Some(gate), Some(up)) = (gate.get_mut(g0..g1), up.get(u0..u1)) else {
+            candle_core::bail!("CPU SwiGLU: storage shorter than its layout")
+        };
+        gate.par_chunks_mut(ELEMENTWISE_CHUNK)
+            .zip(up.par_chunks(ELEMENTWISE_CHUNK))
+            .for_each(|(gate, up)| swiglu_chunk(gate, up));
+        Ok(())
+    }
+}
+
+fast_math::multiversioned! {
+    /// `silu(gate) * up` of each pair, into `gate`, vectorised.
+    fn swiglu_chunk(gate: &mut [f32], up: &[f32]) => swiglu_simd
+}
+
+#[inline(always)]
+fn swiglu_simd(gate: &mut [f32], up: &[f32]) {
+    gate.iter_mut().zip(up).for_each(|(g, &u)| *g = fast_math::silu(*g) * u);
+}
+
 /// Whether [`attention`] and [`linear`] can run on these tensors.
 pub(crate) fn supports(q: &Tensor) -> bool {
     q.device().is_cpu() && q.dtype() == DType::F32
@@ -628,6 +679,39 @@ mod tests {
                 .fold(0f32, f32::max);
             assert!(worst <= tolerance, "{activation:?}: {worst}");
         }
+    }
+
+    /// `silu(gate) * up` in place gives candle's values, NaN kept; mismatched inputs are refused.
+    #[test]
+    fn swiglu_in_place_matches_candle() {
+        let n = 17 * (3 * ELEMENTWISE_CHUNK / 17 + 5);
+        let mut values: Vec<f32> = (0..n).map(|i| (i as f32 * 0.011).sin() * 12.0).collect();
+        values[7] = f32::NAN;
+        let gate = Tensor::from_vec(values, (n / 17, 17), &Device::Cpu).unwrap();
+        let up = Tensor::from_vec(
+            (0..n).map(|i| (i as f32 * 0.007).cos()).collect::<Vec<f32>>(),
+            (n / 17, 17),
+            &Device::Cpu,
+        )
+        .unwrap();
+        let expected = (gate.silu().unwrap() * &up)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        let ours = gate.copy().unwrap();
+        swiglu_in_place(&ours, &up).unwrap();
+        let ours = ours.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        assert!(ours[7].is_nan());
+        let worst = ours
+            .iter()
+            .zip(&expected)
+            .filter(|(a, _)| !a.is_nan())
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        assert!(worst <= 5e-6, "{worst}");
+        assert!(swiglu_in_place(&gate.copy().unwrap(), &up.t().unwrap()).is_err());
     }
 
     /// In place, the values of candle's rotate-half `rope` on the first `dims` of each head's

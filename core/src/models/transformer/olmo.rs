@@ -24,7 +24,7 @@ use crate::models::transformer::causal::{
     Decoder, DecoderSpec, attention, field, required, rope_settings, rotary_tables, run_blocks,
 };
 use crate::models::transformer::dense::{Dense, dense, dense_no_bias};
-use crate::models::transformer::{check_heads, permutations};
+use crate::models::transformer::{check_heads, kernels, permutations};
 
 /// Which OLMo generation (the config's `model_type`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -232,10 +232,10 @@ impl Olmo {
         let (h, i) = (spec.hidden_size, spec.intermediate_size);
         let (q_width, kv_width) = (spec.num_heads * spec.head_dim, spec.num_kv_heads * spec.head_dim);
         // With tied embeddings every name starts with `model.`, which the loaders strip.
-        let body = if vb.contains_tensor("model.embed_tokens.weight") {
-            vb.pp("model")
-        } else {
+        let body = if vb.contains_tensor("embed_tokens.weight") {
             vb.clone()
+        } else {
+            vb.pp("model")
         };
         let project = |inputs, outputs, vb: VarBuilder| {
             if spec.attention_bias {
@@ -245,7 +245,9 @@ impl Olmo {
             }
         };
         let rms = |size: usize, vb: VarBuilder| -> candle_core::Result<LayerNorm> {
-            Ok(LayerNorm::rms_norm(vb.get(size, "weight")?, spec.norm_eps))
+            // Initialised to ones when the weights are made, not read (as `candle_nn::rms_norm`).
+            let weight = vb.get_with_hints(size, "weight", candle_nn::Init::Const(1.0))?;
+            Ok(LayerNorm::rms_norm(weight, spec.norm_eps))
         };
         let layers = (0..spec.num_layers)
             .map(|n| {
@@ -337,9 +339,16 @@ impl Olmo {
         layer.o.forward(&out)
     }
 
-    /// The SwiGLU MLP: `down(silu(gate(x)) * up(x))`.
+    /// The SwiGLU MLP: `down(silu(gate(x)) * up(x))`; on the CPU the gated state is written over
+    /// the gate's fresh product (`kernels::swiglu_in_place`).
     fn mlp(&self, layer: &Layer, x: &Tensor) -> candle_core::Result<Tensor> {
-        let gated = (layer.gate.forward(x)?.silu()? * layer.up.forward(x)?)?;
+        let (gate, up) = (layer.gate.forward(x)?, layer.up.forward(x)?);
+        let gated = if kernels::supports(&gate) && gate.is_contiguous() && up.is_contiguous() {
+            kernels::swiglu_in_place(&gate, &up)?;
+            gate
+        } else {
+            (gate.silu()? * up)?
+        };
         layer.down.forward(&gated)
     }
 }
