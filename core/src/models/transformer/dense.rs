@@ -63,6 +63,11 @@ pub fn dense(inputs: usize, outputs: usize, vb: VarBuilder) -> candle_core::Resu
     candle_nn::linear(inputs, outputs, vb).map(Dense)
 }
 
+/// `inputs -> outputs`, with a bias when `bias` says so (as [`candle_nn::linear_b`]).
+pub fn dense_with_bias_if(bias: bool, inputs: usize, outputs: usize, vb: VarBuilder) -> candle_core::Result<Dense> {
+    candle_nn::linear_b(inputs, outputs, bias, vb).map(Dense)
+}
+
 /// `inputs -> outputs` without a bias (as [`candle_nn::linear_no_bias`]).
 pub fn dense_no_bias(inputs: usize, outputs: usize, vb: VarBuilder) -> candle_core::Result<Dense> {
     candle_nn::linear_no_bias(inputs, outputs, vb).map(Dense)

@@ -14,7 +14,7 @@ use crate::methods::align::PermutationSpec;
 use crate::models::transformer::causal::{
     Activation, Decoder, DecoderSpec, attention, field, required, rope_settings, rotary_tables, run_blocks,
 };
-use crate::models::transformer::dense::{Dense, dense, dense_no_bias};
+use crate::models::transformer::dense::{Dense, dense, dense_no_bias, dense_with_bias_if};
 use crate::models::transformer::{check_heads, kernels, permutations};
 
 /// A GPT-NeoX architecture, from an HF `config.json` (`model_type: gpt_neox`).
@@ -159,13 +159,7 @@ impl GptNeox {
     pub fn load(vb: VarBuilder, spec: &GptNeoxSpec) -> candle_core::Result<Self> {
         let (h, i) = (spec.hidden_size, spec.intermediate_size);
         let body = vb.pp("gpt_neox");
-        let project = |inputs, outputs, vb: VarBuilder| {
-            if spec.attention_bias {
-                dense(inputs, outputs, vb)
-            } else {
-                dense_no_bias(inputs, outputs, vb)
-            }
-        };
+        let project = |inputs, outputs, vb| dense_with_bias_if(spec.attention_bias, inputs, outputs, vb);
         let layers = (0..spec.num_layers)
             .map(|n| {
                 let vb = body.pp(format!("layers.{n}"));

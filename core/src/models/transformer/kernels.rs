@@ -671,14 +671,18 @@ mod tests {
             activate_in_place(&mut ours, &bias, activation);
             let expected = expected.flatten_all().unwrap().to_vec1::<f32>().unwrap();
             assert!(ours[5].is_nan(), "{activation:?} of NaN");
-            let worst = ours
-                .iter()
-                .zip(&expected)
-                .filter(|(a, _)| !a.is_nan())
-                .map(|(a, b)| (a - b).abs())
-                .fold(0f32, f32::max);
+            let worst = largest_gap_off_nan(&ours, &expected);
             assert!(worst <= tolerance, "{activation:?}: {worst}");
         }
+    }
+
+    /// The largest absolute difference between `ours` and `expected` where `ours` is not NaN.
+    fn largest_gap_off_nan(ours: &[f32], expected: &[f32]) -> f32 {
+        ours.iter()
+            .zip(expected)
+            .filter(|(a, _)| !a.is_nan())
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max)
     }
 
     /// `silu(gate) * up` in place gives candle's values, NaN kept; mismatched inputs are refused.
@@ -704,12 +708,7 @@ mod tests {
         swiglu_in_place(&ours, &up).unwrap();
         let ours = ours.flatten_all().unwrap().to_vec1::<f32>().unwrap();
         assert!(ours[7].is_nan());
-        let worst = ours
-            .iter()
-            .zip(&expected)
-            .filter(|(a, _)| !a.is_nan())
-            .map(|(a, b)| (a - b).abs())
-            .fold(0f32, f32::max);
+        let worst = largest_gap_off_nan(&ours, &expected);
         assert!(worst <= 5e-6, "{worst}");
         assert!(swiglu_in_place(&gate.copy().unwrap(), &up.t().unwrap()).is_err());
     }

@@ -23,7 +23,7 @@ use crate::methods::align::PermutationSpec;
 use crate::models::transformer::causal::{
     Decoder, DecoderSpec, attention, field, required, rope_settings, rotary_tables, run_blocks,
 };
-use crate::models::transformer::dense::{Dense, dense, dense_no_bias};
+use crate::models::transformer::dense::{Dense, dense_no_bias, dense_with_bias_if};
 use crate::models::transformer::{check_heads, kernels, permutations};
 
 /// Which OLMo generation (the config's `model_type`).
@@ -237,13 +237,7 @@ impl Olmo {
         } else {
             vb.pp("model")
         };
-        let project = |inputs, outputs, vb: VarBuilder| {
-            if spec.attention_bias {
-                dense(inputs, outputs, vb)
-            } else {
-                dense_no_bias(inputs, outputs, vb)
-            }
-        };
+        let project = |inputs, outputs, vb| dense_with_bias_if(spec.attention_bias, inputs, outputs, vb);
         let rms = |size: usize, vb: VarBuilder| -> candle_core::Result<LayerNorm> {
             // Initialised to ones when the weights are made, not read (as `candle_nn::rms_norm`).
             let weight = vb.get_with_hints(size, "weight", candle_nn::Init::Const(1.0))?;
