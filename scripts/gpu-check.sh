@@ -22,7 +22,7 @@
 # Environment: CUDA_COMPUTE_CAP (e.g. 90 for an H100/H200; read from nvidia-smi when unset, and
 # required with --package on a machine without a GPU), CUDA_HOME (the toolkit to build with),
 # LINEAGE_PYTHON (a python with torch, transformers, safetensors and pandas; default python3),
-# LINEAGE_BENCH_CASES (default bert-base,pythia-160m), LINEAGE_BENCH_SEQUENCES (default 16; several,
+# LINEAGE_BENCH_CASES (default bert-base,pythia-160m,olmo2-768), LINEAGE_BENCH_SEQUENCES (default 16; several,
 # space-separated, run the bench once each), LINEAGE_BENCH_REPEATS (default 3),
 # LINEAGE_TEST_DEVICE / LINEAGE_BENCH_DEVICE (default cuda).
 #
@@ -189,8 +189,8 @@ else
 fi
 
 for sequences in ${LINEAGE_BENCH_SEQUENCES:-16}; do
-  say "BERT-base and Pythia-160m paths on $DEVICE against PyTorch, $sequences sequences (LINEAGE_BENCH_DEVICE=${LINEAGE_BENCH_DEVICE:-$DEVICE})"
-  if ! LINEAGE_BENCH_DEVICE="${LINEAGE_BENCH_DEVICE:-$DEVICE}" LINEAGE_BENCH_CASES="${LINEAGE_BENCH_CASES:-bert-base,pythia-160m}" \
+  say "BERT-base, Pythia-160m and OLMo-2 paths on $DEVICE against PyTorch, $sequences sequences (LINEAGE_BENCH_DEVICE=${LINEAGE_BENCH_DEVICE:-$DEVICE})"
+  if ! LINEAGE_BENCH_DEVICE="${LINEAGE_BENCH_DEVICE:-$DEVICE}" LINEAGE_BENCH_CASES="${LINEAGE_BENCH_CASES:-bert-base,pythia-160m,olmo2-768}" \
     LINEAGE_BENCH_SEQUENCES="$sequences" LINEAGE_PYTHON="$PYTHON" "${exe[$BENCH]}" --bench; then
     failed+=("$BENCH-$sequences")
   fi
