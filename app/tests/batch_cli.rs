@@ -1038,3 +1038,49 @@ fn peak_memory_does_not_grow_with_the_number_of_runs() {
     assert_same(&blocked, &all_at_once, &["evals", "interpolation", "barriers"]);
     assert_eq!(report(&blocked)["rows"]["barriers"], 28 * 2);
 }
+
+/// A run whose `config.json` describes another model with the same tensor shapes (an activation)
+/// is left out with one warning naming its config, not evaluated as the reference run's model;
+/// runs whose configs differ only in training settings (seeds) are kept.
+#[test]
+fn a_run_configured_as_another_model_is_left_out() {
+    let tmp = tempfile::tempdir().unwrap();
+    let zoo = tmp.path().join("zoo");
+    for run in FIXTURE_RUNS {
+        for step in FIXTURE_STEPS {
+            place_fixture(
+                &zoo.join(format!("{run}/step{step}/model.safetensors")),
+                run,
+                step,
+                false,
+            );
+        }
+        std::fs::copy(
+            fixture(&format!("zoo_safetensors/{run}/config.json")),
+            zoo.join(format!("{run}/config.json")),
+        )
+        .unwrap();
+    }
+    let other = FIXTURE_RUNS[1];
+    let config = zoo.join(format!("{other}/config.json"));
+    let text = std::fs::read_to_string(&config).unwrap();
+    assert!(text.contains("\"relu\""));
+    std::fs::write(&config, text.replace("\"relu\"", "\"tanh\"")).unwrap();
+
+    let out = tmp.path().join("out");
+    let result = batch(&zoo, &out, &tmp.path().join("cache"))
+        .arg("--no-views")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    assert!(result.status.success(), "{stderr}");
+    let warnings: Vec<&str> = stderr.lines().filter(|l| l.contains(other)).collect();
+    assert_eq!(warnings.len(), 1, "{stderr}");
+    assert!(
+        warnings[0].contains("another model") && warnings[0].contains("tanh"),
+        "{}",
+        warnings[0]
+    );
+    let runs: HashSet<String> = eval_losses(&out).into_iter().map(|(run, _, _)| run).collect();
+    assert_eq!(runs, HashSet::from([FIXTURE_RUNS[0].to_string()]));
+}

@@ -89,6 +89,13 @@ pub trait Evaluator: Send + Sync {
     /// A one-line description (family, architecture, eval set size); part of result cache keys.
     fn describe(&self) -> String;
 
+    /// The whole specification of the model this evaluator runs, every setting that changes what it
+    /// computes from the same parameters (two evaluators with equal specifications compute the same
+    /// function); by default the description.
+    fn model_specification(&self) -> String {
+        self.describe()
+    }
+
     /// Number of eval examples.
     fn n_examples(&self) -> usize;
 

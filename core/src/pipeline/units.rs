@@ -5,6 +5,7 @@
 
 use std::collections::HashSet;
 use std::hash::Hash;
+use std::path::Path;
 
 use rayon::prelude::*;
 use serde::Serialize;
@@ -133,7 +134,19 @@ pub fn reference_evaluator(
             Ok(reference) => {
                 let config = zoo.run(&k.id.run).and_then(|r| r.config.clone());
                 match factory(config.as_deref(), &reference, data) {
-                    Ok(evaluator) => return Ok((evaluator, reference, refused)),
+                    Ok(evaluator) => {
+                        let other = RunModels {
+                            zoo,
+                            config: config.as_deref(),
+                            evaluator: evaluator.as_ref(),
+                            reference: &reference,
+                            data,
+                            factory,
+                        }
+                        .runs_of_another_model(keyed, warnings);
+                        refused.extend(other);
+                        return Ok((evaluator, reference, refused));
+                    }
                     // The eval data does not fit the zoo's model: no other checkpoint will do better.
                     Err(e @ CoreError::Data { .. }) => return Err(e),
                     Err(e) if last_refusal.as_ref() == Some(&e.to_string()) => return Err(e),
@@ -152,6 +165,62 @@ pub fn reference_evaluator(
         zoo.root.display(),
         reasons(warnings)
     )))
+}
+
+/// The zoo's model, as its reference run's `config` describes it, against the other runs' configs.
+struct RunModels<'a> {
+    zoo: &'a Zoo,
+    /// The reference run's `config.json`, if it has one.
+    config: Option<&'a Path>,
+    evaluator: &'a dyn Evaluator,
+    reference: &'a ParamSet,
+    data: &'a EvalData,
+    factory: &'a EvaluatorFactory<'a>,
+}
+
+impl RunModels<'_> {
+    /// The checkpoints of `keyed` whose run's `config.json` describes another model than the
+    /// reference run's (an activation, a norm's epsilon, a head count that leaves every tensor's
+    /// shape alone), or cannot be read: evaluated with the reference's model they would give wrong
+    /// numbers silently. Each such run is one warning naming its config and left out. A run with no
+    /// config, or one with the reference config's bytes, is kept without building a model.
+    fn runs_of_another_model(&self, keyed: &[KeyedCheckpoint], warnings: &mut Vec<String>) -> Vec<CheckpointId> {
+        let Some(reference_config) = self.config else {
+            return Vec::new();
+        };
+        let reference_bytes = std::fs::read(reference_config).ok();
+        let specification = self.evaluator.model_specification();
+        let mut left_out: HashSet<&str> = HashSet::new();
+        let mut checked: HashSet<&str> = HashSet::new();
+        for k in keyed {
+            let Some(run) = self.zoo.run(&k.id.run) else { continue };
+            if !checked.insert(run.name.as_str()) {
+                continue;
+            }
+            let Some(config) = run.config.as_deref() else { continue };
+            if config == reference_config || std::fs::read(config).ok() == reference_bytes {
+                continue;
+            }
+            let problem = match (self.factory)(Some(config), self.reference, self.data) {
+                Ok(other) if other.model_specification() == specification => continue,
+                Ok(other) => format!(
+                    "{} describes another model ({}) than {} ({})",
+                    config.display(),
+                    other.describe(),
+                    reference_config.display(),
+                    self.evaluator.describe()
+                ),
+                Err(e) => e.to_string(),
+            };
+            warnings.push(format!("run {}: {problem}: the run is left out", run.name));
+            left_out.insert(run.name.as_str());
+        }
+        keyed
+            .iter()
+            .filter(|k| left_out.contains(k.id.run.as_str()))
+            .map(|k| k.id.clone())
+            .collect()
+    }
 }
 
 /// The problems met so far, one per line (the first few), for an error that ends the analysis:

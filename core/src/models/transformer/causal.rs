@@ -23,7 +23,7 @@ const LOGITS_PER_CHUNK: usize = 1 << 24;
 const DEVICE_LOGITS_PER_CHUNK: usize = 1 << 27;
 
 /// A decoder-only architecture read from an HF `config.json`.
-pub trait DecoderSpec: Send + Sync + 'static {
+pub trait DecoderSpec: std::fmt::Debug + Send + Sync + 'static {
     /// The model built on one parameter set.
     type Model: Decoder;
     /// One line (family and sizes), part of result cache keys.

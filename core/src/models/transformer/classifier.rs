@@ -58,7 +58,7 @@ impl EncoderSizes {
 }
 
 /// An encoder classifier's architecture read from an HF `config.json`.
-pub trait EncoderSpec: Send + Sync + 'static {
+pub trait EncoderSpec: std::fmt::Debug + Send + Sync + 'static {
     /// The model built on one parameter set.
     type Model: Encoder;
     /// The sizes.

@@ -31,7 +31,7 @@ pub struct Scores {
 
 /// A transformer architecture lineage can evaluate: how to build it from checkpoint tensors and
 /// how to score a batch of token sequences.
-pub trait Architecture: Send + Sync + 'static {
+pub trait Architecture: std::fmt::Debug + Send + Sync + 'static {
     /// The model built on one parameter set.
     type Model: Send + Sync + 'static;
 
@@ -288,6 +288,12 @@ fn blend_reusing(
 impl<A: Architecture> Evaluator for TransformerEvaluator<A> {
     fn describe(&self) -> String {
         self.description.clone()
+    }
+
+    /// Every field of the architecture's configuration (activation, norms' epsilon, rotary
+    /// settings, ...), not only those its description names.
+    fn model_specification(&self) -> String {
+        format!("{:?}", self.architecture)
     }
 
     fn n_examples(&self) -> usize {
