@@ -262,4 +262,37 @@ mod tests {
         assert!(Geometry::new(&[1, 1, 2, 2], 5, 1, 1).is_err());
         assert!(Geometry::new(&[1, 2, 2], 1, 1, 0).is_err());
     }
+
+    #[test]
+    fn unrolled_values_follow_the_coordinate_rule() {
+        // Kernels larger than the map, padding wider than the kernel, strides that skip columns.
+        for (kernel, stride, padding, height, width) in [
+            (3, 1, 1, 4, 5),
+            (3, 2, 1, 7, 6),
+            (5, 1, 2, 1, 1),
+            (1, 2, 0, 5, 3),
+            (5, 3, 4, 2, 3),
+            (2, 1, 3, 1, 2),
+        ] {
+            let g = Geometry::new(&[2, 3, height, width], kernel, stride, padding).unwrap();
+            let x: Vec<f32> = (0..2 * 3 * height * width).map(|v| v as f32 + 1.0).collect();
+            let columns = unroll(&g, &x);
+            let (ho, wo) = g.output();
+            let mut expected = Vec::new();
+            for c in 0..3 {
+                for (di, dj) in (0..kernel).flat_map(|di| (0..kernel).map(move |dj| (di, dj))) {
+                    for b in 0..2 {
+                        for (i, j) in (0..ho).flat_map(|i| (0..wo).map(move |j| (i, j))) {
+                            let value = match (g.source(i, di, height), g.source(j, dj, width)) {
+                                (Some(y), Some(x_)) => x[((b * 3 + c) * height + y) * width + x_],
+                                _ => 0.0,
+                            };
+                            expected.push(value);
+                        }
+                    }
+                }
+            }
+            assert_eq!(columns, expected, "k {kernel} s {stride} p {padding} {height}x{width}");
+        }
+    }
 }

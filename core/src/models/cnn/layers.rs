@@ -9,6 +9,7 @@ use candle_nn::Linear;
 
 use crate::models::cnn::batchnorm::BatchNorm;
 use crate::models::cnn::im2col::{Geometry, Im2Col};
+use crate::models::transformer::kernels::{self, Then};
 
 /// The tensors of one checkpoint, on the model's device, by name.
 pub type Tensors = HashMap<String, Tensor>;
@@ -101,7 +102,14 @@ pub fn conv2d(x: &Tensor, weight: &Tensor, stride: usize, padding: usize) -> can
     for first in (0..g.batch).step_by(chunk) {
         let images = chunk.min(g.batch - first);
         let columns = x.narrow(0, first, images)?.contiguous()?.apply_op1(op)?;
-        outputs.push(weight.matmul(&columns)?.reshape((o, images, ho, wo))?.transpose(0, 1)?);
+        let product = if kernels::supports(&columns) && !weight.track_op() && !columns.track_op() {
+            // Without gradients, in f32: the product's output columns (positions) cut into one
+            // slice per thread (2-5% faster on the `cnn_path` bench than candle's matmul).
+            kernels::linear(&weight, &columns.t()?, None, Then::Nothing)?
+        } else {
+            weight.matmul(&columns)?
+        };
+        outputs.push(product.reshape((o, images, ho, wo))?.transpose(0, 1)?);
     }
     Tensor::cat(&outputs, 0)
 }
@@ -196,6 +204,9 @@ mod tests {
             let candles = x.conv2d(&weight, padding, stride, 1, 1).unwrap();
             let case = format!("k {k}, stride {stride}, padding {padding}");
             assert!(largest(&ours, &candles) < 1e-5, "{case}");
+            // Without gradients (evaluation): the product runs on lineage's GEMM kernel.
+            let evaluated = conv2d(&x.as_tensor().detach(), &weight.as_tensor().detach(), stride, padding).unwrap();
+            assert!(largest(&evaluated, &candles) < 1e-5, "{case}, without gradients");
             // A loss weighting every output differently, so that each gradient entry is checked.
             let weights = Tensor::randn(0f32, 1.0, ours.dims(), &device).unwrap();
             let gradients = |y: &Tensor| y.mul(&weights).unwrap().sum_all().unwrap().backward().unwrap();

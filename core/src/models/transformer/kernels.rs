@@ -12,6 +12,9 @@
 //! one slice per thread, each its own single-threaded product ([`column_slices`]). In a same-run A/B of the
 //! `transformer_path` bench (README, "Benchmarks") this ran Pythia-160m's path 7-11% faster than
 //! faer's GEMM (whose kernels were slower on the 768 x 50304 output layer) and BERT-base's as fast.
+//! The CNNs' convolutions run their products on it too when no gradient is taken
+//! ([`crate::models::cnn::layers::conv2d`]: weight `[O, C·k·k]` times the im2col matrix, read
+//! transposed in place).
 
 use candle_core::{CpuStorage, DType, Layout, Tensor};
 use rayon::prelude::*;

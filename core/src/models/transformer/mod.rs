@@ -22,7 +22,7 @@ mod dense;
 mod evaluator;
 pub mod gpt2;
 pub mod gpt_neox;
-mod kernels;
+pub(crate) mod kernels;
 pub mod olmo;
 pub mod permutations;
 pub mod roberta;
