@@ -190,8 +190,9 @@ impl DecoderSpec for OlmoSpec {
 
 /// Where a layer normalises.
 enum Norms {
-    /// OLMo-1: before attention and before the MLP, parameter-free (the model's `plain_norm`).
-    Before,
+    /// OLMo-1: before attention and before the MLP, parameter-free (weight 1, bias 0: the same
+    /// values as none); one norm that every layer and the final norm share.
+    Before(LayerNorm),
     /// OLMo-2: after attention and after the MLP, and on the query and key projections.
     After {
         attention: LayerNorm,
@@ -218,8 +219,6 @@ pub struct Olmo {
     spec: OlmoSpec,
     embed: Embedding,
     layers: Vec<Layer>,
-    /// OLMo-1's parameter-free layer norm (weight 1, bias 0: the same values as none).
-    plain_norm: LayerNorm,
     final_norm: LayerNorm,
     head: Dense,
 }
@@ -231,6 +230,15 @@ impl Olmo {
     pub fn load(vb: VarBuilder, spec: &OlmoSpec) -> candle_core::Result<Self> {
         let (h, i) = (spec.hidden_size, spec.intermediate_size);
         let (q_width, kv_width) = (spec.num_heads * spec.head_dim, spec.num_kv_heads * spec.head_dim);
+        let device = vb.device();
+        let plain_norm = match spec.version {
+            OlmoVersion::One => Some(LayerNorm::new(
+                Tensor::ones(h, DType::F32, device)?,
+                Tensor::zeros(h, DType::F32, device)?,
+                OLMO1_LAYER_NORM_EPS,
+            )),
+            OlmoVersion::Two => None,
+        };
         // With tied embeddings every name starts with `model.`, which the loaders strip.
         let body = if vb.contains_tensor("embed_tokens.weight") {
             vb.clone()
@@ -247,9 +255,9 @@ impl Olmo {
             .map(|n| {
                 let vb = body.pp(format!("layers.{n}"));
                 let attn = vb.pp("self_attn");
-                let norms = match spec.version {
-                    OlmoVersion::One => Norms::Before,
-                    OlmoVersion::Two => Norms::After {
+                let norms = match &plain_norm {
+                    Some(plain) => Norms::Before(plain.clone()),
+                    None => Norms::After {
                         attention: rms(h, vb.pp("post_attention_layernorm"))?,
                         feed_forward: rms(h, vb.pp("post_feedforward_layernorm"))?,
                         queries: rms(q_width, attn.pp("q_norm"))?,
@@ -274,21 +282,14 @@ impl Olmo {
         } else {
             dense_no_bias(h, spec.vocab_size, vb.pp("lm_head"))?
         };
-        let device = vb.device();
-        let plain_norm = LayerNorm::new(
-            Tensor::ones(h, DType::F32, device)?,
-            Tensor::zeros(h, DType::F32, device)?,
-            OLMO1_LAYER_NORM_EPS,
-        );
-        let final_norm = match spec.version {
-            OlmoVersion::One => plain_norm.clone(),
-            OlmoVersion::Two => rms(h, body.pp("norm"))?,
+        let final_norm = match plain_norm {
+            Some(plain) => plain,
+            None => rms(h, body.pp("norm"))?,
         };
         Ok(Self {
             spec: spec.clone(),
             embed,
             layers,
-            plain_norm,
             final_norm,
             head,
         })
@@ -359,9 +360,9 @@ impl Decoder for Olmo {
         let x = self.embed.forward(input_ids)?;
         let block = |layer: &Layer, x: &Tensor| -> candle_core::Result<Tensor> {
             match &layer.norms {
-                Norms::Before => {
-                    let h = (x + self.attend(layer, &self.plain_norm.forward(x)?, bias, &rotary)?)?;
-                    let mlp = self.mlp(layer, &self.plain_norm.forward(&h)?)?;
+                Norms::Before(plain) => {
+                    let h = (x + self.attend(layer, &plain.forward(x)?, bias, &rotary)?)?;
+                    let mlp = self.mlp(layer, &plain.forward(&h)?)?;
                     mlp + h
                 }
                 Norms::After {
