@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use common::{
     TORCH_TOLERANCE, assert_checkpoints_match, assert_close, assert_path_matches, evaluator_for, floats, own_fixture,
-    read_json, widen,
+    read_json, unpadded_copy, widen,
 };
 use lineage_core::methods::interpolation::endpoint_barrier;
 use lineage_core::models::evaluator::Evaluator;
@@ -55,6 +55,24 @@ fn every_checkpoint_matches_pytorch() {
     );
     assert_eq!(reference["checkpoints"].as_object().unwrap().len(), 9);
     assert_checkpoints_match(evaluator.as_ref(), &reference["checkpoints"], load);
+}
+
+#[test]
+fn an_unpadded_eval_set_matches_pytorch_as_the_padded_one() {
+    // Sequences of their own lengths, as a tokenizer without padding writes them: lineage pads
+    // them and makes the attention mask.
+    let dir = tempfile::tempdir().unwrap();
+    let unpadded = EvalData::load(&unpadded_copy(&bert_fixture("eval.parquet"), dir.path())).unwrap();
+    // The mask made from the rows' lengths is the fixture's own.
+    let mask = |d: &EvalData| d.attention_mask.as_ref().unwrap().to_vec2::<u32>().unwrap();
+    assert_eq!(mask(&unpadded), mask(&data()));
+    assert!(
+        mask(&unpadded).iter().any(|row| row.contains(&0)),
+        "rows of different lengths"
+    );
+    let config = checkpoint_dir("init0-order0", 0).join("config.json");
+    let evaluator = evaluator_for(Some(&config), &load("init0-order0", 0), &unpadded).unwrap();
+    assert_checkpoints_match(evaluator.as_ref(), &reference()["checkpoints"], load);
 }
 
 #[test]

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use common::{
     TORCH_TOLERANCE, assert_checkpoints_match, assert_close, assert_path_matches, bools, evaluator_for, floats,
-    own_fixture, read_json, widen,
+    own_fixture, read_json, unpadded_copy, widen,
 };
 use lineage_core::EvalData;
 use lineage_core::methods::interpolation::{blend, endpoint_barrier};
@@ -152,14 +152,22 @@ fn a_wrong_tensor_shape_is_named() {
 #[test]
 fn per_token_labels_score_only_the_labelled_tokens() {
     let reference = reference();
-    let data = EvalData::load(&lm_fixture("eval_answers.parquet")).unwrap();
-    assert!(data.token_labels.is_some() && !data.has_labels());
-    for family in FAMILIES {
+    let padded = EvalData::load(&lm_fixture("eval_answers.parquet")).unwrap();
+    assert!(padded.token_labels.is_some() && !padded.has_labels());
+    // The same sequences at their own lengths (no mask), as a tokenizer without padding writes
+    // them: lineage pads ids and labels and makes the mask.
+    let dir = tempfile::tempdir().unwrap();
+    let unpadded = EvalData::load(&unpadded_copy(&lm_fixture("eval_answers.parquet"), dir.path())).unwrap();
+    assert_eq!(
+        unpadded.attention_mask.as_ref().unwrap().to_vec2::<u32>().unwrap(),
+        padded.attention_mask.as_ref().unwrap().to_vec2::<u32>().unwrap()
+    );
+    for (family, data) in FAMILIES.iter().flat_map(|f| [(*f, &padded), (*f, &unpadded)]) {
         let want = &reference[family]["answers"];
         assert_eq!(want["checkpoint"], "seed0/150");
         let a = load(family, "seed0", 150);
         let config = checkpoint_dir(family, "seed0", 0).join("config.json");
-        let evaluator = evaluator_for(Some(&config), &a, &data).unwrap();
+        let evaluator = evaluator_for(Some(&config), &a, data).unwrap();
         let got = evaluator.evaluate(&a).unwrap();
         assert_eq!(
             evaluator.n_examples(),

@@ -3,7 +3,10 @@
 //! Read from `.safetensors` / `.npz` (arrays `inputs` or `input_ids`, `labels`, optional
 //! `attention_mask` and `token_type_ids`) or `.parquet` (list column `inputs` (numbers) or
 //! `input_ids` (integers), integer column `labels`, optional list columns `attention_mask` and
-//! `token_type_ids`). The three formats give identical data.
+//! `token_type_ids`). The three formats give identical data. Parquet token lists may differ in
+//! length from row to row, as a tokenizer without padding writes them: shorter rows are padded on
+//! the right (ids and segment ids 0, attention mask 0, per-token labels -100), and when the file
+//! has no `attention_mask` one is made from the rows' lengths.
 //! Token ids without `labels` are language-model data: the targets are the next tokens. Token ids
 //! with `labels` of their own shape (a list column in Parquet) are language-model data with
 //! per-token targets in Hugging Face's convention: `labels[t]` is the token position t - 1
@@ -431,19 +434,59 @@ fn read_parquet(path: &Path) -> Result<HashMap<String, Tensor>> {
         .finish()
         .map_err(|e| CoreError::data(path, format!("unreadable Parquet: {e}")))?;
     let mut arrays = HashMap::new();
-    for name in [INPUTS, INPUT_IDS, ATTENTION_MASK, TOKEN_TYPE_IDS] {
+    if let Some(series) = column(&df, INPUTS) {
+        arrays.insert(
+            INPUTS.to_string(),
+            list_column(path, INPUTS, series, Element::Feature)?.values,
+        );
+    }
+    // Rows of token ids may differ in length; the columns that go with them must follow them.
+    let mut ids_lengths = None;
+    if let Some(series) = column(&df, INPUT_IDS) {
+        let ids = list_column(path, INPUT_IDS, series, Element::Token { pad: 0 })?;
+        if let Some(row) = ids.lengths.iter().position(|&len| len == 0) {
+            return Err(CoreError::data(
+                path,
+                format!("column `{INPUT_IDS}`: row {row} has no tokens"),
+            ));
+        }
+        arrays.insert(INPUT_IDS.to_string(), ids.values);
+        ids_lengths = Some(ids.lengths);
+    }
+    let token_column = |name: &str, series: &Series, pad: i64| -> Result<Tensor> {
+        let lists = list_column(path, name, series, Element::Token { pad })?;
+        if let Some(lengths) = &ids_lengths
+            && let Some(row) = (0..lengths.len().min(lists.lengths.len())).find(|&r| lengths[r] != lists.lengths[r])
+        {
+            return Err(CoreError::data(
+                path,
+                format!(
+                    "column `{name}`: row {row} has {} values, `{INPUT_IDS}` {}",
+                    lists.lengths[row], lengths[row]
+                ),
+            ));
+        }
+        Ok(lists.values)
+    };
+    for name in [ATTENTION_MASK, TOKEN_TYPE_IDS] {
         if let Some(series) = column(&df, name) {
-            let float = name == INPUTS;
-            arrays.insert(name.to_string(), list_column(path, name, series, float)?);
+            let values = token_column(name, series, 0)?;
+            arrays.insert(name.to_string(), values);
         }
     }
     if let Some(series) = column(&df, LABELS) {
         let labels = match series.dtype() {
             // Per-token targets of language-model data.
-            DataType::List(_) => list_column(path, LABELS, series, false)?,
+            DataType::List(_) => token_column(LABELS, series, IGNORE_INDEX)?,
             _ => int_column(path, series)?,
         };
         arrays.insert(LABELS.to_string(), labels);
+    }
+    if let Some(lengths) = &ids_lengths
+        && !arrays.contains_key(ATTENTION_MASK)
+        && lengths.iter().any(|&len| len != lengths[0])
+    {
+        arrays.insert(ATTENTION_MASK.to_string(), mask_of_lengths(path, lengths)?);
     }
     // Token ids without labels are language-model data.
     let no_inputs = !arrays.contains_key(INPUTS) && !arrays.contains_key(INPUT_IDS);
@@ -468,8 +511,40 @@ fn column<'a>(df: &'a DataFrame, name: &str) -> Option<&'a Series> {
     df.column(name).ok().map(|c| c.as_materialized_series())
 }
 
-/// A list column of equal-length lists -> `[N, D]` tensor (f32 when `float`, else i64).
-fn list_column(path: &Path, name: &str, series: &Series, float: bool) -> Result<Tensor> {
+/// What a list column holds.
+#[derive(Clone, Copy)]
+enum Element {
+    /// Numbers (read as f32), in lists of one length: an example's features.
+    Feature,
+    /// Integers (read as i64), in lists whose lengths may differ: a sequence's tokens, the shorter
+    /// lists padded on the right with `pad`.
+    Token { pad: i64 },
+}
+
+/// A list column as a matrix, with the length of each row before padding.
+struct Lists {
+    /// `[N, D]`: f32 features or i64 tokens, `D` the longest row.
+    values: Tensor,
+    /// Each row's own length.
+    lengths: Vec<usize>,
+}
+
+/// The `[N, D]` attention mask (i64) of token rows of `lengths`: 1 on each row's tokens, 0 on the
+/// padding after them.
+fn mask_of_lengths(path: &Path, lengths: &[usize]) -> Result<Tensor> {
+    let width = lengths.iter().copied().max().unwrap_or(0);
+    let mask: Vec<i64> = lengths
+        .iter()
+        .flat_map(|&len| (0..width).map(move |t| i64::from(t < len)))
+        .collect();
+    Tensor::from_vec(mask, (lengths.len(), width), &Device::Cpu)
+        .map_err(|e| CoreError::data(path, format!("attention mask: {e}")))
+}
+
+/// A list column -> [`Lists`]: features (f32) must have one length; token rows (i64) of different
+/// lengths are padded on the right to the longest.
+fn list_column(path: &Path, name: &str, series: &Series, element: Element) -> Result<Lists> {
+    let float = matches!(element, Element::Feature);
     let err = |problem: String| CoreError::data(path, format!("column `{name}`: {problem}"));
     let DataType::List(inner) = series.dtype() else {
         return Err(err(format!("has type {}, expected a list of numbers", series.dtype())));
@@ -487,36 +562,42 @@ fn list_column(path: &Path, name: &str, series: &Series, float: bool) -> Result<
         .map_err(|e| err(format!("cannot convert: {e}")))?;
     let lists = cast.list().map_err(|e| err(e.to_string()))?;
     let n = lists.len();
-    let mut width: Option<usize> = None;
-    let mut floats: Vec<f32> = Vec::new();
-    let mut ints: Vec<i64> = Vec::new();
+    let mut lengths = Vec::with_capacity(n);
     for (row, item) in lists.series_iter().enumerate() {
         let item = item.ok_or_else(|| err(format!("row {row} is null")))?;
-        match width {
-            None => width = Some(item.len()),
-            Some(w) if w != item.len() => {
-                return Err(err(format!("row {row} has {} values, row 0 has {w}", item.len())));
-            }
-            Some(_) => {}
-        }
         if item.null_count() > 0 {
             return Err(err(format!("row {row} contains nulls")));
         }
-        if float {
-            let values = item.f32().map_err(|e| err(e.to_string()))?;
-            floats.extend(values.into_no_null_iter());
-        } else {
-            let values = item.i64().map_err(|e| err(e.to_string()))?;
-            ints.extend(values.into_no_null_iter());
+        if float && row > 0 && item.len() != lengths[0] {
+            return Err(err(format!(
+                "row {row} has {} values, row 0 has {}",
+                item.len(),
+                lengths[0]
+            )));
         }
+        lengths.push(item.len());
     }
-    let shape = (n, width.unwrap_or(0));
-    let tensor = if float {
-        Tensor::from_vec(floats, shape, &Device::Cpu)
-    } else {
-        Tensor::from_vec(ints, shape, &Device::Cpu)
+    let width = lengths.iter().copied().max().unwrap_or(0);
+    let shape = (n, width);
+    let tensor = match element {
+        Element::Feature => {
+            let mut floats: Vec<f32> = Vec::with_capacity(n * width);
+            for item in lists.series_iter().flatten() {
+                floats.extend(item.f32().map_err(|e| err(e.to_string()))?.into_no_null_iter());
+            }
+            Tensor::from_vec(floats, shape, &Device::Cpu)
+        }
+        Element::Token { pad } => {
+            let mut ints: Vec<i64> = Vec::with_capacity(n * width);
+            for item in lists.series_iter().flatten() {
+                ints.extend(item.i64().map_err(|e| err(e.to_string()))?.into_no_null_iter());
+                ints.resize(ints.len() + width - item.len(), pad);
+            }
+            Tensor::from_vec(ints, shape, &Device::Cpu)
+        }
     };
-    tensor.map_err(|e| err(e.to_string()))
+    let values = tensor.map_err(|e| err(e.to_string()))?;
+    Ok(Lists { values, lengths })
 }
 
 /// The integer `labels` column -> `[N]` i64 tensor.
@@ -654,6 +735,85 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("`token_type_ids` has shape [1, 2]"), "{err}");
+    }
+
+    /// A Parquet file of list columns (i64 unless named `inputs`) and optional int `labels`.
+    fn write_parquet(dir: &Path, lists: &[(&str, Vec<Vec<i64>>)], labels: Option<Vec<i64>>) -> PathBuf {
+        use polars::prelude::{Column, IntoColumn, NamedFrom, ParquetWriter};
+        let mut columns: Vec<Column> = lists
+            .iter()
+            .map(|(name, rows)| {
+                let rows: Vec<Series> = rows
+                    .iter()
+                    .map(|row| match *name {
+                        INPUTS => Series::new("".into(), row.iter().map(|&v| v as f32).collect::<Vec<_>>()),
+                        _ => Series::new("".into(), row.clone()),
+                    })
+                    .collect();
+                Series::new((*name).into(), rows).into_column()
+            })
+            .collect();
+        if let Some(labels) = labels {
+            columns.push(Series::new(LABELS.into(), labels).into_column());
+        }
+        let path = dir.join("data.parquet");
+        let mut df = DataFrame::new_infer_height(columns).unwrap();
+        ParquetWriter::new(File::create(&path).unwrap())
+            .finish(&mut df)
+            .unwrap();
+        path
+    }
+
+    #[test]
+    fn token_rows_of_different_lengths_are_padded_on_the_right() {
+        let dir = tempfile::tempdir().unwrap();
+        let ids = vec![vec![101, 7, 8], vec![101, 9], vec![101]];
+        let matrix = |t: &Option<Tensor>| t.as_ref().unwrap().to_vec2::<u32>().unwrap();
+
+        // No mask in the file: one from the rows' lengths.
+        let path = write_parquet(dir.path(), &[(INPUT_IDS, ids.clone())], Some(vec![0, 1, 0]));
+        let d = EvalData::load(&path).unwrap();
+        assert_eq!(
+            d.inputs.to_vec2::<u32>().unwrap(),
+            [[101, 7, 8], [101, 9, 0], [101, 0, 0]]
+        );
+        assert_eq!(matrix(&d.attention_mask), [[1, 1, 1], [1, 1, 0], [1, 0, 0]]);
+        assert_eq!(d.labels, [0, 1, 0]);
+
+        // The file's own mask and segment ids, padded alike; per-token labels padded with -100.
+        let mask = vec![vec![1, 1, 1], vec![1, 0], vec![1]];
+        let types = vec![vec![0, 1, 1], vec![0, 1], vec![0]];
+        let targets = vec![vec![-100, 7, 8], vec![-100, 9], vec![-100]];
+        let columns = [
+            (INPUT_IDS, ids.clone()),
+            (ATTENTION_MASK, mask),
+            (TOKEN_TYPE_IDS, types),
+            (LABELS, targets),
+        ];
+        let d = EvalData::load(&write_parquet(dir.path(), &columns, None)).unwrap();
+        assert_eq!(matrix(&d.attention_mask), [[1, 1, 1], [1, 0, 0], [1, 0, 0]]);
+        assert_eq!(matrix(&d.token_type_ids), [[0, 1, 1], [0, 1, 0], [0, 0, 0]]);
+        let targets = d.token_labels.unwrap().to_vec2::<i64>().unwrap();
+        assert_eq!(targets, [[-100, 7, 8], [-100, 9, -100], [-100, -100, -100]]);
+
+        // Rows that do not go together, an empty sequence, features of different lengths.
+        let mask = vec![vec![1, 1, 1], vec![1, 1, 1], vec![1]];
+        let path = write_parquet(dir.path(), &[(INPUT_IDS, ids), (ATTENTION_MASK, mask)], None);
+        let err = EvalData::load(&path).unwrap_err().to_string();
+        assert!(
+            err.contains("data.parquet") && err.contains("`attention_mask`: row 1 has 3 values, `input_ids` 2"),
+            "{err}"
+        );
+        let path = write_parquet(dir.path(), &[(INPUT_IDS, vec![vec![101, 7], vec![]])], None);
+        let err = EvalData::load(&path).unwrap_err().to_string();
+        assert!(err.contains("`input_ids`: row 1 has no tokens"), "{err}");
+        let path = write_parquet(
+            dir.path(),
+            &[(INPUTS, vec![vec![1, 2, 3], vec![4, 5]])],
+            Some(vec![0, 1]),
+        );
+        let err = EvalData::load(&path).unwrap_err().to_string();
+        assert!(err.contains("`inputs`: row 1 has 2 values, row 0 has 3"), "{err}");
     }
 
     #[test]

@@ -138,3 +138,64 @@ pub fn barrier11(evaluator: &dyn lineage_core::Evaluator, a: &ParamSet, b: &Para
         .collect();
     lineage_core::methods::interpolation::endpoint_barrier(&alphas, &losses)
 }
+
+/// A copy in `dir` of the right-padded Parquet eval set `path` as a tokenizer without padding writes
+/// one: each row's token lists cut to its attended tokens, and no `attention_mask` column.
+pub fn unpadded_copy(path: &Path, dir: &Path) -> PathBuf {
+    use polars::prelude::{
+        Column, DataFrame, IntoColumn, ListChunked, NamedFrom, ParquetReader, ParquetWriter, SerReader, Series,
+    };
+    let df = ParquetReader::new(std::fs::File::open(path).unwrap()).finish().unwrap();
+    let lists = |name: &str| -> Vec<Vec<i64>> {
+        let series = df.column(name).unwrap().as_materialized_series().clone();
+        let lists: &ListChunked = series.list().unwrap();
+        lists
+            .series_iter()
+            .map(|row| {
+                row.unwrap()
+                    .cast(&polars::prelude::DataType::Int64)
+                    .unwrap()
+                    .i64()
+                    .unwrap()
+                    .into_no_null_iter()
+                    .collect()
+            })
+            .collect()
+    };
+    let lengths: Vec<usize> = lists("attention_mask")
+        .iter()
+        .map(|mask| {
+            let len = mask.iter().filter(|&&m| m == 1).count();
+            assert!(
+                mask[..len].iter().all(|&m| m == 1),
+                "{}: not right-padded",
+                path.display()
+            );
+            len
+        })
+        .collect();
+    let mut columns: Vec<Column> = Vec::new();
+    for column in df.columns() {
+        let name = column.name().as_str();
+        if name == "attention_mask" {
+            continue;
+        }
+        let column = if matches!(column.dtype(), polars::prelude::DataType::List(_)) {
+            let rows: Vec<Series> = lists(name)
+                .into_iter()
+                .zip(&lengths)
+                .map(|(row, &len)| Series::new("".into(), row[..len].to_vec()))
+                .collect();
+            Series::new(name.into(), rows).into_column()
+        } else {
+            column.clone()
+        };
+        columns.push(column);
+    }
+    let copy = dir.join(path.file_name().unwrap());
+    let mut df = DataFrame::new_infer_height(columns).unwrap();
+    ParquetWriter::new(std::fs::File::create(&copy).unwrap())
+        .finish(&mut df)
+        .unwrap();
+    copy
+}
