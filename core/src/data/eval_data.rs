@@ -27,6 +27,9 @@ pub const INPUTS: &str = "inputs";
 pub const INPUT_IDS: &str = "input_ids";
 /// Name of the label array / column (integers >= 0).
 pub const LABELS: &str = "labels";
+/// Other names of the labels, used when there is no `labels`, as Hugging Face's data collators
+/// accept them: `datasets`' classification splits (GLUE, IMDB) name their column `label`.
+pub const LABEL_ALIASES: [&str; 2] = ["label", "label_ids"];
 /// Name of the optional attention mask array / column (same shape as the token ids).
 pub const ATTENTION_MASK: &str = "attention_mask";
 /// Name of the optional segment ids array / column (BERT sentence pairs; same shape as the ids).
@@ -152,7 +155,10 @@ impl EvalData {
         };
         let n = inputs.dims()[0];
         let mut token_labels = None;
-        let labels = match arrays.remove(LABELS) {
+        let labels = arrays
+            .remove(LABELS)
+            .or_else(|| LABEL_ALIASES.iter().find_map(|name| arrays.remove(*name)));
+        let labels = match labels {
             // Per-token targets: language-model data in Hugging Face's convention.
             Some(labels) if inputs.dtype() == DType::U32 && labels.rank() == 2 && labels.dims()[1] > 1 => {
                 token_labels = Some(per_token_labels(path, labels, &inputs)?);
@@ -474,11 +480,14 @@ fn read_parquet(path: &Path) -> Result<HashMap<String, Tensor>> {
             arrays.insert(name.to_string(), values);
         }
     }
-    if let Some(series) = column(&df, LABELS) {
+    let labels = std::iter::once(LABELS)
+        .chain(LABEL_ALIASES)
+        .find_map(|name| column(&df, name).map(|series| (name, series)));
+    if let Some((name, series)) = labels {
         let labels = match series.dtype() {
             // Per-token targets of language-model data.
-            DataType::List(_) => token_column(LABELS, series, IGNORE_INDEX)?,
-            _ => int_column(path, series)?,
+            DataType::List(_) => token_column(name, series, IGNORE_INDEX)?,
+            _ => int_column(path, name, series)?,
         };
         arrays.insert(LABELS.to_string(), labels);
     }
@@ -496,7 +505,7 @@ fn read_parquet(path: &Path) -> Result<HashMap<String, Tensor>> {
         let missing = if no_inputs {
             "`inputs` (or `input_ids`)"
         } else {
-            "`labels`"
+            "`labels` (or `label`)"
         };
         return Err(CoreError::data(
             path,
@@ -600,9 +609,9 @@ fn list_column(path: &Path, name: &str, series: &Series, element: Element) -> Re
     Ok(Lists { values, lengths })
 }
 
-/// The integer `labels` column -> `[N]` i64 tensor.
-fn int_column(path: &Path, series: &Series) -> Result<Tensor> {
-    let err = |problem: String| CoreError::data(path, format!("column `{LABELS}`: {problem}"));
+/// The integer labels column `name` -> `[N]` i64 tensor.
+fn int_column(path: &Path, name: &str, series: &Series) -> Result<Tensor> {
+    let err = |problem: String| CoreError::data(path, format!("column `{name}`: {problem}"));
     if !series.dtype().is_integer() {
         return Err(err(format!("has type {}, expected integers", series.dtype())));
     }
@@ -814,6 +823,51 @@ mod tests {
         );
         let err = EvalData::load(&path).unwrap_err().to_string();
         assert!(err.contains("`inputs`: row 1 has 2 values, row 0 has 3"), "{err}");
+    }
+
+    #[test]
+    fn labels_may_be_named_as_in_hugging_face_datasets() {
+        use polars::prelude::{IntoColumn, NamedFrom, ParquetWriter};
+        let dir = tempfile::tempdir().unwrap();
+        let ids = vec![vec![101, 7], vec![101, 8]];
+        let mut df = DataFrame::new_infer_height(vec![]).unwrap();
+        for name in LABEL_ALIASES {
+            // `write_parquet` names the labels `labels`: rename them.
+            let path = write_parquet(dir.path(), &[(INPUT_IDS, ids.clone())], Some(vec![1, 0]));
+            df = ParquetReader::new(File::open(&path).unwrap()).finish().unwrap();
+            df.rename(LABELS, name.into()).unwrap();
+            ParquetWriter::new(File::create(&path).unwrap())
+                .finish(&mut df)
+                .unwrap();
+            let d = EvalData::load(&path).unwrap();
+            assert_eq!(d.labels, [1, 0], "{name}");
+            // In a safetensors file too.
+            let path = write_safetensors(
+                dir.path(),
+                vec![
+                    ("inputs", Tensor::zeros((2, 3), DType::F32, &Device::Cpu).unwrap()),
+                    (name, Tensor::new(&[2i64, 1], &Device::Cpu).unwrap()),
+                ],
+            );
+            assert_eq!(EvalData::load(&path).unwrap().labels, [2, 1], "{name}");
+        }
+        // `labels` wins over an alias; an alias's problems name its column.
+        let mut both = df.clone();
+        both.with_column(Series::new(LABELS.into(), vec![0i64, 0]).into_column())
+            .unwrap();
+        let path = dir.path().join("both.parquet");
+        ParquetWriter::new(File::create(&path).unwrap())
+            .finish(&mut both)
+            .unwrap();
+        assert_eq!(EvalData::load(&path).unwrap().labels, [0, 0]);
+        let mut text = df.clone();
+        text.with_column(Series::new("label_ids".into(), vec!["a", "b"]).into_column())
+            .unwrap();
+        ParquetWriter::new(File::create(&path).unwrap())
+            .finish(&mut text)
+            .unwrap();
+        let err = EvalData::load(&path).unwrap_err().to_string();
+        assert!(err.contains("column `label_ids`: has type str"), "{err}");
     }
 
     #[test]

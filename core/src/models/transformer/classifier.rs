@@ -153,7 +153,7 @@ impl<S: EncoderSpec> Architecture for SequenceClassifier<S> {
         if !data.has_labels() {
             return Err(CoreError::data(
                 &data.source,
-                "a sequence classifier needs class labels: there is no `labels`",
+                "a sequence classifier needs class labels: there is no `labels` (or `label`) column",
             ));
         }
         if data.min_classes() > sizes.labels {
