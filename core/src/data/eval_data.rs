@@ -435,10 +435,7 @@ fn read_error(path: &Path, e: candle_core::Error) -> CoreError {
 /// The `inputs`/`input_ids`, `labels`, `attention_mask` and `token_type_ids` columns of a Parquet
 /// file, as arrays.
 fn read_parquet(path: &Path) -> Result<HashMap<String, Tensor>> {
-    let file = File::open(path).map_err(|e| CoreError::io(path, e))?;
-    let df = ParquetReader::new(file)
-        .finish()
-        .map_err(|e| CoreError::data(path, format!("unreadable Parquet: {e}")))?;
+    let (df, found) = read_parquet_columns(path)?;
     let mut arrays = HashMap::new();
     if let Some(series) = column(&df, INPUTS) {
         arrays.insert(
@@ -501,7 +498,7 @@ fn read_parquet(path: &Path) -> Result<HashMap<String, Tensor>> {
     let no_inputs = !arrays.contains_key(INPUTS) && !arrays.contains_key(INPUT_IDS);
     let no_labels = !arrays.contains_key(INPUT_IDS) && !arrays.contains_key(LABELS);
     if no_inputs || no_labels {
-        let found: Vec<String> = df.get_column_names().iter().map(|n| format!("`{n}`")).collect();
+        let found: Vec<String> = found.iter().map(|n| format!("`{n}`")).collect();
         let missing = if no_inputs {
             "`inputs` (or `input_ids`)"
         } else {
@@ -513,6 +510,36 @@ fn read_parquet(path: &Path) -> Result<HashMap<String, Tensor>> {
         ));
     }
     Ok(arrays)
+}
+
+/// The columns of the Parquet file `path` that eval data is read from (other columns, e.g. the text
+/// or the example ids of a `datasets` export, are not read), and the names of all its columns. A
+/// panic inside the Parquet reader (a type it cannot read) is an error naming the file.
+fn read_parquet_columns(path: &Path) -> Result<(DataFrame, Vec<String>)> {
+    let unreadable = |problem: String| CoreError::data(path, format!("unreadable Parquet: {problem}"));
+    let file = File::open(path).map_err(|e| CoreError::io(path, e))?;
+    let read = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let mut reader = ParquetReader::new(file);
+        let found: Vec<String> = reader.schema()?.iter_names().map(|n| n.to_string()).collect();
+        let known = [INPUTS, INPUT_IDS, ATTENTION_MASK, TOKEN_TYPE_IDS, LABELS];
+        let wanted = found
+            .iter()
+            .filter(|n| known.contains(&n.as_str()) || LABEL_ALIASES.contains(&n.as_str()))
+            .cloned()
+            .collect();
+        reader.with_columns(Some(wanted)).finish().map(|df| (df, found))
+    }));
+    match read {
+        Ok(read) => read.map_err(|e| unreadable(e.to_string())),
+        Err(panic) => {
+            let why = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            Err(unreadable(format!("the Parquet reader failed ({why})")))
+        }
+    }
 }
 
 /// The column `name` as a series, if present.
@@ -868,6 +895,32 @@ mod tests {
             .unwrap();
         let err = EvalData::load(&path).unwrap_err().to_string();
         assert!(err.contains("column `label_ids`: has type str"), "{err}");
+    }
+
+    /// A Parquet file of `tests/fixtures/eval_data` (written by its `make_fixture.py` with pyarrow).
+    fn own_fixture(name: &str) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/eval_data")
+            .join(name)
+    }
+
+    #[test]
+    fn a_datasets_export_is_read_and_unreadable_types_are_errors() {
+        // Text and example ids beside the tokens, int8 masks, `label`, token lists of their own
+        // lengths, and columns of types the reader cannot read (decimal, float16), not read.
+        let d = EvalData::load(&own_fixture("datasets_export.parquet")).unwrap();
+        assert_eq!(d.labels, [1, 0, 1]);
+        assert_eq!(d.inputs.to_vec2::<u32>().unwrap()[1], [101, 9, 102, 0, 0]);
+        let mask = d.attention_mask.unwrap().to_vec2::<u32>().unwrap();
+        assert_eq!(mask, [[1, 1, 1, 1, 0], [1, 1, 1, 0, 0], [1, 1, 1, 1, 1]]);
+        assert_eq!(d.token_type_ids.unwrap().dims(), [3, 5]);
+        // Token ids of a type the reader cannot read: an error naming the file, not a crash.
+        let path = own_fixture("float16_ids.parquet");
+        let err = EvalData::load(&path).unwrap_err().to_string();
+        assert!(
+            err.contains("float16_ids.parquet") && err.contains("unreadable Parquet"),
+            "{err}"
+        );
     }
 
     #[test]
