@@ -17,9 +17,10 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
-use polars::prelude::{DataFrame, DataType, ParquetReader, SerReader, Series};
+use polars::prelude::{DataFrame, DataType, Series};
 
 use crate::error::{CoreError, Result};
+use crate::output::schema;
 
 /// Name of the feature array / column (numbers, upcast to f32).
 pub const INPUTS: &str = "inputs";
@@ -513,33 +514,12 @@ fn read_parquet(path: &Path) -> Result<HashMap<String, Tensor>> {
 }
 
 /// The columns of the Parquet file `path` that eval data is read from (other columns, e.g. the text
-/// or the example ids of a `datasets` export, are not read), and the names of all its columns. A
-/// panic inside the Parquet reader (a type it cannot read) is an error naming the file.
+/// or the example ids of a `datasets` export, are not read), and the names of all its columns.
 fn read_parquet_columns(path: &Path) -> Result<(DataFrame, Vec<String>)> {
-    let unreadable = |problem: String| CoreError::data(path, format!("unreadable Parquet: {problem}"));
     let file = File::open(path).map_err(|e| CoreError::io(path, e))?;
-    let read = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        let mut reader = ParquetReader::new(file);
-        let found: Vec<String> = reader.schema()?.iter_names().map(|n| n.to_string()).collect();
-        let known = [INPUTS, INPUT_IDS, ATTENTION_MASK, TOKEN_TYPE_IDS, LABELS];
-        let wanted = found
-            .iter()
-            .filter(|n| known.contains(&n.as_str()) || LABEL_ALIASES.contains(&n.as_str()))
-            .cloned()
-            .collect();
-        reader.with_columns(Some(wanted)).finish().map(|df| (df, found))
-    }));
-    match read {
-        Ok(read) => read.map_err(|e| unreadable(e.to_string())),
-        Err(panic) => {
-            let why = panic
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_default();
-            Err(unreadable(format!("the Parquet reader failed ({why})")))
-        }
-    }
+    let known = [INPUTS, INPUT_IDS, ATTENTION_MASK, TOKEN_TYPE_IDS, LABELS];
+    schema::read_parquet_columns(file, |name| known.contains(&name) || LABEL_ALIASES.contains(&name))
+        .map_err(|problem| CoreError::data(path, format!("unreadable Parquet: {problem}")))
 }
 
 /// The column `name` as a series, if present.
@@ -861,7 +841,7 @@ mod tests {
         for name in LABEL_ALIASES {
             // `write_parquet` names the labels `labels`: rename them.
             let path = write_parquet(dir.path(), &[(INPUT_IDS, ids.clone())], Some(vec![1, 0]));
-            df = ParquetReader::new(File::open(&path).unwrap()).finish().unwrap();
+            df = schema::read_parquet(&path).unwrap();
             df.rename(LABELS, name.into()).unwrap();
             ParquetWriter::new(File::create(&path).unwrap())
                 .finish(&mut df)

@@ -222,7 +222,33 @@ pub fn write_parquet(path: &Path, df: &mut DataFrame) -> Result<(), CoreError> {
 /// Reads a Parquet file.
 pub fn read_parquet(path: &Path) -> Result<DataFrame, CoreError> {
     let file = File::open(path).map_err(|e| CoreError::io(path, e))?;
-    ParquetReader::new(file)
-        .finish()
-        .map_err(|e| CoreError::Table(format!("{}: {e}", path.display())))
+    read_parquet_columns(file, |_| true)
+        .map(|(df, _)| df)
+        .map_err(|problem| CoreError::Table(format!("{}: {problem}", path.display())))
+}
+
+/// Reads the columns of the Parquet `file` whose names `wanted` accepts, with the names of all its
+/// columns; the problem as text when it cannot. A panic inside the reader (polars panics on some
+/// types it was built without) is that problem, not a crash.
+pub(crate) fn read_parquet_columns(
+    file: File,
+    wanted: impl Fn(&str) -> bool,
+) -> Result<(DataFrame, Vec<String>), String> {
+    let read = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let mut reader = ParquetReader::new(file);
+        let names: Vec<String> = reader.schema()?.iter_names().map(|n| n.to_string()).collect();
+        let selected = names.iter().filter(|n| wanted(n)).cloned().collect();
+        reader.with_columns(Some(selected)).finish().map(|df| (df, names))
+    }));
+    match read {
+        Ok(read) => read.map_err(|e| e.to_string()),
+        Err(panic) => {
+            let why = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            Err(format!("the Parquet reader failed ({why})"))
+        }
+    }
 }
