@@ -204,6 +204,7 @@ impl Walker {
                 },
             });
         }
+        self.add_final_save(dir, &listing);
         let (repos, mut subdirs): (Vec<PathBuf>, Vec<PathBuf>) =
             listing.dirs.into_iter().partition(|d| hf_hub::is_repo(d));
         self.add_hub_repos(&repos);
@@ -211,6 +212,47 @@ impl Walker {
         subdirs.sort_by_key(|d| d.is_symlink());
         for sub in &subdirs {
             self.walk(sub, depth + 1);
+        }
+    }
+
+    /// A Hugging Face Trainer's final save: weights without a step in their names beside the run's
+    /// `checkpoint-N` folders (`trainer.save_model(output_dir)` after training), at the step that
+    /// `trainer_state.json` beside them records (`global_step`). Nothing is added when a step folder
+    /// of that step exists (the same weights: training ended on a save step); without a readable
+    /// `global_step`, a problem says why the weights are not analysed.
+    fn add_final_save(&mut self, dir: &Path, listing: &Listing) {
+        let steps: Vec<u64> = listing.dirs.iter().filter_map(|d| step_of_dir(d)).collect();
+        let unnamed = listing
+            .files
+            .iter()
+            .any(|f| FileFormat::from_path(f).is_some() && !is_side_file(f) && step_of_file(f).is_none());
+        if steps.is_empty() || !unnamed {
+            return;
+        }
+        let Ok(Some((files, format))) = model_files(dir, &listing.files) else {
+            return;
+        };
+        match trainer_global_step(&dir.join("trainer_state.json")) {
+            Ok(step) if steps.contains(&step) => {}
+            Ok(step) => self.found.push(Found {
+                run: self.run_name(dir, None),
+                run_dir: dir.to_path_buf(),
+                checkpoint: Checkpoint {
+                    step,
+                    files,
+                    format,
+                    layout: Layout::HfTrainer,
+                    tokens: None,
+                },
+            }),
+            Err(why) => self.problems.push(Problem::new(
+                &files[0],
+                ProblemKind::AmbiguousName,
+                format!(
+                    "{}: skipped: weights without a step beside step folders (a final save?), and {why}",
+                    files[0].display()
+                ),
+            )),
         }
     }
 
@@ -353,6 +395,15 @@ impl Walker {
             problems: self.problems,
         }
     }
+}
+
+/// The `global_step` an HF Trainer's `trainer_state.json` at `path` records; why not, as text.
+fn trainer_global_step(path: &Path) -> Result<u64, String> {
+    let text = std::fs::read_to_string(path).map_err(|_| format!("no readable {}", path.display()))?;
+    serde_json::from_str::<serde_json::Value>(&text)
+        .ok()
+        .and_then(|state| state.get("global_step")?.as_u64())
+        .ok_or_else(|| format!("{} records no `global_step`", path.display()))
 }
 
 /// Lower is preferred when a (run, step) is found twice: safetensors over pickles, folders over files.

@@ -566,3 +566,50 @@ fn hub_repositories_of_two_organisations_with_one_name_are_two_runs() {
         ]
     );
 }
+
+#[test]
+fn an_hf_trainer_final_save_is_the_step_its_trainer_state_records() {
+    // `trainer.save_model(output_dir)` after training: weights beside the `checkpoint-N` folders.
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("seed0");
+    place(
+        &run.join("checkpoint-100/model.safetensors"),
+        &fixture_checkpoint("init0_order0", 100),
+    );
+    place(
+        &run.join("model.safetensors"),
+        &fixture_checkpoint("init0_order0", 1500),
+    );
+    let state = |step: &str| std::fs::write(run.join("trainer_state.json"), step).unwrap();
+
+    // Training ended between saves: the final save is a step of its own.
+    state(r#"{"global_step": 150, "log_history": []}"#);
+    let zoo = discover(dir.path());
+    assert_eq!(run_steps(&zoo), [("seed0".to_string(), vec![100, 150])]);
+    assert!(zoo.problems.is_empty(), "{:?}", zoo.problems);
+    let last = &zoo.runs[0].checkpoints[1];
+    assert_eq!(last.layout, Layout::HfTrainer);
+    assert_same_tensors(last, &fixture_checkpoint("init0_order0", 1500));
+
+    // Training ended on a save step: the checkpoint folder holds the same step, used alone, quietly.
+    state(r#"{"global_step": 100}"#);
+    let zoo = discover(dir.path());
+    assert_eq!(run_steps(&zoo), [("seed0".to_string(), vec![100])]);
+    assert!(zoo.problems.is_empty(), "{:?}", zoo.problems);
+
+    // No step recorded: the weights are named in a problem, not silently left out.
+    for state_text in [Some("{}"), Some("not json"), None] {
+        match state_text {
+            Some(text) => state(text),
+            None => std::fs::remove_file(run.join("trainer_state.json")).unwrap(),
+        }
+        let zoo = discover(dir.path());
+        assert_eq!(run_steps(&zoo), [("seed0".to_string(), vec![100])]);
+        assert_eq!(kinds(&zoo), [ProblemKind::AmbiguousName], "{state_text:?}");
+        let message = &zoo.problems[0].message;
+        assert!(
+            message.contains("model.safetensors") && message.contains("final save"),
+            "{message}"
+        );
+    }
+}
