@@ -460,7 +460,7 @@ fn read_parquet(path: &Path) -> Result<HashMap<String, Tensor>> {
     let token_column = |name: &str, series: &Series, pad: i64| -> Result<Tensor> {
         let lists = list_column(path, name, series, Element::Token { pad })?;
         if let Some(lengths) = &ids_lengths
-            && let Some(row) = (0..lengths.len().min(lists.lengths.len())).find(|&r| lengths[r] != lists.lengths[r])
+            && let Some(row) = lengths.iter().zip(&lists.lengths).position(|(ids, own)| ids != own)
         {
             return Err(CoreError::data(
                 path,
