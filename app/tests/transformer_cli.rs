@@ -62,6 +62,17 @@ fn seed_barrier(out: &Path, at_step: u64, a: &str, b: &str, aligned: bool) -> f6
     loss.f64().unwrap().get(row).unwrap()
 }
 
+/// The GPT-NeoX fixture zoo's seed-pair barrier at step 150 in `out` against PyTorch's path.
+fn assert_neox_barrier_matches_pytorch(out: &Path) {
+    let reference = reference(&core_fixture("causal_lm/reference.json"));
+    let want = endpoint_barrier(
+        &floats(&reference["alphas"]),
+        &floats(&reference["gpt_neox"]["path"]["loss"]),
+    );
+    let got = seed_barrier(out, 150, "seed0", "seed1", false);
+    assert!((got - want).abs() < 1e-4, "barrier {got} vs PyTorch {want}");
+}
+
 fn reference(path: &Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
@@ -121,13 +132,7 @@ fn pythia_style_zoo_batch_matches_pytorch() {
         "{evaluator}"
     );
 
-    let reference = reference(&core_fixture("causal_lm/reference.json"));
-    let want = endpoint_barrier(
-        &floats(&reference["alphas"]),
-        &floats(&reference["gpt_neox"]["path"]["loss"]),
-    );
-    let got = seed_barrier(&out, 150, "seed0", "seed1", false);
-    assert!((got - want).abs() < 1e-4, "barrier {got} vs PyTorch {want}");
+    assert_neox_barrier_matches_pytorch(&out);
 
     // Representations are per token, here the first block's output; probes need class labels,
     // which LM data does not have.
@@ -136,6 +141,54 @@ fn pythia_style_zoo_batch_matches_pytorch() {
     assert_eq!(table(&out, "probes").height(), 0);
     assert!(
         stderr.contains("no class labels (language-model data); probes skipped"),
+        "{stderr}"
+    );
+}
+
+/// `--matmul bf16x3`: where the processor has AMX tiles, the barriers still agree with PyTorch
+/// and nothing computed in f32 is reused from the shared result store (the evaluator's description,
+/// part of every cache key, names the precision); elsewhere the products stay f32, with a warning.
+#[test]
+fn bf16x3_products_agree_with_pytorch_and_are_cached_apart() {
+    let tmp = tempfile::tempdir().unwrap();
+    let zoo = core_fixture("causal_lm/zoo-gpt_neox");
+    let data = core_fixture("causal_lm/eval.parquet");
+    let run = |name: &str, extra: &[&str]| {
+        let out = tmp.path().join(name);
+        let output = batch_with(&zoo, &data, &out, &tmp.path().join("cache"))
+            .args(["--alphas", "5", "--no-views"])
+            .args(extra)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        assert!(output.status.success(), "{stderr}");
+        (out, stderr)
+    };
+    run("f32", &[]);
+    let (out, stderr) = run("bf16x3", &["--matmul", "bf16x3"]);
+    let report = report(&out);
+    let evaluator = report["evaluator"].as_str().unwrap();
+    let passes = report["work"]["checkpoints"]["forward_passes"].as_u64().unwrap();
+    if lineage_core::models::matmul::bf16x3_available() {
+        assert!(evaluator.ends_with("(bf16x3 products)"), "{evaluator}");
+        assert_eq!(report["matmul"], "bf16x3");
+        assert!(passes > 0, "the f32 evaluations were reused");
+    } else {
+        eprintln!("no AMX here: checking the f32 fallback and its warning");
+        assert!(stderr.contains("needs Intel AMX bf16 tiles"), "{stderr}");
+        assert!(!evaluator.contains("bf16x3"), "{evaluator}");
+        assert_eq!(report["matmul"], "f32");
+        assert_eq!(passes, 0, "f32 results are reused when the products are f32");
+    }
+    assert_neox_barrier_matches_pytorch(&out);
+    let output = batch_with(&zoo, &data, &tmp.path().join("bad"), &tmp.path().join("cache"))
+        .args(["--matmul", "bf16"])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("unknown precision `bf16` (one of f32, bf16x3)"),
         "{stderr}"
     );
 }

@@ -127,7 +127,7 @@ fn main() {
             examples: RESET_EXAMPLES,
             batch: RESET_BATCH,
         };
-        let evaluator = evaluator_on(Device::Cpu, bn)(Some(&config), &a, &data).unwrap();
+        let evaluator = evaluator_on(Device::Cpu, bn, Default::default())(Some(&config), &a, &data).unwrap();
         let (pa, pb) = (evaluator.prepare(&a).unwrap(), evaluator.prepare(&b).unwrap());
         println!("\n{}: {} interior alphas", evaluator.describe(), interior.len());
         let (best, median, worst) = time_spread(REPEATS, || {

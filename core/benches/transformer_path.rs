@@ -30,7 +30,9 @@
 //!
 //! Environment: `LINEAGE_BENCH_CASES` (comma-separated case names, default all),
 //! `LINEAGE_BENCH_SEQUENCES` (sequences of `bert-base` and `pythia-160m`, default 8),
-//! `LINEAGE_BENCH_REPEATS` (timed repeats after one warm-up, default 3), `LINEAGE_BENCH_LOSSES` (set:
+//! `LINEAGE_BENCH_REPEATS` (timed repeats after one warm-up, default 3), `LINEAGE_BENCH_MATMUL`
+//! (lineage's product precisions timed, each on the same path in every repeat: `f32`, `bf16x3`,
+//! comma-separated; default both where the machine has AMX, else f32), `LINEAGE_BENCH_LOSSES` (set:
 //! print both sides' mean loss at each point), `LINEAGE_BENCH_DEVICE`
 //! (`cpu`, the default, or `cuda` / `cuda:N` in a build with the `cuda` feature: both lineage and
 //! PyTorch then run on that GPU, and the peak memory reported is PyTorch's GPU memory, lineage's
@@ -55,6 +57,7 @@ use common::{checkpoint, time};
 use lineage_core::EvalData;
 use lineage_core::methods::interpolation::alpha_grid;
 use lineage_core::models::evaluator::Evaluator;
+use lineage_core::models::matmul::MatmulPrecision;
 use lineage_core::models::transformer::{
     Architecture, BertSpec, CausalLm, GptNeoxSpec, OlmoSpec, OlmoVersion, SequenceClassifier, TokenBatches,
     TransformerEvaluator,
@@ -332,7 +335,7 @@ fn run_case<A: Architecture>(case: &Case, architecture: A, torch: &mut Option<Py
     let real_tokens: usize = lengths.iter().sum();
     let (a, b) = (checkpoint(&architecture), checkpoint(&architecture));
     let checkpoint_bytes: usize = a.iter().map(|(_, t)| t.elem_count() * 4).sum();
-    let evaluator = TransformerEvaluator::new(architecture, &a, &data, &bench.device).unwrap();
+    let mut evaluator = TransformerEvaluator::new(architecture, &a, &data, &bench.device).unwrap();
     let (pa, pb) = (evaluator.prepare(&a).unwrap(), evaluator.prepare(&b).unwrap());
     let alphas = alpha_grid(case.alphas).unwrap();
     let interior = &alphas[1..case.alphas - 1];
@@ -388,46 +391,56 @@ fn run_case<A: Architecture>(case: &Case, architecture: A, torch: &mut Option<Py
         None => false,
     };
 
-    let lineage_path = || {
-        evaluator
-            .evaluate_paths(&[&pa, &pb], &[(0, 1)], interior)
-            .unwrap()
-            .remove(0)
-    };
     let mut baselines: Vec<Baseline> = if torch_ok {
         BLENDS
             .iter()
-            .map(|&(blend, label)| Baseline::new(blend, label))
+            .map(|&(blend, label)| Baseline::new(blend, label, bench.matmuls.len()))
             .collect()
     } else {
         Vec::new()
     };
-    let (mut ours, mut ours_rss) = (vec![], 0.0f64);
-    let mut max_diff = 0.0f64;
+    // Per precision of lineage's products: seconds per path, peak RSS, largest loss difference.
+    let mut ours = vec![Vec::new(); bench.matmuls.len()];
+    let mut ours_rss = vec![0.0f64; bench.matmuls.len()];
+    let mut max_diff = vec![0.0f64; bench.matmuls.len()];
     // One warm-up repeat (not timed), then the timed ones.
     for repeat in 0..=repeats {
-        reset_peak_rss();
-        let start = Instant::now();
-        let results = std::hint::black_box(lineage_path());
-        let secs = start.elapsed().as_secs_f64();
-        ours_rss = ours_rss.max(peak_rss().unwrap_or(f64::NAN));
-        if repeat > 0 {
-            ours.push(secs);
+        let mut secs = Vec::new();
+        let mut results = Vec::new();
+        for (v, &precision) in bench.matmuls.iter().enumerate() {
+            evaluator.set_matmul(precision);
+            reset_peak_rss();
+            let start = Instant::now();
+            let path = evaluator
+                .evaluate_paths(&[&pa, &pb], &[(0, 1)], interior)
+                .unwrap()
+                .remove(0);
+            secs.push(start.elapsed().as_secs_f64());
+            results.push(std::hint::black_box(path));
+            ours_rss[v] = ours_rss[v].max(peak_rss().unwrap_or(f64::NAN));
+            if repeat > 0 {
+                ours[v].push(secs[v]);
+            }
         }
         for baseline in baselines.iter_mut().filter(|b| b.ok) {
             let request = json!({"op": "path", "alphas": interior, "blend": baseline.blend});
             match torch.as_mut().unwrap().ask(request) {
                 Ok(reply) => {
                     baseline.rss = baseline.rss.max(reply["peak_rss"].as_f64().unwrap_or(f64::NAN));
-                    for (r, want) in results.iter().zip(reply["losses"].as_array().unwrap()) {
-                        max_diff = max_diff.max((r.loss - want.as_f64().unwrap()).abs());
-                        if std::env::var_os("LINEAGE_BENCH_LOSSES").is_some() {
-                            println!("  mean loss at a point: lineage {}, PyTorch {want}", r.loss);
+                    let losses = reply["losses"].as_array().unwrap();
+                    for (v, path) in results.iter().enumerate() {
+                        for (r, want) in path.iter().zip(losses) {
+                            max_diff[v] = max_diff[v].max((r.loss - want.as_f64().unwrap()).abs());
+                            if std::env::var_os("LINEAGE_BENCH_LOSSES").is_some() {
+                                println!("  mean loss at a point: lineage {}, PyTorch {want}", r.loss);
+                            }
                         }
                     }
                     if let (true, Some(t)) = (repeat > 0, reply["seconds"].as_f64()) {
                         baseline.seconds.push(t);
-                        baseline.ratios.push(t / secs);
+                        for (ratios, s) in baseline.ratios.iter_mut().zip(&secs) {
+                            ratios.push(t / s);
+                        }
                     }
                 }
                 Err(why) => {
@@ -437,22 +450,24 @@ fn run_case<A: Architecture>(case: &Case, architecture: A, torch: &mut Option<Py
             }
         }
     }
-    let (best, median, worst) = spread(&ours);
     let flop = case.flop_per_pass(&lengths) * passes as f64;
-    println!(
-        "lineage: best {best:.3} s, median {median:.3} s, worst {worst:.3} s per path over {repeats} repeats -> \
-         {:.2} forward passes/s, {:.0} real tokens/s, {:.1} GFLOP/s ({:.0}% of the matmul); peak RSS {} during a \
-         path ({:.1}x the checkpoint)",
-        passes as f64 / best,
-        (passes * real_tokens) as f64 / best,
-        flop / best / 1e9,
-        100.0 * flop / best / 1e9 / bench.mm_gflops,
-        gb(ours_rss),
-        ours_rss / checkpoint_bytes as f64
-    );
+    for (v, precision) in bench.matmuls.iter().enumerate() {
+        let (best, median, worst) = spread(&ours[v]);
+        println!(
+            "lineage, {} products: best {best:.3} s, median {median:.3} s, worst {worst:.3} s per path over {repeats} \
+             repeats -> {:.2} forward passes/s, {:.0} real tokens/s, {:.1} GFLOP/s ({:.0}% of the f32 matmul); peak \
+             RSS {} during a path ({:.1}x the checkpoint)",
+            precision.name(),
+            passes as f64 / best,
+            (passes * real_tokens) as f64 / best,
+            flop / best / 1e9,
+            100.0 * flop / best / 1e9 / bench.mm_gflops,
+            gb(ours_rss[v]),
+            ours_rss[v] / checkpoint_bytes as f64
+        );
+    }
     for baseline in baselines.iter().filter(|b| !b.seconds.is_empty()) {
         let (tb, tm, tw) = spread(&baseline.seconds);
-        let (rb, rm, rw) = spread(&baseline.ratios);
         let share_of_matmul = bench
             .torch_mm_gflops
             .map(|mm| format!(" ({:.0}% of its matmul)", 100.0 * flop / tb / 1e9 / mm))
@@ -466,10 +481,21 @@ fn run_case<A: Architecture>(case: &Case, architecture: A, torch: &mut Option<Py
             gb(baseline.rss),
             baseline.rss / checkpoint_bytes as f64
         );
-        println!("  lineage / that speed per repeat: worst {rb:.2}x, median {rm:.2}x, best {rw:.2}x");
+        for (ratios, precision) in baseline.ratios.iter().zip(&bench.matmuls) {
+            let (rb, rm, rw) = spread(ratios);
+            println!(
+                "  lineage ({}) / that speed per repeat: worst {rb:.2}x, median {rm:.2}x, best {rw:.2}x",
+                precision.name()
+            );
+        }
     }
     if baselines.iter().any(|b| !b.seconds.is_empty()) {
-        println!("mean losses along the path differ from PyTorch's by at most {max_diff:.1e}");
+        for (diff, precision) in max_diff.iter().zip(&bench.matmuls) {
+            println!(
+                "mean losses along the path ({} products) differ from PyTorch's by at most {diff:.1e}",
+                precision.name()
+            );
+        }
     }
 }
 
@@ -487,19 +513,19 @@ struct Baseline {
     /// False once a request failed (the case goes on without it).
     ok: bool,
     seconds: Vec<f64>,
-    /// PyTorch's time over lineage's, per repeat.
-    ratios: Vec<f64>,
+    /// PyTorch's time over lineage's, per repeat, for each precision of lineage's products.
+    ratios: Vec<Vec<f64>>,
     rss: f64,
 }
 
 impl Baseline {
-    fn new(blend: &'static str, label: &'static str) -> Self {
+    fn new(blend: &'static str, label: &'static str, precisions: usize) -> Self {
         Self {
             blend,
             label,
             ok: true,
             seconds: Vec::new(),
-            ratios: Vec::new(),
+            ratios: vec![Vec::new(); precisions],
             rss: 0.0,
         }
     }
@@ -513,6 +539,8 @@ struct Bench {
     mm_gflops: f64,
     /// PyTorch's speed on the same matmul in this run, when the worker runs.
     torch_mm_gflops: Option<f64>,
+    /// The precisions of lineage's products timed, each on the same path.
+    matmuls: Vec<MatmulPrecision>,
 }
 
 /// GFLOP/s of a `size`^3 matmul that took `seconds`.
@@ -538,6 +566,28 @@ fn run(case: &Case, torch: &mut Option<PyTorch>, bench: &Bench) {
             run_case(case, CausalLm(spec), torch, bench);
         }
     }
+}
+
+/// The precisions `LINEAGE_BENCH_MATMUL` names (`f32`, `bf16x3`, comma-separated), by default
+/// f32 and, where this machine computes it, bf16x3; one it cannot compute is said and left out. On a
+/// GPU only f32 (the setting is the CPU products').
+fn bench_matmuls(device: &Device) -> Vec<MatmulPrecision> {
+    if !device.is_cpu() {
+        return vec![MatmulPrecision::F32];
+    }
+    let names = std::env::var("LINEAGE_BENCH_MATMUL").unwrap_or_else(|_| "f32,bf16x3".into());
+    let mut chosen = Vec::new();
+    for name in names.split(',').map(str::trim) {
+        match MatmulPrecision::parse(name) {
+            Some(precision) if precision.effective() == precision => chosen.push(precision),
+            Some(precision) => println!("{}; not timed", precision.unavailable_note().unwrap_or_default()),
+            None => println!("LINEAGE_BENCH_MATMUL: unknown precision `{name}` (one of f32, bf16x3)"),
+        }
+    }
+    if chosen.is_empty() {
+        chosen.push(MatmulPrecision::F32);
+    }
+    chosen
 }
 
 fn main() {
@@ -603,6 +653,7 @@ fn main() {
         }
     });
     let bench = Bench {
+        matmuls: bench_matmuls(&device),
         device,
         device_name,
         mm_gflops,

@@ -7,8 +7,8 @@ mod common;
 use std::path::PathBuf;
 
 use common::{
-    TORCH_TOLERANCE, assert_checkpoints_match, assert_close, assert_path_matches, evaluator_for, floats, own_fixture,
-    read_json, unpadded_copy, widen,
+    TORCH_TOLERANCE, assert_checkpoints_match, assert_close, assert_path_matches, evaluator_for, floats,
+    matmul_precisions, own_fixture, read_json, unpadded_copy, widen,
 };
 use lineage_core::methods::interpolation::endpoint_barrier;
 use lineage_core::models::evaluator::Evaluator;
@@ -47,14 +47,17 @@ fn evaluator(reference_params: &ParamSet) -> Box<dyn Evaluator> {
 #[test]
 fn every_checkpoint_matches_pytorch() {
     let reference = reference();
-    let evaluator = evaluator(&load("init0-order0", 0));
-    assert!(
-        evaluator.describe().starts_with("bert 2 layers x 16 hidden"),
-        "{}",
-        evaluator.describe()
-    );
     assert_eq!(reference["checkpoints"].as_object().unwrap().len(), 9);
-    assert_checkpoints_match(evaluator.as_ref(), &reference["checkpoints"], load);
+    for precision in matmul_precisions() {
+        let mut evaluator = evaluator(&load("init0-order0", 0));
+        evaluator.set_matmul(precision);
+        assert!(
+            evaluator.describe().starts_with("bert 2 layers x 16 hidden"),
+            "{}",
+            evaluator.describe()
+        );
+        assert_checkpoints_match(evaluator.as_ref(), &reference["checkpoints"], load);
+    }
 }
 
 #[test]
@@ -83,21 +86,33 @@ fn interpolation_path_matches_pytorch() {
     let (a, b) = (load("init0-order0", 300), load("init1-order0", 300));
     assert_eq!(path["a"], "init0-order0/300");
     assert_eq!(path["b"], "init1-order0/300");
-    let evaluator = evaluator(&a);
-    let results = assert_path_matches(evaluator.as_ref(), &a, &b, &alphas, path);
-    let losses: Vec<f64> = results.iter().map(|r| r.loss).collect();
-    // Models from different inits: a clear barrier, as PyTorch finds.
-    let barrier = endpoint_barrier(&alphas, &losses);
-    assert!((barrier - endpoint_barrier(&alphas, &floats(&path["loss"]))).abs() < TORCH_TOLERANCE);
-    assert!(barrier > 0.2, "barrier {barrier}");
+    let mut losses_by_precision = Vec::new();
+    for precision in matmul_precisions() {
+        let mut evaluator = evaluator(&a);
+        evaluator.set_matmul(precision);
+        let results = assert_path_matches(evaluator.as_ref(), &a, &b, &alphas, path);
+        let losses: Vec<f64> = results.iter().map(|r| r.loss).collect();
+        losses_by_precision.push(losses.clone());
+        // Models from different inits: a clear barrier, as PyTorch finds.
+        let barrier = endpoint_barrier(&alphas, &losses);
+        assert!((barrier - endpoint_barrier(&alphas, &floats(&path["loss"]))).abs() < TORCH_TOLERANCE);
+        assert!(barrier > 0.2, "barrier {barrier}");
 
-    let mid = alphas.iter().position(|&x| x == 0.5).unwrap();
-    assert_close(
-        "per-example loss at alpha 0.5",
-        &widen(&results[mid].per_example_loss),
-        &floats(&path["per_example_loss_mid"]),
-        TORCH_TOLERANCE,
-    );
+        let mid = alphas.iter().position(|&x| x == 0.5).unwrap();
+        assert_close(
+            &format!("per-example loss at alpha 0.5 ({} products)", precision.name()),
+            &widen(&results[mid].per_example_loss),
+            &floats(&path["per_example_loss_mid"]),
+            TORCH_TOLERANCE,
+        );
+    }
+    // The bf16x3 products did run: their rounding differs from f32's (within the tolerance above).
+    if let [f32_losses, bf16x3_losses] = &losses_by_precision[..] {
+        assert_ne!(
+            f32_losses, bf16x3_losses,
+            "bf16x3 gave f32's bits: its products did not run"
+        );
+    }
 }
 
 #[test]

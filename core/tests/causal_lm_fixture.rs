@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use common::{
     TORCH_TOLERANCE, assert_checkpoints_match, assert_close, assert_path_matches, bools, evaluator_for, floats,
-    own_fixture, read_json, unpadded_copy, widen,
+    matmul_precisions, own_fixture, read_json, unpadded_copy, widen,
 };
 use lineage_core::EvalData;
 use lineage_core::methods::interpolation::{blend, endpoint_barrier};
@@ -53,8 +53,12 @@ fn language_model_data_has_no_labels() {
 #[test]
 fn every_checkpoint_matches_pytorch_token_by_token() {
     let reference = reference();
-    for family in FAMILIES {
-        let evaluator = evaluator(family, &load(family, "seed0", 0));
+    for (family, precision) in FAMILIES
+        .iter()
+        .flat_map(|f| matmul_precisions().into_iter().map(move |p| (*f, p)))
+    {
+        let mut evaluator = evaluator(family, &load(family, "seed0", 0));
+        evaluator.set_matmul(precision);
         assert!(evaluator.describe().starts_with(family), "{}", evaluator.describe());
         let checkpoints = &reference[family]["checkpoints"];
         assert_eq!(checkpoints.as_object().unwrap().len(), 4);
@@ -72,10 +76,14 @@ fn every_checkpoint_matches_pytorch_token_by_token() {
 fn interpolation_paths_match_pytorch() {
     let reference = reference();
     let alphas = floats(&reference["alphas"]);
-    for family in FAMILIES {
+    for (family, precision) in FAMILIES
+        .iter()
+        .flat_map(|f| matmul_precisions().into_iter().map(move |p| (*f, p)))
+    {
         let path = &reference[family]["path"];
         let (a, b) = (load(family, "seed0", 150), load(family, "seed1", 150));
-        let evaluator = evaluator(family, &a);
+        let mut evaluator = evaluator(family, &a);
+        evaluator.set_matmul(precision);
         let results = assert_path_matches(evaluator.as_ref(), &a, &b, &alphas, path);
         let losses: Vec<f64> = results.iter().map(|r| r.loss).collect();
         let barrier = endpoint_barrier(&alphas, &losses);

@@ -66,7 +66,8 @@ fn bn(mode: BnMode) -> BnOptions {
 }
 
 fn evaluator(family: &str, mode: BnMode, reference_params: &ParamSet) -> Box<dyn Evaluator> {
-    evaluator_on(test_device(), bn(mode))(Some(&config(family)), reference_params, &data(family)).unwrap()
+    evaluator_on(test_device(), bn(mode), Default::default())(Some(&config(family)), reference_params, &data(family))
+        .unwrap()
 }
 
 /// The final checkpoints of the two seeds (different initialisations).
@@ -178,7 +179,7 @@ fn the_reset_set_is_part_of_the_key() {
             data: path,
             ..bn(BnMode::Reset)
         };
-        evaluator_on(test_device(), options)(Some(&config("resnet20")), &a, &eval).unwrap()
+        evaluator_on(test_device(), options, Default::default())(Some(&config("resnet20")), &a, &eval).unwrap()
     };
     let default = with(None);
     // The same images from a file: the same key and the same results.
@@ -196,7 +197,8 @@ fn the_architecture_is_inferred_from_tensor_names() {
     for family in FAMILIES {
         let (a, _) = pair(family);
         let named = evaluator(family, BnMode::Interpolate, &a);
-        let inferred = evaluator_on(test_device(), bn(BnMode::Interpolate))(None, &a, &data(family)).unwrap();
+        let inferred =
+            evaluator_on(test_device(), bn(BnMode::Interpolate), Default::default())(None, &a, &data(family)).unwrap();
         assert_eq!(inferred.describe(), named.describe(), "{family}");
         assert_eq!(inferred.evaluate(&a).unwrap(), named.evaluate(&a).unwrap(), "{family}");
     }
@@ -229,7 +231,7 @@ fn cifar_resnet_names_are_accepted() {
     )
     .unwrap();
     assert!(renamed.get("layer2.0.shortcut.0.weight").is_some() && renamed.get("linear.weight").is_some());
-    let factory = evaluator_on(test_device(), bn(BnMode::Interpolate));
+    let factory = evaluator_on(test_device(), bn(BnMode::Interpolate), Default::default());
     let got = factory(None, &renamed, &data("resnet20"))
         .unwrap()
         .evaluate(&renamed)
@@ -242,7 +244,7 @@ fn cifar_resnet_names_are_accepted() {
 fn bad_configs_and_data_are_clear_errors() {
     let dir = tempfile::tempdir().unwrap();
     let (a, _) = pair("resnet20");
-    let factory = evaluator_on(test_device(), bn(BnMode::Reset));
+    let factory = evaluator_on(test_device(), bn(BnMode::Reset), Default::default());
     let with_config = |text: &str| {
         let path = dir.path().join("config.json");
         std::fs::write(&path, text).unwrap();
@@ -298,6 +300,7 @@ fn bad_configs_and_data_are_clear_errors() {
             batch: 1,
             ..bn(BnMode::Reset)
         },
+        Default::default(),
     )(None, &a, &eval)
     .err()
     .unwrap()

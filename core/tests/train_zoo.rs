@@ -434,7 +434,9 @@ fn cnn_zoo_is_read_by_the_cnn_family() {
         ..BnOptions::default()
     };
     let params = lineage_loaders::load_params(&zoo.join("parent/step60/model.safetensors")).unwrap();
-    let evaluator = evaluator_on(Device::Cpu, stored)(Some(&zoo.join("parent/config.json")), &params, &data).unwrap();
+    let evaluator =
+        evaluator_on(Device::Cpu, stored, Default::default())(Some(&zoo.join("parent/config.json")), &params, &data)
+            .unwrap();
     assert!(evaluator.describe().contains("1x8x8"), "{}", evaluator.describe());
     let result = evaluator.evaluate(&params).unwrap();
     let run = summary.runs.iter().find(|r| r.name == "parent").unwrap();

@@ -13,7 +13,7 @@ use lineage_core::{AnalysisOptions, Named, analyse};
 use lineage_loaders::discover;
 
 use crate::options::{
-    BasinArgs, BnArgs, PathsOn, Plan, RepresentationArgs, SelectionArgs, analysis_options, eval_sets,
+    BasinArgs, BnArgs, ComputeArgs, PathsOn, Plan, RepresentationArgs, SelectionArgs, analysis_options, eval_sets,
 };
 use crate::summary::{print_warnings, print_zoo_problems, summary};
 use crate::terminal_progress::TerminalProgress;
@@ -62,10 +62,8 @@ pub struct BatchArgs {
     pub basins: BasinArgs,
     #[command(flatten)]
     pub views: RepresentationArgs,
-    /// Where the transformer and convolutional families run: cpu, cuda or cuda:N (CUDA needs a
-    /// build with `--features cuda`) [default: cpu]. The mlp family always runs on the CPU.
-    #[arg(long)]
-    pub device: Option<String>,
+    #[command(flatten)]
+    pub compute: ComputeArgs,
     #[command(flatten)]
     pub bn: BnArgs,
     /// Most checkpoints of a step held in memory at once: peak memory follows it, not the number of
@@ -149,7 +147,7 @@ struct Job {
 
 /// The analysis options of `lineage batch`: flags, then the plan, then core's defaults.
 fn options(args: &BatchArgs, plan: &Plan) -> anyhow::Result<AnalysisOptions> {
-    let mut options = analysis_options(&args.basins, &args.views, args.device.as_deref(), plan)?;
+    let mut options = analysis_options(&args.basins, &args.views, &args.compute, plan)?;
     let sweep = &mut options.sweep;
     if let Some(pairs) = plan.pairs {
         sweep.pairs = pairs;
@@ -222,6 +220,12 @@ fn slurm_script(job: &Job, args: &BatchArgs, n: usize) -> anyhow::Result<String>
     if job.options.device != default_device {
         common.push_str(&format!(" --device {}", job.options.device));
     }
+    let matmul_flag = if job.options.matmul != AnalysisOptions::default().matmul {
+        format!(" --matmul {}", job.options.matmul.name())
+    } else {
+        String::new()
+    };
+    common.push_str(&matmul_flag);
     let mut basin_flags = format!(
         " --cluster {} --barrier {}",
         job.options.basins.method.name(),
@@ -249,6 +253,7 @@ fn slurm_script(job: &Job, args: &BatchArgs, n: usize) -> anyhow::Result<String>
     if job.options.device != default_device {
         merge_flags.push_str(&format!(" --device {}", job.options.device));
     }
+    merge_flags.push_str(&matmul_flag);
     let out = abs(&job.out);
     let shards: Vec<String> = (1..=n).map(|i| format!("'{}/shard-{i}'", out.display())).collect();
     Ok(format!(

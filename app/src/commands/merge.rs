@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use crate::options::{BasinArgs, Plan, RepresentationArgs, analysis_options};
+use crate::options::{BasinArgs, ComputeArgs, Plan, RepresentationArgs, analysis_options};
 use crate::summary::{print_warnings, summary};
 use crate::terminal_progress::TerminalProgress;
 
@@ -22,14 +22,14 @@ pub struct MergeArgs {
     pub basins: BasinArgs,
     #[command(flatten)]
     pub views: RepresentationArgs,
-    /// Where the transformer families run for the views: cpu, cuda or cuda:N [default: cpu].
-    #[arg(long)]
-    pub device: Option<String>,
+    /// Where and how the transformer families run for the views.
+    #[command(flatten)]
+    pub compute: ComputeArgs,
 }
 
 /// Runs the command.
 pub fn run(args: &MergeArgs) -> anyhow::Result<ExitCode> {
-    let options = analysis_options(&args.basins, &args.views, args.device.as_deref(), &Plan::default())?;
+    let options = analysis_options(&args.basins, &args.views, &args.compute, &Plan::default())?;
     let _claim = lineage_core::output::lock::OutputLock::claim(&args.out)?;
     let analysis = lineage_core::merge(&args.shards, &options, &TerminalProgress::new())?;
     analysis.write(&args.out)?;

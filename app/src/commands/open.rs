@@ -5,6 +5,8 @@ use std::process::ExitCode;
 
 use lineage_core::AnalysisOptions;
 
+use crate::options::ComputeArgs;
+
 /// Arguments of `lineage open`.
 #[derive(Debug, Default, clap::Args)]
 pub struct OpenArgs {
@@ -13,18 +15,19 @@ pub struct OpenArgs {
     /// Eval data file [default: eval.safetensors / .npz / .parquet in DIR or its parent].
     #[arg(long)]
     pub data: Option<PathBuf>,
-    /// Where the transformer families run: cpu, cuda or cuda:N (CUDA needs a build with
-    /// `--features cuda`) [default: cpu].
-    #[arg(long)]
-    pub device: Option<String>,
+    #[command(flatten)]
+    pub compute: ComputeArgs,
 }
 
 /// Runs the command.
 pub fn run(args: &OpenArgs) -> anyhow::Result<ExitCode> {
     // An unusable device is an error here, before a window opens.
     let mut options = AnalysisOptions::default();
-    if let Some(device) = &args.device {
+    if let Some(device) = &args.compute.device {
         options.device = device.clone();
+    }
+    if let Some(matmul) = args.compute.matmul {
+        options.matmul = matmul;
     }
     lineage_core::models::transformer::device(&options.device)?;
     crate::gui::run(args.dir.clone(), args.data.clone(), options)?;

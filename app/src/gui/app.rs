@@ -12,6 +12,7 @@ use super::views::filter::SelectionDraft;
 use super::views::{self, Selection};
 use lineage_core::AnalysisOptions;
 use lineage_core::data::eval_sets::EvalSet;
+use lineage_core::models::matmul::{MatmulPrecision, bf16x3_available};
 use lineage_core::output::export::cluster_timeline;
 use lineage_core::output::schema::{Table, write_parquet};
 use lineage_core::output::tables::ClusterTimelineRow;
@@ -443,6 +444,23 @@ impl LineageApp {
                 && self.session.as_ref().is_some_and(|s| s.analysis.is_some())
             {
                 self.analyse();
+            }
+            let mut bf16x3 = self.options.matmul == MatmulPrecision::Bf16x3;
+            let toggle = egui::Checkbox::new(&mut bf16x3, "bf16x3 products (faster transformers)");
+            if ui
+                .add_enabled(bf16x3_available(), toggle)
+                .on_hover_text(
+                    "Linear layers as three bf16 products on AMX tiles: about 4e-6 relative error per product \
+                     instead of f32's 1e-7, 1.5-2x faster paths; results are cached apart (next analysis)",
+                )
+                .on_disabled_hover_text("Needs Intel AMX tiles (Sapphire Rapids or later, Linux)")
+                .changed()
+            {
+                self.options.matmul = if bf16x3 {
+                    MatmulPrecision::Bf16x3
+                } else {
+                    MatmulPrecision::F32
+                };
             }
             ui.checkbox(&mut self.log_x, "Log-scale steps");
         });

@@ -19,6 +19,7 @@ use rayon::prelude::*;
 use crate::data::features::Features;
 use crate::error::{CoreError, Result};
 use crate::methods::align::PermutationSpec;
+use crate::models::matmul::MatmulPrecision;
 
 /// Loss and correctness of one parameter set on the eval set.
 #[derive(Debug, Clone, PartialEq)]
@@ -95,6 +96,11 @@ pub trait Evaluator: Send + Sync {
     fn model_specification(&self) -> String {
         self.describe()
     }
+
+    /// Sets how the evaluator's CPU matrix products are computed (the transformers'; the other
+    /// families keep f32). Called before any evaluation; a precision other than f32 that the
+    /// machine computes is named in [`Evaluator::describe`], so results are cached apart.
+    fn set_matmul(&mut self, _precision: MatmulPrecision) {}
 
     /// Number of eval examples.
     fn n_examples(&self) -> usize;

@@ -7,6 +7,7 @@ pub mod cnn;
 pub mod evaluator;
 pub mod external;
 pub mod fast_math;
+pub mod matmul;
 pub mod mlp;
 pub mod registry;
 pub mod scoring;

@@ -12,6 +12,7 @@ use crate::error::{CoreError, Result};
 use crate::models::cnn::{BnOptions, CnnEvaluator, CnnSpec, input_shape, is_cnn_arch};
 use crate::models::evaluator::Evaluator;
 use crate::models::external::ExternalEvaluator;
+use crate::models::matmul::MatmulPrecision;
 use crate::models::mlp::{MlpEvaluator, MlpSpec};
 use crate::models::transformer::{MODEL_TYPES, evaluator_for_model_type};
 
@@ -33,11 +34,17 @@ pub fn evaluator_for(config: Option<&Path>, reference: &ParamSet, data: &EvalDat
 /// [`crate::models::transformer::MODEL_TYPES`] (see [`crate::models::transformer`]); without a config, or without
 /// `arch` / `model_type`, a ResNet or VGG is recognised by its tensor names, else an MLP is inferred
 /// from the tensors of `reference`. The factory checks that `reference` fits the model and the eval data.
+/// The transformers' CPU products are computed as `matmul` says ([`Evaluator::set_matmul`]).
 pub fn evaluator_on(
     device: Device,
     bn: BnOptions,
+    matmul: MatmulPrecision,
 ) -> impl Fn(Option<&Path>, &ParamSet, &EvalData) -> Result<Box<dyn Evaluator>> + Sync {
-    move |config, reference, data| build_evaluator(config, reference, data, &device, &bn)
+    move |config, reference, data| {
+        let mut evaluator = build_evaluator(config, reference, data, &device, &bn)?;
+        evaluator.set_matmul(matmul);
+        Ok(evaluator)
+    }
 }
 
 /// The convolutional evaluator of `spec` (`value` / `path`: the parsed `config.json`, if any).

@@ -7,6 +7,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::error::CoreError;
+use crate::models::matmul::MatmulPrecision;
 use crate::pipeline::analysis::Analysis;
 use crate::pipeline::options::{BasinOptions, RepresentationOptions, SweepOptions};
 use crate::pipeline::sweep::WorkCount;
@@ -29,6 +30,10 @@ pub struct Report {
     /// Where the transformer families ran.
     #[serde(default = "cpu")]
     pub device: String,
+    /// How the transformers' CPU matrix products were computed on this machine (`f32`, or
+    /// `bf16x3` where asked for and the processor has AMX tiles).
+    #[serde(default)]
+    pub matmul: MatmulPrecision,
     /// Run names.
     pub runs: Vec<String>,
     /// All steps.
@@ -151,6 +156,7 @@ impl Report {
             evaluator: sweep.evaluator.clone(),
             options: analysis.options.sweep.clone(),
             device: analysis.options.device.clone(),
+            matmul: analysis.options.matmul.effective(),
             runs,
             steps,
             rows: RowCounts {

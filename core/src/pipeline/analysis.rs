@@ -63,9 +63,10 @@ pub fn analyse(
     options.sweep.selection.validate()?;
     // Where runs start is a property of the whole zoo, whatever steps are selected.
     let starts = RunStarts::of(zoo);
-    let (selected, notes) = options.sweep.selection.select(zoo)?;
+    let (selected, mut notes) = options.sweep.selection.select(zoo)?;
+    notes.extend(options.matmul.unavailable_note());
     let zoo = &selected;
-    let factory = evaluator_on(device(&options.device)?, options.sweep.bn.clone());
+    let factory = evaluator_on(device(&options.device)?, options.sweep.bn.clone(), options.matmul);
     let sweep = run_sweep(zoo, data, &options.sweep, &options.basins, &factory, progress)?;
     let runs: Vec<String> = zoo.runs.iter().map(|r| r.name.clone()).collect();
     let mut analysis = Analysis {
@@ -170,7 +171,11 @@ impl Analysis {
         let (Some(zoo), Some(options)) = (zoo, &self.options.representations) else {
             return Ok(());
         };
-        let factory = evaluator_on(device(&self.options.device)?, self.options.sweep.bn.clone());
+        let factory = evaluator_on(
+            device(&self.options.device)?,
+            self.options.sweep.bn.clone(),
+            self.options.matmul,
+        );
         let computed = run_representations(
             zoo,
             &self.data,

@@ -10,6 +10,7 @@ use crate::methods::basins::ClusterMethod;
 use crate::methods::interpolation::BarrierKind;
 use crate::methods::probe::ProbeOptions;
 use crate::models::cnn::BnOptions;
+use crate::models::matmul::MatmulPrecision;
 use crate::pipeline::economy::EconomyOptions;
 use crate::pipeline::plan::{PairSets, Shard};
 use crate::pipeline::selection::SelectionOptions;
@@ -26,6 +27,13 @@ pub struct AnalysisOptions {
     /// Where the transformer families run: `cpu`, `cuda` or `cuda:N` (the mlp family always runs on
     /// the CPU).
     pub device: String,
+    /// How the transformers' CPU matrix products are computed (`--matmul`; f32 by default).
+    #[serde(default, skip_serializing_if = "is_f32")]
+    pub matmul: MatmulPrecision,
+}
+
+fn is_f32(precision: &MatmulPrecision) -> bool {
+    *precision == MatmulPrecision::F32
 }
 
 impl Default for AnalysisOptions {
@@ -35,6 +43,7 @@ impl Default for AnalysisOptions {
             basins: BasinOptions::default(),
             representations: Some(RepresentationOptions::default()),
             device: "cpu".into(),
+            matmul: MatmulPrecision::F32,
         }
     }
 }

@@ -45,8 +45,20 @@ pub fn evaluator_for(
     reference: &ParamSet,
     data: &lineage_core::EvalData,
 ) -> Result<Box<dyn lineage_core::Evaluator>, lineage_core::CoreError> {
-    let factory = lineage_core::models::registry::evaluator_on(test_device(), Default::default());
+    let factory = lineage_core::models::registry::evaluator_on(test_device(), Default::default(), Default::default());
     factory(config, reference, data)
+}
+
+/// The precisions of the CPU products a transformer fixture test runs with: f32, and bf16x3 where
+/// this machine computes it (else the reason is printed). On a GPU the setting is not used.
+pub fn matmul_precisions() -> Vec<lineage_core::models::matmul::MatmulPrecision> {
+    use lineage_core::models::matmul::MatmulPrecision;
+    let mut precisions = vec![MatmulPrecision::F32];
+    match MatmulPrecision::Bf16x3.unavailable_note() {
+        None => precisions.push(MatmulPrecision::Bf16x3),
+        Some(why) => eprintln!("bf16x3 products not tested here: {why}"),
+    }
+    precisions
 }
 
 /// A JSON file.

@@ -15,6 +15,7 @@ use crate::error::{CoreError, Result};
 use crate::methods::align::PermutationSpec;
 use crate::methods::interpolation::{blend, blend_into};
 use crate::models::evaluator::{EvalResult, Evaluator, Prepared, check_shapes};
+use crate::models::matmul::{self, MatmulPrecision};
 use crate::models::transformer::tokens::{TokenBatch, TokenBatches};
 
 /// What a forward pass over some examples gives, example by example.
@@ -95,6 +96,8 @@ pub struct TransformerEvaluator<A: Architecture> {
     /// Names and shapes every parameter set must have (those of the reference checkpoint).
     shapes: BTreeMap<String, Vec<usize>>,
     description: String,
+    /// How the CPU products are computed (made effective for this machine).
+    matmul: MatmulPrecision,
     /// On the CPU, the parameters of the last interpolated point, kept so that the next point is
     /// blended into them in place rather than into newly allocated tensors (one checkpoint's worth
     /// of memory, held while the evaluator lives). A pass holds the lock while it uses them.
@@ -151,6 +154,7 @@ impl<A: Architecture> TransformerEvaluator<A> {
             scoring_position,
             shapes: reference.shapes(),
             description,
+            matmul: MatmulPrecision::F32,
             scratch: Mutex::new(None),
         };
         evaluator.build(evaluator.on_device(reference.iter())?)?;
@@ -191,11 +195,13 @@ impl<A: Architecture> TransformerEvaluator<A> {
     /// are in eval-set order.
     fn run(&self, model: &A::Model, layer: Option<usize>) -> Result<Scores> {
         let mut scores = Scores::default();
-        for batch in self.tokens.iter() {
-            self.architecture
-                .score(model, batch, &self.labels, layer, &mut scores)
-                .map_err(|e| CoreError::Model(format!("{} forward pass: {e}", self.architecture.describe())))?;
-        }
+        matmul::scoped(self.matmul, || {
+            self.tokens.iter().try_for_each(|batch| {
+                self.architecture
+                    .score(model, batch, &self.labels, layer, &mut scores)
+                    .map_err(|e| CoreError::Model(format!("{} forward pass: {e}", self.architecture.describe())))
+            })
+        })?;
         if scores.loss.len() != self.n_examples || scores.correct.len() != self.n_examples {
             return Err(CoreError::Model(format!(
                 "{}: scored {} examples, expected {}",
@@ -287,7 +293,16 @@ fn blend_reusing(
 
 impl<A: Architecture> Evaluator for TransformerEvaluator<A> {
     fn describe(&self) -> String {
-        self.description.clone()
+        match self.matmul {
+            MatmulPrecision::F32 => self.description.clone(),
+            precision => format!("{} ({} products)", self.description, precision.name()),
+        }
+    }
+
+    fn set_matmul(&mut self, precision: MatmulPrecision) {
+        if self.device.is_cpu() {
+            self.matmul = precision.effective();
+        }
     }
 
     /// Every field of the architecture's configuration (activation, norms' epsilon, rotary

@@ -20,6 +20,9 @@ use candle_core::{CpuStorage, DType, Layout, Tensor};
 use rayon::prelude::*;
 
 use crate::models::fast_math;
+use crate::models::matmul::{self, MatmulPrecision};
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+use crate::models::transformer::bf16x3;
 use crate::models::transformer::causal::Activation;
 
 /// A tensor's f32 values on the CPU, with its layout (read through `storage_and_layout`).
@@ -116,6 +119,35 @@ pub(crate) fn linear(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>, then: T
                 candle_core::bail!("CPU linear: storage shorter than its layout");
             };
             let out = SharedOut(out.as_mut_ptr());
+            #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+            if matmul::current() == MatmulPrecision::Bf16x3 && k > 0 {
+                let right = bf16x3::Right {
+                    values: ws,
+                    columns: n,
+                    depth: k,
+                    column_stride: rhs_cs as usize,
+                    depth_stride: rhs_rs as usize,
+                };
+                let left = bf16x3::pack_left(xs, m, k);
+                let slices = column_slices(n);
+                let width = n.div_ceil(slices).next_multiple_of(32);
+                (0..slices).into_par_iter().for_each(|slice| {
+                    let first = (slice * width).min(n);
+                    // SAFETY: `current()` is bf16x3 only where AMX is available; `out` has room for
+                    // m x n values (see `product` below) and each slice writes only its columns.
+                    unsafe {
+                        bf16x3::multiply(
+                            &left,
+                            right,
+                            first..(first + width).min(n),
+                            out.at(0),
+                            n,
+                            bias_first.is_some(),
+                        )
+                    };
+                });
+                return Ok(());
+            }
             let product = |first: usize, columns: usize, parallelism: gemm::Parallelism| {
                 // SAFETY: the slices hold m x k and n x k values (the weight's n x k in either
                 // layout of `weight_strides`); `out` has room for m x n (its length when it starts
@@ -755,10 +787,19 @@ mod tests {
         assert!(rotate_queries_and_keys(&qkv, head, 5, &cos, &sin).is_err());
     }
 
-    /// A product cut into column slices (three threads: 200 columns as 67 + 67 + 66) gives every
-    /// column, with the bias, in either weight layout, and with an activation.
+    /// A product cut into column slices (three threads: 200 columns as 67 + 67 + 66, or for bf16x3
+    /// products as 96 + 96 + 8) gives every column, with the bias, in either weight layout, and with
+    /// an activation, with either precision (bf16x3 where the processor has AMX; else said).
     #[test]
     fn linear_cut_into_column_slices_gives_every_column() {
+        match MatmulPrecision::Bf16x3.unavailable_note() {
+            None => column_slices_give_every_column(MatmulPrecision::Bf16x3, 1e-4),
+            Some(why) => eprintln!("bf16x3 products not tested here: {why}"),
+        }
+        column_slices_give_every_column(MatmulPrecision::F32, 1e-5);
+    }
+
+    fn column_slices_give_every_column(precision: MatmulPrecision, tolerance: f32) {
         let device = Device::Cpu;
         let (m, k, n) = (9, 33, 200);
         let values = |count: usize, scale: f32| (0..count).map(|i| (i as f32 * scale).sin()).collect::<Vec<f32>>();
@@ -768,19 +809,23 @@ mod tests {
         let expected = x.matmul(&weight.t().unwrap()).unwrap().broadcast_add(&bias).unwrap();
         let transposed = weight.t().unwrap().contiguous().unwrap().t().unwrap();
         let pool = rayon::ThreadPoolBuilder::new().num_threads(3).build().unwrap();
+        // The precision is put in force on the pool's thread that calls `linear`.
         pool.install(|| {
-            assert_eq!(column_slices(n), 3);
-            for w in [&weight, &transposed] {
-                let got = linear(&x, w, Some(&bias), Then::Nothing).unwrap();
-                assert!(largest_difference(&got, &expected) < 1e-5);
-                let no_bias = linear(&x, w, None, Then::Nothing)
-                    .unwrap()
-                    .broadcast_add(&bias)
-                    .unwrap();
-                assert!(largest_difference(&no_bias, &expected) < 1e-5);
-                let relu = linear(&x, w, Some(&bias), Then::Activate(Activation::Relu)).unwrap();
-                assert!(largest_difference(&relu, &expected.relu().unwrap()) < 1e-5);
-            }
+            matmul::scoped(precision, || {
+                assert_eq!(column_slices(n), 3);
+                assert_eq!(matmul::current(), precision);
+                for w in [&weight, &transposed] {
+                    let got = linear(&x, w, Some(&bias), Then::Nothing).unwrap();
+                    assert!(largest_difference(&got, &expected) < tolerance);
+                    let no_bias = linear(&x, w, None, Then::Nothing)
+                        .unwrap()
+                        .broadcast_add(&bias)
+                        .unwrap();
+                    assert!(largest_difference(&no_bias, &expected) < tolerance);
+                    let relu = linear(&x, w, Some(&bias), Then::Activate(Activation::Relu)).unwrap();
+                    assert!(largest_difference(&relu, &expected.relu().unwrap()) < tolerance);
+                }
+            })
         });
         assert_eq!(column_slices(63), 1);
     }

@@ -16,6 +16,8 @@
 //! when lineage is built with the `cuda` feature ([`device`]).
 
 pub mod bert;
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+pub(crate) mod bf16x3;
 pub mod causal;
 pub mod classifier;
 mod dense;
