@@ -99,8 +99,10 @@ impl Right<'_> {
 }
 
 /// Splits the rows `x` `[m, k]` (row-major) for [`multiply`], blocks of 32 rows in parallel.
+/// Panics where the products cannot run ([`available`] false).
 pub(crate) fn pack_left(x: &[f32], m: usize, k: usize) -> Left {
     use rayon::prelude::*;
+    assert!(available(), "bf16x3 products need AMX tiles and AVX-512");
     assert!(x.len() >= m * k, "bf16x3: {} values for {m} x {k} rows", x.len());
     let depth = k.next_multiple_of(BLOCK);
     let steps = depth / 32;
@@ -120,7 +122,7 @@ pub(crate) fn pack_left(x: &[f32], m: usize, k: usize) -> Left {
             .for_each(|(block, tiles)| {
                 let first = block * BLOCK;
                 let rows = &x[first * k..(first + BLOCK).min(m) * k];
-                // SAFETY: AVX-512 is there (`available`).
+                // SAFETY: AVX-512 is there (`available`, asserted above).
                 unsafe { pack_left_block(rows, k, tiles) };
             });
     }
