@@ -50,10 +50,15 @@ pub fn evaluator_for(
 }
 
 /// The precisions of the CPU products a transformer fixture test runs with: f32, and bf16x3 where
-/// this machine computes it (else the reason is printed). On a GPU the setting is not used.
+/// this machine computes it (else the reason is printed); on a GPU ([`test_device`]) only f32, the
+/// setting being the CPU products'.
 pub fn matmul_precisions() -> Vec<lineage_core::models::matmul::MatmulPrecision> {
     use lineage_core::models::matmul::MatmulPrecision;
     let mut precisions = vec![MatmulPrecision::F32];
+    if !test_device().is_cpu() {
+        eprintln!("bf16x3 products not tested: they are the CPU's, and the tests run on a GPU");
+        return precisions;
+    }
     match MatmulPrecision::Bf16x3.unavailable_note() {
         None => precisions.push(MatmulPrecision::Bf16x3),
         Some(why) => eprintln!("bf16x3 products not tested here: {why}"),
