@@ -21,10 +21,10 @@ fn bert_fixture(rel: &str) -> PathBuf {
     core_fixture(&format!("bert/{rel}"))
 }
 
-/// Runs `lineage batch ZOO --data DATA --alphas 5 EXTRA...` into `tmp/out`; returns the output folder
-/// and stderr.
-fn batch_alphas5(zoo: &Path, data: &Path, tmp: &Path, extra: &[&str]) -> (PathBuf, String) {
-    let out = tmp.join("out");
+/// Runs `lineage batch ZOO --data DATA --alphas 5 EXTRA...` into `tmp/OUT_NAME` (result store
+/// `tmp/cache`); returns the output folder and stderr.
+fn batch_alphas5(zoo: &Path, data: &Path, tmp: &Path, out_name: &str, extra: &[&str]) -> (PathBuf, String) {
+    let out = tmp.join(out_name);
     let output = batch_with(zoo, data, &out, &tmp.join("cache"))
         .args(["--alphas", "5"])
         .args(extra)
@@ -88,6 +88,7 @@ fn bert_zoo_batch_matches_pytorch() {
         &bert_fixture("zoo"),
         &bert_fixture("eval.parquet"),
         tmp.path(),
+        "out",
         &["--align"],
     );
     let report = report(&out);
@@ -123,6 +124,7 @@ fn pythia_style_zoo_batch_matches_pytorch() {
         &zoo,
         &core_fixture("causal_lm/eval.parquet"),
         tmp.path(),
+        "out",
         &["--layer", "0"],
     );
     let report = report(&out);
@@ -153,19 +155,8 @@ fn bf16x3_products_agree_with_pytorch_and_are_cached_apart() {
     let tmp = tempfile::tempdir().unwrap();
     let zoo = core_fixture("causal_lm/zoo-gpt_neox");
     let data = core_fixture("causal_lm/eval.parquet");
-    let run = |name: &str, extra: &[&str]| {
-        let out = tmp.path().join(name);
-        let output = batch_with(&zoo, &data, &out, &tmp.path().join("cache"))
-            .args(["--alphas", "5", "--no-views"])
-            .args(extra)
-            .output()
-            .unwrap();
-        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-        assert!(output.status.success(), "{stderr}");
-        (out, stderr)
-    };
-    run("f32", &[]);
-    let (out, stderr) = run("bf16x3", &["--matmul", "bf16x3"]);
+    batch_alphas5(&zoo, &data, tmp.path(), "f32", &["--no-views"]);
+    let (out, stderr) = batch_alphas5(&zoo, &data, tmp.path(), "bf16x3", &["--no-views", "--matmul", "bf16x3"]);
     let report = report(&out);
     let evaluator = report["evaluator"].as_str().unwrap();
     let passes = report["work"]["checkpoints"]["forward_passes"].as_u64().unwrap();
