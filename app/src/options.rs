@@ -357,7 +357,11 @@ pub fn analysis_options(
     plan: &Plan,
 ) -> anyhow::Result<AnalysisOptions> {
     let defaults = AnalysisOptions::default();
-    let planned_matmul = plan.matmul.as_deref().map(parse_matmul).transpose();
+    let matmul = match (compute.matmul, plan.matmul.as_deref()) {
+        (Some(flag), _) => flag,
+        (None, Some(planned)) => parse_matmul(planned).map_err(|e| anyhow::anyhow!("matmul in the plan: {e}"))?,
+        (None, None) => defaults.matmul,
+    };
     Ok(AnalysisOptions {
         basins: basins.options(plan)?,
         representations: representations.options(plan),
@@ -366,12 +370,7 @@ pub fn analysis_options(
             .clone()
             .or(plan.device.clone())
             .unwrap_or(defaults.device),
-        matmul: match compute.matmul {
-            Some(precision) => precision,
-            None => planned_matmul
-                .map_err(|e| anyhow::anyhow!("matmul in the plan: {e}"))?
-                .unwrap_or(defaults.matmul),
-        },
+        matmul,
         sweep: defaults.sweep,
     })
 }

@@ -182,6 +182,30 @@ fn bf16x3_products_agree_with_pytorch_and_are_cached_apart() {
         stderr.contains("unknown precision `bf16` (one of f32, bf16x3)"),
         "{stderr}"
     );
+
+    // The plan key: the precision read from the plan (all cached by now), a wrong one named.
+    let plan = |name: &str, matmul: &str| {
+        let path = tmp.path().join(format!("{name}.toml"));
+        let text = format!(
+            "zoo = '{}'\ndata = '{}'\nout = '{name}'\ncache = 'cache'\nalphas = 5\nviews = false\nmatmul = '{matmul}'\n",
+            zoo.display(),
+            data.display()
+        );
+        std::fs::write(&path, text).unwrap();
+        common::lineage().args(["batch", "--plan"]).arg(&path).output().unwrap()
+    };
+    let output = plan("planned", "bf16x3");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let planned = common::report(&tmp.path().join("planned"));
+    assert_eq!(planned["matmul"], report["matmul"]);
+    assert_eq!(planned["computed"], 0, "the bf16x3 run's results are reused");
+    let output = plan("misplanned", "bf16");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("matmul in the plan: unknown precision `bf16`"),
+        "{stderr}"
+    );
 }
 
 #[test]

@@ -442,7 +442,6 @@ fn pack_right(right: Right, first: usize, count: usize, depth: usize, hi: &mut [
 }
 
 /// The bf16 high parts and remainders of 16 f32, each bf16 in the upper half of its 32 bits.
-#[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw")]
 fn split16(x: std::arch::x86_64::__m512) -> (std::arch::x86_64::__m512i, std::arch::x86_64::__m512i) {
     use std::arch::x86_64::*;
@@ -460,7 +459,6 @@ fn split16(x: std::arch::x86_64::__m512) -> (std::arch::x86_64::__m512i, std::ar
 
 /// The `_mm512_permutex2var_epi16` indices of the upper 16 bits of each 32 of `a`, then of `b`:
 /// from two [`split16`] results, the bf16 of 32 consecutive values in order (pairs of `k`).
-#[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw")]
 fn upper_halves_of_two() -> std::arch::x86_64::__m512i {
     std::arch::x86_64::_mm512_set_epi16(
@@ -470,7 +468,6 @@ fn upper_halves_of_two() -> std::arch::x86_64::__m512i {
 }
 
 /// Transposes 16 x 16 u32 held in 16 registers (four stages of unpacks and lane shuffles).
-#[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 fn transpose16(r: &mut [std::arch::x86_64::__m512i; 16]) {
     use std::arch::x86_64::*;
@@ -502,7 +499,6 @@ fn transpose16(r: &mut [std::arch::x86_64::__m512i; 16]) {
 ///
 /// # Safety
 /// AVX-512; `src` valid for 16 rows of 32 values `row_stride` apart.
-#[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw")]
 unsafe fn pack_chunk_of_rows(src: *const f32, row_stride: usize, hi: &mut [u16], lo: &mut [u16]) {
     use std::arch::x86_64::*;
@@ -535,7 +531,6 @@ unsafe fn pack_chunk_of_rows(src: *const f32, row_stride: usize, hi: &mut [u16],
 ///
 /// # Safety
 /// AVX-512; `src` valid for 32 rows of 16 values `depth_stride` apart.
-#[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw")]
 unsafe fn pack_chunk_of_columns(src: *const f32, depth_stride: usize, hi: &mut [u16], lo: &mut [u16]) {
     use std::arch::x86_64::*;

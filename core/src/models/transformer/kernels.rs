@@ -129,23 +129,14 @@ pub(crate) fn linear(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>, then: T
                     depth_stride: rhs_rs as usize,
                 };
                 let left = bf16x3::pack_left(xs, m, k);
-                let slices = column_slices(n);
-                let width = n.div_ceil(slices).next_multiple_of(32);
-                (0..slices).into_par_iter().for_each(|slice| {
-                    let first = (slice * width).min(n);
-                    // SAFETY: `current()` is bf16x3 only where AMX is available; `out` has room for
-                    // m x n values (see `product` below) and each slice writes only its columns.
-                    unsafe {
-                        bf16x3::multiply(
-                            &left,
-                            right,
-                            first..(first + width).min(n),
-                            out.at(0),
-                            n,
-                            bias_first.is_some(),
-                        )
-                    };
-                });
+                // Slices of whole 32-column output blocks.
+                column_ranges(n, column_slices(n), 32)
+                    .into_par_iter()
+                    .for_each(|columns| {
+                        // SAFETY: `current()` is bf16x3 only where AMX is available; `out` has room for
+                        // m x n values (see `product` below) and each slice writes only its columns.
+                        unsafe { bf16x3::multiply(&left, right, columns, out.at(0), n, bias_first.is_some()) };
+                    });
                 return Ok(());
             }
             let product = |first: usize, columns: usize, parallelism: gemm::Parallelism| {
@@ -181,13 +172,9 @@ pub(crate) fn linear(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>, then: T
             if slices == 1 {
                 product(0, n, gemm::Parallelism::Rayon(0));
             } else {
-                let width = n.div_ceil(slices);
-                (0..slices).into_par_iter().for_each(|slice| {
-                    let first = slice * width;
-                    if first < n {
-                        product(first, width.min(n - first), gemm::Parallelism::None);
-                    }
-                });
+                column_ranges(n, slices, 1)
+                    .into_par_iter()
+                    .for_each(|columns| product(columns.start, columns.len(), gemm::Parallelism::None));
             }
             Ok(())
         })
@@ -215,6 +202,16 @@ const MIN_SLICE_COLUMNS: usize = 64;
 /// 300-310 as two 384-column slices). A single slice leaves the threading to gemm.
 fn column_slices(n: usize) -> usize {
     (n / MIN_SLICE_COLUMNS).clamp(1, rayon::current_num_threads())
+}
+
+/// The `n` output columns cut into at most `slices` ranges of equal width (a multiple of
+/// `multiple`; the last one shorter), none empty.
+fn column_ranges(n: usize, slices: usize, multiple: usize) -> Vec<std::ops::Range<usize>> {
+    let width = n.div_ceil(slices.max(1)).next_multiple_of(multiple).max(1);
+    (0..n)
+        .step_by(width)
+        .map(|first| first..(first + width).min(n))
+        .collect()
 }
 
 /// What [`linear`] does to its product, in place, after the matrix product.
@@ -828,6 +825,14 @@ mod tests {
             })
         });
         assert_eq!(column_slices(63), 1);
+    }
+
+    #[test]
+    fn column_ranges_cover_every_column_once() {
+        assert_eq!(column_ranges(200, 3, 1), [0..67, 67..134, 134..200]);
+        assert_eq!(column_ranges(200, 3, 32), [0..96, 96..192, 192..200]);
+        assert_eq!(column_ranges(40, 3, 32), [0..32, 32..40]);
+        assert!(column_ranges(0, 2, 32).is_empty());
     }
 
     /// The activation runs on the product, bias included.
